@@ -1,0 +1,9 @@
+//! fragment-gateway: a self-hostable service that buys Telegram Stars and gifts Telegram
+//! Premium through Fragment, paid in TON from the client's own wallet.
+//!
+//! The binary (`src/main.rs`) only parses the command line; everything lives here so that
+//! tests and benchmarks use the same code.
+
+pub mod cli;
+pub mod sim;
+pub mod ton;
