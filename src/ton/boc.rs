@@ -150,6 +150,8 @@ mod tests {
         // root, mid, leaf: the shared leaf moved after `mid`.
         assert_eq!(bytes[6], 3);
         let no_crc = serialize(&root, false).unwrap();
-        assert_eq!(&no_crc[..], &bytes[..bytes.len() - 4]);
+        assert_eq!(bytes[4], 0x41, "crc flag and 1-byte references");
+        assert_eq!(no_crc[4], 0x01);
+        assert_eq!(&no_crc[5..], &bytes[5..bytes.len() - 4]);
     }
 }

@@ -1,1 +1,1027 @@
-//! placeholder
+//! HTTP client for toncenter's API (v2 for account state, sending and history; v3 to find a
+//! transaction by message hash).
+//!
+//! - Pacing: toncenter allows about 1 request/s without a key and 10 with a free key, and
+//!   answers 429 past that. Every client for the same endpoint and key shares one pacer, so
+//!   the budget holds for the whole process however many callers there are.
+//! - Retries with exponential backoff and jitter on 429, 5xx, timeouts and connection
+//!   failures, honouring `Retry-After`.
+//! - Broadcasts are special: a timeout or a 5xx after the BOC may have reached the network
+//!   leaves the outcome unknown, and a retry that then reports "seqno mismatch" may only mean
+//!   the first attempt landed. Such outcomes are `TonApiError::Unconfirmed`, never
+//!   `Rejected`: the caller must look the message up by hash instead of signing again.
+//!
+//! Response shapes: docs/toncenter-api.md.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use rand::Rng;
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+use tonlib_core::cell::ArcCell;
+use tonlib_core::{TonAddress, TonHash};
+
+use super::address::{self, parse_address};
+use super::amount::Nanoton;
+use super::transfer::{decode_boc, SignedTransfer};
+use super::wallet::{WalletContract, WalletVersion};
+
+/// How to reach a toncenter-compatible API.
+#[derive(Clone)]
+pub struct TonApiConfig {
+    /// Scheme, host and port, without `/api/v2` (e.g. `https://toncenter.com`).
+    pub base_url: String,
+    /// Sent as `X-API-Key`. Never logged.
+    pub api_key: Option<String>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Attempts per call, including the first.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt up to `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Request budget shared by the whole process; `None` disables pacing (local simulator).
+    pub requests_per_second: Option<f64>,
+}
+
+impl TonApiConfig {
+    /// toncenter's limits: 1 request/s without a key, 10 with a free key.
+    pub fn toncenter(base_url: impl Into<String>, api_key: Option<String>) -> Self {
+        let rps = if api_key.is_some() { 10.0 } else { 1.0 };
+        TonApiConfig {
+            base_url: base_url.into(),
+            api_key,
+            timeout: Duration::from_secs(10),
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(8),
+            requests_per_second: Some(rps),
+        }
+    }
+}
+
+impl fmt::Debug for TonApiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TonApiConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("requests_per_second", &self.requests_per_second)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TonApiError {
+    #[error("TON API did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("TON API is unreachable: {0}")]
+    Unreachable(String),
+    #[error("TON API rate limit exceeded (HTTP 429)")]
+    RateLimited,
+    #[error("TON API refused the API key (HTTP {0})")]
+    Unauthorized(u16),
+    #[error("TON API server error (HTTP {status}): {message}")]
+    Server { status: u16, message: String },
+    #[error("TON API refused the request (HTTP {status}): {message}")]
+    BadRequest { status: u16, message: String },
+    /// The network refused the external message; nothing was applied.
+    #[error("the network rejected the message{}: {message}", exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default())]
+    Rejected {
+        exit_code: Option<i32>,
+        message: String,
+    },
+    /// The broadcast may or may not have reached the network.
+    #[error("the outcome of the broadcast is unknown ({0}); find the message by its hash before anything else")]
+    Unconfirmed(String),
+    #[error("unexpected TON API response: {0}")]
+    BadResponse(String),
+    #[error("account {address} holds a contract that is not a {expected} wallet")]
+    NotThisWallet {
+        address: String,
+        expected: WalletVersion,
+    },
+}
+
+impl TonApiError {
+    /// Worth retrying the same request.
+    fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TonApiError::Timeout(_)
+                | TonApiError::Unreachable(_)
+                | TonApiError::RateLimited
+                | TonApiError::Server { .. }
+        )
+    }
+}
+
+/// Account status as v2 reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountStatus {
+    Active,
+    /// Never deployed (it may hold a balance); also what v2 says of never-used addresses.
+    Uninitialized,
+    Frozen,
+}
+
+/// A transaction id: logical time and hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxId {
+    pub lt: u64,
+    pub hash: TonHash,
+}
+
+#[derive(Clone, Debug)]
+pub struct AccountState {
+    pub balance: Nanoton,
+    pub status: AccountStatus,
+    pub code: Option<ArcCell>,
+    pub data: Option<ArcCell>,
+    pub last_transaction: Option<TxId>,
+}
+
+/// What a payer needs to know about its wallet before signing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalletState {
+    pub balance: Nanoton,
+    /// The seqno the next transfer must carry (0 while undeployed).
+    pub seqno: u32,
+    /// False until the first transfer deploys the contract (with StateInit attached).
+    pub deployed: bool,
+}
+
+/// What `sendBocReturnHash` answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendReceipt {
+    pub hash: TonHash,
+    pub hash_norm: Option<TonHash>,
+}
+
+/// A message as the indexer reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainMessage {
+    pub hash: TonHash,
+    /// Only external-in messages have it (v3).
+    pub hash_norm: Option<TonHash>,
+    pub source: Option<TonAddress>,
+    pub destination: Option<TonAddress>,
+    pub value: Nanoton,
+    pub body_hash: Option<TonHash>,
+    pub bounce: Option<bool>,
+    pub bounced: Option<bool>,
+}
+
+/// A transaction as the indexer reports it. The phase details exist only in v3 answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainTransaction {
+    pub hash: TonHash,
+    pub lt: u64,
+    pub utime: u64,
+    pub account: TonAddress,
+    pub total_fees: Nanoton,
+    pub aborted: Option<bool>,
+    pub compute_exit_code: Option<i32>,
+    pub action_result_code: Option<i32>,
+    pub in_msg: Option<ChainMessage>,
+    pub out_msgs: Vec<ChainMessage>,
+}
+
+/// How a broadcast ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferOutcome {
+    /// The wallet processed the message in this transaction.
+    Confirmed(ChainTransaction),
+    /// Not on chain after `valid_until` plus the finality margin: the wallet contract
+    /// can no longer accept it, so no funds moved.
+    Expired,
+}
+
+/// Requests-per-second budget shared by every client of one endpoint and key.
+#[derive(Debug)]
+struct Pacer {
+    interval: Mutex<Duration>,
+    next_slot: Mutex<Option<Instant>>,
+}
+
+impl Pacer {
+    /// The process-wide pacer for this endpoint and key. The key is hashed so the map never
+    /// holds it; a later client with a stricter budget tightens the shared one.
+    fn shared(base_url: &str, api_key: Option<&str>, rps: f64) -> Arc<Pacer> {
+        static PACERS: OnceLock<Mutex<HashMap<String, Arc<Pacer>>>> = OnceLock::new();
+        let key_fp = api_key
+            .map(|k| hex::encode(&Sha256::digest(k.as_bytes())[..8]))
+            .unwrap_or_default();
+        let id = format!("{}|{key_fp}", base_url.trim_end_matches('/'));
+        let interval = Duration::from_secs_f64(1.0 / rps.max(0.001));
+        let mut map = PACERS
+            .get_or_init(Default::default)
+            .lock()
+            .expect("pacer map poisoned");
+        let pacer = map.entry(id).or_insert_with(|| {
+            Arc::new(Pacer {
+                interval: Mutex::new(interval),
+                next_slot: Mutex::new(None),
+            })
+        });
+        {
+            let mut current = pacer.interval.lock().expect("pacer poisoned");
+            *current = (*current).max(interval);
+        }
+        Arc::clone(pacer)
+    }
+
+    /// Waits for this caller's slot. Slots are handed out in call order, one per interval.
+    async fn acquire(&self) {
+        let interval = *self.interval.lock().expect("pacer poisoned");
+        let slot = {
+            let mut next = self.next_slot.lock().expect("pacer poisoned");
+            let now = Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + interval);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// Client of a toncenter-compatible API. Cheap to clone; clones share the HTTP pool and the
+/// pacer.
+#[derive(Clone)]
+pub struct TonCenterClient {
+    http: reqwest::Client,
+    config: Arc<TonApiConfig>,
+    pacer: Option<Arc<Pacer>>,
+}
+
+impl fmt::Debug for TonCenterClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TonCenterClient")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// How long after `valid_until` a message can still show up: one finality period (~1 s on
+/// mainnet) plus indexer lag.
+pub const FINALITY_MARGIN: Duration = Duration::from_secs(5);
+
+enum Method {
+    Get(Vec<(&'static str, String)>),
+    Post(Value),
+}
+
+impl TonCenterClient {
+    pub fn new(config: TonApiConfig) -> Result<Self, TonApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("fragment-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TonApiError::Unreachable(format!("HTTP client setup failed: {e}")))?;
+        let pacer = config
+            .requests_per_second
+            .map(|rps| Pacer::shared(&config.base_url, config.api_key.as_deref(), rps));
+        Ok(TonCenterClient {
+            http,
+            config: Arc::new(config),
+            pacer,
+        })
+    }
+
+    pub fn config(&self) -> &TonApiConfig {
+        &self.config
+    }
+
+    /// `getAddressInformation`: balance, status, code and data.
+    pub async fn account_state(&self, address: &TonAddress) -> Result<AccountState, TonApiError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            balance: Nanoton,
+            #[serde(default)]
+            code: String,
+            #[serde(default)]
+            data: String,
+            state: String,
+            last_transaction_id: Option<RawTxId>,
+        }
+        let raw: Raw = self
+            .v2(
+                "getAddressInformation",
+                Method::Get(vec![("address", address::raw(address))]),
+            )
+            .await?;
+        let status = match raw.state.as_str() {
+            "active" => AccountStatus::Active,
+            "uninitialized" | "uninit" | "nonexist" => AccountStatus::Uninitialized,
+            "frozen" => AccountStatus::Frozen,
+            other => return Err(bad(format!("unknown account state {other:?}"))),
+        };
+        let cell = |s: &str| -> Result<Option<ArcCell>, TonApiError> {
+            if s.is_empty() {
+                Ok(None)
+            } else {
+                decode_boc(s).map(Some).map_err(bad)
+            }
+        };
+        let last_transaction = match raw.last_transaction_id {
+            Some(id) => {
+                let id = id.parse()?;
+                (id.lt != 0).then_some(id)
+            }
+            None => None,
+        };
+        Ok(AccountState {
+            balance: raw.balance,
+            status,
+            code: cell(&raw.code)?,
+            data: cell(&raw.data)?,
+            last_transaction,
+        })
+    }
+
+    /// Balance, next seqno and deployment of `wallet`. The seqno is read from the contract's
+    /// data cell, after checking that the code is the wallet version we are about to sign for.
+    pub async fn wallet_state(&self, wallet: &WalletContract) -> Result<WalletState, TonApiError> {
+        let account = self.account_state(wallet.address()).await?;
+        match account.status {
+            AccountStatus::Uninitialized => Ok(WalletState {
+                balance: account.balance,
+                seqno: 0,
+                deployed: false,
+            }),
+            AccountStatus::Frozen => Err(TonApiError::NotThisWallet {
+                address: wallet.raw_address(),
+                expected: wallet.version(),
+            }),
+            AccountStatus::Active => {
+                let not_this = || TonApiError::NotThisWallet {
+                    address: wallet.raw_address(),
+                    expected: wallet.version(),
+                };
+                let (Some(code), Some(data)) = (&account.code, &account.data) else {
+                    return Err(not_this());
+                };
+                if code.as_ref().cell_hash() != wallet.version().code_hash() {
+                    return Err(not_this());
+                }
+                let mut parser = data.parser();
+                let seqno = match wallet.version() {
+                    WalletVersion::V4R2 => parser.load_u32(32),
+                    WalletVersion::V5R1 => parser.load_bit().and_then(|_| parser.load_u32(32)),
+                }
+                .map_err(|e| bad(format!("wallet data cell: {e}")))?;
+                Ok(WalletState {
+                    balance: account.balance,
+                    seqno,
+                    deployed: true,
+                })
+            }
+        }
+    }
+
+    /// `sendBocReturnHash`. See the module notes on `Unconfirmed`.
+    pub async fn send_boc(&self, boc: &str) -> Result<SendReceipt, TonApiError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            hash: String,
+            hash_norm: Option<String>,
+        }
+        let body = serde_json::json!({ "boc": boc });
+        let mut maybe_delivered: Option<String> = None;
+        let mut last = (TonApiError::Unreachable("no attempt made".into()), None);
+        for attempt in 0..self.config.max_attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(self.backoff(attempt, &last.0, last.1)).await;
+            }
+            match self
+                .request_once("/api/v2/sendBocReturnHash", &Method::Post(body.clone()))
+                .await
+            {
+                Ok(value) => {
+                    let raw: Raw = serde_json::from_value(value).map_err(bad)?;
+                    return Ok(SendReceipt {
+                        hash: parse_hash(&raw.hash)?,
+                        hash_norm: raw.hash_norm.as_deref().map(parse_hash).transpose()?,
+                    });
+                }
+                Err(RequestError {
+                    error,
+                    sent,
+                    retry_after,
+                }) => {
+                    if let TonApiError::Rejected { .. } = &error {
+                        return Err(match maybe_delivered {
+                            Some(why) => TonApiError::Unconfirmed(format!(
+                                "an earlier attempt ended with {why}, and a retry was then refused ({error})"
+                            )),
+                            None => error,
+                        });
+                    }
+                    if !error.is_transient() {
+                        return Err(error);
+                    }
+                    // A 429 or a refused connection means the BOC was not taken; anything
+                    // else after sending may have been.
+                    if sent && error != TonApiError::RateLimited {
+                        maybe_delivered = Some(error.to_string());
+                    }
+                    tracing::warn!(attempt, %error, "sendBoc attempt failed");
+                    last = (error, retry_after);
+                }
+            }
+        }
+        Err(match maybe_delivered {
+            Some(why) => TonApiError::Unconfirmed(why),
+            None => last.0,
+        })
+    }
+
+    /// Broadcasts a signed transfer and checks that the API hashed it as we did.
+    pub async fn send_transfer(
+        &self,
+        transfer: &SignedTransfer,
+    ) -> Result<SendReceipt, TonApiError> {
+        let receipt = self.send_boc(&transfer.boc).await?;
+        if receipt.hash != transfer.message_hash
+            || receipt
+                .hash_norm
+                .as_ref()
+                .is_some_and(|h| h != &transfer.normalized_hash)
+        {
+            return Err(TonApiError::Unconfirmed(format!(
+                "the API reports message hash {} but we sent {}",
+                receipt.hash.to_hex(),
+                transfer.message_hash.to_hex()
+            )));
+        }
+        Ok(receipt)
+    }
+
+    /// The transaction that received the message with this hash (normalized or not), via v3
+    /// `transactionsByMessage`.
+    pub async fn transaction_by_message(
+        &self,
+        message_hash: &TonHash,
+    ) -> Result<Option<ChainTransaction>, TonApiError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            transactions: Vec<V3Transaction>,
+        }
+        let raw: Raw = self
+            .v3(
+                "transactionsByMessage",
+                vec![
+                    ("msg_hash", message_hash.to_hex()),
+                    ("direction", "in".into()),
+                    ("limit", "1".into()),
+                ],
+            )
+            .await?;
+        raw.transactions
+            .into_iter()
+            .next()
+            .map(V3Transaction::into_chain)
+            .transpose()
+    }
+
+    /// Newest-first history of an account (v2 `getTransactions`); pass the last transaction
+    /// of a page as `before` for the next page.
+    pub async fn transactions(
+        &self,
+        address: &TonAddress,
+        limit: u32,
+        before: Option<&TxId>,
+    ) -> Result<Vec<ChainTransaction>, TonApiError> {
+        let mut query = vec![
+            ("address", address::raw(address)),
+            ("limit", limit.clamp(1, 1000).to_string()),
+            ("archival", "true".into()),
+        ];
+        if let Some(id) = before {
+            query.push(("lt", id.lt.to_string()));
+            query.push(("hash", id.hash.to_hex()));
+        }
+        let raw: Vec<V2Transaction> = self.v2("getTransactions", Method::Get(query)).await?;
+        raw.into_iter().map(V2Transaction::into_chain).collect()
+    }
+
+    /// Polls until the transfer's transaction appears, or until `valid_until` plus
+    /// `FINALITY_MARGIN` has passed without it (then no funds moved).
+    pub async fn wait_for_transfer(
+        &self,
+        transfer: &SignedTransfer,
+        poll_interval: Duration,
+    ) -> Result<TransferOutcome, TonApiError> {
+        let deadline = u64::from(transfer.valid_until) + FINALITY_MARGIN.as_secs();
+        loop {
+            // Read the clock before looking: a miss observed after the deadline is final.
+            let now = unix_now();
+            if let Some(tx) = self.transaction_by_message(&transfer.normalized_hash).await? {
+                return Ok(TransferOutcome::Confirmed(tx));
+            }
+            if now > deadline {
+                return Ok(TransferOutcome::Expired);
+            }
+            tokio::time::sleep(poll_interval).await;
+        }
+    }
+
+    async fn v2<T: DeserializeOwned>(&self, method: &str, m: Method) -> Result<T, TonApiError> {
+        let value = self.request(&format!("/api/v2/{method}"), m).await?;
+        serde_json::from_value(value).map_err(bad)
+    }
+
+    async fn v3<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        query: Vec<(&'static str, String)>,
+    ) -> Result<T, TonApiError> {
+        let value = self
+            .request(&format!("/api/v3/{method}"), Method::Get(query))
+            .await?;
+        serde_json::from_value(value).map_err(bad)
+    }
+
+    /// A call with retries on transient failures.
+    async fn request(&self, path: &str, method: Method) -> Result<Value, TonApiError> {
+        let mut last = (TonApiError::Unreachable("no attempt made".into()), None);
+        for attempt in 0..self.config.max_attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(self.backoff(attempt, &last.0, last.1)).await;
+            }
+            match self.request_once(path, &method).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.error.is_transient() => {
+                    tracing::debug!(attempt, path, error = %e.error, "TON API call failed, will retry");
+                    last = (e.error, e.retry_after);
+                }
+                Err(e) => return Err(e.error),
+            }
+        }
+        Err(last.0)
+    }
+
+    /// Delay before retry number `attempt`: exponential with jitter, at least the server's
+    /// `Retry-After`, and at least a second after a 429 (toncenter's window is a second).
+    fn backoff(&self, attempt: u32, last: &TonApiError, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .config
+            .backoff_base
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(self.config.backoff_max);
+        let jitter = rand::thread_rng().gen_range(0..=exp.as_millis() as u64 / 2);
+        let delay = exp + Duration::from_millis(jitter);
+        let floor = match last {
+            TonApiError::RateLimited => Duration::from_secs(1),
+            _ => Duration::ZERO,
+        };
+        delay
+            .max(floor)
+            .max(retry_after.unwrap_or_default().min(self.config.backoff_max))
+    }
+
+    /// One HTTP exchange. `sent` tells whether the request may have reached the server.
+    async fn request_once(&self, path: &str, method: &Method) -> Result<Value, RequestError> {
+        if let Some(pacer) = &self.pacer {
+            pacer.acquire().await;
+        }
+        let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
+        let mut req = match method {
+            Method::Get(query) => self.http.get(&url).query(query),
+            Method::Post(body) => self.http.post(&url).json(body),
+        };
+        if let Some(key) = &self.config.api_key {
+            req = req.header("X-API-Key", key);
+        }
+        let resp = req.send().await.map_err(|e| {
+            let sent = !e.is_connect();
+            let error = if e.is_timeout() {
+                TonApiError::Timeout(self.config.timeout)
+            } else {
+                // reqwest errors name the URL, which holds no secret (the key is a header).
+                TonApiError::Unreachable(e.without_url().to_string())
+            };
+            RequestError {
+                error,
+                sent,
+                retry_after: None,
+            }
+        })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = resp.text().await.map_err(|e| RequestError {
+            error: if e.is_timeout() {
+                TonApiError::Timeout(self.config.timeout)
+            } else {
+                TonApiError::Unreachable(e.without_url().to_string())
+            },
+            sent: true,
+            retry_after: None,
+        })?;
+        classify(status, &text).map_err(|error| RequestError {
+            error,
+            sent: true,
+            retry_after,
+        })
+    }
+}
+
+struct RequestError {
+    error: TonApiError,
+    /// Whether the request may have reached the server.
+    sent: bool,
+    /// The server's `Retry-After`, if it sent one.
+    retry_after: Option<Duration>,
+}
+
+fn bad(e: impl fmt::Display) -> TonApiError {
+    TonApiError::BadResponse(e.to_string())
+}
+
+/// Turns an HTTP answer into the `result` (v2) or the body (v3), or a typed error.
+fn classify(status: StatusCode, text: &str) -> Result<Value, TonApiError> {
+    let json: Option<Value> = serde_json::from_str(text).ok();
+    // v2 puts the text under `error`; the observed 429 puts it under `result`; v3 has
+    // `error` only.
+    let message = json
+        .as_ref()
+        .and_then(|v| {
+            v.get("error")
+                .or_else(|| v.get("result").filter(|r| r.is_string()))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| truncate(text, 200));
+    let ok_false = json
+        .as_ref()
+        .and_then(|v| v.get("ok"))
+        .and_then(Value::as_bool)
+        == Some(false);
+
+    if status.is_success() && !ok_false {
+        let json = json.ok_or_else(|| bad("body is not JSON"))?;
+        // v2 wraps in {ok, result}; v3 answers bare objects.
+        return Ok(match json.get("ok") {
+            Some(_) => json
+                .get("result")
+                .cloned()
+                .ok_or_else(|| bad("v2 answer without result"))?,
+            None => json,
+        });
+    }
+    if is_external_rejection(&message) {
+        return Err(TonApiError::Rejected {
+            exit_code: parse_exit_code(&message),
+            message,
+        });
+    }
+    Err(match status.as_u16() {
+        429 => TonApiError::RateLimited,
+        401 | 403 => TonApiError::Unauthorized(status.as_u16()),
+        s @ 500..=599 => TonApiError::Server { status: s, message },
+        // A 200 with ok:false that is not a rejection: treat as a server-side failure.
+        200..=299 => TonApiError::Server {
+            status: 500,
+            message,
+        },
+        s => TonApiError::BadRequest { status: s, message },
+    })
+}
+
+/// The liteserver's ways of saying an external message was refused (docs/toncenter-api.md).
+fn is_external_rejection(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("cannot apply external message")
+        || m.contains("external message was not accepted")
+        || m.contains("exitcode=")
+}
+
+fn parse_exit_code(message: &str) -> Option<i32> {
+    let start = message.find("exitcode=")? + "exitcode=".len();
+    let digits: String = message[start..]
+        .chars()
+        .enumerate()
+        .take_while(|(i, c)| c.is_ascii_digit() || (*i == 0 && *c == '-'))
+        .map(|(_, c)| c)
+        .collect();
+    digits.parse().ok()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Parses a hash given as 64 hex digits or base64 (either alphabet, padded or not).
+pub fn parse_hash(s: &str) -> Result<TonHash, TonApiError> {
+    let s = s.trim();
+    let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(s).map_err(bad)?
+    } else {
+        let std: String = s
+            .chars()
+            .map(|c| match c {
+                '-' => '+',
+                '_' => '/',
+                c => c,
+            })
+            .collect();
+        LENIENT_BASE64
+            .decode(std)
+            .map_err(|_| bad(format!("bad hash {s:?}")))?
+    };
+    TonHash::try_from(bytes).map_err(|_| bad(format!("hash {s:?} is not 32 bytes")))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn opt_address(s: Option<&str>) -> Result<Option<TonAddress>, TonApiError> {
+    match s {
+        None | Some("") => Ok(None),
+        Some(s) => parse_address(s)
+            .map(Some)
+            .map_err(|e| bad(format!("address {s:?}: {e}"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTxId {
+    lt: String,
+    hash: String,
+}
+
+impl RawTxId {
+    fn parse(self) -> Result<TxId, TonApiError> {
+        Ok(TxId {
+            lt: self.lt.parse().map_err(bad)?,
+            hash: parse_hash(&self.hash)?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct V2Message {
+    hash: String,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    destination: String,
+    value: Nanoton,
+    body_hash: Option<String>,
+}
+
+impl V2Message {
+    fn into_chain(self) -> Result<ChainMessage, TonApiError> {
+        Ok(ChainMessage {
+            hash: parse_hash(&self.hash)?,
+            hash_norm: None,
+            source: opt_address(Some(&self.source))?,
+            destination: opt_address(Some(&self.destination))?,
+            value: self.value,
+            body_hash: self.body_hash.as_deref().map(parse_hash).transpose()?,
+            bounce: None,
+            bounced: None,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct V2Transaction {
+    address: V2AccountAddress,
+    utime: u64,
+    transaction_id: RawTxId,
+    fee: Nanoton,
+    in_msg: Option<V2Message>,
+    #[serde(default)]
+    out_msgs: Vec<V2Message>,
+}
+
+#[derive(Deserialize)]
+struct V2AccountAddress {
+    account_address: String,
+}
+
+impl V2Transaction {
+    fn into_chain(self) -> Result<ChainTransaction, TonApiError> {
+        let id = self.transaction_id.parse()?;
+        Ok(ChainTransaction {
+            hash: id.hash,
+            lt: id.lt,
+            utime: self.utime,
+            account: parse_address(&self.address.account_address).map_err(bad)?,
+            total_fees: self.fee,
+            aborted: None,
+            compute_exit_code: None,
+            action_result_code: None,
+            in_msg: self.in_msg.map(V2Message::into_chain).transpose()?,
+            out_msgs: self
+                .out_msgs
+                .into_iter()
+                .map(V2Message::into_chain)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct V3Message {
+    hash: String,
+    hash_norm: Option<String>,
+    source: Option<String>,
+    destination: Option<String>,
+    value: Option<Nanoton>,
+    bounce: Option<bool>,
+    bounced: Option<bool>,
+    message_content: Option<V3Content>,
+}
+
+#[derive(Deserialize)]
+struct V3Content {
+    hash: Option<String>,
+}
+
+impl V3Message {
+    fn into_chain(self) -> Result<ChainMessage, TonApiError> {
+        Ok(ChainMessage {
+            hash: parse_hash(&self.hash)?,
+            hash_norm: self.hash_norm.as_deref().map(parse_hash).transpose()?,
+            source: opt_address(self.source.as_deref())?,
+            destination: opt_address(self.destination.as_deref())?,
+            value: self.value.unwrap_or(Nanoton::ZERO),
+            body_hash: self
+                .message_content
+                .and_then(|c| c.hash)
+                .as_deref()
+                .map(parse_hash)
+                .transpose()?,
+            bounce: self.bounce,
+            bounced: self.bounced,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct V3Transaction {
+    account: String,
+    hash: String,
+    lt: String,
+    now: u64,
+    total_fees: Nanoton,
+    description: Option<V3Description>,
+    in_msg: Option<V3Message>,
+    #[serde(default)]
+    out_msgs: Vec<V3Message>,
+}
+
+#[derive(Deserialize)]
+struct V3Description {
+    aborted: Option<bool>,
+    compute_ph: Option<V3Compute>,
+    action: Option<V3Action>,
+}
+
+#[derive(Deserialize)]
+struct V3Compute {
+    exit_code: Option<i32>,
+}
+
+#[derive(Deserialize)]
+struct V3Action {
+    result_code: Option<i32>,
+}
+
+impl V3Transaction {
+    fn into_chain(self) -> Result<ChainTransaction, TonApiError> {
+        let (aborted, compute_exit_code, action_result_code) = match self.description {
+            Some(d) => (
+                d.aborted,
+                d.compute_ph.and_then(|c| c.exit_code),
+                d.action.and_then(|a| a.result_code),
+            ),
+            None => (None, None, None),
+        };
+        Ok(ChainTransaction {
+            hash: parse_hash(&self.hash)?,
+            lt: self.lt.parse().map_err(bad)?,
+            utime: self.now,
+            account: parse_address(&self.account).map_err(bad)?,
+            total_fees: self.total_fees,
+            aborted,
+            compute_exit_code,
+            action_result_code,
+            in_msg: self.in_msg.map(V3Message::into_chain).transpose()?,
+            out_msgs: self
+                .out_msgs
+                .into_iter()
+                .map(V3Message::into_chain)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_are_recognised_in_both_node_wordings() {
+        let new = "LITE_SERVER_UNKNOWN: cannot apply external message to current state : External message was not accepted: cannot run message on account: inbound external message rejected by transaction AB:\nexitcode=33, steps=49, gas_used=0";
+        let old = "LITE_SERVER_UNKNOWN: cannot apply external message to current state : External message was not accepted\nCannot run message on account: inbound external message rejected by transaction F1:\nexitcode=133, steps=49, gas_used=0\nVM Log";
+        let body = |m: &str| serde_json::json!({"ok": false, "error": m, "code": 500}).to_string();
+        for (m, code) in [(new, Some(33)), (old, Some(133))] {
+            match classify(StatusCode::INTERNAL_SERVER_ERROR, &body(m)) {
+                Err(TonApiError::Rejected { exit_code, .. }) => assert_eq!(exit_code, code),
+                other => panic!("{other:?}"),
+            }
+        }
+        let unpack = "LITE_SERVER_UNKNOWN: cannot apply external message to current state : Failed to unpack account state";
+        assert!(matches!(
+            classify(StatusCode::INTERNAL_SERVER_ERROR, &body(unpack)),
+            Err(TonApiError::Rejected {
+                exit_code: None,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn other_failures_are_classified() {
+        let r = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            r#"{"ok":false,"result":"Ratelimit exceed","code":429}"#,
+        );
+        assert_eq!(r, Err(TonApiError::RateLimited));
+        assert!(matches!(
+            classify(StatusCode::BAD_GATEWAY, "<html>bad gateway</html>"),
+            Err(TonApiError::Server { status: 502, .. })
+        ));
+        assert!(matches!(
+            classify(
+                StatusCode::UNAUTHORIZED,
+                r#"{"ok":false,"code":401,"error":"API key does not exist"}"#
+            ),
+            Err(TonApiError::Unauthorized(401))
+        ));
+        assert!(matches!(
+            classify(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                r#"{"ok":false,"code":422,"error":"failed to parse address"}"#
+            ),
+            Err(TonApiError::BadRequest { status: 422, .. })
+        ));
+        assert_eq!(
+            classify(StatusCode::OK, r#"{"ok":true,"result":"5"}"#),
+            Ok(Value::String("5".into()))
+        );
+        assert_eq!(
+            classify(StatusCode::OK, r#"{"transactions":[]}"#),
+            Ok(serde_json::json!({"transactions": []}))
+        );
+    }
+
+    #[test]
+    fn hashes_parse_in_every_form() {
+        let hex = "a39a7fa7dae06199804315ceec52868776ff0cb2474d4c6863f78cd5b5cbe11d";
+        let h = parse_hash(hex).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(h.as_slice());
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.as_slice());
+        assert_eq!(parse_hash(&b64).unwrap(), h);
+        assert_eq!(parse_hash(&url).unwrap(), h);
+        assert!(parse_hash("abcd").is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_api_key() {
+        let cfg = TonApiConfig::toncenter("https://toncenter.com", Some("sekret-key".into()));
+        assert!(!format!("{cfg:?}").contains("sekret"));
+    }
+}
