@@ -49,7 +49,11 @@ fn check_wallet(name: &str, wallet: &WalletContract, expected: &Value) {
     let friendly_t = |b| fragment_gateway::ton::address::friendly(wallet.address(), b, true);
     assert_eq!(friendly(true), s(&expected["bounceable"]), "{name}");
     assert_eq!(friendly(false), s(&expected["non_bounceable"]), "{name}");
-    assert_eq!(friendly_t(true), s(&expected["testnet_bounceable"]), "{name}");
+    assert_eq!(
+        friendly_t(true),
+        s(&expected["testnet_bounceable"]),
+        "{name}"
+    );
     assert_eq!(
         friendly_t(false),
         s(&expected["testnet_non_bounceable"]),
@@ -57,7 +61,11 @@ fn check_wallet(name: &str, wallet: &WalletContract, expected: &Value) {
     );
     assert_eq!(
         wallet.friendly_address(true),
-        if testnet { friendly_t(true) } else { friendly(true) }
+        if testnet {
+            friendly_t(true)
+        } else {
+            friendly(true)
+        }
     );
     if let Some(boc) = expected.get("state_init_boc") {
         assert_eq!(wallet.state_init_boc(), s(boc), "{name} state init BOC");
@@ -155,7 +163,11 @@ fn signed_transfers_match_byte_for_byte() {
         };
         let signed = sign_transfer(&wallet, key, &params, &messages).expect(name);
         assert_eq!(signed.boc, s(&t["external_boc"]), "{name} BOC");
-        assert_eq!(signed.message_hash.to_hex(), s(&t["message_hash"]), "{name}");
+        assert_eq!(
+            signed.message_hash.to_hex(),
+            s(&t["message_hash"]),
+            "{name}"
+        );
         assert_eq!(
             signed.normalized_hash.to_hex(),
             s(&t["normalized_hash"]),

@@ -81,7 +81,9 @@ impl Nanoton {
         let frac_nano: u64 = if frac.is_empty() {
             0
         } else {
-            format!("{frac:0<9}").parse().map_err(|_| AmountError::Malformed)?
+            format!("{frac:0<9}")
+                .parse()
+                .map_err(|_| AmountError::Malformed)?
         };
         whole
             .checked_mul(NANOTON_PER_TON)
@@ -164,7 +166,17 @@ mod tests {
 
     #[test]
     fn malformed_ton_strings_are_rejected() {
-        for s in ["", ".", "1.", "-1", "1.0000000001", "1e9", "abc", "1,5", "1.2.3"] {
+        for s in [
+            "",
+            ".",
+            "1.",
+            "-1",
+            "1.0000000001",
+            "1e9",
+            "abc",
+            "1,5",
+            "1.2.3",
+        ] {
             assert_eq!(Nanoton::parse_ton(s), Err(AmountError::Malformed), "{s}");
         }
         assert_eq!(

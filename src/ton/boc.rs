@@ -39,7 +39,9 @@ pub fn serialize(root: &Cell, with_crc32: bool) -> Result<Vec<u8>, TonCellError>
         payload.extend_from_slice(data);
         if bits % 8 != 0 {
             // Completion tag: a 1 bit right after the data, then zeros.
-            let last = payload.last_mut().expect("data_bytes > 0 when bits % 8 != 0");
+            let last = payload
+                .last_mut()
+                .expect("data_bytes > 0 when bits % 8 != 0");
             *last |= 1 << (7 - bits % 8);
             *last &= !((1u8 << (7 - bits % 8)) - 1);
         }

@@ -52,6 +52,9 @@ pub struct TonApiConfig {
     pub backoff_max: Duration,
     /// Request budget shared by the whole process; `None` disables pacing (local simulator).
     pub requests_per_second: Option<f64>,
+    /// How long after a message's `valid_until` it may still appear on chain: the network's
+    /// finality (~1 s on mainnet) plus indexer lag. Only then is a missing message final.
+    pub finality_margin: Duration,
 }
 
 impl TonApiConfig {
@@ -66,6 +69,21 @@ impl TonApiConfig {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(8),
             requests_per_second: Some(rps),
+            finality_margin: Duration::from_secs(10),
+        }
+    }
+
+    /// A local simulator: no pacing, short timeouts and backoff.
+    pub fn local(base_url: impl Into<String>) -> Self {
+        TonApiConfig {
+            base_url: base_url.into(),
+            api_key: None,
+            timeout: Duration::from_secs(5),
+            max_attempts: 4,
+            backoff_base: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(1),
+            requests_per_second: None,
+            finality_margin: Duration::from_secs(2),
         }
     }
 }
@@ -78,6 +96,7 @@ impl fmt::Debug for TonApiConfig {
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
             .field("requests_per_second", &self.requests_per_second)
+            .field("finality_margin", &self.finality_margin)
             .finish()
     }
 }
@@ -202,7 +221,7 @@ pub struct ChainTransaction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransferOutcome {
     /// The wallet processed the message in this transaction.
-    Confirmed(ChainTransaction),
+    Confirmed(Box<ChainTransaction>),
     /// Not on chain after `valid_until` plus the finality margin: the wallet contract
     /// can no longer accept it, so no funds moved.
     Expired,
@@ -272,10 +291,6 @@ impl fmt::Debug for TonCenterClient {
             .finish()
     }
 }
-
-/// How long after `valid_until` a message can still show up: one finality period (~1 s on
-/// mainnet) plus indexer lag.
-pub const FINALITY_MARGIN: Duration = Duration::from_secs(5);
 
 enum Method {
     Get(Vec<(&'static str, String)>),
@@ -496,20 +511,21 @@ impl TonCenterClient {
             .transpose()
     }
 
-    /// Newest-first history of an account (v2 `getTransactions`); pass the last transaction
-    /// of a page as `before` for the next page.
+    /// Newest-first history of an account (v2 `getTransactions`), starting at `from`
+    /// (inclusive, as toncenter does: a next page starts with the previous page's last
+    /// transaction).
     pub async fn transactions(
         &self,
         address: &TonAddress,
         limit: u32,
-        before: Option<&TxId>,
+        from: Option<&TxId>,
     ) -> Result<Vec<ChainTransaction>, TonApiError> {
         let mut query = vec![
             ("address", address::raw(address)),
             ("limit", limit.clamp(1, 1000).to_string()),
             ("archival", "true".into()),
         ];
-        if let Some(id) = before {
+        if let Some(id) = from {
             query.push(("lt", id.lt.to_string()));
             query.push(("hash", id.hash.to_hex()));
         }
@@ -517,19 +533,22 @@ impl TonCenterClient {
         raw.into_iter().map(V2Transaction::into_chain).collect()
     }
 
-    /// Polls until the transfer's transaction appears, or until `valid_until` plus
-    /// `FINALITY_MARGIN` has passed without it (then no funds moved).
+    /// Polls until the transfer's transaction appears, or until `valid_until` plus the
+    /// configured finality margin has passed without it (then no funds moved).
     pub async fn wait_for_transfer(
         &self,
         transfer: &SignedTransfer,
         poll_interval: Duration,
     ) -> Result<TransferOutcome, TonApiError> {
-        let deadline = u64::from(transfer.valid_until) + FINALITY_MARGIN.as_secs();
+        let deadline = u64::from(transfer.valid_until) + self.config.finality_margin.as_secs();
         loop {
             // Read the clock before looking: a miss observed after the deadline is final.
             let now = unix_now();
-            if let Some(tx) = self.transaction_by_message(&transfer.normalized_hash).await? {
-                return Ok(TransferOutcome::Confirmed(tx));
+            if let Some(tx) = self
+                .transaction_by_message(&transfer.normalized_hash)
+                .await?
+            {
+                return Ok(TransferOutcome::Confirmed(Box::new(tx)));
             }
             if now > deadline {
                 return Ok(TransferOutcome::Expired);

@@ -368,7 +368,10 @@ mod tests {
             SeedError::NotBase64
         );
         let not_utf8 = base64::engine::general_purpose::STANDARD.encode([0xff, 0xfe, 0x00]);
-        assert_eq!(Seed::from_base64(&not_utf8).unwrap_err(), SeedError::NotUtf8);
+        assert_eq!(
+            Seed::from_base64(&not_utf8).unwrap_err(),
+            SeedError::NotUtf8
+        );
         assert_eq!(
             Seed::from_base64(&b64("abandon abandon abandon")).unwrap_err(),
             SeedError::WrongWordCount(3)
@@ -430,7 +433,10 @@ mod tests {
         let err = Seed::from_words(&words.join(" ")).unwrap_err().to_string();
         assert!(!err.contains("zzzzzz"));
         for w in TON_WORDS.split(' ') {
-            assert!(!err.split(|c: char| !c.is_alphabetic()).any(|t| t == w), "{err}");
+            assert!(
+                !err.split(|c: char| !c.is_alphabetic()).any(|t| t == w),
+                "{err}"
+            );
         }
     }
 

@@ -22,8 +22,8 @@ use tonlib_core::wallet::versioned::v5::WalletExtMsgBodyV5;
 use tonlib_core::{TonAddress, TonHash};
 
 use super::address::{AddressError, ParsedAddress};
-use super::boc;
 use super::amount::Nanoton;
+use super::boc;
 use super::keys::KeyPair;
 use super::wallet::{WalletContract, WalletVersion};
 
@@ -93,10 +93,8 @@ pub fn decode_boc(encoded: &str) -> Result<ArcCell, String> {
     let bytes = LENIENT_BASE64
         .decode(normalised)
         .map_err(|_| "not base64".to_string())?;
-    boc::parse_single_root(&bytes)
-        .map_err(|e| e.to_string())
+    boc::parse_single_root(&bytes).map_err(|e| e.to_string())
 }
-
 
 impl MessageBody {
     /// A body from a base64 BOC, kept exactly as received.
@@ -272,7 +270,8 @@ pub fn sign_transfer(
         .to_cell()?,
     };
     let signature = key.sign(body.cell_hash().as_slice());
-    let signed_body = VersionHelper::sign_msg(wallet.version().tonlib(), &body, &signature)?.to_arc();
+    let signed_body =
+        VersionHelper::sign_msg(wallet.version().tonlib(), &body, &signature)?.to_arc();
 
     let info = ext_in_info(wallet.address());
     let state_init = params.include_state_init.then(|| wallet.state_init());

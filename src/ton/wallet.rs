@@ -306,7 +306,10 @@ mod tests {
         for v in WalletVersion::ALL {
             assert_eq!(WalletVersion::from_code_hash(&v.code_hash()), Some(v));
         }
-        assert_eq!(WalletVersion::from_code_hash(&TonHash::from([0u8; 32])), None);
+        assert_eq!(
+            WalletVersion::from_code_hash(&TonHash::from([0u8; 32])),
+            None
+        );
         assert_eq!("W5".parse::<WalletVersion>(), Ok(WalletVersion::V5R1));
         assert!("v3r2".parse::<WalletVersion>().is_err());
     }

@@ -1,1 +1,315 @@
+//! A TON network simulator speaking toncenter's HTTP API (the v2 and v3 paths the gateway
+//! and common wallets use), so that pointing a client's base URL at it is the only
+//! difference from the real service.
+//!
+//! - `ledger`: accounts, wallet contracts, mempool, blocks and transactions.
+//! - `contract`: the v4r2 and v5r1 wallet checks, with mainnet's exit codes.
+//! - `http` / `json`: the toncenter paths and shapes, plus `/sim/*` control endpoints.
+//!
+//! Accepted messages apply when the next block is produced (every `block_time`; mainnet's
+//! is about 0.4 s with about 1 s to finality). Latency, random errors, rate limits and
+//! accepted-but-dropped messages can be injected.
 
+pub mod contract;
+pub mod http;
+pub mod json;
+pub mod ledger;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::{web, App, HttpServer};
+use serde::Deserialize;
+use tonlib_core::{TonAddress, TonHash};
+
+use self::ledger::{FeeSchedule, Ledger};
+use super::faults::{FaultConfig, Faults};
+use crate::ton::{Nanoton, Network, WalletContract};
+
+/// Settings of the TON simulator.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TonSimConfig {
+    pub network: Network,
+    /// Time between blocks; zero means blocks only on demand (`produce_block`, `/sim/block`).
+    #[serde(rename = "block_time_ms", with = "super::faults::millis")]
+    pub block_time: Duration,
+    pub fees: FeeSchedule,
+    pub faults: FaultConfig,
+    /// Probability that an accepted message is silently lost (never applied).
+    pub drop_rate: f64,
+    /// If set, requests carrying another key get 401; requests carrying this key get
+    /// `keyed_rps`.
+    pub api_key: Option<String>,
+    /// Requests per second allowed without a (valid) key; `None` = unlimited. toncenter: 1.
+    pub keyless_rps: Option<f64>,
+    /// Requests per second allowed with the key; `None` = unlimited. toncenter: 10.
+    pub keyed_rps: Option<f64>,
+    /// Seed of the fault-injection random generator.
+    pub seed: u64,
+}
+
+impl Default for TonSimConfig {
+    fn default() -> Self {
+        TonSimConfig {
+            network: Network::Mainnet,
+            block_time: Duration::from_millis(400),
+            fees: FeeSchedule::default(),
+            faults: FaultConfig::default(),
+            drop_rate: 0.0,
+            api_key: None,
+            keyless_rps: None,
+            keyed_rps: None,
+            seed: 0,
+        }
+    }
+}
+
+/// Request counters, for tests and `/sim/status`.
+#[derive(Debug, Default)]
+pub struct SimStats {
+    pub requests: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub dropped: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub unauthorized: AtomicU64,
+}
+
+/// Token buckets for the keyless and keyed budgets: up to one second's worth of burst.
+#[derive(Debug)]
+struct Limiter {
+    keyless: Option<Mutex<Bucket>>,
+    keyed: Option<Mutex<Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64) -> Mutex<Bucket> {
+        Mutex::new(Bucket {
+            rate,
+            tokens: rate.max(1.0),
+            last: Instant::now(),
+        })
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let capacity = self.rate.max(1.0);
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(capacity);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Limiter {
+    fn admit(&self, keyed: bool) -> bool {
+        let bucket = if keyed { &self.keyed } else { &self.keyless };
+        bucket
+            .as_ref()
+            .is_none_or(|b| b.lock().expect("limiter poisoned").take())
+    }
+}
+
+/// Shared state behind the HTTP handlers and the block producer.
+#[derive(Debug)]
+pub struct SimState {
+    ledger: Mutex<Ledger>,
+    config: TonSimConfig,
+    faults: Faults,
+    drop_next: AtomicU32,
+    lose_answers: AtomicU32,
+    limiter: Limiter,
+    stats: SimStats,
+}
+
+impl SimState {
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().expect("ledger poisoned")
+    }
+
+    /// Whether the message being accepted now is to be lost.
+    fn take_drop(&self) -> bool {
+        self.drop_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+            || self.faults.chance(self.config.drop_rate)
+    }
+
+    /// Whether the answer to the message being accepted now is to be lost.
+    fn take_lost_answer(&self) -> bool {
+        self.lose_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+pub(crate) fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+/// A running simulator. Dropping it stops the block producer; `stop` also shuts the HTTP
+/// server down.
+pub struct TonSim {
+    state: Arc<SimState>,
+    url: String,
+    server: actix_web::dev::ServerHandle,
+    producer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TonSim {
+    /// Starts the HTTP server on `listen` (port 0 picks a free port) and the block producer.
+    /// Must be called inside a Tokio runtime.
+    pub async fn start(config: TonSimConfig, listen: SocketAddr) -> std::io::Result<TonSim> {
+        let listener = TcpListener::bind(listen)?;
+        let addr = listener.local_addr()?;
+        let limiter = Limiter {
+            keyless: config.keyless_rps.map(Bucket::new),
+            keyed: config.keyed_rps.map(Bucket::new),
+        };
+        let state = Arc::new(SimState {
+            ledger: Mutex::new(Ledger::new(config.network, config.fees)),
+            faults: Faults::new(config.faults.clone(), config.seed),
+            drop_next: AtomicU32::new(0),
+            lose_answers: AtomicU32::new(0),
+            limiter,
+            stats: SimStats::default(),
+            config,
+        });
+        let data = web::Data::from(Arc::clone(&state));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::JsonConfig::default().limit(1 << 20))
+                .configure(http::routes)
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+
+        let producer = (!state.config.block_time.is_zero()).then(|| {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(state.config.block_time);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    state.ledger().produce_block(unix_now());
+                }
+            })
+        });
+        Ok(TonSim {
+            url: format!("http://{addr}"),
+            state,
+            server: handle,
+            producer,
+        })
+    }
+
+    /// Base URL to give a toncenter client.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn config(&self) -> &TonSimConfig {
+        &self.state.config
+    }
+
+    /// Funds any address at once from the faucet; returns the recipient's transaction hash.
+    pub fn fund(&self, address: &TonAddress, amount: Nanoton) -> TonHash {
+        self.state
+            .ledger()
+            .fund(address, amount.as_u64(), unix_now())
+    }
+
+    /// Puts a deployed wallet with a balance into the state directly.
+    pub fn install_wallet(&self, wallet: &WalletContract, balance: Nanoton) {
+        self.state.ledger().install_wallet(wallet, balance.as_u64());
+    }
+
+    pub fn balance(&self, address: &TonAddress) -> Nanoton {
+        Nanoton::new(self.state.ledger().balance(address))
+    }
+
+    /// The deployed wallet's seqno, or `None` while undeployed.
+    pub fn seqno(&self, address: &TonAddress) -> Option<u32> {
+        self.state
+            .ledger()
+            .account(address)
+            .and_then(|a| a.wallet.as_ref().map(|w| w.seqno))
+    }
+
+    /// Applies the queued messages now; returns how many were applied.
+    pub fn produce_block(&self) -> usize {
+        self.state.ledger().produce_block(unix_now())
+    }
+
+    pub fn pending(&self) -> usize {
+        self.state.ledger().pending()
+    }
+
+    /// Read access to the whole state.
+    pub fn with_ledger<R>(&self, f: impl FnOnce(&Ledger) -> R) -> R {
+        f(&self.state.ledger())
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.state.faults
+    }
+
+    /// The next `n` accepted messages are lost.
+    pub fn drop_next(&self, n: u32) {
+        self.state.drop_next.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` accepted messages are processed normally but their answers are lost
+    /// (the client gets a 504, as when a gateway times out after forwarding).
+    pub fn lose_next_answers(&self, n: u32) {
+        self.state.lose_answers.store(n, Ordering::SeqCst);
+    }
+
+    pub fn stats(&self) -> &SimStats {
+        &self.state.stats
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(p) = self.producer.take() {
+            p.abort();
+        }
+        self.server.stop(true).await;
+    }
+}
+
+impl Drop for TonSim {
+    fn drop(&mut self) {
+        if let Some(p) = self.producer.take() {
+            p.abort();
+        }
+        // Stop accepting connections; the future completes on its own.
+        let stop = self.server.stop(false);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(stop);
+        }
+    }
+}

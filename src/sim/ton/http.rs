@@ -1,0 +1,502 @@
+//! The simulator's HTTP face: toncenter's v2 and v3 paths used by TON wallets and indexer
+//! clients, plus `/sim/*` control endpoints (faucet, status, block).
+//!
+//! Every toncenter path first passes the gate: API key (401 for an unknown key), rate limit
+//! (429 in toncenter's observed shape) and fault injection (503), in that order.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tonlib_core::{TonAddress, TonHash};
+
+use super::json;
+use super::ledger::Rejection;
+use super::{unix_now, SimState};
+use crate::ton::address::parse_address;
+use crate::ton::client::parse_hash;
+use crate::ton::Nanoton;
+
+type Query = web::Query<HashMap<String, String>>;
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v2")
+            .route(
+                "/getAddressInformation",
+                web::get().to(get_address_information),
+            )
+            .route(
+                "/getAddressInformation",
+                web::post().to(get_address_information_post),
+            )
+            .route(
+                "/getWalletInformation",
+                web::get().to(get_wallet_information),
+            )
+            .route("/getAddressBalance", web::get().to(get_address_balance))
+            .route("/runGetMethod", web::get().to(run_get_method_get))
+            .route("/runGetMethod", web::post().to(run_get_method_post))
+            .route("/sendBoc", web::post().to(send_boc))
+            .route("/sendBocReturnHash", web::post().to(send_boc_return_hash))
+            .route("/getTransactions", web::get().to(get_transactions)),
+    )
+    .service(
+        web::scope("/api/v3")
+            .route(
+                "/transactionsByMessage",
+                web::get().to(v3_transactions_by_message),
+            )
+            .route("/transactions", web::get().to(v3_transactions)),
+    )
+    .service(
+        web::scope("/sim")
+            .route("/faucet", web::post().to(faucet))
+            .route("/status", web::get().to(status))
+            .route("/block", web::post().to(block)),
+    )
+    .default_service(web::to(|| async {
+        HttpResponse::NotFound().json(json!({"ok": false, "error": "Not Found", "code": 404}))
+    }));
+}
+
+fn v2_ok(result: Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .json(json!({"ok": true, "result": result, "@extra": format!("{}:0", unix_now())}))
+}
+
+fn v2_err(status: u16, message: impl Into<String>) -> HttpResponse {
+    let code = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(code).json(json!({"ok": false, "error": message.into(), "code": status}))
+}
+
+fn v3_err(status: u16, message: impl Into<String>) -> HttpResponse {
+    let code = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(code).json(json!({"error": message.into()}))
+}
+
+/// Key, rate limit and faults. `None` lets the request through.
+async fn gate(state: &SimState, req: &HttpRequest) -> Option<HttpResponse> {
+    state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let key = req
+        .headers()
+        .get("X-API-Key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            web::Query::<HashMap<String, String>>::from_query(req.query_string())
+                .ok()
+                .and_then(|q| q.get("api_key").cloned())
+        });
+    let keyed = match (&key, &state.config.api_key) {
+        (Some(given), Some(expected)) if given == expected => true,
+        (Some(_), Some(_)) => {
+            state.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+            return Some(v2_err(401, "API key does not exist"));
+        }
+        // No key configured: any key is as good as none.
+        (_, None) | (None, _) => false,
+    };
+    if !state.limiter.admit(keyed) {
+        state.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        return Some(
+            HttpResponse::TooManyRequests()
+                .json(json!({"ok": false, "result": "Ratelimit exceed", "code": 429})),
+        );
+    }
+    if state.faults.before_request().await {
+        return Some(v2_err(
+            503,
+            "simulated fault: service temporarily unavailable",
+        ));
+    }
+    None
+}
+
+macro_rules! gate {
+    ($state:expr, $req:expr) => {
+        if let Some(resp) = gate(&$state, &$req).await {
+            return resp;
+        }
+    };
+}
+
+fn address_param(q: &HashMap<String, String>, name: &str) -> Result<TonAddress, String> {
+    let s = q
+        .get(name)
+        .ok_or_else(|| format!("failed to parse get request: missing {name}"))?;
+    parse_address(s)
+        .map_err(|e| format!("failed to parse get request: failed to parse address: {e}"))
+}
+
+async fn get_address_information(
+    state: web::Data<SimState>,
+    req: HttpRequest,
+    q: Query,
+) -> HttpResponse {
+    gate!(state, req);
+    address_information(&state, &q)
+}
+
+#[derive(Deserialize)]
+struct AddressBody {
+    address: String,
+}
+
+async fn get_address_information_post(
+    state: web::Data<SimState>,
+    req: HttpRequest,
+    body: web::Json<AddressBody>,
+) -> HttpResponse {
+    gate!(state, req);
+    let q = HashMap::from([("address".to_string(), body.into_inner().address)]);
+    address_information(&state, &q)
+}
+
+fn address_information(state: &SimState, q: &HashMap<String, String>) -> HttpResponse {
+    match address_param(q, "address") {
+        Ok(addr) => v2_ok(json::address_information(
+            &state.ledger(),
+            &addr,
+            unix_now(),
+        )),
+        Err(e) => v2_err(422, e),
+    }
+}
+
+async fn get_wallet_information(
+    state: web::Data<SimState>,
+    req: HttpRequest,
+    q: Query,
+) -> HttpResponse {
+    gate!(state, req);
+    match address_param(&q, "address") {
+        Ok(addr) => v2_ok(json::wallet_information(&state.ledger(), &addr)),
+        Err(e) => v2_err(422, e),
+    }
+}
+
+async fn get_address_balance(
+    state: web::Data<SimState>,
+    req: HttpRequest,
+    q: Query,
+) -> HttpResponse {
+    gate!(state, req);
+    match address_param(&q, "address") {
+        Ok(addr) => v2_ok(json!(state.ledger().balance(&addr).to_string())),
+        Err(e) => v2_err(422, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RunGetMethodBody {
+    address: String,
+    method: Value,
+}
+
+async fn run_get_method_get(
+    state: web::Data<SimState>,
+    req: HttpRequest,
+    q: Query,
+) -> HttpResponse {
+    gate!(state, req);
+    let Some(method) = q.get("method") else {
+        return v2_err(422, "failed to parse get request: missing method");
+    };
+    match address_param(&q, "address") {
+        Ok(addr) => v2_ok(json::run_get_method(&state.ledger(), &addr, method)),
+        Err(e) => v2_err(422, e),
+    }
+}
+
+async fn run_get_method_post(
+    state: web::Data<SimState>,
+    req: HttpRequest,
+    body: web::Json<RunGetMethodBody>,
+) -> HttpResponse {
+    gate!(state, req);
+    let method = match &body.method {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match parse_address(&body.address) {
+        Ok(addr) => v2_ok(json::run_get_method(&state.ledger(), &addr, &method)),
+        Err(e) => v2_err(
+            422,
+            format!("failed to parse request: failed to parse address: {e}"),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct BocBody {
+    boc: String,
+}
+
+async fn send_boc(
+    state: web::Data<SimState>,
+    req: HttpRequest,
+    body: web::Json<BocBody>,
+) -> HttpResponse {
+    gate!(state, req);
+    match submit(&state, &body.boc) {
+        Ok(_) => v2_ok(json!({"@type": "ok"})),
+        Err((status, message)) => v2_err(status, message),
+    }
+}
+
+async fn send_boc_return_hash(
+    state: web::Data<SimState>,
+    req: HttpRequest,
+    body: web::Json<BocBody>,
+) -> HttpResponse {
+    gate!(state, req);
+    match submit(&state, &body.boc) {
+        Ok((hash, norm)) => v2_ok(json!({
+            "@type": "raw.extMessageInfo",
+            "hash": json::b64(&hash),
+            "hash_norm": json::b64(&norm),
+        })),
+        Err((status, message)) => v2_err(status, message),
+    }
+}
+
+/// An error answer: HTTP status and toncenter's text.
+type Refusal = (u16, String);
+
+/// Checks and queues an external message, refusing as toncenter does.
+fn submit(state: &SimState, boc_b64: &str) -> Result<(TonHash, TonHash), Refusal> {
+    if boc_b64.trim().is_empty() {
+        return Err((422, "failed to validate request: empty boc".into()));
+    }
+    let root = crate::ton::transfer::decode_boc(boc_b64)
+        .map_err(|e| (422, format!("failed to validate request: invalid boc: {e}")))?;
+    let drop = state.take_drop();
+    let account = super::ledger::ExternalMessage::parse(root.clone())
+        .map(|m| m.destination)
+        .ok();
+    let result = state.ledger().submit(root, unix_now(), drop);
+    match result {
+        Ok(ext) => {
+            state.stats.accepted.fetch_add(1, Ordering::Relaxed);
+            if drop {
+                state.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(hash = %ext.hash_norm.to_hex(), "simulated fault: accepted message dropped");
+            }
+            if state.take_lost_answer() {
+                return Err((504, "LITE_SERVER_NETWORK timeout".into()));
+            }
+            Ok((ext.hash, ext.hash_norm))
+        }
+        Err(rejection) => {
+            state.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            Err((500, rejection_text(&rejection, account.as_ref())))
+        }
+    }
+}
+
+/// toncenter's wording for each refusal (docs/toncenter-api.md, "Rejection error").
+fn rejection_text(r: &Rejection, account: Option<&TonAddress>) -> String {
+    const PREFIX: &str = "LITE_SERVER_UNKNOWN: cannot apply external message to current state : ";
+    let hex = account
+        .map(|a| a.hash_part.to_hex().to_ascii_uppercase())
+        .unwrap_or_default();
+    let by_tx = format!(
+        "External message was not accepted: cannot run message on account: inbound external message rejected by transaction {hex}:\n"
+    );
+    let reason = match r {
+        Rejection::Malformed(m) => format!("failed to parse external message: {m}"),
+        Rejection::AccountMissing => "Failed to unpack account state".to_string(),
+        Rejection::NoState => format!("{by_tx}exitcode=0, steps=0, gas_used=0"),
+        Rejection::UnsupportedContract => {
+            "External message was not accepted: the simulator runs only wallet v4r2 and v5r1 contracts".to_string()
+        }
+        Rejection::CannotPayGas => format!(
+            "External message was not accepted: cannot run message on account: inbound external message rejected by account {hex} before smart-contract execution"
+        ),
+        Rejection::Contract(code) => format!(
+            "{by_tx}exitcode={code}, steps=49, gas_used=0\nVM Log (truncated):\n...execute THROWIFNOT {code}\ndefault exception handler, terminating vm with exit code {code}\n"
+        ),
+        Rejection::InsufficientFunds { balance, required } => format!(
+            "{by_tx}exitcode=37, steps=0, gas_used=0\n(simulator) balance {balance} nanoton does not cover the messages plus fees ({required} nanoton)"
+        ),
+    };
+    format!("{PREFIX}{reason}")
+}
+
+async fn get_transactions(state: web::Data<SimState>, req: HttpRequest, q: Query) -> HttpResponse {
+    gate!(state, req);
+    let addr = match address_param(&q, "address") {
+        Ok(a) => a,
+        Err(e) => return v2_err(422, e),
+    };
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 10,
+        Some(Ok(l)) if (1..=1000).contains(&l) => l,
+        _ => return v2_err(422, "failed to validate request: limit must be 1..1000"),
+    };
+    let lt = q
+        .get("lt")
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&l| l != 0);
+    if lt.is_some() != q.contains_key("hash") {
+        return v2_err(
+            422,
+            "failed to validate request: lt and hash should be used together",
+        );
+    }
+    let to_lt = q.get("to_lt").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let ledger = state.ledger();
+    if let (Some(lt), Some(hash)) = (lt, q.get("hash")) {
+        let Ok(hash) = parse_hash(hash) else {
+            return v2_err(422, "failed to parse get request: failed to parse hash");
+        };
+        match ledger.transaction(&hash) {
+            Some(t) if t.lt == lt && t.account == addr => {}
+            _ => return v2_err(500, "LITE_SERVER_UNKNOWN: cannot find transaction"),
+        }
+    }
+    let txs: Vec<Value> = ledger
+        .account_transactions(&addr, lt, to_lt, limit)
+        .into_iter()
+        .map(|t| json::v2_transaction(t, ledger.network()))
+        .collect();
+    v2_ok(Value::Array(txs))
+}
+
+fn v3_limit(q: &HashMap<String, String>) -> Result<(usize, usize), Refusal> {
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 10,
+        Some(Ok(l)) if (1..=1000).contains(&l) => l,
+        Some(Ok(l)) => return Err((422, format!("limit is not allowed: {l} > 1000"))),
+        Some(Err(_)) => return Err((422, "failed to decode: limit".into())),
+    };
+    let offset = match q.get("offset").map(|o| o.parse::<usize>()) {
+        None => 0,
+        Some(Ok(o)) => o,
+        Some(Err(_)) => return Err((422, "failed to decode: offset".into())),
+    };
+    Ok((limit, offset))
+}
+
+async fn v3_transactions_by_message(
+    state: web::Data<SimState>,
+    req: HttpRequest,
+    q: Query,
+) -> HttpResponse {
+    gate!(state, req);
+    let Some(hash) = q.get("msg_hash") else {
+        return v3_err(
+            422,
+            "at least one of msg_hash, body_hash, opcode should be specified",
+        );
+    };
+    let Ok(hash) = parse_hash(hash) else {
+        return v3_err(
+            422,
+            "failed to decode: schema: error converting value for \"msg_hash\"",
+        );
+    };
+    let (inbound, outbound) = match q.get("direction").map(String::as_str) {
+        None => (true, true),
+        Some("in") => (true, false),
+        Some("out") => (false, true),
+        Some(_) => return v3_err(422, "direction should be one of: in, out"),
+    };
+    let (limit, offset) = match v3_limit(&q) {
+        Ok(v) => v,
+        Err((status, message)) => return v3_err(status, message),
+    };
+    let ledger = state.ledger();
+    let mut book = Map::new();
+    let txs: Vec<Value> = ledger
+        .transactions_by_message(&hash, inbound, outbound)
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|t| json::v3_transaction(t, &mut book, &ledger))
+        .collect();
+    HttpResponse::Ok().json(json!({"transactions": txs, "address_book": book}))
+}
+
+async fn v3_transactions(state: web::Data<SimState>, req: HttpRequest, q: Query) -> HttpResponse {
+    gate!(state, req);
+    let Some(account) = q.get("account") else {
+        return v3_err(422, "account is required");
+    };
+    let Ok(addr) = parse_address(account) else {
+        return v3_err(
+            422,
+            "failed to decode: schema: error converting value for \"account\"",
+        );
+    };
+    let (limit, offset) = match v3_limit(&q) {
+        Ok(v) => v,
+        Err((status, message)) => return v3_err(status, message),
+    };
+    let ledger = state.ledger();
+    let mut book = Map::new();
+    let mut txs: Vec<_> = ledger.account_transactions(&addr, None, 0, usize::MAX);
+    if q.get("sort").map(String::as_str) == Some("asc") {
+        txs.reverse();
+    }
+    let txs: Vec<Value> = txs
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|t| json::v3_transaction(t, &mut book, &ledger))
+        .collect();
+    HttpResponse::Ok().json(json!({"transactions": txs, "address_book": book}))
+}
+
+#[derive(Deserialize)]
+struct FaucetBody {
+    address: String,
+    /// Nanoton, as a string or a number.
+    amount: Nanoton,
+}
+
+/// `POST /sim/faucet {"address": "...", "amount": "<nanoton>"}`: funds any address at once.
+async fn faucet(state: web::Data<SimState>, body: web::Json<FaucetBody>) -> HttpResponse {
+    let addr = match parse_address(&body.address) {
+        Ok(a) => a,
+        Err(e) => return v2_err(422, format!("address: {e}")),
+    };
+    if body.amount == Nanoton::ZERO {
+        return v2_err(422, "amount must be positive (nanoton)");
+    }
+    let tx = state.ledger().fund(&addr, body.amount.as_u64(), unix_now());
+    let balance = state.ledger().balance(&addr);
+    v2_ok(json!({
+        "transaction_hash": json::b64(&tx),
+        "address": json::raw_upper(&addr),
+        "balance": balance.to_string(),
+    }))
+}
+
+async fn status(state: web::Data<SimState>) -> HttpResponse {
+    let ledger = state.ledger();
+    let s = &state.stats;
+    v2_ok(json!({
+        "network": ledger.network(),
+        "mc_seqno": ledger.mc_seqno(),
+        "pending": ledger.pending(),
+        "block_time_ms": state.config.block_time.as_millis() as u64,
+        "faucet": json::raw_upper(ledger.faucet_address()),
+        "requests": s.requests.load(Ordering::Relaxed),
+        "accepted": s.accepted.load(Ordering::Relaxed),
+        "rejected": s.rejected.load(Ordering::Relaxed),
+        "dropped": s.dropped.load(Ordering::Relaxed),
+        "rate_limited": s.rate_limited.load(Ordering::Relaxed),
+    }))
+}
+
+/// `POST /sim/block`: applies the queued messages now (useful with a long block time).
+async fn block(state: web::Data<SimState>) -> HttpResponse {
+    let applied = state.ledger().produce_block(unix_now());
+    v2_ok(json!({"applied": applied}))
+}

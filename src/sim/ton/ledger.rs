@@ -1,0 +1,890 @@
+//! The simulated chain state: accounts, wallet contracts, the mempool of accepted external
+//! messages and the transactions blocks produce. Pure state machine: the caller passes the
+//! time in, so tests and the HTTP layer drive it the same way.
+//!
+//! Model (what matters to a wallet client, with mainnet's rules):
+//! - An external message is checked against the account's current state when it is sent
+//!   (what toncenter's `sendBoc` reports) and again when its block applies it: two messages
+//!   with one seqno can both be accepted, but only the first applies.
+//! - Gas is a flat `compute` fee per accepted external (+ `deploy` when it deploys the
+//!   wallet), forwarding a flat `forward` fee per outgoing message; the recipient gets the
+//!   message value in full. Send modes 0/1/2/3/+128 behave as on mainnet.
+//! - Messages to an undeployed account bounce back (minus a forwarding fee) when their
+//!   bounce flag is set, and stay there otherwise.
+//! - Transaction hashes are synthetic (SHA-256 over the transaction's facts): unique and
+//!   stable, but not the hash of a serialised `Transaction` cell.
+
+use std::collections::{HashMap, VecDeque};
+
+use num_bigint::BigUint;
+use num_traits::ToPrimitive;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tonlib_core::cell::{ArcCell, Cell, CellBuilder, TonCellError};
+use tonlib_core::tlb_types::block::coins::{CurrencyCollection, Grams};
+use tonlib_core::tlb_types::block::message::{CommonMsgInfo, IntMsgInfo, Message};
+use tonlib_core::tlb_types::block::msg_address::{MsgAddress, MsgAddressInt};
+use tonlib_core::tlb_types::block::state_init::StateInit;
+use tonlib_core::tlb_types::primitives::either::{EitherRef, EitherRefLayout};
+use tonlib_core::tlb_types::tlb::TLB;
+use tonlib_core::{TonAddress, TonHash};
+
+use super::contract::{run_external, SendAction, Verdict, WalletData};
+use crate::ton::transfer::normalized_hash;
+use crate::ton::{Network, WalletContract, WalletVersion};
+
+/// Fees in nanoton. Defaults approximate a basechain wallet transfer on mainnet in 2026.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeeSchedule {
+    /// Import + gas of an accepted external message.
+    pub compute: u64,
+    /// Forwarding fee per outgoing internal message.
+    pub forward: u64,
+    /// Extra for a message that deploys the wallet.
+    pub deploy: u64,
+}
+
+impl Default for FeeSchedule {
+    fn default() -> Self {
+        FeeSchedule {
+            compute: 1_200_000,
+            forward: 400_000,
+            deploy: 600_000,
+        }
+    }
+}
+
+/// The most actions one transaction may emit (action phase result code 33 past it).
+const MAX_ACTIONS: usize = 255;
+mod result_code {
+    pub const TOO_MANY_ACTIONS: i32 = 33;
+    pub const INVALID_ACTION: i32 = 34;
+    pub const NOT_ENOUGH_FUNDS: i32 = 37;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountStatus {
+    Nonexist,
+    Uninit,
+    Active,
+}
+
+impl AccountStatus {
+    /// v3 spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Nonexist => "nonexist",
+            AccountStatus::Uninit => "uninit",
+            AccountStatus::Active => "active",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Account {
+    pub balance: u64,
+    /// None while undeployed.
+    pub wallet: Option<WalletData>,
+    pub last_tx: Option<(u64, TonHash)>,
+    /// Indices into the ledger's transactions, oldest first.
+    pub txs: Vec<usize>,
+}
+
+impl Account {
+    pub fn status(&self) -> AccountStatus {
+        if self.wallet.is_some() {
+            AccountStatus::Active
+        } else {
+            AccountStatus::Uninit
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum MessageKind {
+    ExternalIn,
+    Internal {
+        source: TonAddress,
+        bounce: bool,
+        bounced: bool,
+        fwd_fee: u64,
+        created_lt: u64,
+        created_at: u32,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimMessage {
+    pub kind: MessageKind,
+    pub hash: TonHash,
+    /// External-in messages only.
+    pub hash_norm: Option<TonHash>,
+    pub destination: TonAddress,
+    pub value: u64,
+    pub body: ArcCell,
+    pub init: Option<ArcCell>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComputePhase {
+    /// Why the compute phase was skipped (`no_state` for an undeployed recipient).
+    pub skipped: Option<&'static str>,
+    pub success: bool,
+    pub exit_code: i32,
+    pub gas_fees: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionPhase {
+    pub success: bool,
+    pub result_code: i32,
+    pub tot_actions: usize,
+    pub skipped_actions: usize,
+    pub msgs_created: usize,
+    pub total_fwd_fees: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimTransaction {
+    pub hash: TonHash,
+    pub lt: u64,
+    pub now: u32,
+    pub mc_seqno: u32,
+    pub account: TonAddress,
+    pub prev: Option<(u64, TonHash)>,
+    pub orig_status: AccountStatus,
+    pub end_status: AccountStatus,
+    pub in_msg: SimMessage,
+    pub out_msgs: Vec<SimMessage>,
+    pub total_fees: u64,
+    pub aborted: bool,
+    pub compute: ComputePhase,
+    pub action: Option<ActionPhase>,
+}
+
+/// Why an external message was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not a BOC holding an external-in message to a standard address.
+    Malformed(String),
+    /// No such account at all, and no StateInit to create it.
+    AccountMissing,
+    /// Undeployed account and no (or a wrong) StateInit: the compute phase cannot run.
+    NoState,
+    /// The StateInit's code is not a contract the simulator runs.
+    UnsupportedContract,
+    /// The balance cannot pay for executing the message.
+    CannotPayGas,
+    /// The wallet contract threw before accepting.
+    Contract(i32),
+    /// Accepted by the contract, but the balance does not cover the amounts plus fees. On
+    /// mainnet the wallet would accept, charge gas and skip the sends (action phase result
+    /// 37); the simulator refuses it outright so that nothing changes.
+    InsufficientFunds { balance: u64, required: u64 },
+}
+
+impl Rejection {
+    /// The exit code toncenter's error text carries, if any.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            Rejection::Contract(c) => Some(*c),
+            Rejection::NoState => Some(0),
+            Rejection::InsufficientFunds { .. } => Some(result_code::NOT_ENOUGH_FUNDS),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed external-in message.
+#[derive(Clone, Debug)]
+pub struct ExternalMessage {
+    pub root: ArcCell,
+    pub destination: TonAddress,
+    pub state_init: Option<StateInit>,
+    pub body: ArcCell,
+    pub hash: TonHash,
+    pub hash_norm: TonHash,
+}
+
+impl ExternalMessage {
+    pub fn parse(root: ArcCell) -> Result<ExternalMessage, Rejection> {
+        let malformed = |e: TonCellError| Rejection::Malformed(e.to_string());
+        let message = Message::from_cell(&root).map_err(malformed)?;
+        let CommonMsgInfo::ExtIn(info) = &message.info else {
+            return Err(Rejection::Malformed(
+                "not an external inbound message".into(),
+            ));
+        };
+        let MsgAddressInt::Std(dest) = &info.dest else {
+            return Err(Rejection::Malformed(
+                "destination is not a std address".into(),
+            ));
+        };
+        let hash: [u8; 32] = dest
+            .address
+            .as_slice()
+            .try_into()
+            .map_err(|_| Rejection::Malformed("bad destination".into()))?;
+        let destination = TonAddress::new(dest.workchain, hash.into());
+        let body = message.body.value.clone();
+        let hash_norm = normalized_hash(&destination, &body)
+            .map_err(|e| Rejection::Malformed(e.to_string()))?;
+        Ok(ExternalMessage {
+            hash: root.as_ref().cell_hash(),
+            root,
+            destination,
+            state_init: message.init.map(|i| i.value),
+            body,
+            hash_norm,
+        })
+    }
+}
+
+/// The outcome of checking an external message against the current state.
+#[derive(Clone, Debug)]
+struct Evaluation {
+    ext: ExternalMessage,
+    /// Wallet data before the message (from the StateInit when it deploys).
+    data: WalletData,
+    deploys: bool,
+    gas_fee: u64,
+    actions: Vec<SendAction>,
+    abort_exit_code: Option<i32>,
+    seqno_committed: bool,
+}
+
+/// An outgoing message decided by the action phase, before delivery.
+struct Outgoing {
+    destination: TonAddress,
+    value: u64,
+    bounce: bool,
+    body: EitherRef<ArcCell>,
+    init: Option<ArcCell>,
+}
+
+#[derive(Debug)]
+pub struct Ledger {
+    network: Network,
+    fees: FeeSchedule,
+    accounts: HashMap<TonAddress, Account>,
+    txs: Vec<SimTransaction>,
+    by_hash: HashMap<TonHash, usize>,
+    /// Inbound message hash (and normalized hash) → transaction.
+    by_in_msg: HashMap<TonHash, usize>,
+    /// Outbound message hash → sending transaction.
+    by_out_msg: HashMap<TonHash, Vec<usize>>,
+    mempool: VecDeque<ExternalMessage>,
+    next_lt: u64,
+    mc_seqno: u32,
+    faucet: TonAddress,
+}
+
+impl Ledger {
+    pub fn new(network: Network, fees: FeeSchedule) -> Ledger {
+        Ledger {
+            network,
+            fees,
+            accounts: HashMap::new(),
+            txs: Vec::new(),
+            by_hash: HashMap::new(),
+            by_in_msg: HashMap::new(),
+            by_out_msg: HashMap::new(),
+            mempool: VecDeque::new(),
+            next_lt: 47_000_000_000_000,
+            mc_seqno: 1,
+            // A fixed address for the faucet: the hash of its name.
+            faucet: TonAddress::new(
+                0,
+                TonHash::from(<[u8; 32]>::from(Sha256::digest(
+                    b"fragment-gateway sim faucet",
+                ))),
+            ),
+        }
+    }
+
+    pub fn network(&self) -> Network {
+        self.network
+    }
+
+    pub fn fees(&self) -> FeeSchedule {
+        self.fees
+    }
+
+    pub fn faucet_address(&self) -> &TonAddress {
+        &self.faucet
+    }
+
+    pub fn mc_seqno(&self) -> u32 {
+        self.mc_seqno
+    }
+
+    pub fn account(&self, address: &TonAddress) -> Option<&Account> {
+        self.accounts.get(address)
+    }
+
+    pub fn status(&self, address: &TonAddress) -> AccountStatus {
+        self.accounts
+            .get(address)
+            .map_or(AccountStatus::Nonexist, Account::status)
+    }
+
+    pub fn balance(&self, address: &TonAddress) -> u64 {
+        self.accounts.get(address).map_or(0, |a| a.balance)
+    }
+
+    pub fn pending(&self) -> usize {
+        self.mempool.len()
+    }
+
+    pub fn transaction(&self, hash: &TonHash) -> Option<&SimTransaction> {
+        self.by_hash.get(hash).map(|&i| &self.txs[i])
+    }
+
+    /// Transactions that received (`inbound`) or sent a message with this hash (plain or
+    /// normalized).
+    pub fn transactions_by_message(
+        &self,
+        hash: &TonHash,
+        inbound: bool,
+        outbound: bool,
+    ) -> Vec<&SimTransaction> {
+        let mut found = Vec::new();
+        if inbound {
+            if let Some(&i) = self.by_in_msg.get(hash) {
+                found.push(&self.txs[i]);
+            }
+        }
+        if outbound {
+            if let Some(list) = self.by_out_msg.get(hash) {
+                found.extend(list.iter().map(|&i| &self.txs[i]));
+            }
+        }
+        found
+    }
+
+    /// An account's transactions, newest first, starting at `from_lt` (inclusive) and
+    /// stopping above `to_lt` (exclusive, 0 = no bound).
+    pub fn account_transactions(
+        &self,
+        address: &TonAddress,
+        from_lt: Option<u64>,
+        to_lt: u64,
+        limit: usize,
+    ) -> Vec<&SimTransaction> {
+        let Some(account) = self.accounts.get(address) else {
+            return vec![];
+        };
+        account
+            .txs
+            .iter()
+            .rev()
+            .map(|&i| &self.txs[i])
+            .filter(|t| from_lt.is_none_or(|lt| t.lt <= lt))
+            .take_while(|t| t.lt > to_lt)
+            .take(limit)
+            .collect()
+    }
+
+    /// Puts a deployed wallet with a balance directly into the state, as a genesis account
+    /// (no transaction).
+    pub fn install_wallet(&mut self, wallet: &WalletContract, balance: u64) {
+        let data = WalletData {
+            version: wallet.version(),
+            seqno: 0,
+            wallet_id: wallet.wallet_id(),
+            public_key: wallet.public_key(),
+            signature_allowed: true,
+            has_extensions: false,
+        };
+        let account = self.accounts.entry(wallet.address().clone()).or_default();
+        account.wallet = Some(data);
+        account.balance = balance;
+    }
+
+    /// Sends `amount` from the faucet to `address` at once (its own block). Returns the
+    /// recipient's transaction.
+    pub fn fund(&mut self, address: &TonAddress, amount: u64, now: u32) -> TonHash {
+        self.mc_seqno += 1;
+        let body = Cell::default().to_arc();
+        let out = Outgoing {
+            destination: address.clone(),
+            value: amount,
+            bounce: false,
+            body: EitherRef {
+                value: body,
+                layout: EitherRefLayout::ToCell,
+            },
+            init: None,
+        };
+        let lt = self.take_lt(1);
+        let source = self.faucet.clone();
+        let msg = self.internal_message(&source, out, lt, now, 0);
+        self.deliver(msg, now)
+    }
+
+    /// Checks an external message as `sendBoc` does, and queues it for the next block unless
+    /// `drop` (fault injection: accepted, then lost). Returns the message.
+    pub fn submit(
+        &mut self,
+        root: ArcCell,
+        now: u32,
+        drop: bool,
+    ) -> Result<ExternalMessage, Rejection> {
+        let ext = ExternalMessage::parse(root)?;
+        let eval = self.evaluate(ext, now)?;
+        if eval.abort_exit_code.is_none() {
+            let required = eval.gas_fee
+                + eval
+                    .actions
+                    .iter()
+                    .map(|a| message_value(&a.message).unwrap_or(0) + self.fees.forward)
+                    .sum::<u64>();
+            let balance = self.balance(&eval.ext.destination);
+            if balance < required {
+                return Err(Rejection::InsufficientFunds { balance, required });
+            }
+        }
+        if !drop {
+            self.mempool.push_back(eval.ext.clone());
+        }
+        Ok(eval.ext)
+    }
+
+    /// Applies every queued message as one block. Messages that no longer pass (their seqno
+    /// was taken by an earlier one, they expired meanwhile) are dropped, as the network
+    /// drops them. Returns how many were applied.
+    pub fn produce_block(&mut self, now: u32) -> usize {
+        self.mc_seqno += 1;
+        let mut applied = 0;
+        while let Some(ext) = self.mempool.pop_front() {
+            match self.evaluate(ext, now) {
+                Ok(eval) => {
+                    self.execute(eval, now);
+                    applied += 1;
+                }
+                Err(rejection) => {
+                    tracing::debug!(?rejection, "simulated block dropped a message");
+                }
+            }
+        }
+        applied
+    }
+
+    fn evaluate(&self, ext: ExternalMessage, now: u32) -> Result<Evaluation, Rejection> {
+        let account = self.accounts.get(&ext.destination);
+        let (data, deploys) = match account.and_then(|a| a.wallet.clone()) {
+            Some(data) => (data, false),
+            None => {
+                let Some(init) = &ext.state_init else {
+                    return Err(if account.is_some() {
+                        Rejection::NoState
+                    } else {
+                        Rejection::AccountMissing
+                    });
+                };
+                let init_cell = init
+                    .to_cell()
+                    .map_err(|e| Rejection::Malformed(e.to_string()))?;
+                if init_cell.cell_hash() != ext.destination.hash_part
+                    || ext.destination.workchain != 0
+                {
+                    return Err(Rejection::NoState);
+                }
+                let (Some(code), Some(data)) = (&init.code, &init.data) else {
+                    return Err(Rejection::NoState);
+                };
+                let version = WalletVersion::from_code_hash(&code.0.as_ref().cell_hash())
+                    .ok_or(Rejection::UnsupportedContract)?;
+                let data = WalletData::parse(version, &data.0)
+                    .map_err(|e| Rejection::Malformed(format!("wallet data: {e}")))?;
+                (data, true)
+            }
+        };
+        let gas_fee = self.fees.compute + if deploys { self.fees.deploy } else { 0 };
+        if account.map_or(0, |a| a.balance) < gas_fee {
+            return Err(Rejection::CannotPayGas);
+        }
+        match run_external(&data, &ext.body, now) {
+            Verdict::Rejected { exit_code } => Err(Rejection::Contract(exit_code)),
+            Verdict::Accepted {
+                actions,
+                abort_exit_code,
+                seqno_committed,
+            } => Ok(Evaluation {
+                ext,
+                data,
+                deploys,
+                gas_fee,
+                actions,
+                abort_exit_code,
+                seqno_committed,
+            }),
+        }
+    }
+
+    fn execute(&mut self, eval: Evaluation, now: u32) {
+        let address = eval.ext.destination.clone();
+        let orig_status = self.status(&address);
+        let starting_balance = self.balance(&address) - eval.gas_fee;
+
+        let mut data = eval.data.clone();
+        if eval.abort_exit_code.is_none() || eval.seqno_committed {
+            data.seqno = data.seqno.wrapping_add(1);
+        }
+
+        // Action phase.
+        let mut balance = starting_balance;
+        let mut outgoing = Vec::new();
+        let mut action = None;
+        if eval.abort_exit_code.is_none() {
+            let mut phase = ActionPhase {
+                success: true,
+                result_code: 0,
+                tot_actions: eval.actions.len(),
+                skipped_actions: 0,
+                msgs_created: 0,
+                total_fwd_fees: 0,
+            };
+            let fail = |phase: &mut ActionPhase, code| {
+                phase.success = false;
+                phase.result_code = code;
+            };
+            if eval.actions.len() > MAX_ACTIONS {
+                fail(&mut phase, result_code::TOO_MANY_ACTIONS);
+            } else {
+                for a in &eval.actions {
+                    let Ok(msg) = Message::from_cell(&a.message) else {
+                        fail(&mut phase, result_code::INVALID_ACTION);
+                        break;
+                    };
+                    let CommonMsgInfo::Int(info) = &msg.info else {
+                        fail(&mut phase, result_code::INVALID_ACTION);
+                        break;
+                    };
+                    let Some(destination) = std_address(&info.dest) else {
+                        fail(&mut phase, result_code::INVALID_ACTION);
+                        break;
+                    };
+                    let fwd = self.fees.forward;
+                    let requested = info.value.grams.amount.to_u64().unwrap_or(u64::MAX);
+                    // +128: carry the whole remaining balance; +1: pay forwarding apart.
+                    let (cost, value) = if a.mode & 128 != 0 {
+                        (balance, balance.saturating_sub(fwd))
+                    } else if a.mode & 1 != 0 {
+                        (requested.saturating_add(fwd), requested)
+                    } else {
+                        (requested, requested.saturating_sub(fwd))
+                    };
+                    if cost > balance || (a.mode & 1 == 0 && requested < fwd) {
+                        if a.mode & 2 != 0 {
+                            phase.skipped_actions += 1;
+                            continue;
+                        }
+                        fail(&mut phase, result_code::NOT_ENOUGH_FUNDS);
+                        break;
+                    }
+                    balance -= cost;
+                    phase.total_fwd_fees += fwd;
+                    outgoing.push(Outgoing {
+                        destination,
+                        value,
+                        bounce: info.bounce,
+                        body: msg.body.clone(),
+                        init: msg
+                            .init
+                            .as_ref()
+                            .and_then(|i| i.value.to_cell().ok())
+                            .map(Cell::to_arc),
+                    });
+                }
+            }
+            if !phase.success {
+                // A failed action phase sends nothing and spends nothing but gas.
+                outgoing.clear();
+                balance = starting_balance;
+                phase.total_fwd_fees = 0;
+            }
+            phase.msgs_created = outgoing.len();
+            action = Some(phase);
+        }
+
+        let account = self.accounts.entry(address.clone()).or_default();
+        account.balance = balance;
+        account.wallet = Some(data);
+        let end_status = AccountStatus::Active;
+
+        let lt = self.take_lt(1 + outgoing.len() as u64);
+        let fwd_total = action.as_ref().map_or(0, |a| a.total_fwd_fees);
+        let out_msgs: Vec<SimMessage> = outgoing
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| {
+                self.internal_message(&address, o, lt + 1 + i as u64, now, self.fees.forward)
+            })
+            .collect();
+        let in_msg = SimMessage {
+            kind: MessageKind::ExternalIn,
+            hash: eval.ext.hash.clone(),
+            hash_norm: Some(eval.ext.hash_norm.clone()),
+            destination: address.clone(),
+            value: 0,
+            body: eval.ext.body.clone(),
+            init: eval
+                .ext
+                .state_init
+                .as_ref()
+                .and_then(|i| i.to_cell().ok())
+                .map(Cell::to_arc),
+        };
+        let tx = SimTransaction {
+            hash: TonHash::from([0u8; 32]),
+            lt,
+            now,
+            mc_seqno: self.mc_seqno,
+            account: address.clone(),
+            prev: None,
+            orig_status: if eval.deploys {
+                AccountStatus::Uninit
+            } else {
+                orig_status
+            },
+            end_status,
+            in_msg,
+            out_msgs: out_msgs.clone(),
+            total_fees: eval.gas_fee + fwd_total,
+            aborted: eval.abort_exit_code.is_some(),
+            compute: ComputePhase {
+                skipped: None,
+                success: eval.abort_exit_code.is_none(),
+                exit_code: eval.abort_exit_code.unwrap_or(0),
+                gas_fees: eval.gas_fee,
+            },
+            action,
+        };
+        self.record(tx);
+        for msg in out_msgs {
+            self.deliver(msg, now);
+        }
+    }
+
+    /// Delivers an internal message: credits the recipient, or bounces it back from an
+    /// undeployed recipient when its bounce flag asks for it. Returns the recipient's
+    /// transaction hash.
+    fn deliver(&mut self, msg: SimMessage, now: u32) -> TonHash {
+        let MessageKind::Internal {
+            source,
+            bounce,
+            bounced,
+            ..
+        } = msg.kind.clone()
+        else {
+            unreachable!("only internal messages are delivered");
+        };
+        let address = msg.destination.clone();
+        let orig_status = self.status(&address);
+        let lt = self.take_lt(2);
+        let bounces = bounce && !bounced && orig_status != AccountStatus::Active;
+        let fwd = self.fees.forward;
+        let msg_value = msg.value;
+        let returned = msg_value.saturating_sub(fwd);
+
+        let mut out_msgs = Vec::new();
+        if bounces && returned > 0 {
+            let bounce_body = bounce_body(&msg.body);
+            let back = Outgoing {
+                destination: source.clone(),
+                value: returned,
+                bounce: false,
+                body: EitherRef {
+                    value: bounce_body,
+                    layout: EitherRefLayout::ToRef,
+                },
+                init: None,
+            };
+            out_msgs.push(self.internal_message_bounced(&address, back, lt + 1, now, fwd));
+        }
+        let account = self.accounts.entry(address.clone()).or_default();
+        if !bounces {
+            account.balance = account.balance.saturating_add(msg.value);
+        }
+        let end_status = account.status();
+        let tx = SimTransaction {
+            hash: TonHash::from([0u8; 32]),
+            lt,
+            now,
+            mc_seqno: self.mc_seqno,
+            account: address,
+            prev: None,
+            orig_status,
+            end_status,
+            in_msg: msg,
+            out_msgs: out_msgs.clone(),
+            total_fees: if bounces { msg_value.min(fwd) } else { 0 },
+            aborted: bounces,
+            compute: ComputePhase {
+                skipped: (orig_status != AccountStatus::Active).then_some("no_state"),
+                success: !bounces,
+                exit_code: 0,
+                gas_fees: 0,
+            },
+            action: None,
+        };
+        let hash = self.record(tx);
+        for m in out_msgs {
+            self.deliver(m, now);
+        }
+        hash
+    }
+
+    /// Appends a transaction: links it to the account's previous one, hashes it, indexes it.
+    fn record(&mut self, mut tx: SimTransaction) -> TonHash {
+        let account = self.accounts.entry(tx.account.clone()).or_default();
+        tx.prev = account.last_tx.clone();
+        let mut h = Sha256::new();
+        h.update(b"fragment-gateway sim transaction");
+        h.update(tx.account.hash_part.as_slice());
+        h.update(tx.lt.to_be_bytes());
+        if let Some((lt, hash)) = &tx.prev {
+            h.update(lt.to_be_bytes());
+            h.update(hash.as_slice());
+        }
+        h.update(tx.in_msg.hash.as_slice());
+        for m in &tx.out_msgs {
+            h.update(m.hash.as_slice());
+        }
+        h.update(tx.total_fees.to_be_bytes());
+        tx.hash = TonHash::from(<[u8; 32]>::from(h.finalize()));
+
+        let index = self.txs.len();
+        account.last_tx = Some((tx.lt, tx.hash.clone()));
+        account.txs.push(index);
+        self.by_hash.insert(tx.hash.clone(), index);
+        self.by_in_msg.insert(tx.in_msg.hash.clone(), index);
+        if let Some(norm) = &tx.in_msg.hash_norm {
+            self.by_in_msg.insert(norm.clone(), index);
+        }
+        for m in &tx.out_msgs {
+            self.by_out_msg
+                .entry(m.hash.clone())
+                .or_default()
+                .push(index);
+        }
+        let hash = tx.hash.clone();
+        self.txs.push(tx);
+        hash
+    }
+
+    fn take_lt(&mut self, n: u64) -> u64 {
+        let lt = self.next_lt;
+        self.next_lt += n + 1;
+        lt
+    }
+
+    fn internal_message(
+        &self,
+        source: &TonAddress,
+        out: Outgoing,
+        created_lt: u64,
+        now: u32,
+        fwd_fee: u64,
+    ) -> SimMessage {
+        self.build_internal(source, out, created_lt, now, fwd_fee, false)
+    }
+
+    fn internal_message_bounced(
+        &self,
+        source: &TonAddress,
+        out: Outgoing,
+        created_lt: u64,
+        now: u32,
+        fwd_fee: u64,
+    ) -> SimMessage {
+        self.build_internal(source, out, created_lt, now, fwd_fee, true)
+    }
+
+    /// The message as the validator writes it: source, value, fees, lt and time filled in,
+    /// the body kept where the sender put it unless it no longer fits.
+    fn build_internal(
+        &self,
+        source: &TonAddress,
+        out: Outgoing,
+        created_lt: u64,
+        now: u32,
+        fwd_fee: u64,
+        bounced: bool,
+    ) -> SimMessage {
+        let info = IntMsgInfo {
+            ihr_disabled: true,
+            bounce: out.bounce,
+            bounced,
+            src: MsgAddress::Int(source.to_msg_address_int()),
+            dest: MsgAddress::Int(out.destination.to_msg_address_int()),
+            value: CurrencyCollection::new(BigUint::from(out.value)),
+            ihr_fee: Grams::new(BigUint::ZERO),
+            fwd_fee: Grams::new(BigUint::from(fwd_fee)),
+            created_lt,
+            created_at: now,
+        };
+        let mut message = Message {
+            info: CommonMsgInfo::Int(info),
+            init: None,
+            body: out.body.clone(),
+        };
+        let cell = message.to_cell().or_else(|_| {
+            message.body.layout = EitherRefLayout::ToRef;
+            message.to_cell()
+        });
+        let hash = cell
+            .map(|c| c.cell_hash())
+            .expect("a message with its body in a reference always fits");
+        SimMessage {
+            kind: MessageKind::Internal {
+                source: source.clone(),
+                bounce: out.bounce,
+                bounced,
+                fwd_fee,
+                created_lt,
+                created_at: now,
+            },
+            hash,
+            hash_norm: None,
+            destination: out.destination,
+            value: out.value,
+            body: out.body.value,
+            init: out.init,
+        }
+    }
+}
+
+fn std_address(addr: &MsgAddress) -> Option<TonAddress> {
+    match addr {
+        MsgAddress::Int(MsgAddressInt::Std(a)) => {
+            let hash: [u8; 32] = a.address.as_slice().try_into().ok()?;
+            Some(TonAddress::new(a.workchain, hash.into()))
+        }
+        _ => None,
+    }
+}
+
+/// The value an internal message asks to send (0 if unreadable).
+fn message_value(cell: &ArcCell) -> Option<u64> {
+    match Message::from_cell(cell).ok()?.info {
+        CommonMsgInfo::Int(info) => info.value.grams.amount.to_u64(),
+        _ => None,
+    }
+}
+
+/// A bounced message's body: 0xFFFFFFFF then the first 256 bits of the original body.
+fn bounce_body(original: &ArcCell) -> ArcCell {
+    let mut b = CellBuilder::new();
+    b.store_u32(32, 0xFFFF_FFFF).expect("fits");
+    let bits = original.bit_len().min(256);
+    if bits > 0 {
+        let mut p = original.parser();
+        if let Ok(head) = p.load_bits(bits) {
+            let _ = b.store_bits(bits, &head);
+        }
+    }
+    b.build().expect("fits").to_arc()
+}

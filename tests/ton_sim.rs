@@ -1,0 +1,573 @@
+//! The toncenter client against the TON simulator over real HTTP on loopback: transfers
+//! land and are found by hash; everything the wallet contracts refuse is refused and changes
+//! nothing; the client rides out injected faults and rate limits; a lost message is reported
+//! as expired, never as success.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
+use fragment_gateway::ton::client::{
+    TonApiConfig, TonApiError, TonCenterClient, TransferOutcome, WalletState,
+};
+use fragment_gateway::ton::transfer::{sign_transfer, TransferParams};
+use fragment_gateway::ton::{
+    boc, KeyPair, MessageBody, Nanoton, Network, OutgoingMessage, Seed, SignedTransfer, TonAddress,
+    WalletContract, WalletVersion,
+};
+use tonlib_core::cell::{Cell, CellBuilder};
+use tonlib_core::tlb_types::block::message::{CommonMsgInfo, Message};
+use tonlib_core::tlb_types::primitives::either::EitherRef;
+use tonlib_core::tlb_types::tlb::TLB;
+
+const TON_WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";
+const BIP39_WORDS: &str =
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+// An address nobody controls, in non-bounceable form so that funds sent there stay.
+const RECIPIENT: &str = "UQBvW8Z5huBkMJYdnfAEM5JqTNkuWX3diqYENkWsIL0XglxD";
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32
+}
+
+struct Payer {
+    key: KeyPair,
+    wallet: WalletContract,
+}
+
+fn payer(words: &str, version: WalletVersion) -> Payer {
+    let key = Seed::from_words(words).unwrap().derive_key(None).unwrap();
+    let wallet = WalletContract::new(version, Network::Mainnet, key.public_key());
+    Payer { key, wallet }
+}
+
+impl Payer {
+    /// A transfer signed with explicit parameters, right or wrong.
+    fn signed(
+        &self,
+        seqno: u32,
+        valid_until: u32,
+        state_init: bool,
+        amount: Nanoton,
+    ) -> SignedTransfer {
+        let params = TransferParams {
+            seqno,
+            valid_until,
+            include_state_init: state_init,
+        };
+        let msg = OutgoingMessage::new(RECIPIENT, amount, MessageBody::Empty).unwrap();
+        sign_transfer(&self.wallet, &self.key, &params, &[msg]).unwrap()
+    }
+
+    fn transfer(&self, state: &WalletState, to: &str, amount: Nanoton, ttl: u32) -> SignedTransfer {
+        let msg = OutgoingMessage::new(to, amount, MessageBody::comment("test payment")).unwrap();
+        let params = TransferParams {
+            seqno: state.seqno,
+            valid_until: now() + ttl,
+            include_state_init: !state.deployed,
+        };
+        sign_transfer(&self.wallet, &self.key, &params, &[msg]).unwrap()
+    }
+}
+
+async fn sim_with(config: TonSimConfig) -> (TonSim, TonCenterClient) {
+    let sim = TonSim::start(config, loopback()).await.unwrap();
+    let client = TonCenterClient::new(TonApiConfig::local(sim.url())).unwrap();
+    (sim, client)
+}
+
+/// Blocks every 50 ms: fast, but still asynchronous like the real chain.
+async fn fast_sim() -> (TonSim, TonCenterClient) {
+    sim_with(TonSimConfig {
+        block_time: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Blocks only when the test asks: nothing applies behind its back.
+async fn manual_sim() -> (TonSim, TonCenterClient) {
+    sim_with(TonSimConfig {
+        block_time: Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+}
+
+fn recipient() -> TonAddress {
+    fragment_gateway::ton::address::parse_address(RECIPIENT).unwrap()
+}
+
+#[tokio::test]
+async fn transfers_deploy_land_and_are_found_by_hash() {
+    let (sim, client) = fast_sim().await;
+    let fees = sim.config().fees;
+    for (words, version) in [
+        (TON_WORDS, WalletVersion::V4R2),
+        (BIP39_WORDS, WalletVersion::V5R1),
+    ] {
+        let p = payer(words, version);
+        let addr = p.wallet.address().clone();
+        let funded = Nanoton::from_ton(5);
+        sim.fund(&addr, funded);
+        let before_recipient = sim.balance(&recipient());
+
+        let state = client.wallet_state(&p.wallet).await.unwrap();
+        assert_eq!(
+            state,
+            WalletState {
+                balance: funded,
+                seqno: 0,
+                deployed: false
+            }
+        );
+
+        // First transfer deploys the wallet (StateInit attached).
+        let amount = Nanoton::new(1_250_000_001);
+        let t1 = p.transfer(&state, RECIPIENT, amount, 60);
+        let receipt = client.send_transfer(&t1).await.unwrap();
+        assert_eq!(receipt.hash, t1.message_hash);
+        assert_eq!(receipt.hash_norm.as_ref(), Some(&t1.normalized_hash));
+        let TransferOutcome::Confirmed(tx) = client
+            .wait_for_transfer(&t1, Duration::from_millis(50))
+            .await
+            .unwrap()
+        else {
+            panic!("transfer not confirmed");
+        };
+        assert_eq!(tx.account, addr);
+        assert_eq!(tx.aborted, Some(false));
+        assert_eq!(tx.compute_exit_code, Some(0));
+        assert_eq!(tx.action_result_code, Some(0));
+        assert_eq!(
+            tx.in_msg.as_ref().unwrap().hash_norm,
+            Some(t1.normalized_hash.clone())
+        );
+        assert_eq!(tx.out_msgs.len(), 1);
+        assert_eq!(tx.out_msgs[0].destination, Some(recipient()));
+        assert_eq!(tx.out_msgs[0].value, amount);
+
+        let fee1 = fees.compute + fees.deploy + fees.forward;
+        let expected = funded.as_u64() - amount.as_u64() - fee1;
+        let state = client.wallet_state(&p.wallet).await.unwrap();
+        assert_eq!(
+            state,
+            WalletState {
+                balance: Nanoton::new(expected),
+                seqno: 1,
+                deployed: true
+            }
+        );
+        assert_eq!(
+            sim.balance(&recipient()).as_u64(),
+            before_recipient.as_u64() + amount.as_u64()
+        );
+
+        // The next one carries seqno 1 and no StateInit.
+        let t2 = p.transfer(&state, RECIPIENT, Nanoton::new(7), 60);
+        client.send_transfer(&t2).await.unwrap();
+        let outcome = client
+            .wait_for_transfer(&t2, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, TransferOutcome::Confirmed(_)));
+        let state = client.wallet_state(&p.wallet).await.unwrap();
+        assert_eq!(state.seqno, 2);
+        assert_eq!(
+            state.balance.as_u64(),
+            expected - 7 - fees.compute - fees.forward
+        );
+
+        // The plain (non-normalized) hash finds the same transaction, and the history
+        // lists both transfers after the faucet's, newest first.
+        let by_plain = client
+            .transaction_by_message(&t2.message_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        let history = client.transactions(&addr, 10, None).await.unwrap();
+        assert_eq!(history.len(), 3);
+        assert_eq!(history[0].hash, by_plain.hash);
+        assert_eq!(history[1].hash, tx.hash);
+        assert_eq!(history[2].in_msg.as_ref().unwrap().value, funded);
+        // Paging from the second one (inclusive).
+        let id = fragment_gateway::ton::client::TxId {
+            lt: history[1].lt,
+            hash: history[1].hash.clone(),
+        };
+        let page = client.transactions(&addr, 10, Some(&id)).await.unwrap();
+        assert_eq!(page.len(), 2);
+        assert_eq!(page[0].hash, tx.hash);
+    }
+}
+
+/// Tampers with a signed external message's body (the signature lives in it).
+fn rewrite_body(transfer: &SignedTransfer, f: impl FnOnce(&Cell) -> Cell) -> String {
+    let root = fragment_gateway::ton::transfer::decode_boc(&transfer.boc).unwrap();
+    let mut message = Message::from_cell(&root).unwrap();
+    message.body = EitherRef::new(f(&message.body.value).to_arc());
+    boc::to_base64(&message.to_cell().unwrap()).unwrap()
+}
+
+fn flip_bit(cell: &Cell, bit: usize) -> Cell {
+    let mut data = cell.data().to_vec();
+    data[bit / 8] ^= 0x80 >> (bit % 8);
+    let mut b = CellBuilder::new();
+    b.store_bits(cell.bit_len(), &data).unwrap();
+    b.store_references(cell.references()).unwrap();
+    b.build().unwrap()
+}
+
+/// Re-addresses a signed message to another account.
+fn readdress(transfer: &SignedTransfer, to: &TonAddress) -> String {
+    let root = fragment_gateway::ton::transfer::decode_boc(&transfer.boc).unwrap();
+    let mut message = Message::from_cell(&root).unwrap();
+    if let CommonMsgInfo::ExtIn(info) = &mut message.info {
+        info.dest = to.to_msg_address_int();
+    }
+    boc::to_base64(&message.to_cell().unwrap()).unwrap()
+}
+
+async fn assert_rejected(
+    sim: &TonSim,
+    client: &TonCenterClient,
+    p: &Payer,
+    boc: &str,
+    expected_exit: i32,
+    case: &str,
+) {
+    let addr = p.wallet.address();
+    let balance = sim.balance(addr);
+    let seqno = sim.seqno(addr);
+    let recipient_balance = sim.balance(&recipient());
+    match client.send_boc(boc).await {
+        Err(TonApiError::Rejected { exit_code, .. }) => {
+            assert_eq!(exit_code, Some(expected_exit), "{case}")
+        }
+        other => panic!("{case}: expected a rejection, got {other:?}"),
+    }
+    assert_eq!(sim.pending(), 0, "{case}: nothing queued");
+    sim.produce_block();
+    assert_eq!(sim.balance(addr), balance, "{case}: balance unchanged");
+    assert_eq!(sim.seqno(addr), seqno, "{case}: seqno unchanged");
+    assert_eq!(sim.balance(&recipient()), recipient_balance, "{case}");
+}
+
+#[tokio::test]
+async fn everything_the_contract_refuses_is_refused_and_changes_nothing() {
+    let (sim, client) = manual_sim().await;
+    for (words, version, codes) in [
+        (TON_WORDS, WalletVersion::V4R2, [35, 33, 36, 34]),
+        (BIP39_WORDS, WalletVersion::V5R1, [135, 133, 136, 134]),
+    ] {
+        let [bad_sig, bad_seqno, expired, bad_wallet_id] = codes;
+        let p = payer(words, version);
+        let addr = p.wallet.address().clone();
+        sim.fund(&addr, Nanoton::from_ton(3));
+        let undeployed = client.wallet_state(&p.wallet).await.unwrap();
+
+        // Undeployed and no StateInit: the contract cannot even run (exit code 0).
+        let no_init = p.signed(0, now() + 60, false, Nanoton::from_ton(1));
+        assert_rejected(&sim, &client, &p, &no_init.boc, 0, "no state init").await;
+
+        // Deploy it with a first transfer, then try the refusals on a live wallet.
+        let t = p.transfer(&undeployed, RECIPIENT, Nanoton::new(1), 60);
+        client.send_transfer(&t).await.unwrap();
+        sim.produce_block();
+        let state = client.wallet_state(&p.wallet).await.unwrap();
+        assert!(state.deployed);
+        assert_eq!(state.seqno, 1);
+
+        let good = p.transfer(&state, RECIPIENT, Nanoton::from_ton(1), 60);
+        // The signature is the first 512 bits (v4r2) or the last 512 (v5r1).
+        let sig_bit = |c: &Cell| match version {
+            WalletVersion::V4R2 => 3,
+            WalletVersion::V5R1 => c.bit_len() - 3,
+        };
+        let forged = rewrite_body(&good, |c| flip_bit(c, sig_bit(c)));
+        assert_rejected(&sim, &client, &p, &forged, bad_sig, "bad signature").await;
+
+        let replay = p.signed(0, now() + 60, false, Nanoton::from_ton(1));
+        assert_rejected(&sim, &client, &p, &replay.boc, bad_seqno, "wrong seqno").await;
+
+        let late = p.signed(state.seqno, now() - 5, false, Nanoton::from_ton(1));
+        assert_rejected(&sim, &client, &p, &late.boc, expired, "expired").await;
+
+        // Same key, another wallet id: signed for a different contract.
+        let other =
+            WalletContract::with_wallet_id(version, Network::Mainnet, p.key.public_key(), 42);
+        let foreign = Payer {
+            key: Seed::from_words(words).unwrap().derive_key(None).unwrap(),
+            wallet: other,
+        }
+        .signed(state.seqno, now() + 60, false, Nanoton::from_ton(1));
+        let wrong_id = readdress(&foreign, &addr);
+        assert_rejected(
+            &sim,
+            &client,
+            &p,
+            &wrong_id,
+            bad_wallet_id,
+            "wrong wallet id",
+        )
+        .await;
+
+        // More than the balance: refused outright (exit code 37, "not enough funds").
+        let too_much = p.transfer(&state, RECIPIENT, Nanoton::from_ton(100), 60);
+        assert_rejected(&sim, &client, &p, &too_much.boc, 37, "balance too low").await;
+
+        // And the good one still goes through afterwards.
+        client.send_transfer(&good).await.unwrap();
+        sim.produce_block();
+        assert_eq!(sim.seqno(&addr), Some(2));
+    }
+}
+
+#[tokio::test]
+async fn a_message_to_an_unknown_account_is_refused() {
+    let (_sim, client) = manual_sim().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    let state = WalletState {
+        balance: Nanoton::ZERO,
+        seqno: 0,
+        deployed: false,
+    };
+    let t = p.transfer(&state, RECIPIENT, Nanoton::from_ton(1), 60);
+    // Never funded: the account does not exist, so the StateInit cannot pay for itself.
+    match client.send_transfer(&t).await {
+        Err(TonApiError::Rejected {
+            exit_code: None,
+            message,
+        }) => {
+            assert!(
+                message.contains("before smart-contract execution")
+                    || message.contains("Failed to unpack"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn retries_recover_from_transient_errors() {
+    let (sim, client) = fast_sim().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    sim.fund(p.wallet.address(), Nanoton::from_ton(2));
+
+    // Three failures, four attempts: the fourth succeeds.
+    sim.faults().fail_next(3);
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+    assert_eq!(state.balance, Nanoton::from_ton(2));
+    assert_eq!(sim.faults().injected(), 3);
+
+    // Four failures exhaust the attempts: the error says what happened.
+    sim.faults().fail_next(4);
+    match client.wallet_state(&p.wallet).await {
+        Err(TonApiError::Server { status: 503, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+
+    // A broadcast refused before processing is simply retried.
+    sim.faults().fail_next(1);
+    let t = p.transfer(&state, RECIPIENT, Nanoton::from_ton(1), 60);
+    client.send_transfer(&t).await.unwrap();
+    let outcome = client
+        .wait_for_transfer(&t, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, TransferOutcome::Confirmed(_)));
+
+    // A random 30 % error rate: every call still completes.
+    sim.faults()
+        .set_config(fragment_gateway::sim::faults::FaultConfig {
+            error_rate: 0.3,
+            ..Default::default()
+        });
+    for _ in 0..20 {
+        client.wallet_state(&p.wallet).await.unwrap();
+    }
+    assert!(sim.faults().injected() > 8, "faults were injected");
+}
+
+#[tokio::test]
+async fn a_dropped_message_is_reported_expired_not_successful() {
+    let (sim, client) = fast_sim().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    sim.fund(p.wallet.address(), Nanoton::from_ton(2));
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+
+    sim.drop_next(1);
+    let t = p.transfer(&state, RECIPIENT, Nanoton::from_ton(1), 2);
+    // The network says "accepted"...
+    client.send_transfer(&t).await.unwrap();
+    // ...but the message never lands: after valid_until (+ finality margin) it is expired.
+    let outcome = client
+        .wait_for_transfer(&t, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(outcome, TransferOutcome::Expired);
+    assert!(now() > t.valid_until);
+    assert_eq!(
+        sim.balance(p.wallet.address()),
+        Nanoton::from_ton(2),
+        "no funds moved"
+    );
+    assert_eq!(client.wallet_state(&p.wallet).await.unwrap().seqno, 0);
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_unconfirmed_and_the_transfer_is_found_later() {
+    let (sim, client) = manual_sim().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    sim.fund(p.wallet.address(), Nanoton::from_ton(2));
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+    let t = p.transfer(&state, RECIPIENT, Nanoton::from_ton(1), 60);
+
+    // Every attempt is processed but its answer is lost.
+    sim.lose_next_answers(10);
+    match client.send_transfer(&t).await {
+        Err(TonApiError::Unconfirmed(_)) => {}
+        other => panic!("a lost answer must not be reported as {other:?}"),
+    }
+    sim.lose_next_answers(0);
+    sim.produce_block();
+    // The transfer applied exactly once, whatever the number of attempts.
+    assert_eq!(sim.seqno(p.wallet.address()), Some(1));
+    let outcome = client
+        .wait_for_transfer(&t, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, TransferOutcome::Confirmed(_)));
+    assert_eq!(
+        sim.balance(p.wallet.address()).as_u64(),
+        2_000_000_000
+            - 1_000_000_000
+            - sim.config().fees.compute
+            - sim.config().fees.deploy
+            - sim.config().fees.forward
+    );
+}
+
+#[tokio::test]
+async fn a_retry_refused_after_an_uncertain_attempt_is_unconfirmed() {
+    let (sim, client) = manual_sim().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    sim.fund(p.wallet.address(), Nanoton::from_ton(2));
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+    let t = p.transfer(&state, RECIPIENT, Nanoton::from_ton(1), 60);
+    // The first attempt lands but its answer is lost; before the retry the block applies
+    // it, so the retry is refused for its (now used) seqno. That refusal must not be taken
+    // for a failed payment.
+    sim.lose_next_answers(1);
+    let sim_ref = &sim;
+    let send = client.send_transfer(&t);
+    let apply = async {
+        while sim_ref.pending() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sim_ref.produce_block();
+    };
+    let (result, ()) = tokio::join!(send, apply);
+    match result {
+        Err(TonApiError::Unconfirmed(why)) => assert!(why.contains("refused"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sim.seqno(p.wallet.address()), Some(1));
+}
+
+#[tokio::test]
+async fn pacing_keeps_every_caller_within_the_budget() {
+    let (sim, _) = sim_with(TonSimConfig {
+        keyless_rps: Some(10.0),
+        ..Default::default()
+    })
+    .await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    let paced = |rps| {
+        let mut cfg = TonApiConfig::local(sim.url());
+        cfg.requests_per_second = rps;
+        TonCenterClient::new(cfg).unwrap()
+    };
+    // Two independently built clients of the same endpoint share one budget.
+    let a = paced(Some(10.0));
+    let b = paced(Some(10.0));
+    let calls = (0..30).map(|i| {
+        let c = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let w = p.wallet.clone();
+        tokio::spawn(async move { c.wallet_state(&w).await })
+    });
+    for h in calls.collect::<Vec<_>>() {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        sim.stats()
+            .rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "paced callers never hit the limit"
+    );
+}
+
+#[tokio::test]
+async fn unpaced_bursts_hit_429_and_retries_absorb_them() {
+    let (sim, _) = sim_with(TonSimConfig {
+        keyless_rps: Some(5.0),
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = TonApiConfig::local(sim.url());
+    cfg.max_attempts = 8;
+    let client = TonCenterClient::new(cfg).unwrap();
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    let calls: Vec<_> = (0..12)
+        .map(|_| {
+            let c = client.clone();
+            let w = p.wallet.clone();
+            tokio::spawn(async move { c.wallet_state(&w).await })
+        })
+        .collect();
+    for h in calls {
+        h.await.unwrap().unwrap();
+    }
+    assert!(
+        sim.stats()
+            .rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_api_key_is_refused_without_retrying() {
+    let (sim, _) = sim_with(TonSimConfig {
+        api_key: Some("right-key".into()),
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = TonApiConfig::local(sim.url());
+    cfg.api_key = Some("wrong-key".into());
+    let client = TonCenterClient::new(cfg).unwrap();
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    assert_eq!(
+        client.wallet_state(&p.wallet).await,
+        Err(TonApiError::Unauthorized(401))
+    );
+    assert_eq!(
+        sim.stats()
+            .unauthorized
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let mut cfg = TonApiConfig::local(sim.url());
+    cfg.api_key = Some("right-key".into());
+    let client = TonCenterClient::new(cfg).unwrap();
+    client.wallet_state(&p.wallet).await.unwrap();
+}
