@@ -74,12 +74,25 @@ fn sign(c: &mut Criterion) {
         let fee = OutgoingMessage::new(DEST, Nanoton::new(15_000_000), MessageBody::comment("fee"))
             .unwrap();
         g.bench_function(format!("{v}_fragment_payload"), |b| {
-            b.iter(|| sign_transfer(&wallet, &key, &params, black_box(&[purchase.clone()])).unwrap())
+            b.iter(|| {
+                sign_transfer(
+                    &wallet,
+                    &key,
+                    &params,
+                    black_box(std::slice::from_ref(&purchase)),
+                )
+                .unwrap()
+            })
         });
         g.bench_function(format!("{v}_payload_plus_fee"), |b| {
             b.iter(|| {
-                sign_transfer(&wallet, &key, &params, black_box(&[purchase.clone(), fee.clone()]))
-                    .unwrap()
+                sign_transfer(
+                    &wallet,
+                    &key,
+                    &params,
+                    black_box(&[purchase.clone(), fee.clone()]),
+                )
+                .unwrap()
             })
         });
     }

@@ -36,4 +36,3 @@ pub fn wallet_report(input: &str, account_index: Option<u32>) -> Result<Value, S
         "wallets": wallets,
     }))
 }
-

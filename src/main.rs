@@ -9,7 +9,11 @@ use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
-#[command(name = "fragment-gateway", version, about = "Buy Telegram Stars and gift Premium through Fragment, paid in TON")]
+#[command(
+    name = "fragment-gateway",
+    version,
+    about = "Buy Telegram Stars and gift Premium through Fragment, paid in TON"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,7 +60,10 @@ fn init_tracing() {
 }
 
 fn run_async(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(fut),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -99,7 +106,10 @@ async fn sim(ton_listen: SocketAddr, block_time_ms: u64) -> ExitCode {
         }
     };
     println!("TON simulator (toncenter API v2/v3): {}", ton.url());
-    println!("  faucet: POST {}/sim/faucet {{\"address\": \"<any form>\", \"amount\": \"<nanoton>\"}}", ton.url());
+    println!(
+        "  faucet: POST {}/sim/faucet {{\"address\": \"<any form>\", \"amount\": \"<nanoton>\"}}",
+        ton.url()
+    );
     println!("Press Ctrl-C to stop.");
     let _ = tokio::signal::ctrl_c().await;
     ton.stop().await;

@@ -46,14 +46,20 @@ fn assert_no_seed_words(text: &str, mnemonic: &str) {
     let words: Vec<&str> = mnemonic.split(' ').collect();
     for pair in words.windows(2) {
         let fragment = pair.join(" ");
-        assert!(!text.contains(&fragment), "output shows {fragment:?}:\n{text}");
+        assert!(
+            !text.contains(&fragment),
+            "output shows {fragment:?}:\n{text}"
+        );
     }
     if let Ok(json) = serde_json::from_str::<Value>(text) {
         let mut values = vec![];
         collect_strings(&json, &mut values);
         for v in values {
             for token in v.split(|c: char| !c.is_ascii_alphabetic()) {
-                assert!(!words.contains(&token), "output value shows seed word {token:?}");
+                assert!(
+                    !words.contains(&token),
+                    "output value shows seed word {token:?}"
+                );
             }
         }
     }
@@ -120,13 +126,22 @@ fn wallet_explains_a_bad_seed_without_echoing_it() {
 
     let (code, _, stderr) = run_wallet(words, &["--account-index", "1"]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("account_index applies only to BIP39"), "{stderr}");
+    assert!(
+        stderr.contains("account_index applies only to BIP39"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
 async fn sim_serves_the_toncenter_api_standalone() {
     let mut child = Command::new(BIN)
-        .args(["sim", "--ton-listen", "127.0.0.1:0", "--block-time-ms", "100"])
+        .args([
+            "sim",
+            "--ton-listen",
+            "127.0.0.1:0",
+            "--block-time-ms",
+            "100",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

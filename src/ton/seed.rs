@@ -139,13 +139,19 @@ impl Seed {
         if word_count != 12 && word_count != 24 {
             return Err(SeedError::WrongWordCount(word_count));
         }
+        // Every word list entry is lower-case ASCII, so a non-ASCII word is unknown before
+        // any copying, and lower-casing ASCII never grows the text: the buffer never
+        // reallocates (which would leave an unwiped copy of the phrase behind).
         let mut phrase = Zeroizing::new(String::with_capacity(text.len()));
         for (i, word) in text.split_whitespace().enumerate() {
+            if !word.is_ascii() {
+                return Err(SeedError::UnknownWord { position: i + 1 });
+            }
             if i > 0 {
                 phrase.push(' ');
             }
             let start = phrase.len();
-            phrase.extend(word.chars().flat_map(char::to_lowercase));
+            phrase.extend(word.chars().map(|c| c.to_ascii_lowercase()));
             if bip39::Language::English
                 .find_word(&phrase[start..])
                 .is_none()
@@ -380,6 +386,11 @@ mod tests {
         words[6] = "hearth";
         assert_eq!(
             Seed::from_base64(&b64(&words.join(" "))).unwrap_err(),
+            SeedError::UnknownWord { position: 7 }
+        );
+        words[6] = "héart";
+        assert_eq!(
+            Seed::from_words(&words.join(" ")).unwrap_err(),
             SeedError::UnknownWord { position: 7 }
         );
         // Two valid words swapped: neither checksum holds.
