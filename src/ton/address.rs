@@ -9,6 +9,8 @@ use std::fmt;
 
 use tonlib_core::TonAddress;
 
+use super::encoding::decode_base64;
+
 /// How an address was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AddressForm {
@@ -66,19 +68,7 @@ impl ParsedAddress {
         if s.len() != 48 {
             return Err(AddressError::WrongLength);
         }
-        // Normalise the URL-safe alphabet so one decoder handles both.
-        let std_form: String = s
-            .chars()
-            .map(|c| match c {
-                '-' => '+',
-                '_' => '/',
-                c => c,
-            })
-            .collect();
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(std_form)
-            .map_err(|_| AddressError::NotBase64)?;
+        let bytes = decode_base64(s).ok_or(AddressError::NotBase64)?.to_vec();
         let bytes: [u8; 36] = bytes.try_into().map_err(|_| AddressError::WrongLength)?;
         let (testnet, bounceable) = match bytes[0] {
             0x11 => (false, true),

@@ -18,9 +18,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use base64::Engine;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -33,6 +30,7 @@ use tonlib_core::{TonAddress, TonHash};
 
 use super::address::{self, parse_address};
 use super::amount::Nanoton;
+use super::encoding::decode_base64;
 use super::transfer::{decode_boc, SignedTransfer};
 use super::wallet::{WalletContract, WalletVersion};
 
@@ -750,28 +748,15 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
 /// Parses a hash given as 64 hex digits or base64 (either alphabet, padded or not).
 pub fn parse_hash(s: &str) -> Result<TonHash, TonApiError> {
     let s = s.trim();
     let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
         hex::decode(s).map_err(bad)?
     } else {
-        let std: String = s
-            .chars()
-            .map(|c| match c {
-                '-' => '+',
-                '_' => '/',
-                c => c,
-            })
-            .collect();
-        LENIENT_BASE64
-            .decode(std)
-            .map_err(|_| bad(format!("bad hash {s:?}")))?
+        decode_base64(s)
+            .ok_or_else(|| bad(format!("bad hash {s:?}")))?
+            .to_vec()
     };
     TonHash::try_from(bytes).map_err(|_| bad(format!("hash {s:?} is not 32 bytes")))
 }
@@ -969,6 +954,8 @@ impl V3Transaction {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     #[test]

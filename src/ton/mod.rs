@@ -6,6 +6,7 @@ pub mod address;
 pub mod amount;
 pub mod boc;
 pub mod client;
+pub mod encoding;
 pub mod keys;
 pub mod seed;
 pub mod transfer;

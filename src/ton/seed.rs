@@ -14,14 +14,12 @@
 
 use std::fmt;
 
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha512;
 use zeroize::Zeroizing;
 
+use super::encoding::decode_base64;
 use super::keys::KeyPair;
 
 const TON_DEFAULT_SEED_ROUNDS: u32 = 100_000;
@@ -101,21 +99,7 @@ impl Seed {
         if encoded.is_empty() {
             return Err(SeedError::Empty);
         }
-        let std_alphabet: Zeroizing<String> = Zeroizing::new(
-            encoded
-                .chars()
-                .map(|c| match c {
-                    '-' => '+',
-                    '_' => '/',
-                    c => c,
-                })
-                .collect(),
-        );
-        let bytes = Zeroizing::new(
-            LENIENT_BASE64
-                .decode(std_alphabet.as_bytes())
-                .map_err(|_| SeedError::NotBase64)?,
-        );
+        let bytes = decode_base64(encoded).ok_or(SeedError::NotBase64)?;
         let text = std::str::from_utf8(&bytes).map_err(|_| SeedError::NotUtf8)?;
         Seed::from_words(text)
     }
@@ -251,12 +235,6 @@ impl fmt::Debug for Seed {
     }
 }
 
-/// Base64 that accepts input with or without `=` padding.
-const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
 fn hmac_sha512(key: &[u8], data: &[u8]) -> Zeroizing<[u8; 64]> {
     let mut mac = Hmac::<Sha512>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(data);
@@ -308,6 +286,8 @@ fn slip10_ed25519(seed: &[u8], path: &[u32]) -> Zeroizing<[u8; 32]> {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     const TON_WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";

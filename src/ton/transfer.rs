@@ -6,9 +6,6 @@
 //! as TON wallets do. The result carries the BOC to broadcast and the TEP-467 normalized
 //! hash of the external message, which toncenter v3 and explorers index transactions by.
 
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use base64::Engine;
 use num_bigint::BigUint;
 use tonlib_core::cell::{ArcCell, Cell, CellBuilder, TonCellError};
 use tonlib_core::tlb_types::block::coins::{CurrencyCollection, Grams};
@@ -24,6 +21,7 @@ use tonlib_core::{TonAddress, TonHash};
 use super::address::{AddressError, ParsedAddress};
 use super::amount::Nanoton;
 use super::boc;
+use super::encoding::decode_base64;
 use super::keys::KeyPair;
 use super::wallet::{WalletContract, WalletVersion};
 
@@ -73,26 +71,9 @@ pub enum MessageBody {
     Cell(ArcCell),
 }
 
-/// Base64 as Fragment sends it: either alphabet, with or without padding.
-const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
 /// Decodes a BOC given in standard or URL-safe base64, padded or not.
 pub fn decode_boc(encoded: &str) -> Result<ArcCell, String> {
-    let normalised: String = encoded
-        .trim()
-        .chars()
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '/',
-            c => c,
-        })
-        .collect();
-    let bytes = LENIENT_BASE64
-        .decode(normalised)
-        .map_err(|_| "not base64".to_string())?;
+    let bytes = decode_base64(encoded).ok_or_else(|| "not base64".to_string())?;
     boc::parse_single_root(&bytes).map_err(|e| e.to_string())
 }
 

@@ -419,7 +419,7 @@ impl Ledger {
         };
         let lt = self.take_lt(1);
         let source = self.faucet.clone();
-        let msg = self.internal_message(&source, out, lt, now, 0);
+        let msg = self.build_internal(&source, out, lt, now, 0, false);
         self.deliver(msg, now)
     }
 
@@ -620,7 +620,14 @@ impl Ledger {
             .into_iter()
             .enumerate()
             .map(|(i, o)| {
-                self.internal_message(&address, o, lt + 1 + i as u64, now, self.fees.forward)
+                self.build_internal(
+                    &address,
+                    o,
+                    lt + 1 + i as u64,
+                    now,
+                    self.fees.forward,
+                    false,
+                )
             })
             .collect();
         let in_msg = SimMessage {
@@ -702,7 +709,7 @@ impl Ledger {
                 },
                 init: None,
             };
-            out_msgs.push(self.internal_message_bounced(&address, back, lt + 1, now, fwd));
+            out_msgs.push(self.build_internal(&address, back, lt + 1, now, fwd, true));
         }
         let account = self.accounts.entry(address.clone()).or_default();
         if !bounces {
@@ -779,28 +786,6 @@ impl Ledger {
         let lt = self.next_lt;
         self.next_lt += n + 1;
         lt
-    }
-
-    fn internal_message(
-        &self,
-        source: &TonAddress,
-        out: Outgoing,
-        created_lt: u64,
-        now: u32,
-        fwd_fee: u64,
-    ) -> SimMessage {
-        self.build_internal(source, out, created_lt, now, fwd_fee, false)
-    }
-
-    fn internal_message_bounced(
-        &self,
-        source: &TonAddress,
-        out: Outgoing,
-        created_lt: u64,
-        now: u32,
-        fwd_fee: u64,
-    ) -> SimMessage {
-        self.build_internal(source, out, created_lt, now, fwd_fee, true)
     }
 
     /// The message as the validator writes it: source, value, fees, lt and time filled in,
