@@ -21,45 +21,29 @@ use crate::ton::Nanoton;
 
 type Query = web::Query<HashMap<String, String>>;
 
+/// An error answer: HTTP status and toncenter's text.
+type Refusal = (u16, String);
+
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api/v2")
-            .route(
-                "/getAddressInformation",
-                web::get().to(get_address_information),
-            )
-            .route(
-                "/getAddressInformation",
-                web::post().to(get_address_information_post),
-            )
-            .route(
-                "/getWalletInformation",
-                web::get().to(get_wallet_information),
-            )
-            .route("/getAddressBalance", web::get().to(get_address_balance))
-            .route("/runGetMethod", web::get().to(run_get_method_get))
-            .route("/runGetMethod", web::post().to(run_get_method_post))
-            .route("/sendBoc", web::post().to(send_boc))
-            .route("/sendBocReturnHash", web::post().to(send_boc_return_hash))
-            .route("/getTransactions", web::get().to(get_transactions)),
-    )
-    .service(
-        web::scope("/api/v3")
-            .route(
-                "/transactionsByMessage",
-                web::get().to(v3_transactions_by_message),
-            )
-            .route("/transactions", web::get().to(v3_transactions)),
-    )
-    .service(
-        web::scope("/sim")
-            .route("/faucet", web::post().to(faucet))
-            .route("/status", web::get().to(status))
-            .route("/block", web::post().to(block)),
-    )
-    .default_service(web::to(|| async {
-        HttpResponse::NotFound().json(json!({"ok": false, "error": "Not Found", "code": 404}))
-    }));
+    cfg.route("/api/v2/{method}", web::get().to(v2))
+        .route("/api/v2/{method}", web::post().to(v2))
+        .service(
+            web::scope("/api/v3")
+                .route(
+                    "/transactionsByMessage",
+                    web::get().to(v3_transactions_by_message),
+                )
+                .route("/transactions", web::get().to(v3_transactions)),
+        )
+        .service(
+            web::scope("/sim")
+                .route("/faucet", web::post().to(faucet))
+                .route("/status", web::get().to(status))
+                .route("/block", web::post().to(block)),
+        )
+        .default_service(web::to(|| async {
+            HttpResponse::NotFound().json(json!({"ok": false, "error": "Not Found", "code": 404}))
+        }));
 }
 
 fn v2_ok(result: Value) -> HttpResponse {
@@ -125,148 +109,93 @@ macro_rules! gate {
     };
 }
 
-fn address_param(q: &HashMap<String, String>, name: &str) -> Result<TonAddress, String> {
+/// A v2 call's parameters: the query string, merged with a JSON object body (toncenter
+/// takes either for its methods).
+fn v2_params(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, Refusal> {
+    let mut params = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| (422, format!("failed to parse request: {e}")))?;
+    if !body.is_empty() {
+        let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+            return Err((
+                422,
+                "failed to parse request: body is not a JSON object".into(),
+            ));
+        };
+        for (k, v) in fields {
+            let v = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            params.insert(k, v);
+        }
+    }
+    Ok(params)
+}
+
+fn address_param(q: &HashMap<String, String>) -> Result<TonAddress, Refusal> {
     let s = q
-        .get(name)
-        .ok_or_else(|| format!("failed to parse get request: missing {name}"))?;
-    parse_address(s)
-        .map_err(|e| format!("failed to parse get request: failed to parse address: {e}"))
-}
-
-async fn get_address_information(
-    state: web::Data<SimState>,
-    req: HttpRequest,
-    q: Query,
-) -> HttpResponse {
-    gate!(state, req);
-    address_information(&state, &q)
-}
-
-#[derive(Deserialize)]
-struct AddressBody {
-    address: String,
-}
-
-async fn get_address_information_post(
-    state: web::Data<SimState>,
-    req: HttpRequest,
-    body: web::Json<AddressBody>,
-) -> HttpResponse {
-    gate!(state, req);
-    let q = HashMap::from([("address".to_string(), body.into_inner().address)]);
-    address_information(&state, &q)
-}
-
-fn address_information(state: &SimState, q: &HashMap<String, String>) -> HttpResponse {
-    match address_param(q, "address") {
-        Ok(addr) => v2_ok(json::address_information(
-            &state.ledger(),
-            &addr,
-            unix_now(),
-        )),
-        Err(e) => v2_err(422, e),
-    }
-}
-
-async fn get_wallet_information(
-    state: web::Data<SimState>,
-    req: HttpRequest,
-    q: Query,
-) -> HttpResponse {
-    gate!(state, req);
-    match address_param(&q, "address") {
-        Ok(addr) => v2_ok(json::wallet_information(&state.ledger(), &addr)),
-        Err(e) => v2_err(422, e),
-    }
-}
-
-async fn get_address_balance(
-    state: web::Data<SimState>,
-    req: HttpRequest,
-    q: Query,
-) -> HttpResponse {
-    gate!(state, req);
-    match address_param(&q, "address") {
-        Ok(addr) => v2_ok(json!(state.ledger().balance(&addr).to_string())),
-        Err(e) => v2_err(422, e),
-    }
-}
-
-#[derive(Deserialize)]
-struct RunGetMethodBody {
-    address: String,
-    method: Value,
-}
-
-async fn run_get_method_get(
-    state: web::Data<SimState>,
-    req: HttpRequest,
-    q: Query,
-) -> HttpResponse {
-    gate!(state, req);
-    let Some(method) = q.get("method") else {
-        return v2_err(422, "failed to parse get request: missing method");
-    };
-    match address_param(&q, "address") {
-        Ok(addr) => v2_ok(json::run_get_method(&state.ledger(), &addr, method)),
-        Err(e) => v2_err(422, e),
-    }
-}
-
-async fn run_get_method_post(
-    state: web::Data<SimState>,
-    req: HttpRequest,
-    body: web::Json<RunGetMethodBody>,
-) -> HttpResponse {
-    gate!(state, req);
-    let method = match &body.method {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    match parse_address(&body.address) {
-        Ok(addr) => v2_ok(json::run_get_method(&state.ledger(), &addr, &method)),
-        Err(e) => v2_err(
+        .get("address")
+        .ok_or_else(|| (422, "failed to parse request: missing address".to_string()))?;
+    parse_address(s).map_err(|e| {
+        (
             422,
             format!("failed to parse request: failed to parse address: {e}"),
-        ),
-    }
+        )
+    })
 }
 
-#[derive(Deserialize)]
-struct BocBody {
-    boc: String,
-}
-
-async fn send_boc(
+/// `GET|POST /api/v2/{method}`.
+async fn v2(
     state: web::Data<SimState>,
     req: HttpRequest,
-    body: web::Json<BocBody>,
+    method: web::Path<String>,
+    body: web::Bytes,
 ) -> HttpResponse {
     gate!(state, req);
-    match submit(&state, &body.boc) {
-        Ok(_) => v2_ok(json!({"@type": "ok"})),
+    let result = v2_params(&req, &body).and_then(|q| {
+        let post = req.method() == actix_web::http::Method::POST;
+        match (method.as_str(), post) {
+            ("getAddressInformation", _) => {
+                let a = address_param(&q)?;
+                Ok(json::address_information(&state.ledger(), &a, unix_now()))
+            }
+            ("getWalletInformation", _) => {
+                let a = address_param(&q)?;
+                Ok(json::wallet_information(&state.ledger(), &a))
+            }
+            ("getAddressBalance", _) => {
+                let a = address_param(&q)?;
+                Ok(json!(state.ledger().balance(&a).to_string()))
+            }
+            ("runGetMethod", _) => {
+                let a = address_param(&q)?;
+                let m = q
+                    .get("method")
+                    .ok_or_else(|| (422, "failed to parse request: missing method".to_string()))?;
+                Ok(json::run_get_method(&state.ledger(), &a, m))
+            }
+            ("getTransactions", _) => get_transactions(&state, &q),
+            ("sendBoc", true) => {
+                submit(&state, q.get("boc").map_or("", String::as_str))?;
+                Ok(json!({"@type": "ok"}))
+            }
+            ("sendBocReturnHash", true) => {
+                let (hash, norm) = submit(&state, q.get("boc").map_or("", String::as_str))?;
+                Ok(json!({
+                    "@type": "raw.extMessageInfo",
+                    "hash": json::b64(&hash),
+                    "hash_norm": json::b64(&norm),
+                }))
+            }
+            _ => Err((404, "Not Found".to_string())),
+        }
+    });
+    match result {
+        Ok(value) => v2_ok(value),
         Err((status, message)) => v2_err(status, message),
     }
 }
-
-async fn send_boc_return_hash(
-    state: web::Data<SimState>,
-    req: HttpRequest,
-    body: web::Json<BocBody>,
-) -> HttpResponse {
-    gate!(state, req);
-    match submit(&state, &body.boc) {
-        Ok((hash, norm)) => v2_ok(json!({
-            "@type": "raw.extMessageInfo",
-            "hash": json::b64(&hash),
-            "hash_norm": json::b64(&norm),
-        })),
-        Err((status, message)) => v2_err(status, message),
-    }
-}
-
-/// An error answer: HTTP status and toncenter's text.
-type Refusal = (u16, String);
 
 /// Checks and queues an external message, refusing as toncenter does.
 fn submit(state: &SimState, boc_b64: &str) -> Result<(TonHash, TonHash), Refusal> {
@@ -328,36 +257,40 @@ fn rejection_text(r: &Rejection, account: Option<&TonAddress>) -> String {
     format!("{PREFIX}{reason}")
 }
 
-async fn get_transactions(state: web::Data<SimState>, req: HttpRequest, q: Query) -> HttpResponse {
-    gate!(state, req);
-    let addr = match address_param(&q, "address") {
-        Ok(a) => a,
-        Err(e) => return v2_err(422, e),
-    };
+fn get_transactions(state: &SimState, q: &HashMap<String, String>) -> Result<Value, Refusal> {
+    let addr = address_param(q)?;
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => 10,
         Some(Ok(l)) if (1..=1000).contains(&l) => l,
-        _ => return v2_err(422, "failed to validate request: limit must be 1..1000"),
+        _ => {
+            return Err((
+                422,
+                "failed to validate request: limit must be 1..1000".into(),
+            ))
+        }
     };
     let lt = q
         .get("lt")
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|&l| l != 0);
     if lt.is_some() != q.contains_key("hash") {
-        return v2_err(
+        return Err((
             422,
-            "failed to validate request: lt and hash should be used together",
-        );
+            "failed to validate request: lt and hash should be used together".into(),
+        ));
     }
     let to_lt = q.get("to_lt").and_then(|s| s.parse().ok()).unwrap_or(0);
     let ledger = state.ledger();
     if let (Some(lt), Some(hash)) = (lt, q.get("hash")) {
-        let Ok(hash) = parse_hash(hash) else {
-            return v2_err(422, "failed to parse get request: failed to parse hash");
-        };
+        let hash = parse_hash(hash).map_err(|_| {
+            (
+                422,
+                "failed to parse request: failed to parse hash".to_string(),
+            )
+        })?;
         match ledger.transaction(&hash) {
             Some(t) if t.lt == lt && t.account == addr => {}
-            _ => return v2_err(500, "LITE_SERVER_UNKNOWN: cannot find transaction"),
+            _ => return Err((500, "LITE_SERVER_UNKNOWN: cannot find transaction".into())),
         }
     }
     let txs: Vec<Value> = ledger
@@ -365,7 +298,7 @@ async fn get_transactions(state: web::Data<SimState>, req: HttpRequest, q: Query
         .into_iter()
         .map(|t| json::v2_transaction(t, ledger.network()))
         .collect();
-    v2_ok(Value::Array(txs))
+    Ok(Value::Array(txs))
 }
 
 fn v3_limit(q: &HashMap<String, String>) -> Result<(usize, usize), Refusal> {
