@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+use fragment_gateway::sim::faults::FaultConfig;
 use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
 use zeroize::Zeroizing;
 
@@ -29,24 +32,42 @@ enum Command {
         account_index: Option<u32>,
     },
     /// Run the simulators standalone, for testing integrations without a network.
-    Sim {
-        /// Address of the TON simulator (toncenter API).
-        #[arg(long, default_value = "127.0.0.1:8081")]
-        ton_listen: SocketAddr,
-        /// Block time of the simulated chain, in milliseconds (0: only on POST /sim/block).
-        #[arg(long, default_value_t = 400)]
-        block_time_ms: u64,
-    },
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Address of the TON simulator (toncenter API).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    ton_listen: SocketAddr,
+    /// Block time of the simulated chain, in milliseconds (0: only on POST /sim/block).
+    #[arg(long, default_value_t = 400)]
+    block_time_ms: u64,
+    /// Latency added to every TON API request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Fraction (0..1) of TON API requests that fail with a 503.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Fraction (0..1) of accepted messages that are silently lost.
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Require this API key (X-API-Key or ?api_key=); other keys get 401.
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Requests per second allowed without the key, like toncenter (1); default unlimited.
+    #[arg(long)]
+    keyless_rps: Option<f64>,
+    /// Requests per second allowed with the key, like toncenter's free tier (10).
+    #[arg(long)]
+    keyed_rps: Option<f64>,
 }
 
 fn main() -> ExitCode {
     init_tracing();
     match Cli::parse().command {
         Command::Wallet { account_index } => wallet(account_index),
-        Command::Sim {
-            ton_listen,
-            block_time_ms,
-        } => run_async(sim(ton_listen, block_time_ms)),
+        Command::Sim(args) => run_async(sim(args)),
     }
 }
 
@@ -93,9 +114,36 @@ fn wallet(account_index: Option<u32>) -> ExitCode {
     }
 }
 
-async fn sim(ton_listen: SocketAddr, block_time_ms: u64) -> ExitCode {
+async fn sim(args: SimArgs) -> ExitCode {
+    for (name, rate) in [
+        ("error-rate", args.error_rate),
+        ("drop-rate", args.drop_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            eprintln!("error: --{name} must be between 0 and 1, got {rate}");
+            return ExitCode::from(2);
+        }
+    }
+    for (name, rps) in [
+        ("keyless-rps", args.keyless_rps),
+        ("keyed-rps", args.keyed_rps),
+    ] {
+        if rps.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
+            eprintln!("error: --{name} must be a positive number of requests per second");
+            return ExitCode::from(2);
+        }
+    }
+    let ton_listen = args.ton_listen;
     let config = TonSimConfig {
-        block_time: std::time::Duration::from_millis(block_time_ms),
+        block_time: Duration::from_millis(args.block_time_ms),
+        faults: FaultConfig {
+            latency: Duration::from_millis(args.latency_ms),
+            error_rate: args.error_rate,
+        },
+        drop_rate: args.drop_rate,
+        api_key: args.api_key,
+        keyless_rps: args.keyless_rps,
+        keyed_rps: args.keyed_rps,
         ..Default::default()
     };
     let ton = match TonSim::start(config, ton_listen).await {
