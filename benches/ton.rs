@@ -126,7 +126,7 @@ fn verify(c: &mut Criterion) {
         g.bench_function(format!("{v}_send_boc_checks"), |b| {
             b.iter(|| {
                 let root = decode_boc(black_box(&signed.boc)).unwrap();
-                ledger.submit(root, 1_800_000_000, true).unwrap()
+                ledger.submit(root, 1_800_000_000, true, || true).unwrap()
             })
         });
     }

@@ -94,12 +94,34 @@ fn run_async(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 }
 
 fn wallet(account_index: Option<u32>) -> ExitCode {
-    let mut input = Zeroizing::new(String::new());
-    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
-        eprintln!("error: cannot read the seed from stdin: {e}");
-        return ExitCode::FAILURE;
+    // A seed is a few hundred bytes; the buffer is allocated once so that it never
+    // reallocates (which would leave unwiped copies), and larger input is refused.
+    const MAX_INPUT: usize = 4096;
+    let mut buf = Zeroizing::new(vec![0u8; MAX_INPUT + 1]);
+    let mut len = 0;
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        match stdin.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len > MAX_INPUT {
+                    eprintln!("error: invalid seed: input is longer than {MAX_INPUT} bytes");
+                    return ExitCode::from(2);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                eprintln!("error: cannot read the seed from stdin: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
-    match fragment_gateway::cli::wallet_report(&input, account_index) {
+    let Ok(input) = std::str::from_utf8(&buf[..len]) else {
+        eprintln!("error: invalid seed: input is not UTF-8 text");
+        return ExitCode::from(2);
+    };
+    match fragment_gateway::cli::wallet_report(input, account_index) {
         Ok(report) => {
             println!(
                 "{}",

@@ -140,7 +140,7 @@ fn signed_transfers_match_byte_for_byte() {
         assert_eq!(s(&t["network"]), "mainnet");
         let wallet = WalletContract::new(version, Network::Mainnet, key.public_key());
         assert_eq!(wallet.raw_address(), s(&t["wallet_address"]), "{name}");
-        let messages: Vec<OutgoingMessage> = t["messages"]
+        let mut messages: Vec<OutgoingMessage> = t["messages"]
             .as_array()
             .unwrap()
             .iter()
@@ -161,6 +161,16 @@ fn signed_transfers_match_byte_for_byte() {
             valid_until: t["valid_until"].as_u64().unwrap() as u32,
             include_state_init: t["state_init"].as_bool().unwrap(),
         };
+        // The reference libraries sign a transfer to a testnet-only address from a mainnet
+        // wallet; we refuse it unless the caller clears the flag deliberately.
+        if messages.iter().any(|m| m.testnet_only) {
+            assert_eq!(
+                sign_transfer(&wallet, key, &params, &messages),
+                Err(fragment_gateway::ton::TransferError::TestnetDestination),
+                "{name}"
+            );
+            messages.iter_mut().for_each(|m| m.testnet_only = false);
+        }
         let signed = sign_transfer(&wallet, key, &params, &messages).expect(name);
         assert_eq!(signed.boc, s(&t["external_boc"]), "{name} BOC");
         assert_eq!(

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::Rng;
 use reqwest::StatusCode;
@@ -56,9 +56,11 @@ pub struct TonApiConfig {
 }
 
 impl TonApiConfig {
-    /// toncenter's limits: 1 request/s without a key, 10 with a free key.
+    /// toncenter: it allows 1 request/s without a key and 10 with a free key; we pace at
+    /// 80 % of that so network jitter never pushes two requests into one window (the
+    /// toncenter SDKs leave the same margin: 1.2–1.3 s between keyless requests).
     pub fn toncenter(base_url: impl Into<String>, api_key: Option<String>) -> Self {
-        let rps = if api_key.is_some() { 10.0 } else { 1.0 };
+        let rps = if api_key.is_some() { 8.0 } else { 0.8 };
         TonApiConfig {
             base_url: base_url.into(),
             api_key,
@@ -162,6 +164,8 @@ pub struct TxId {
 
 #[derive(Clone, Debug)]
 pub struct AccountState {
+    /// Chain time of the state (the last synced block), unix seconds.
+    pub sync_utime: u64,
     pub balance: Nanoton,
     pub status: AccountStatus,
     pub code: Option<ArcCell>,
@@ -218,11 +222,17 @@ pub struct ChainTransaction {
 /// How a broadcast ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransferOutcome {
-    /// The wallet processed the message in this transaction.
+    /// The wallet processed the message and sent every message as signed.
     Confirmed(Box<ChainTransaction>),
-    /// Not on chain after `valid_until` plus the finality margin: the wallet contract
-    /// can no longer accept it, so no funds moved.
+    /// The wallet processed the message (its seqno is used and fees were paid) but did not
+    /// send what was signed: the transaction aborted, or mode-3 sends were skipped for lack
+    /// of funds. The payment did not happen.
+    NotSent(Box<ChainTransaction>),
+    /// The chain's clock passed `valid_until` while the wallet's seqno still waited for this
+    /// message: the contract can no longer accept it. No funds moved.
     Expired,
+    /// Another message used this seqno: this one can never apply. No funds moved.
+    Superseded,
 }
 
 /// Requests-per-second budget shared by every client of one endpoint and key.
@@ -297,7 +307,18 @@ enum Method {
 
 impl TonCenterClient {
     pub fn new(config: TonApiConfig) -> Result<Self, TonApiError> {
+        if config.api_key.is_some() && !key_transport_is_safe(&config.base_url) {
+            return Err(TonApiError::BadRequest {
+                status: 0,
+                message:
+                    "refusing to send the API key over plain http to a non-loopback host; use https"
+                        .into(),
+            });
+        }
         let http = reqwest::Client::builder()
+            // A redirect would carry X-API-Key to another host (reqwest strips only
+            // Authorization and Cookie).
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("fragment-gateway/", env!("CARGO_PKG_VERSION")))
@@ -328,6 +349,8 @@ impl TonCenterClient {
             data: String,
             state: String,
             last_transaction_id: Option<RawTxId>,
+            #[serde(default)]
+            sync_utime: u64,
         }
         let raw: Raw = self
             .v2(
@@ -356,6 +379,7 @@ impl TonCenterClient {
             None => None,
         };
         Ok(AccountState {
+            sync_utime: raw.sync_utime,
             balance: raw.balance,
             status,
             code: cell(&raw.code)?,
@@ -389,12 +413,7 @@ impl TonCenterClient {
                 if code.as_ref().cell_hash() != wallet.version().code_hash() {
                     return Err(not_this());
                 }
-                let mut parser = data.parser();
-                let seqno = match wallet.version() {
-                    WalletVersion::V4R2 => parser.load_u32(32),
-                    WalletVersion::V5R1 => parser.load_bit().and_then(|_| parser.load_u32(32)),
-                }
-                .map_err(|e| bad(format!("wallet data cell: {e}")))?;
+                let seqno = wallet_seqno(wallet.version(), data)?;
                 Ok(WalletState {
                     balance: account.balance,
                     seqno,
@@ -423,10 +442,24 @@ impl TonCenterClient {
                 .await
             {
                 Ok(value) => {
-                    let raw: Raw = serde_json::from_value(value).map_err(bad)?;
-                    return Ok(SendReceipt {
-                        hash: parse_hash(&raw.hash)?,
-                        hash_norm: raw.hash_norm.as_deref().map(parse_hash).transpose()?,
+                    // The API took the message: an unreadable answer leaves the outcome open.
+                    let receipt =
+                        serde_json::from_value::<Raw>(value)
+                            .map_err(bad)
+                            .and_then(|raw| {
+                                Ok(SendReceipt {
+                                    hash: parse_hash(&raw.hash)?,
+                                    hash_norm: raw
+                                        .hash_norm
+                                        .as_deref()
+                                        .map(parse_hash)
+                                        .transpose()?,
+                                })
+                            });
+                    return receipt.map_err(|e| {
+                        TonApiError::Unconfirmed(format!(
+                            "the API accepted the message but its answer was unreadable: {e}"
+                        ))
                     });
                 }
                 Err(RequestError {
@@ -434,16 +467,15 @@ impl TonCenterClient {
                     sent,
                     retry_after,
                 }) => {
-                    if let TonApiError::Rejected { .. } = &error {
+                    if !error.is_transient() {
+                        // After an attempt that may have landed, even a refusal (say, of a
+                        // seqno that attempt used) proves nothing about the payment.
                         return Err(match maybe_delivered {
                             Some(why) => TonApiError::Unconfirmed(format!(
                                 "an earlier attempt ended with {why}, and a retry was then refused ({error})"
                             )),
                             None => error,
                         });
-                    }
-                    if !error.is_transient() {
-                        return Err(error);
                     }
                     // A 429 or a refused connection means the BOC was not taken; anything
                     // else after sending may have been.
@@ -531,28 +563,64 @@ impl TonCenterClient {
         raw.into_iter().map(V2Transaction::into_chain).collect()
     }
 
-    /// Polls until the transfer's transaction appears, or until `valid_until` plus the
-    /// configured finality margin has passed without it (then no funds moved).
+    /// Follows a broadcast transfer to its outcome. The indexer (v3) is asked first; while it
+    /// has nothing, the chain itself (v2) decides: if the wallet's seqno moved, the wallet's
+    /// recent transactions say whether this message used it; if the chain's clock passed
+    /// `valid_until` (plus the finality margin) with the seqno still waiting, the message
+    /// can never apply. The local clock is never trusted for this, and an indexer that lags
+    /// cannot turn a payment into "no funds moved".
+    ///
+    /// Polls until one of those holds, so sign transfers with a short validity.
     pub async fn wait_for_transfer(
         &self,
         transfer: &SignedTransfer,
         poll_interval: Duration,
     ) -> Result<TransferOutcome, TonApiError> {
-        let deadline = u64::from(transfer.valid_until) + self.config.finality_margin.as_secs();
         loop {
-            // Read the clock before looking: a miss observed after the deadline is final.
-            let now = unix_now();
             if let Some(tx) = self
                 .transaction_by_message(&transfer.normalized_hash)
                 .await?
             {
-                return Ok(TransferOutcome::Confirmed(Box::new(tx)));
+                return Ok(judge(transfer, tx));
             }
-            if now > deadline {
+            let account = self.account_state(&transfer.wallet).await?;
+            let seqno = match (&account.status, &account.code, &account.data) {
+                (AccountStatus::Active, Some(code), Some(data)) => {
+                    match WalletVersion::from_code_hash(&code.as_ref().cell_hash()) {
+                        Some(version) => wallet_seqno(version, data)?,
+                        None => return Err(bad("the paying account is not a v4r2 or v5r1 wallet")),
+                    }
+                }
+                _ => 0,
+            };
+            if seqno > transfer.seqno {
+                return Ok(match self.find_in_history(transfer).await? {
+                    Some(tx) => judge(transfer, tx),
+                    None => TransferOutcome::Superseded,
+                });
+            }
+            let deadline = u64::from(transfer.valid_until) + self.config.finality_margin.as_secs();
+            if account.sync_utime > deadline {
                 return Ok(TransferOutcome::Expired);
             }
             tokio::time::sleep(poll_interval).await;
         }
+    }
+
+    /// The wallet's transaction that processed this transfer, from its recent history (v2
+    /// reads the chain directly, without the indexer's lag).
+    async fn find_in_history(
+        &self,
+        transfer: &SignedTransfer,
+    ) -> Result<Option<ChainTransaction>, TonApiError> {
+        let recent = self.transactions(&transfer.wallet, 50, None).await?;
+        Ok(recent.into_iter().find(|tx| {
+            tx.in_msg.as_ref().is_some_and(|m| {
+                m.source.is_none()
+                    && (m.hash == transfer.message_hash
+                        || m.body_hash.as_ref() == Some(&transfer.body_hash))
+            })
+        }))
     }
 
     async fn v2<T: DeserializeOwned>(&self, method: &str, m: Method) -> Result<T, TonApiError> {
@@ -598,15 +666,16 @@ impl TonCenterClient {
             .backoff_base
             .saturating_mul(1u32 << (attempt - 1).min(16))
             .min(self.config.backoff_max);
-        let jitter = rand::thread_rng().gen_range(0..=exp.as_millis() as u64 / 2);
-        let delay = exp + Duration::from_millis(jitter);
         let floor = match last {
             TonApiError::RateLimited => Duration::from_secs(1),
             _ => Duration::ZERO,
         };
-        delay
+        let base = exp
             .max(floor)
-            .max(retry_after.unwrap_or_default().min(self.config.backoff_max))
+            .max(retry_after.unwrap_or_default().min(self.config.backoff_max));
+        // Jitter on top of everything, so callers refused together do not retry together.
+        let jitter = rand::thread_rng().gen_range(0..=base.as_millis() as u64 / 2);
+        base + Duration::from_millis(jitter)
     }
 
     /// One HTTP exchange. `sent` tells whether the request may have reached the server.
@@ -620,7 +689,10 @@ impl TonCenterClient {
             Method::Post(body) => self.http.post(&url).json(body),
         };
         if let Some(key) = &self.config.api_key {
-            req = req.header("X-API-Key", key);
+            if let Ok(mut value) = reqwest::header::HeaderValue::from_str(key) {
+                value.set_sensitive(true);
+                req = req.header("X-API-Key", value);
+            }
         }
         let resp = req.send().await.map_err(|e| {
             let sent = !e.is_connect();
@@ -666,6 +738,51 @@ struct RequestError {
     sent: bool,
     /// The server's `Retry-After`, if it sent one.
     retry_after: Option<Duration>,
+}
+
+/// The seqno stored in a wallet's data cell.
+fn wallet_seqno(version: WalletVersion, data: &ArcCell) -> Result<u32, TonApiError> {
+    let mut parser = data.parser();
+    match version {
+        WalletVersion::V4R2 => parser.load_u32(32),
+        WalletVersion::V5R1 => parser.load_bit().and_then(|_| parser.load_u32(32)),
+    }
+    .map_err(|e| bad(format!("wallet data cell: {e}")))
+}
+
+/// Whether the transaction sent what the transfer signed: not aborted, and every expected
+/// message out with its destination, amount and body.
+fn judge(transfer: &SignedTransfer, tx: ChainTransaction) -> TransferOutcome {
+    let mut out: Vec<&ChainMessage> = tx.out_msgs.iter().collect();
+    let all_sent = transfer.messages.iter().all(|expected| {
+        let found = out.iter().position(|m| {
+            m.destination.as_ref() == Some(&expected.destination)
+                && m.value == expected.amount
+                && m.body_hash
+                    .as_ref()
+                    .is_none_or(|h| h == &expected.body_hash)
+        });
+        found.map(|i| out.swap_remove(i)).is_some()
+    });
+    if tx.aborted == Some(true) || !all_sent {
+        TransferOutcome::NotSent(Box::new(tx))
+    } else {
+        TransferOutcome::Confirmed(Box::new(tx))
+    }
+}
+
+/// https anywhere, or http to a loopback host (a local simulator).
+fn key_transport_is_safe(base_url: &str) -> bool {
+    match reqwest::Url::parse(base_url) {
+        Ok(url) if url.scheme() == "https" => true,
+        Ok(url) if url.scheme() == "http" => match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        },
+        _ => false,
+    }
 }
 
 fn bad(e: impl fmt::Display) -> TonApiError {
@@ -759,13 +876,6 @@ pub fn parse_hash(s: &str) -> Result<TonHash, TonApiError> {
             .to_vec()
     };
     TonHash::try_from(bytes).map_err(|_| bad(format!("hash {s:?} is not 32 bytes")))
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn opt_address(s: Option<&str>) -> Result<Option<TonAddress>, TonApiError> {

@@ -14,17 +14,14 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// Decodes base64 in either alphabet, padded or not. Both the normalised copy of the input
 /// and the output are wiped when dropped, so this also serves for seeds.
 pub fn decode_base64(input: &str) -> Option<Zeroizing<Vec<u8>>> {
-    let std_alphabet: Zeroizing<String> = Zeroizing::new(
-        input
-            .trim()
-            .chars()
-            .map(|c| match c {
-                '-' => '+',
-                '_' => '/',
-                c => c,
-            })
-            .collect(),
-    );
+    // Sized up front: a growing buffer would leave unwiped copies behind.
+    let input = input.trim();
+    let mut std_alphabet = Zeroizing::new(String::with_capacity(input.len()));
+    std_alphabet.extend(input.chars().map(|c| match c {
+        '-' => '+',
+        '_' => '/',
+        c => c,
+    }));
     LENIENT
         .decode(std_alphabet.as_bytes())
         .ok()

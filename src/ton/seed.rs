@@ -394,6 +394,19 @@ mod tests {
     }
 
     #[test]
+    fn password_protected_ton_mnemonics_are_named_as_such() {
+        // Made with ton-crypto's `mnemonicNew(24, "secret")` algorithm: a password seed
+        // (PBKDF2(entropy, "TON fast seed version", 1)[0] == 1) that is not a basic seed and
+        // becomes one with the password. ton-core agrees it is neither a valid TON nor a
+        // valid BIP39 phrase without the password.
+        let words = "twelve evidence erase shift table sand ritual north foster seek foot struggle gravity enlist silent sketch gossip path never legend use series erase visit";
+        assert_eq!(
+            Seed::from_base64(&b64(words)).unwrap_err(),
+            SeedError::PasswordProtected
+        );
+    }
+
+    #[test]
     fn account_index_rules() {
         let ton = Seed::from_words(TON_WORDS).unwrap();
         assert!(ton.derive_key(Some(0)).is_ok());

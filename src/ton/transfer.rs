@@ -23,7 +23,7 @@ use super::amount::Nanoton;
 use super::boc;
 use super::encoding::decode_base64;
 use super::keys::KeyPair;
-use super::wallet::{WalletContract, WalletVersion};
+use super::wallet::{Network, WalletContract, WalletVersion};
 
 /// Send mode of every message: 1 (sender pays forwarding fees) + 2 (ignore action errors).
 /// W5 refuses external requests whose modes lack the +2 bit.
@@ -51,6 +51,10 @@ pub enum TransferError {
     CommentTooLong(usize),
     #[error("the key does not belong to this wallet")]
     KeyMismatch,
+    #[error(
+        "a destination address is marked testnet-only and cannot be paid from a mainnet wallet"
+    )]
+    TestnetDestination,
     #[error("building the message failed: {0}")]
     Cell(String),
 }
@@ -140,6 +144,8 @@ pub struct OutgoingMessage {
     pub bounce: bool,
     pub amount: Nanoton,
     pub body: MessageBody,
+    /// The address was written with the testnet-only flag (`kQ…`/`0Q…`).
+    pub testnet_only: bool,
 }
 
 impl OutgoingMessage {
@@ -152,6 +158,7 @@ impl OutgoingMessage {
         let parsed = ParsedAddress::parse(destination)?;
         Ok(OutgoingMessage {
             bounce: parsed.bounce(),
+            testnet_only: parsed.testnet,
             destination: parsed.address,
             amount,
             body,
@@ -161,6 +168,10 @@ impl OutgoingMessage {
     /// The internal message cell. Source, fees, lt and time are left zero: the validator
     /// fills them in when the wallet sends the message.
     pub fn to_cell(&self) -> Result<Cell, TransferError> {
+        self.cell_with_body(self.body.to_cell()?)
+    }
+
+    fn cell_with_body(&self, body: ArcCell) -> Result<Cell, TransferError> {
         let info = CommonMsgInfo::Int(IntMsgInfo {
             ihr_disabled: true,
             bounce: self.bounce,
@@ -173,7 +184,7 @@ impl OutgoingMessage {
             created_lt: 0,
             created_at: 0,
         });
-        Ok(Message::new(info, self.body.to_cell()?).to_cell()?)
+        Ok(Message::new(info, body).to_cell()?)
     }
 }
 
@@ -200,6 +211,19 @@ pub struct SignedTransfer {
     pub message_hash: TonHash,
     /// TEP-467 normalized hash: the key to find the resulting transaction.
     pub normalized_hash: TonHash,
+    /// Hash of the signed wallet body (the external message's body): identifies the message
+    /// however it was packaged.
+    pub body_hash: TonHash,
+    /// What the wallet is to send, to check the resulting transaction against.
+    pub messages: Vec<ExpectedMessage>,
+}
+
+/// One message a signed transfer asks the wallet to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectedMessage {
+    pub destination: TonAddress,
+    pub amount: Nanoton,
+    pub body_hash: TonHash,
 }
 
 /// Builds and signs an external message for `wallet` with `key`.
@@ -223,10 +247,20 @@ pub fn sign_transfer(
     if key.public_key() != wallet.public_key() {
         return Err(TransferError::KeyMismatch);
     }
-    let msgs = messages
-        .iter()
-        .map(|m| m.to_cell().map(Cell::to_arc))
-        .collect::<Result<Vec<_>, _>>()?;
+    if wallet.network() == Network::Mainnet && messages.iter().any(|m| m.testnet_only) {
+        return Err(TransferError::TestnetDestination);
+    }
+    let mut msgs = Vec::with_capacity(messages.len());
+    let mut expected = Vec::with_capacity(messages.len());
+    for m in messages {
+        let body = m.body.to_cell()?;
+        expected.push(ExpectedMessage {
+            destination: m.destination.clone(),
+            amount: m.amount,
+            body_hash: body.as_ref().cell_hash(),
+        });
+        msgs.push(m.cell_with_body(body)?.to_arc());
+    }
     let modes = vec![SEND_MODE; msgs.len()];
     let body = match wallet.version() {
         WalletVersion::V4R2 => WalletExtMsgBodyV4 {
@@ -264,6 +298,8 @@ pub fn sign_transfer(
         boc: boc::to_base64(&cell)?,
         message_hash: cell.cell_hash(),
         normalized_hash: normalized_hash(wallet.address(), &signed_body)?,
+        body_hash: signed_body.as_ref().cell_hash(),
+        messages: expected,
     })
 }
 
@@ -329,7 +365,6 @@ pub fn normalized_hash(destination: &TonAddress, body: &ArcCell) -> Result<TonHa
 mod tests {
     use super::*;
     use crate::ton::seed::Seed;
-    use crate::ton::wallet::Network;
 
     const WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";
 
@@ -394,6 +429,16 @@ mod tests {
             Err(TransferError::TooManyMessages { max: 4, got: 5, .. })
         ));
         assert!(sign_transfer(&wallet, &key, &params, &five[..4]).is_ok());
+        let testnet_dest = OutgoingMessage::new(
+            &crate::ton::address::friendly(wallet.address(), false, true),
+            Nanoton::new(1),
+            MessageBody::Empty,
+        )
+        .unwrap();
+        assert_eq!(
+            sign_transfer(&wallet, &key, &params, &[testnet_dest]).unwrap_err(),
+            TransferError::TestnetDestination
+        );
         let other = WalletContract::new(
             WalletVersion::V4R2,
             Network::Mainnet,

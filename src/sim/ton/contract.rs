@@ -2,7 +2,8 @@
 //! checks and actions (not TVM bytecode). The order of checks and the exit codes follow the
 //! contracts' FunC sources, so a client sees what mainnet would make of its message:
 //!
-//! - v4r2: 36 expired, 33 seqno, 34 subwallet id, 35 signature; then `accept_message`.
+//! - v4r2: 36 expired, 33 seqno, 34 subwallet id, 35 signature; then `accept_message` and a
+//!   committed seqno increment.
 //! - v5r1: 65535 not a signed external, 135 signature, 132 signature disabled, 133 seqno,
 //!   134 wallet id, 136 expired; then `accept_message` and a committed seqno increment, so a
 //!   later failure (137: a send mode without IGNORE_ERRORS) still consumes the seqno.
@@ -165,19 +166,25 @@ fn run_v4(data: &WalletData, body: &Cell, now: u32) -> Verdict {
     if !data.public_key.verify(signed.cell_hash().as_slice(), &sig) {
         return rejected(exit::V4_SIGNATURE);
     }
-    // Accepted. op 0 is the simple send: (mode, ^message) per reference.
+    // Accepted; the contract stores seqno + 1 and commits before reading the op, so a
+    // later exception still consumes the seqno. op 0 is the simple send: (mode, ^message)
+    // per reference.
     let abort = |code| Verdict::Accepted {
         actions: vec![],
         abort_exit_code: Some(code),
-        seqno_committed: false,
+        seqno_committed: true,
     };
     let Ok(op) = cs.load_u8(8) else {
         return abort(exit::CELL_UNDERFLOW);
     };
     if op != 0 {
-        // Plugin operations (1..=3) are not part of any payment flow; the simulator does
-        // not run them.
-        return abort(exit::CELL_UNDERFLOW);
+        // Plugin operations (1..=3) are not part of any payment flow and the simulator does
+        // not run them; other ops do nothing in the contract either.
+        return Verdict::Accepted {
+            actions: vec![],
+            abort_exit_code: None,
+            seqno_committed: true,
+        };
     }
     let mut actions = Vec::new();
     while cs.remaining_refs() > 0 {

@@ -204,15 +204,20 @@ fn submit(state: &SimState, boc_b64: &str) -> Result<(TonHash, TonHash), Refusal
     }
     let root = crate::ton::transfer::decode_boc(boc_b64)
         .map_err(|e| (422, format!("failed to validate request: invalid boc: {e}")))?;
-    let drop = state.take_drop();
     let account = super::ledger::ExternalMessage::parse(root.clone())
         .map(|m| m.destination)
         .ok();
-    let result = state.ledger().submit(root, unix_now(), drop);
+    let mut dropped = false;
+    let result = state
+        .ledger()
+        .submit(root, unix_now(), state.config.refuse_underfunded, || {
+            dropped = state.take_drop();
+            dropped
+        });
     match result {
         Ok(ext) => {
             state.stats.accepted.fetch_add(1, Ordering::Relaxed);
-            if drop {
+            if dropped {
                 state.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(hash = %ext.hash_norm.to_hex(), "simulated fault: accepted message dropped");
             }

@@ -423,29 +423,38 @@ impl Ledger {
         self.deliver(msg, now)
     }
 
-    /// Checks an external message as `sendBoc` does, and queues it for the next block unless
-    /// `drop` (fault injection: accepted, then lost). Returns the message.
+    /// Checks an external message as `sendBoc` does and queues it for the next block, unless
+    /// `drop` (asked only once the message is accepted) says to lose it (fault injection).
+    /// With `refuse_underfunded`, a message whose amounts plus fees exceed the balance is
+    /// refused (mainnet would accept it and skip the sends).
     pub fn submit(
         &mut self,
         root: ArcCell,
         now: u32,
-        drop: bool,
+        refuse_underfunded: bool,
+        drop: impl FnOnce() -> bool,
     ) -> Result<ExternalMessage, Rejection> {
         let ext = ExternalMessage::parse(root)?;
         let eval = self.evaluate(ext, now)?;
-        if eval.abort_exit_code.is_none() {
-            let required = eval.gas_fee
-                + eval
-                    .actions
-                    .iter()
-                    .map(|a| message_value(&a.message).unwrap_or(0) + self.fees.forward)
-                    .sum::<u64>();
+        if refuse_underfunded && eval.abort_exit_code.is_none() {
             let balance = self.balance(&eval.ext.destination);
-            if balance < required {
-                return Err(Rejection::InsufficientFunds { balance, required });
+            // An amount beyond u64 or a sum that overflows is more than any balance.
+            let required = eval.actions.iter().try_fold(eval.gas_fee, |sum, a| {
+                message_value(&a.message)?
+                    .checked_add(self.fees.forward)?
+                    .checked_add(sum)
+            });
+            match required {
+                Some(required) if required <= balance => {}
+                required => {
+                    return Err(Rejection::InsufficientFunds {
+                        balance,
+                        required: required.unwrap_or(u64::MAX),
+                    })
+                }
             }
         }
-        if !drop {
+        if !drop() {
             self.mempool.push_back(eval.ext.clone());
         }
         Ok(eval.ext)
@@ -529,9 +538,6 @@ impl Ledger {
         let starting_balance = self.balance(&address) - eval.gas_fee;
 
         let mut data = eval.data.clone();
-        if eval.abort_exit_code.is_none() || eval.seqno_committed {
-            data.seqno = data.seqno.wrapping_add(1);
-        }
 
         // Action phase.
         let mut balance = starting_balance;
@@ -607,6 +613,16 @@ impl Ledger {
             }
             phase.msgs_created = outgoing.len();
             action = Some(phase);
+        }
+        // The new data (seqno + 1) is saved by a successful action phase, or by the
+        // contract's `commit()` when it threw after committing.
+        let saved = match (&eval.abort_exit_code, &action) {
+            (Some(_), _) => eval.seqno_committed,
+            (None, Some(phase)) => phase.success,
+            (None, None) => true,
+        };
+        if saved {
+            data.seqno = data.seqno.wrapping_add(1);
         }
 
         let account = self.accounts.entry(address.clone()).or_default();

@@ -29,7 +29,7 @@ use super::faults::{FaultConfig, Faults};
 use crate::ton::{Nanoton, Network, WalletContract};
 
 /// Settings of the TON simulator.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TonSimConfig {
     pub network: Network,
@@ -47,6 +47,13 @@ pub struct TonSimConfig {
     pub keyless_rps: Option<f64>,
     /// Requests per second allowed with the key; `None` = unlimited. toncenter: 10.
     pub keyed_rps: Option<f64>,
+    /// How many requests may come at once before the rate applies (bucket size); `None`:
+    /// one second's worth.
+    pub burst: Option<f64>,
+    /// Refuse, at `sendBoc`, a message whose amounts plus fees exceed the balance, so that
+    /// nothing changes (exit code 37). Off: behave like mainnet, which accepts it, charges
+    /// gas, uses the seqno and skips the mode-3 sends.
+    pub refuse_underfunded: bool,
     /// Seed of the fault-injection random generator.
     pub seed: u64,
 }
@@ -62,8 +69,27 @@ impl Default for TonSimConfig {
             api_key: None,
             keyless_rps: None,
             keyed_rps: None,
+            burst: None,
+            refuse_underfunded: true,
             seed: 0,
         }
+    }
+}
+
+impl std::fmt::Debug for TonSimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TonSimConfig")
+            .field("network", &self.network)
+            .field("block_time", &self.block_time)
+            .field("fees", &self.fees)
+            .field("faults", &self.faults)
+            .field("drop_rate", &self.drop_rate)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("keyless_rps", &self.keyless_rps)
+            .field("keyed_rps", &self.keyed_rps)
+            .field("burst", &self.burst)
+            .field("refuse_underfunded", &self.refuse_underfunded)
+            .finish()
     }
 }
 
@@ -78,7 +104,7 @@ pub struct SimStats {
     pub unauthorized: AtomicU64,
 }
 
-/// Token buckets for the keyless and keyed budgets: up to one second's worth of burst.
+/// Token buckets for the keyless and keyed budgets.
 #[derive(Debug)]
 struct Limiter {
     keyless: Option<Mutex<Bucket>>,
@@ -88,22 +114,25 @@ struct Limiter {
 #[derive(Debug)]
 struct Bucket {
     rate: f64,
+    capacity: f64,
     tokens: f64,
     last: Instant,
 }
 
 impl Bucket {
-    fn new(rate: f64) -> Mutex<Bucket> {
+    fn new(rate: f64, burst: Option<f64>) -> Mutex<Bucket> {
+        let capacity = burst.unwrap_or(rate).max(1.0);
         Mutex::new(Bucket {
             rate,
-            tokens: rate.max(1.0),
+            capacity,
+            tokens: capacity,
             last: Instant::now(),
         })
     }
 
     fn take(&mut self) -> bool {
         let now = Instant::now();
-        let capacity = self.rate.max(1.0);
+        let capacity = self.capacity;
         self.tokens =
             (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(capacity);
         self.last = now;
@@ -181,8 +210,8 @@ impl TonSim {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         let limiter = Limiter {
-            keyless: config.keyless_rps.map(Bucket::new),
-            keyed: config.keyed_rps.map(Bucket::new),
+            keyless: config.keyless_rps.map(|r| Bucket::new(r, config.burst)),
+            keyed: config.keyed_rps.map(|r| Bucket::new(r, config.burst)),
         };
         let state = Arc::new(SimState {
             ledger: Mutex::new(Ledger::new(config.network, config.fees)),
