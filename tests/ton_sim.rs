@@ -656,6 +656,38 @@ async fn injected_latency_delays_every_answer() {
 }
 
 #[tokio::test]
+async fn a_bounceable_transfer_to_an_undeployed_account_comes_back() {
+    let (sim, client) = fast_sim().await;
+    let fees = sim.config().fees;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    sim.fund(p.wallet.address(), Nanoton::from_ton(3));
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+    // The same never-deployed address, written bounceable this time.
+    let bounceable = fragment_gateway::ton::address::friendly(&recipient(), true, false);
+    let before = sim.balance(&recipient());
+    let t = p.transfer(&state, &bounceable, Nanoton::from_ton(1), 60);
+    client.send_transfer(&t).await.unwrap();
+    assert!(matches!(
+        client
+            .wait_for_transfer(&t, Duration::from_millis(50))
+            .await
+            .unwrap(),
+        TransferOutcome::Confirmed(_)
+    ));
+    // Delivery and bounce happen in the same block; wait for the bounced credit.
+    let expected = 3_000_000_000 - fees.compute - fees.deploy - fees.forward - fees.forward;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sim.balance(p.wallet.address()).as_u64() != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bounce never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sim.balance(&recipient()), before, "nothing stayed there");
+}
+
+#[tokio::test]
 async fn a_wrong_api_key_is_refused_without_retrying() {
     let (sim, _) = sim_with(TonSimConfig {
         api_key: Some("right-key".into()),

@@ -1136,6 +1136,22 @@ mod tests {
     }
 
     #[test]
+    fn the_api_key_travels_only_over_https_or_loopback() {
+        assert!(key_transport_is_safe("https://toncenter.com"));
+        assert!(key_transport_is_safe("http://127.0.0.1:8081"));
+        assert!(key_transport_is_safe("http://[::1]:8081"));
+        assert!(key_transport_is_safe("http://localhost:8081"));
+        assert!(!key_transport_is_safe("http://toncenter.com"));
+        assert!(!key_transport_is_safe("http://10.0.0.5:8081"));
+        let mut cfg = TonApiConfig::local("http://example.com");
+        cfg.api_key = Some("k".into());
+        assert!(matches!(
+            TonCenterClient::new(cfg),
+            Err(TonApiError::BadRequest { .. })
+        ));
+    }
+
+    #[test]
     fn debug_hides_the_api_key() {
         let cfg = TonApiConfig::toncenter("https://toncenter.com", Some("sekret-key".into()));
         assert!(!format!("{cfg:?}").contains("sekret"));

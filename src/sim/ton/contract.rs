@@ -312,3 +312,141 @@ fn read_v5_actions(cs: &mut CellParser) -> Result<Vec<SendAction>, i32> {
     actions.reverse();
     Ok(actions)
 }
+
+#[cfg(test)]
+mod tests {
+    use tonlib_core::wallet::version_helper::VersionHelper;
+    use tonlib_core::wallet::versioned::v4::WalletExtMsgBodyV4;
+    use tonlib_core::wallet::versioned::v5::WalletExtMsgBodyV5;
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::ton::{KeyPair, Network, WalletContract};
+
+    fn setup(version: WalletVersion) -> (KeyPair, WalletData) {
+        let key = KeyPair::from_secret_seed(&Zeroizing::new([3u8; 32]));
+        let wallet = WalletContract::new(version, Network::Mainnet, key.public_key());
+        let data = WalletData {
+            version,
+            seqno: 4,
+            wallet_id: wallet.wallet_id(),
+            public_key: key.public_key(),
+            signature_allowed: true,
+            has_extensions: false,
+        };
+        (key, data)
+    }
+
+    fn empty_message() -> ArcCell {
+        Cell::default().to_arc()
+    }
+
+    fn signed(version: WalletVersion, key: &KeyPair, body: Cell) -> Cell {
+        let sig = key.sign(body.cell_hash().as_slice());
+        VersionHelper::sign_msg(version.tonlib(), &body, &sig).unwrap()
+    }
+
+    fn v4_body(data: &WalletData, seqno: u32, valid_until: u32, op: u32) -> Cell {
+        WalletExtMsgBodyV4 {
+            subwallet_id: data.wallet_id,
+            valid_until,
+            msg_seqno: seqno,
+            opcode: 0,
+            msgs_modes: vec![3],
+            msgs: vec![empty_message()],
+        }
+        .to_cell()
+        .map(|c| {
+            if op == 0 {
+                return c;
+            }
+            // Same fields, another op byte and no messages.
+            let mut b = CellBuilder::new();
+            b.store_i32(32, data.wallet_id).unwrap();
+            b.store_u32(32, valid_until).unwrap();
+            b.store_u32(32, seqno).unwrap();
+            b.store_u32(8, op).unwrap();
+            b.build().unwrap()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn v4r2_checks_expiry_before_seqno_as_its_source_does() {
+        let (key, data) = setup(WalletVersion::V4R2);
+        // Both expired and with a wrong seqno: expiry (36) is thrown first.
+        let body = signed(WalletVersion::V4R2, &key, v4_body(&data, 9, 100, 0));
+        assert_eq!(
+            run_external(&data, &body, 200),
+            Verdict::Rejected { exit_code: 36 }
+        );
+        // valid_until == now is already expired (`valid_until <= now()`).
+        let body = signed(WalletVersion::V4R2, &key, v4_body(&data, 4, 200, 0));
+        assert_eq!(
+            run_external(&data, &body, 200),
+            Verdict::Rejected { exit_code: 36 }
+        );
+        assert!(matches!(
+            run_external(&data, &body, 199),
+            Verdict::Accepted {
+                abort_exit_code: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn v4r2_other_ops_use_the_seqno_and_send_nothing() {
+        let (key, data) = setup(WalletVersion::V4R2);
+        let body = signed(WalletVersion::V4R2, &key, v4_body(&data, 4, 300, 7));
+        assert_eq!(
+            run_external(&data, &body, 200),
+            Verdict::Accepted {
+                actions: vec![],
+                abort_exit_code: None,
+                seqno_committed: true
+            }
+        );
+    }
+
+    #[test]
+    fn v5r1_without_ignore_errors_aborts_after_using_the_seqno() {
+        let (key, data) = setup(WalletVersion::V5R1);
+        let body = WalletExtMsgBodyV5 {
+            wallet_id: data.wallet_id,
+            valid_until: 300,
+            msg_seqno: 4,
+            msgs_modes: vec![1],
+            msgs: vec![empty_message()],
+        }
+        .to_cell()
+        .unwrap();
+        let body = signed(WalletVersion::V5R1, &key, body);
+        assert_eq!(
+            run_external(&data, &body, 200),
+            Verdict::Accepted {
+                actions: vec![],
+                abort_exit_code: Some(exit::V5_EXTERNAL_NEEDS_IGNORE_ERRORS),
+                seqno_committed: true
+            }
+        );
+        // Signature first: a bad one is 135 even if everything else is wrong too.
+        let other = KeyPair::from_secret_seed(&Zeroizing::new([4u8; 32]));
+        let forged = WalletExtMsgBodyV5 {
+            wallet_id: 1,
+            valid_until: 1,
+            msg_seqno: 99,
+            msgs_modes: vec![3],
+            msgs: vec![empty_message()],
+        }
+        .to_cell()
+        .unwrap();
+        let forged = signed(WalletVersion::V5R1, &other, forged);
+        assert_eq!(
+            run_external(&data, &forged, 200),
+            Verdict::Rejected {
+                exit_code: exit::V5_SIGNATURE
+            }
+        );
+    }
+}

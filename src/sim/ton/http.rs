@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tonlib_core::{TonAddress, TonHash};
@@ -202,7 +203,16 @@ fn submit(state: &SimState, boc_b64: &str) -> Result<(TonHash, TonHash), Refusal
     if boc_b64.trim().is_empty() {
         return Err((422, "failed to validate request: empty boc".into()));
     }
-    let root = crate::ton::transfer::decode_boc(boc_b64)
+    // toncenter takes standard, padded base64 here; be as strict.
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(boc_b64.trim())
+        .map_err(|_| {
+            (
+                422,
+                "failed to validate request: boc is not standard base64".to_string(),
+            )
+        })?;
+    let root = crate::ton::boc::parse_single_root(&bytes)
         .map_err(|e| (422, format!("failed to validate request: invalid boc: {e}")))?;
     let account = super::ledger::ExternalMessage::parse(root.clone())
         .map(|m| m.destination)
