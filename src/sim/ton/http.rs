@@ -360,13 +360,23 @@ async fn v3_transactions_by_message(
         Err((status, message)) => return v3_err(status, message),
     };
     let ledger = state.ledger();
+    let txs = ledger.transactions_by_message(&hash, inbound, outbound);
+    v3_page(&ledger, txs, limit, offset)
+}
+
+/// A v3 list of transactions with its address book.
+fn v3_page(
+    ledger: &super::ledger::Ledger,
+    txs: Vec<&super::ledger::SimTransaction>,
+    limit: usize,
+    offset: usize,
+) -> HttpResponse {
     let mut book = Map::new();
-    let txs: Vec<Value> = ledger
-        .transactions_by_message(&hash, inbound, outbound)
+    let txs: Vec<Value> = txs
         .into_iter()
         .skip(offset)
         .take(limit)
-        .map(|t| json::v3_transaction(t, &mut book, &ledger))
+        .map(|t| json::v3_transaction(t, &mut book, ledger))
         .collect();
     HttpResponse::Ok().json(json!({"transactions": txs, "address_book": book}))
 }
@@ -387,18 +397,11 @@ async fn v3_transactions(state: web::Data<SimState>, req: HttpRequest, q: Query)
         Err((status, message)) => return v3_err(status, message),
     };
     let ledger = state.ledger();
-    let mut book = Map::new();
-    let mut txs: Vec<_> = ledger.account_transactions(&addr, None, 0, usize::MAX);
+    let mut txs = ledger.account_transactions(&addr, None, 0, usize::MAX);
     if q.get("sort").map(String::as_str) == Some("asc") {
         txs.reverse();
     }
-    let txs: Vec<Value> = txs
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(|t| json::v3_transaction(t, &mut book, &ledger))
-        .collect();
-    HttpResponse::Ok().json(json!({"transactions": txs, "address_book": book}))
+    v3_page(&ledger, txs, limit, offset)
 }
 
 #[derive(Deserialize)]
