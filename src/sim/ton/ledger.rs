@@ -676,7 +676,8 @@ impl Ledger {
             in_msg,
             out_msgs: out_msgs.clone(),
             total_fees: eval.gas_fee + fwd_total,
-            aborted: eval.abort_exit_code.is_some(),
+            // A failed action phase aborts the transaction too (its sends are undone).
+            aborted: eval.abort_exit_code.is_some() || !saved,
             compute: ComputePhase {
                 skipped: None,
                 success: eval.abort_exit_code.is_none(),
