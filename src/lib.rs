@@ -5,5 +5,7 @@
 //! tests and benchmarks use the same code.
 
 pub mod cli;
+pub mod domain;
+pub mod fragment;
 pub mod sim;
 pub mod ton;

@@ -3,4 +3,5 @@
 //! real ones refuse, so a bug in a client fails a test instead of passing silently.
 
 pub mod faults;
+pub mod fragment;
 pub mod ton;

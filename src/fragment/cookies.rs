@@ -1,0 +1,257 @@
+//! Fragment session cookies, as clients hand them to us (`fragment_cookies`: base64 of a JSON
+//! object `{"stel_ssid": "..."}` or of a browser export `[{"name", "value", "domain"}]`).
+//!
+//! Cookie values are secrets: they log a Telegram account and a wallet into Fragment. They
+//! are kept in wiped-on-drop buffers and never shown by `Debug`, errors or logs.
+
+use std::fmt;
+
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use crate::ton::encoding::decode_base64;
+
+/// The session id; the API hash is bound to it.
+pub const SSID: &str = "stel_ssid";
+/// Timezone offset in minutes; always sent, optional in input.
+pub const DT: &str = "stel_dt";
+/// Telegram login.
+pub const TOKEN: &str = "stel_token";
+/// Wallet connection (ton_proof).
+pub const TON_TOKEN: &str = "stel_ton_token";
+
+/// What a client's own Fragment session (KYC mode) must carry.
+pub const REQUIRED_FOR_KYC: [&str; 3] = [SSID, TOKEN, TON_TOKEN];
+
+/// Why `fragment_cookies` was refused (the API's INVALID_COOKIES). Names cookies, never
+/// their values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CookieError {
+    #[error("fragment_cookies is not valid base64: send the base64 of the cookies' JSON")]
+    NotBase64,
+    #[error("fragment_cookies does not decode to JSON text")]
+    NotJson,
+    #[error(
+        "fragment_cookies must be a JSON object of cookie names to values, or a browser export \
+         array of {{\"name\", \"value\"}} objects"
+    )]
+    WrongShape,
+    #[error("fragment_cookies lacks {}: log in to fragment.com (Telegram and wallet) and export the cookies again", .0.join(", "))]
+    Missing(Vec<&'static str>),
+    #[error("cookie {0} has an empty value")]
+    Empty(String),
+    #[error("cookie {0} has characters a cookie cannot carry")]
+    BadValue(String),
+}
+
+/// A set of fragment.com cookies.
+#[derive(Clone, Default)]
+pub struct FragmentCookies {
+    cookies: Vec<(String, Zeroizing<String>)>,
+}
+
+impl FragmentCookies {
+    /// Parses the API form and checks that the cookies KYC mode needs are there.
+    pub fn parse_kyc(encoded: &str) -> Result<FragmentCookies, CookieError> {
+        let cookies = Self::parse(encoded)?;
+        cookies.require(&REQUIRED_FOR_KYC)?;
+        Ok(cookies)
+    }
+
+    /// Parses the API form (base64 of either JSON shape) without checking which cookies are
+    /// present.
+    pub fn parse(encoded: &str) -> Result<FragmentCookies, CookieError> {
+        let bytes = decode_base64(encoded).ok_or(CookieError::NotBase64)?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| CookieError::NotJson)?;
+        Self::from_json(text)
+    }
+
+    /// Parses the JSON text of either shape.
+    pub fn from_json(text: &str) -> Result<FragmentCookies, CookieError> {
+        let value: Value = serde_json::from_str(text).map_err(|_| CookieError::NotJson)?;
+        let mut cookies = FragmentCookies::default();
+        match value {
+            Value::Object(map) => {
+                for (name, v) in map {
+                    let Value::String(v) = v else {
+                        return Err(CookieError::WrongShape);
+                    };
+                    cookies.set(&name, Zeroizing::new(v))?;
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    let (Some(Value::String(name)), Some(Value::String(v))) =
+                        (item.get("name"), item.get("value"))
+                    else {
+                        return Err(CookieError::WrongShape);
+                    };
+                    // Exports can hold other sites' cookies; keep fragment.com's.
+                    let domain = item.get("domain").and_then(Value::as_str).unwrap_or("");
+                    if !domain.is_empty()
+                        && !domain.trim_start_matches('.').ends_with("fragment.com")
+                    {
+                        continue;
+                    }
+                    cookies.set(name, Zeroizing::new(v.clone()))?;
+                }
+            }
+            _ => return Err(CookieError::WrongShape),
+        }
+        if cookies.cookies.is_empty() {
+            return Err(CookieError::WrongShape);
+        }
+        Ok(cookies)
+    }
+
+    /// Fails with the names of the cookies missing from `names`.
+    pub fn require(&self, names: &[&'static str]) -> Result<(), CookieError> {
+        let missing: Vec<&'static str> = names
+            .iter()
+            .copied()
+            .filter(|n| self.get(n).is_none())
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(CookieError::Missing(missing))
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets or replaces a cookie.
+    pub fn set(&mut self, name: &str, value: Zeroizing<String>) -> Result<(), CookieError> {
+        if value.is_empty() {
+            return Err(CookieError::Empty(name.to_string()));
+        }
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b';' && b != b',' && b != b'"')
+        };
+        if !ok(name) || !ok(&value) {
+            return Err(CookieError::BadValue(name.to_string()));
+        }
+        match self.cookies.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => *v = value,
+            None => self.cookies.push((name.to_string(), value)),
+        }
+        Ok(())
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.cookies.retain(|(n, _)| n != name);
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.cookies.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// The `Cookie:` header value. Wiped when dropped.
+    pub fn header(&self) -> Zeroizing<String> {
+        let len = self
+            .cookies
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 3)
+            .sum();
+        let mut out = Zeroizing::new(String::with_capacity(len));
+        for (i, (n, v)) in self.cookies.iter().enumerate() {
+            if i > 0 {
+                out.push_str("; ");
+            }
+            out.push_str(n);
+            out.push('=');
+            out.push_str(v);
+        }
+        out
+    }
+}
+
+impl fmt::Debug for FragmentCookies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FragmentCookies")
+            .field("names", &self.names().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    const OBJECT: &str = r#"{"stel_ssid":"a1b2c3d4e5f6a7b8c9_1234567890123456789","stel_dt":"-180","stel_token":"tok-secret-1","stel_ton_token":"ton-secret-2"}"#;
+
+    #[test]
+    fn both_shapes_parse_to_the_same_cookies() {
+        let obj = FragmentCookies::parse_kyc(&b64(OBJECT)).unwrap();
+        let export = r#"[
+            {"name":"stel_ssid","value":"a1b2c3d4e5f6a7b8c9_1234567890123456789","domain":"fragment.com"},
+            {"name":"stel_dt","value":"-180","domain":".fragment.com"},
+            {"name":"stel_token","value":"tok-secret-1","domain":"fragment.com","httpOnly":true},
+            {"name":"stel_ton_token","value":"ton-secret-2","domain":"fragment.com"},
+            {"name":"other","value":"x","domain":"example.com"}
+        ]"#;
+        let arr = FragmentCookies::parse_kyc(&b64(export)).unwrap();
+        assert_eq!(obj.header().as_str(), arr.header().as_str());
+        assert_eq!(arr.get("other"), None);
+        assert_eq!(obj.get(TOKEN), Some("tok-secret-1"));
+    }
+
+    #[test]
+    fn every_bad_form_has_its_error() {
+        assert_eq!(
+            FragmentCookies::parse("%%%").unwrap_err(),
+            CookieError::NotBase64
+        );
+        assert_eq!(
+            FragmentCookies::parse(&b64("not json")).unwrap_err(),
+            CookieError::NotJson
+        );
+        assert_eq!(
+            FragmentCookies::parse(&b64("[1,2]")).unwrap_err(),
+            CookieError::WrongShape
+        );
+        assert_eq!(
+            FragmentCookies::parse(&b64(r#"{"stel_ssid": 5}"#)).unwrap_err(),
+            CookieError::WrongShape
+        );
+        assert_eq!(
+            FragmentCookies::parse(&b64("{}")).unwrap_err(),
+            CookieError::WrongShape
+        );
+        assert_eq!(
+            FragmentCookies::parse_kyc(&b64(r#"{"stel_ssid":"x","stel_dt":"-180"}"#)).unwrap_err(),
+            CookieError::Missing(vec![TOKEN, TON_TOKEN])
+        );
+        assert_eq!(
+            FragmentCookies::parse(&b64(r#"{"stel_ssid":""}"#)).unwrap_err(),
+            CookieError::Empty("stel_ssid".into())
+        );
+        assert_eq!(
+            FragmentCookies::parse(&b64(r#"{"stel_ssid":"a;b"}"#)).unwrap_err(),
+            CookieError::BadValue("stel_ssid".into())
+        );
+    }
+
+    #[test]
+    fn values_never_show() {
+        let c = FragmentCookies::parse_kyc(&b64(OBJECT)).unwrap();
+        let shown = format!("{c:?}");
+        assert!(shown.contains("stel_token"));
+        assert!(!shown.contains("tok-secret-1") && !shown.contains("ton-secret-2"));
+        let err = FragmentCookies::parse(&b64(r#"{"stel_token":"sec;ret"}"#)).unwrap_err();
+        assert!(!err.to_string().contains("sec"));
+    }
+}

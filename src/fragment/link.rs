@@ -1,0 +1,318 @@
+//! Fragment's payment link (the TON Connect transaction its `get…Link` methods return) and
+//! the checks it must pass before anything is signed.
+//!
+//! What is signed is exactly what Fragment asked for, payload cell included (Fragment
+//! recognises a payment by that cell's hash; re-encoding it has lost buyers their money), but
+//! only after checking it against what the invoice said and what the order allows.
+
+use serde_json::{Map, Value};
+use tonlib_core::TonAddress;
+
+use super::error::FragmentError;
+use crate::ton::address::{self, ParsedAddress};
+use crate::ton::{MessageBody, Nanoton, OutgoingMessage};
+
+/// Why a payment link was not signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("the link carries no message")]
+    NoMessages,
+    #[error("the link carries {0} messages; a TON invoice carries exactly one")]
+    TooManyMessages(usize),
+    #[error("the link pays {0}, which is not a known Fragment address")]
+    UnknownDestination(String),
+    #[error("the link asks for {link} but the invoice said {invoice}")]
+    AmountMismatch { link: Nanoton, invoice: Nanoton },
+    #[error("the link asks for {amount}, more than the {max} this order allows")]
+    AboveLimit { amount: Nanoton, max: Nanoton },
+    #[error("the link expires at {valid_until}, too soon to pay (now {now})")]
+    Expired { valid_until: u32, now: u32 },
+    #[error("the link's payload is missing or not a BOC: {0}")]
+    BadPayload(String),
+    #[error("the link asks to deploy a contract at the destination")]
+    UnexpectedStateInit,
+    #[error("the link is for wallet {0}, not the paying wallet")]
+    WrongPayer(String),
+}
+
+/// One message of the link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkMessage {
+    pub address: String,
+    pub amount: Nanoton,
+    pub payload: Option<String>,
+    pub state_init: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaymentLink {
+    pub valid_until: u32,
+    pub from: Option<String>,
+    pub messages: Vec<LinkMessage>,
+    /// The method and parameters to confirm the payment with (`confirmReq`, `{id}`).
+    pub confirm_method: String,
+    pub confirm_params: Map<String, Value>,
+}
+
+/// What the link is checked against.
+#[derive(Clone, Debug)]
+pub struct LinkExpectations<'a> {
+    /// What the init call quoted for this request.
+    pub invoice_amount: Nanoton,
+    /// The most the order allows paying Fragment.
+    pub max_amount: Nanoton,
+    /// Where Fragment takes payments.
+    pub fragment_addresses: &'a [TonAddress],
+    pub payer: &'a TonAddress,
+    pub now: u32,
+    /// Seconds needed to sign and broadcast before `validUntil`.
+    pub min_validity: u32,
+}
+
+/// A link that passed the checks: the message to sign and until when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckedPayment {
+    pub message: OutgoingMessage,
+    pub valid_until: u32,
+}
+
+fn bad(what: &str) -> FragmentError {
+    FragmentError::BadResponse(format!("payment link: {what}"))
+}
+
+/// A JSON number or a numeric string.
+fn json_u64(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+impl PaymentLink {
+    /// Reads a `getBuyStarsLink` / `getGiftPremiumLink` answer.
+    pub fn from_response(v: &Value) -> Result<PaymentLink, FragmentError> {
+        let tx = v
+            .get("transaction")
+            .filter(|t| t.is_object())
+            .ok_or_else(|| bad("no transaction"))?;
+        let valid_until = tx
+            .get("validUntil")
+            .and_then(json_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| bad("no validUntil"))?;
+        let messages = tx
+            .get("messages")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("no messages"))?
+            .iter()
+            .map(|m| {
+                let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+                Ok(LinkMessage {
+                    address: text("address").ok_or_else(|| bad("message without address"))?,
+                    amount: m
+                        .get("amount")
+                        .and_then(json_u64)
+                        .map(Nanoton::new)
+                        .ok_or_else(|| bad("message without a nanoton amount"))?,
+                    payload: text("payload").filter(|p| !p.is_empty()),
+                    state_init: text("stateInit").filter(|p| !p.is_empty()),
+                })
+            })
+            .collect::<Result<Vec<_>, FragmentError>>()?;
+        Ok(PaymentLink {
+            valid_until,
+            from: tx.get("from").and_then(Value::as_str).map(str::to_string),
+            messages,
+            confirm_method: v
+                .get("confirm_method")
+                .and_then(Value::as_str)
+                .unwrap_or("confirmReq")
+                .to_string(),
+            confirm_params: v
+                .get("confirm_params")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Checks the link and returns the one message to sign.
+    pub fn check(&self, e: &LinkExpectations<'_>) -> Result<CheckedPayment, LinkError> {
+        let m = match self.messages.as_slice() {
+            [] => return Err(LinkError::NoMessages),
+            [m] => m,
+            more => return Err(LinkError::TooManyMessages(more.len())),
+        };
+        if let Some(from) = &self.from {
+            match address::parse_address(from) {
+                Ok(a) if &a == e.payer => {}
+                _ => return Err(LinkError::WrongPayer(from.clone())),
+            }
+        }
+        let destination = ParsedAddress::parse(&m.address)
+            .map_err(|_| LinkError::UnknownDestination(m.address.clone()))?;
+        if !e.fragment_addresses.contains(&destination.address) {
+            return Err(LinkError::UnknownDestination(m.address.clone()));
+        }
+        if m.state_init.is_some() {
+            return Err(LinkError::UnexpectedStateInit);
+        }
+        if m.amount != e.invoice_amount {
+            return Err(LinkError::AmountMismatch {
+                link: m.amount,
+                invoice: e.invoice_amount,
+            });
+        }
+        if m.amount > e.max_amount {
+            return Err(LinkError::AboveLimit {
+                amount: m.amount,
+                max: e.max_amount,
+            });
+        }
+        if u64::from(self.valid_until) < u64::from(e.now) + u64::from(e.min_validity) {
+            return Err(LinkError::Expired {
+                valid_until: self.valid_until,
+                now: e.now,
+            });
+        }
+        let payload = m
+            .payload
+            .as_deref()
+            .ok_or_else(|| LinkError::BadPayload("missing".into()))?;
+        let body = MessageBody::from_boc_base64(payload)
+            .map_err(|e| LinkError::BadPayload(e.to_string()))?;
+        let message = OutgoingMessage::new(&m.address, m.amount, body)
+            .map_err(|_| LinkError::UnknownDestination(m.address.clone()))?;
+        Ok(CheckedPayment {
+            message,
+            valid_until: self.valid_until,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const FRAGMENT: &str = "UQBAjaOyi2wGWlk-EDkSabqqnF-MrrwMadnwqrurKpkla4QB";
+    const PAYER: &str = "0:eb9d4873b9f40fda8d7429ca7c89f96da0dc5aad0be4c762881e91d7375f03d3";
+    const PAYLOAD: &str = "te6ccgEBAQEAJwAASgAAAAA1MCBUZWxlZ3JhbSBTdGFycyAKClJlZiNRRTlBRjdsT20";
+
+    fn link(messages: Value) -> PaymentLink {
+        PaymentLink::from_response(&json!({
+            "ok": true,
+            "transaction": {"validUntil": 2_000, "from": PAYER, "messages": messages},
+            "confirm_method": "confirmReq",
+            "confirm_params": {"id": "Ab12"}
+        }))
+        .unwrap()
+    }
+
+    fn one(amount: &str) -> Value {
+        json!([{"address": FRAGMENT, "amount": amount, "payload": PAYLOAD}])
+    }
+
+    fn check(l: &PaymentLink) -> Result<CheckedPayment, LinkError> {
+        let fragment = [address::parse_address(FRAGMENT).unwrap()];
+        let payer = address::parse_address(PAYER).unwrap();
+        l.check(&LinkExpectations {
+            invoice_amount: Nanoton::new(673_400_000),
+            max_amount: Nanoton::new(700_000_000),
+            fragment_addresses: &fragment,
+            payer: &payer,
+            now: 1_000,
+            min_validity: 30,
+        })
+    }
+
+    #[test]
+    fn a_good_link_gives_the_payload_unchanged_and_no_bounce() {
+        let paid = check(&link(one("673400000"))).unwrap();
+        assert_eq!(paid.valid_until, 2_000);
+        assert_eq!(paid.message.amount, Nanoton::new(673_400_000));
+        assert!(!paid.message.bounce, "UQ: non-bounceable");
+        let MessageBody::Cell(cell) = &paid.message.body else {
+            panic!("payload is a cell")
+        };
+        let original = crate::ton::transfer::decode_boc(PAYLOAD).unwrap();
+        assert_eq!(cell.cell_hash(), original.cell_hash());
+        assert_eq!(link(one("673400000")).confirm_params["id"], "Ab12");
+    }
+
+    #[test]
+    fn every_check_bites() {
+        assert_eq!(check(&link(json!([]))), Err(LinkError::NoMessages));
+        let two = json!([
+            {"address": FRAGMENT, "amount": "673400000", "payload": PAYLOAD},
+            {"address": FRAGMENT, "amount": "1", "payload": PAYLOAD}
+        ]);
+        assert_eq!(check(&link(two)), Err(LinkError::TooManyMessages(2)));
+        let elsewhere = json!([{"address": PAYER, "amount": "673400000", "payload": PAYLOAD}]);
+        assert!(matches!(
+            check(&link(elsewhere)),
+            Err(LinkError::UnknownDestination(_))
+        ));
+        assert!(matches!(
+            check(&link(one("673400001"))),
+            Err(LinkError::AmountMismatch { .. })
+        ));
+        let no_payload = json!([{"address": FRAGMENT, "amount": "673400000"}]);
+        assert!(matches!(
+            check(&link(no_payload)),
+            Err(LinkError::BadPayload(_))
+        ));
+        let junk = json!([{"address": FRAGMENT, "amount": "673400000", "payload": "junk!"}]);
+        assert!(matches!(check(&link(junk)), Err(LinkError::BadPayload(_))));
+        let init = json!([{"address": FRAGMENT, "amount": "673400000", "payload": PAYLOAD, "stateInit": "te6cc"}]);
+        assert_eq!(check(&link(init)), Err(LinkError::UnexpectedStateInit));
+
+        let fragment = [address::parse_address(FRAGMENT).unwrap()];
+        let payer = address::parse_address(PAYER).unwrap();
+        let base = LinkExpectations {
+            invoice_amount: Nanoton::new(673_400_000),
+            max_amount: Nanoton::new(600_000_000),
+            fragment_addresses: &fragment,
+            payer: &payer,
+            now: 1_000,
+            min_validity: 30,
+        };
+        assert!(matches!(
+            link(one("673400000")).check(&base),
+            Err(LinkError::AboveLimit { .. })
+        ));
+        let late = LinkExpectations {
+            max_amount: Nanoton::new(700_000_000),
+            now: 1_980,
+            ..base.clone()
+        };
+        assert!(matches!(
+            link(one("673400000")).check(&late),
+            Err(LinkError::Expired { .. })
+        ));
+        let other_payer = address::parse_address(FRAGMENT).unwrap();
+        let wrong = LinkExpectations {
+            max_amount: Nanoton::new(700_000_000),
+            payer: &other_payer,
+            ..base
+        };
+        assert!(matches!(
+            link(one("673400000")).check(&wrong),
+            Err(LinkError::WrongPayer(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_answers_are_bad_responses() {
+        for v in [
+            json!({"ok": true}),
+            json!({"transaction": {"messages": []}}),
+            json!({"transaction": {"validUntil": 5, "messages": [{"amount": "1"}]}}),
+            json!({"transaction": {"validUntil": 5, "messages": [{"address": "x", "amount": "1.5"}]}}),
+        ] {
+            assert!(matches!(
+                PaymentLink::from_response(&v),
+                Err(FragmentError::BadResponse(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! A fragment.com simulator: the pages and `/api` methods of the Stars and Premium flows,
+//! as strict as the real site (FRAGMENT_PROTOCOL.md §8), paid through the TON simulator.
+//!
+//! - `state`: sessions, recipients, requests, invoices, deliveries (pure).
+//! - `pages` / `payload`: the HTML and the invoice payloads, built like the real site's.
+//! - `http`: pages, `/api`, and `/sim/*` controls.
+//!
+//! A watcher reads the payment address's transactions from a toncenter-compatible API (the
+//! TON simulator) like any merchant would, and fulfils the invoice a payment matches exactly.
+
+pub mod http;
+pub mod pages;
+pub mod payload;
+pub mod state;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::{web, App, HttpServer};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tonlib_core::TonAddress;
+use zeroize::Zeroizing;
+
+use self::state::{
+    default_accounts, default_users, Delivery, FixtureAccount, FixtureUser, FragmentState,
+    IncomingPayment, InvoiceStatus, PresetSession, Prices, Rules,
+};
+use super::faults::{FaultConfig, Faults};
+use crate::fragment::FragmentCookies;
+use crate::ton::address::{self, parse_address};
+use crate::ton::client::{TonApiConfig, TonApiError, TonCenterClient};
+use crate::ton::{KeyPair, Network, WalletContract, WalletVersion};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FragmentSimConfig {
+    /// The toncenter-compatible API payments are read from (the TON simulator's URL).
+    pub ton_api_url: String,
+    pub network: Network,
+    pub users: Vec<FixtureUser>,
+    pub accounts: Vec<FixtureAccount>,
+    pub sessions: Vec<PresetSession>,
+    pub prices: Prices,
+    pub rules: Rules,
+    pub faults: FaultConfig,
+    /// Where invoices are paid; by default a wallet derived from a fixed simulator key.
+    pub payment_address: Option<String>,
+    /// How often the watcher reads the payment address's transactions (0: only on demand).
+    pub poll_ms: u64,
+    pub seed: u64,
+}
+
+impl Default for FragmentSimConfig {
+    fn default() -> Self {
+        FragmentSimConfig {
+            ton_api_url: String::new(),
+            network: Network::Mainnet,
+            users: default_users(),
+            accounts: default_accounts(),
+            sessions: vec![],
+            prices: Prices::default(),
+            rules: Rules::default(),
+            faults: FaultConfig::default(),
+            payment_address: None,
+            poll_ms: 200,
+            seed: 0,
+        }
+    }
+}
+
+/// The simulator's own payment wallet (v4r2 of a fixed key): an ordinary address on the
+/// simulated chain.
+pub fn default_payment_address(network: Network) -> TonAddress {
+    let seed = Zeroizing::new(<[u8; 32]>::from(Sha256::digest(
+        b"fragment-gateway sim fragment.com payment wallet",
+    )));
+    let key = KeyPair::from_secret_seed(&seed);
+    WalletContract::new(WalletVersion::V4R2, network, key.public_key())
+        .address()
+        .clone()
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// State shared by the handlers and the watcher.
+pub struct FragmentSimShared {
+    state: Mutex<FragmentState>,
+    faults: Faults,
+    network: Network,
+    ton_api_url: String,
+    ton: TonCenterClient,
+}
+
+impl FragmentSimShared {
+    fn state(&self) -> MutexGuard<'_, FragmentState> {
+        self.state.lock().expect("fragment sim state poisoned")
+    }
+
+    /// Reads new payments from the chain and delivers what is due.
+    async fn process(&self) -> Result<(), TonApiError> {
+        let address = self.state().payment_address().clone();
+        let txs = self.ton.transactions(&address, 100, None).await?;
+        let now = now_ms();
+        let mut state = self.state();
+        for tx in txs.into_iter().rev() {
+            let Some(msg) = &tx.in_msg else { continue };
+            let (Some(source), Some(body_hash)) = (&msg.source, &msg.body_hash) else {
+                continue;
+            };
+            let payment = IncomingPayment {
+                tx_hash: tx.hash.clone(),
+                source: source.clone(),
+                value: msg.value,
+                body_hash: body_hash.clone(),
+                utime: tx.utime,
+            };
+            if let Some(req_id) = state.on_payment(&payment, now) {
+                tracing::info!(req_id, "simulated Fragment: invoice paid");
+            }
+        }
+        for d in state.advance(now) {
+            tracing::info!(
+                req_id = d.req_id,
+                username = d.username,
+                "simulated Fragment: delivered"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A running fragment.com simulator.
+pub struct FragmentSim {
+    shared: Arc<FragmentSimShared>,
+    url: String,
+    server: actix_web::dev::ServerHandle,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl FragmentSim {
+    /// Starts the HTTP server on `listen` (port 0: any free port) and the payment watcher.
+    pub async fn start(
+        config: FragmentSimConfig,
+        listen: SocketAddr,
+    ) -> std::io::Result<FragmentSim> {
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        let payment_address = match &config.payment_address {
+            Some(a) => parse_address(a).map_err(|e| invalid(format!("payment_address: {e}")))?,
+            None => default_payment_address(config.network),
+        };
+        let state = FragmentState::new(
+            config.network,
+            config.users.clone(),
+            config.accounts.clone(),
+            config.sessions.clone(),
+            config.prices.clone(),
+            config.rules.clone(),
+            payment_address,
+            config.seed,
+        )
+        .map_err(invalid)?;
+        let ton = TonCenterClient::new(TonApiConfig::local(config.ton_api_url.clone()))
+            .map_err(|e| invalid(e.to_string()))?;
+        let shared = Arc::new(FragmentSimShared {
+            state: Mutex::new(state),
+            faults: Faults::new(config.faults.clone(), config.seed),
+            network: config.network,
+            ton_api_url: config.ton_api_url.clone(),
+            ton,
+        });
+        let listener = TcpListener::bind(listen)?;
+        let addr = listener.local_addr()?;
+        let data = web::Data::from(Arc::clone(&shared));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::JsonConfig::default().limit(64 << 10))
+                .app_data(web::PayloadConfig::new(256 << 10))
+                .configure(http::routes)
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let watcher = (config.poll_ms > 0 && !config.ton_api_url.is_empty()).then(|| {
+            let shared = Arc::clone(&shared);
+            let every = Duration::from_millis(config.poll_ms);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = shared.process().await {
+                        tracing::debug!(error = %e, "simulated Fragment could not read payments");
+                    }
+                }
+            })
+        });
+        Ok(FragmentSim {
+            shared,
+            url: format!("http://{addr}"),
+            server: handle,
+            watcher,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn payment_address(&self) -> TonAddress {
+        self.shared.state().payment_address().clone()
+    }
+
+    /// The payment address as invoices show it (non-bounceable).
+    pub fn payment_address_friendly(&self) -> String {
+        address::friendly(
+            &self.payment_address(),
+            false,
+            self.shared.network.is_testnet(),
+        )
+    }
+
+    /// A fresh logged-in session for `account`, with `wallet` connected if given.
+    pub fn login(
+        &self,
+        account: &str,
+        wallet: Option<&TonAddress>,
+    ) -> Result<FragmentCookies, String> {
+        let pairs = self.shared.state().login(account, wallet)?;
+        let mut cookies = FragmentCookies::default();
+        for (k, v) in pairs {
+            cookies
+                .set(&k, Zeroizing::new(v))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(cookies)
+    }
+
+    pub fn expire_session(&self, ssid: &str) -> bool {
+        self.shared.state().expire_session(ssid)
+    }
+
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.shared.state().deliveries().to_vec()
+    }
+
+    pub fn invoice_status(&self, req_id: &str) -> Option<InvoiceStatus> {
+        self.shared.state().invoice_status(req_id)
+    }
+
+    pub fn change_price_next(&self, n: u32) {
+        self.shared.state().change_price_next(n);
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// Reads the chain and delivers what is due, now (tests use this instead of waiting for
+    /// the watcher).
+    pub async fn process_now(&self) -> Result<(), TonApiError> {
+        self.shared.process().await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+        self.server.stop(true).await;
+    }
+}
+
+impl Drop for FragmentSim {
+    fn drop(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+        let stop = self.server.stop(false);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(stop);
+        }
+    }
+}

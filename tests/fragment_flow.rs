@@ -1,0 +1,760 @@
+//! The fragment.com client against the fragment.com simulator, paid through the TON
+//! simulator, all over real HTTP on loopback: full Stars and Premium purchases, every error
+//! mapping, multi-cell payloads, and what the simulator refuses.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fragment_gateway::domain::{PremiumMonths, StarsAmount, Username};
+use fragment_gateway::fragment::{
+    FragmentClient, FragmentConfig, FragmentCookies, FragmentError, Invoice, LinkExpectations,
+    Purchase, SessionRole,
+};
+use fragment_gateway::sim::fragment::state::{InvoiceStatus, Rules};
+use fragment_gateway::sim::fragment::{FragmentSim, FragmentSimConfig};
+use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
+use fragment_gateway::ton::client::{TonApiConfig, TonCenterClient, TransferOutcome};
+use fragment_gateway::ton::transfer::{sign_transfer, TransferParams};
+use fragment_gateway::ton::{
+    KeyPair, MessageBody, Nanoton, Network, OutgoingMessage, Seed, SignedTransfer, WalletContract,
+    WalletVersion,
+};
+use tonlib_core::cell::CellBuilder;
+
+const TON_WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";
+const BIP39_WORDS: &str =
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32
+}
+
+struct World {
+    ton: TonSim,
+    fragment: FragmentSim,
+    chain: TonCenterClient,
+    client: FragmentClient,
+}
+
+async fn world_with(rules: Rules) -> World {
+    let ton = TonSim::start(
+        TonSimConfig {
+            block_time: Duration::from_millis(50),
+            ..Default::default()
+        },
+        loopback(),
+    )
+    .await
+    .unwrap();
+    let fragment = FragmentSim::start(
+        FragmentSimConfig {
+            ton_api_url: ton.url().to_string(),
+            poll_ms: 100,
+            rules,
+            ..Default::default()
+        },
+        loopback(),
+    )
+    .await
+    .unwrap();
+    let chain = TonCenterClient::new(TonApiConfig::local(ton.url())).unwrap();
+    let client = FragmentClient::new(FragmentConfig {
+        base_url: fragment.url().to_string(),
+        timeout: Duration::from_secs(5),
+        backoff: Duration::from_millis(20),
+        payment_addresses: vec![fragment.payment_address_friendly()],
+        ..FragmentConfig::fragment_com()
+    })
+    .unwrap();
+    World {
+        ton,
+        fragment,
+        chain,
+        client,
+    }
+}
+
+async fn world() -> World {
+    world_with(Rules {
+        processing_ms: 100,
+        ..Default::default()
+    })
+    .await
+}
+
+struct Payer {
+    key: KeyPair,
+    wallet: WalletContract,
+}
+
+fn payer(words: &str, version: WalletVersion) -> Payer {
+    let key = Seed::from_words(words).unwrap().derive_key(None).unwrap();
+    let wallet = WalletContract::new(version, Network::Mainnet, key.public_key());
+    Payer { key, wallet }
+}
+
+fn user(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+fn stars(n: u64) -> Purchase {
+    Purchase::Stars(StarsAmount::new(n).unwrap())
+}
+
+fn months(n: u64) -> Purchase {
+    Purchase::Premium(PremiumMonths::new(n).unwrap())
+}
+
+impl World {
+    /// The operator's session: a verified account with its own wallet connected.
+    fn owner_cookies(&self) -> FragmentCookies {
+        let owner_key = KeyPair::from_secret_seed(&zeroize::Zeroizing::new([42u8; 32]));
+        let owner_wallet = WalletContract::new(
+            WalletVersion::V4R2,
+            Network::Mainnet,
+            owner_key.public_key(),
+        );
+        self.fragment
+            .login("owner", Some(owner_wallet.address()))
+            .unwrap()
+    }
+
+    /// Signs and broadcasts `body` for `amount` to the payment address from `p`, as the
+    /// payment step does, and waits for the transaction.
+    async fn pay(&self, p: &Payer, amount: Nanoton, body: MessageBody) -> SignedTransfer {
+        let dest = self.fragment.payment_address_friendly();
+        let msg = OutgoingMessage::new(&dest, amount, body).unwrap();
+        self.send(p, msg, now() + 120).await
+    }
+
+    async fn send(&self, p: &Payer, msg: OutgoingMessage, valid_until: u32) -> SignedTransfer {
+        let state = self.chain.wallet_state(&p.wallet).await.unwrap();
+        let params = TransferParams {
+            seqno: state.seqno,
+            valid_until,
+            include_state_init: !state.deployed,
+        };
+        let signed = sign_transfer(&p.wallet, &p.key, &params, &[msg]).unwrap();
+        self.chain.send_transfer(&signed).await.unwrap();
+        let outcome = self
+            .chain
+            .wait_for_transfer(&signed, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, TransferOutcome::Confirmed(_)),
+            "{outcome:?}"
+        );
+        signed
+    }
+
+    async fn wait_status(&self, invoice: &Invoice, status: InvoiceStatus) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            self.fragment.process_now().await.unwrap();
+            if self.fragment.invoice_status(&invoice.req_id) == Some(status) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never reached {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stars_purchase_on_the_operators_session_is_delivered() {
+    let w = world().await;
+    let fees = w.ton.config().fees;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    let session = w.client.session(w.owner_cookies(), SessionRole::Owner);
+    let mut flow = session.begin().await;
+
+    // Prices first, as a shop shows them.
+    let price = flow
+        .stars_price(StarsAmount::new(50).unwrap())
+        .await
+        .unwrap();
+    let expected = w.fragment_price_of_stars(50);
+    assert_eq!(price.ton, expected);
+    assert!(price.usd.is_some());
+    assert!(flow.ton_rate().is_some());
+
+    flow.reset(fragment_gateway::fragment::Product::Stars)
+        .await
+        .unwrap();
+    let recipient = flow
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap();
+    assert_eq!(recipient.name, "Alice");
+    let invoice = flow.init_purchase(&recipient, stars(50)).await.unwrap();
+    assert_eq!(invoice.amount, expected);
+    let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
+    let checked = link
+        .check(&LinkExpectations {
+            invoice_amount: invoice.amount,
+            max_amount: expected,
+            fragment_addresses: w.client.payment_addresses(),
+            payer: p.wallet.address(),
+            now: now(),
+            min_validity: 30,
+        })
+        .unwrap();
+    let signed = w
+        .send(&p, checked.message, checked.valid_until.min(now() + 120))
+        .await;
+    flow.confirm(invoice.purchase.product(), &link, &p.wallet, &signed.boc)
+        .await
+        .unwrap();
+    assert!(flow
+        .wait_until_done(&invoice, Duration::from_secs(10), Duration::from_millis(50))
+        .await
+        .unwrap());
+
+    let deliveries = w.fragment.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].username, "alice");
+    assert_eq!(deliveries[0].quantity, 50);
+    // To the nanoton: the payer paid the price plus network fees (deploy included); Fragment
+    // received exactly the price.
+    assert_eq!(
+        w.ton.balance(p.wallet.address()).as_u64(),
+        5_000_000_000 - expected.as_u64() - fees.compute - fees.deploy - fees.forward
+    );
+    assert_eq!(w.ton.balance(&w.fragment.payment_address()), expected);
+}
+
+impl World {
+    fn fragment_price_of_stars(&self, n: u32) -> Nanoton {
+        Nanoton::new(fragment_gateway::sim::fragment::state::Prices::default().stars(n))
+    }
+}
+
+#[tokio::test]
+async fn a_premium_gift_on_the_clients_own_session_is_delivered() {
+    let w = world().await;
+    let prices = fragment_gateway::sim::fragment::state::Prices::default();
+    let p = payer(BIP39_WORDS, WalletVersion::V5R1);
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(10));
+    // KYC mode: the client's own login; its wallet is connected with a ton_proof.
+    let cookies = w.fragment.login("client", None).unwrap();
+    let session = w.client.session(cookies, SessionRole::Client);
+    let mut flow = session.begin().await;
+    let bob = flow_recipient(&mut flow, "@bob", months(3)).await;
+    assert!(matches!(
+        flow.init_purchase(&bob, months(3)).await,
+        Err(FragmentError::WalletNotConnected)
+    ));
+    flow.connect_wallet(&p.wallet, &p.key).await.unwrap();
+
+    let table = flow.premium_prices().await.unwrap();
+    assert_eq!(table.len(), 3);
+    assert_eq!(table[0].1.ton, Nanoton::new(prices.premium_3));
+
+    let recipient = flow_recipient(&mut flow, "@bob", months(3)).await;
+    let invoice = flow.init_purchase(&recipient, months(3)).await.unwrap();
+    assert_eq!(invoice.amount, Nanoton::new(prices.premium_3));
+    let link = flow.payment_link(&invoice, &p.wallet, true).await.unwrap();
+    let checked = link
+        .check(&LinkExpectations {
+            invoice_amount: invoice.amount,
+            max_amount: invoice.amount,
+            fragment_addresses: w.client.payment_addresses(),
+            payer: p.wallet.address(),
+            now: now(),
+            min_validity: 30,
+        })
+        .unwrap();
+    let signed = w.send(&p, checked.message, now() + 120).await;
+    flow.confirm(invoice.purchase.product(), &link, &p.wallet, &signed.boc)
+        .await
+        .unwrap();
+    assert!(flow
+        .wait_until_done(&invoice, Duration::from_secs(10), Duration::from_millis(50))
+        .await
+        .unwrap());
+    assert_eq!(w.fragment.deliveries()[0].quantity, 3);
+    assert_eq!(
+        w.ton.balance(&w.fragment.payment_address()),
+        Nanoton::new(prices.premium_3)
+    );
+    // Bob has Premium now: the next gift is refused as the real site refuses it.
+    assert!(matches!(
+        flow.search_recipient(&user("@bob"), months(6)).await,
+        Err(FragmentError::PremiumAlreadyActive { .. })
+    ));
+}
+
+async fn flow_recipient(
+    flow: &mut fragment_gateway::fragment::Flow,
+    name: &str,
+    purchase: Purchase,
+) -> fragment_gateway::fragment::Recipient {
+    flow.search_recipient(&user(name), purchase).await.unwrap()
+}
+
+#[tokio::test]
+async fn every_refusal_maps_to_its_error_code() {
+    let w = world().await;
+    let session = w.client.session(w.owner_cookies(), SessionRole::Owner);
+    let mut flow = session.begin().await;
+    let code = |r: Result<_, FragmentError>| {
+        r.map(|_: fragment_gateway::fragment::Recipient| ())
+            .unwrap_err()
+            .api_code()
+            .0
+    };
+
+    assert_eq!(
+        code(flow.search_recipient(&user("@ghost_user"), stars(50)).await),
+        "USER_NOT_FOUND"
+    );
+    assert_eq!(
+        code(
+            flow.search_recipient(&user("@stars_shop_bot"), stars(50))
+                .await
+        ),
+        "USER_NOT_FOUND"
+    );
+    assert_eq!(
+        code(
+            flow.search_recipient(&user("@premium_pete"), months(3))
+                .await
+        ),
+        "PREMIUM_ALREADY_ACTIVE"
+    );
+    // Stars for someone with Premium are fine.
+    flow.search_recipient(&user("@premium_pete"), stars(50))
+        .await
+        .unwrap();
+
+    // A price change while ordering is a (retryable) Fragment error.
+    w.fragment.change_price_next(1);
+    let r = flow
+        .search_recipient(&user("@alice"), stars(100))
+        .await
+        .unwrap();
+    let err = flow.init_purchase(&r, stars(100)).await.unwrap_err();
+    assert_eq!(err, FragmentError::PriceChanged);
+    assert_eq!(err.api_code(), ("FRAGMENT_ERROR", 502));
+    assert!(err.is_transient());
+    flow.init_purchase(&r, stars(100)).await.unwrap();
+    drop(flow);
+
+    // An unverified account gets no payment link: KYC is Fragment's to ask.
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    let cookies = w
+        .fragment
+        .login("unverified", Some(p.wallet.address()))
+        .unwrap();
+    let mut flow = w.client.session(cookies, SessionRole::Client).begin().await;
+    let r = flow
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap();
+    let invoice = flow.init_purchase(&r, stars(50)).await.unwrap();
+    let err = flow
+        .payment_link(&invoice, &p.wallet, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err, FragmentError::KycRequired);
+    assert_eq!(err.api_code(), ("FRAGMENT_ERROR", 502));
+    drop(flow);
+
+    // No wallet connected: no purchase.
+    let cookies = w.fragment.login("client", None).unwrap();
+    let mut flow = w.client.session(cookies, SessionRole::Client).begin().await;
+    let r = flow
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap();
+    let err = flow.init_purchase(&r, stars(50)).await.unwrap_err();
+    assert_eq!(err, FragmentError::WalletNotConnected);
+    assert_eq!(err.api_code().0, "FRAGMENT_ERROR");
+}
+
+#[tokio::test]
+async fn a_session_the_site_rejects_is_the_client_s_or_the_operator_s_problem() {
+    let w = world().await;
+    // Cookies of a session fragment.com does not know (forged, or long expired).
+    let mut stale = FragmentCookies::default();
+    for (k, v) in [
+        ("stel_ssid", "0123456789abcdef01_1234567890123456789"),
+        ("stel_dt", "-180"),
+        ("stel_token", "deadbeef"),
+        ("stel_ton_token", "cafebabe"),
+    ] {
+        stale
+            .set(k, zeroize::Zeroizing::new(v.to_string()))
+            .unwrap();
+    }
+    let mut flow = w
+        .client
+        .session(stale.clone(), SessionRole::Client)
+        .begin()
+        .await;
+    let err = flow
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FragmentError::InvalidCookies(_)), "{err:?}");
+    assert_eq!(err.api_code(), ("INVALID_COOKIES", 400));
+    drop(flow);
+    let mut flow = w.client.session(stale, SessionRole::Owner).begin().await;
+    let err = flow
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FragmentError::OwnerCookiesExpired(_)),
+        "{err:?}"
+    );
+    assert_eq!(err.api_code(), ("OWNER_COOKIES_EXPIRED", 500));
+    drop(flow);
+
+    // The operator's session working, then expiring under it.
+    let cookies = w.owner_cookies();
+    let ssid = cookies.get("stel_ssid").unwrap().to_string();
+    let session = w.client.session(cookies, SessionRole::Owner);
+    let mut flow = session.begin().await;
+    flow.search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap();
+    assert!(w.fragment.expire_session(&ssid));
+    let err = flow
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FragmentError::OwnerCookiesExpired(_)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn outages_are_retried_then_reported() {
+    let w = world().await;
+    let session = w.client.session(w.owner_cookies(), SessionRole::Owner);
+    let mut flow = session.begin().await;
+    // Two failures, three attempts: recovered.
+    w.fragment.faults().fail_next(2);
+    flow.search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap();
+    // Down for good: a Fragment error after the bounded attempts.
+    w.fragment.faults().fail_next(100);
+    let err = flow
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FragmentError::Unavailable(_)), "{err:?}");
+    assert_eq!(err.api_code(), ("FRAGMENT_ERROR", 502));
+}
+
+#[tokio::test]
+async fn a_stale_api_hash_is_refreshed_once() {
+    let w = world_with(Rules {
+        hash_ttl_secs: 1,
+        ..Default::default()
+    })
+    .await;
+    let session = w.client.session(w.owner_cookies(), SessionRole::Owner);
+    let mut flow = session.begin().await;
+    flow.search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The hash the client still holds has expired at the site: "Bad request", page reload,
+    // retry.
+    flow.search_recipient(&user("@bob"), stars(50))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn one_flow_at_a_time_per_session_many_sessions_at_once() {
+    let w = world().await;
+    let a = w.client.session(w.owner_cookies(), SessionRole::Owner);
+    let b = w.client.session(w.owner_cookies(), SessionRole::Owner);
+    let first = a.begin().await;
+    // The same session waits...
+    assert!(tokio::time::timeout(Duration::from_millis(200), a.begin())
+        .await
+        .is_err());
+    // ...another one does not.
+    let mut other = tokio::time::timeout(Duration::from_millis(200), b.begin())
+        .await
+        .expect("another session is free");
+    other
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap();
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(1), a.begin())
+        .await
+        .expect("free again once the flow ends");
+}
+
+/// Sets up an invoice for `n` Stars on a fresh owner session and returns what it takes to
+/// pay it.
+async fn invoice_for(
+    w: &World,
+    p: &Payer,
+    n: u64,
+) -> (Invoice, fragment_gateway::fragment::CheckedPayment) {
+    let session = w.client.session(w.owner_cookies(), SessionRole::Owner);
+    let mut flow = session.begin().await;
+    let r = flow
+        .search_recipient(&user("@alice"), stars(n))
+        .await
+        .unwrap();
+    let invoice = flow.init_purchase(&r, stars(n)).await.unwrap();
+    let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
+    let checked = link
+        .check(&LinkExpectations {
+            invoice_amount: invoice.amount,
+            max_amount: invoice.amount,
+            fragment_addresses: w.client.payment_addresses(),
+            payer: p.wallet.address(),
+            now: now(),
+            min_validity: 0,
+        })
+        .unwrap();
+    (invoice, checked)
+}
+
+#[tokio::test]
+async fn a_large_purchase_needs_its_whole_multi_cell_payload() {
+    let w = world().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(200));
+    let (invoice, checked) = invoice_for(&w, &p, 10_000).await;
+    let MessageBody::Cell(payload) = &checked.message.body else {
+        panic!("payload is a cell")
+    };
+    assert_eq!(
+        payload.references().len(),
+        1,
+        "10 000 Stars: a two-cell comment"
+    );
+
+    // The payload with its second cell lost (what a library that re-encoded the comment
+    // sent): the money arrives, the purchase does not.
+    let mut truncated = CellBuilder::new();
+    truncated
+        .store_bits(payload.bit_len(), payload.data())
+        .unwrap();
+    let truncated = truncated.build().unwrap().to_arc();
+    w.pay(&p, invoice.amount, MessageBody::Cell(truncated))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.fragment.process_now().await.unwrap();
+    assert_eq!(
+        w.fragment.invoice_status(&invoice.req_id),
+        Some(InvoiceStatus::Linked)
+    );
+
+    // The payload exactly as Fragment sent it: delivered.
+    w.pay(&p, invoice.amount, checked.message.body.clone())
+        .await;
+    w.wait_status(&invoice, InvoiceStatus::Done).await;
+    assert_eq!(w.fragment.deliveries()[0].quantity, 10_000);
+}
+
+#[tokio::test]
+async fn only_an_exact_timely_payment_from_the_payer_fulfils() {
+    let w = world_with(Rules {
+        invoice_ttl_secs: 3,
+        processing_ms: 50,
+        ..Default::default()
+    })
+    .await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    let stranger = payer(BIP39_WORDS, WalletVersion::V5R1);
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(20));
+    w.ton.fund(stranger.wallet.address(), Nanoton::from_ton(20));
+
+    let (invoice, checked) = invoice_for(&w, &p, 50).await;
+    let body = checked.message.body.clone();
+    let amount = invoice.amount;
+    let not_fulfilled =
+        |w: &World| w.fragment.invoice_status(&invoice.req_id) == Some(InvoiceStatus::Linked);
+
+    // Underpaid, overpaid, another comment, another payer: none delivers.
+    w.pay(&p, Nanoton::new(amount.as_u64() - 1), body.clone())
+        .await;
+    w.pay(&p, Nanoton::new(amount.as_u64() + 1), body.clone())
+        .await;
+    w.pay(
+        &p,
+        amount,
+        MessageBody::comment("50 Telegram Stars \n\nRef#wrongref1"),
+    )
+    .await;
+    w.pay(&stranger, amount, body.clone()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.fragment.process_now().await.unwrap();
+    assert!(not_fulfilled(&w));
+
+    // The right payment after validUntil: too late.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    w.pay(&p, amount, body.clone()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.fragment.process_now().await.unwrap();
+    assert!(not_fulfilled(&w));
+    assert!(w.fragment.deliveries().is_empty());
+
+    // A fresh invoice paid right is delivered, once, however often it is paid.
+    let (invoice, checked) = invoice_for(&w, &p, 50).await;
+    w.pay(&p, invoice.amount, checked.message.body.clone())
+        .await;
+    w.wait_status(&invoice, InvoiceStatus::Done).await;
+    w.pay(&p, invoice.amount, checked.message.body.clone())
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.fragment.process_now().await.unwrap();
+    assert_eq!(w.fragment.deliveries().len(), 1);
+}
+
+#[tokio::test]
+async fn requests_belong_to_their_session() {
+    let w = world().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    let (invoice, _) = invoice_for(&w, &p, 50).await;
+    // Another session presents this req_id.
+    let session = w.client.session(w.owner_cookies(), SessionRole::Owner);
+    let mut flow = session.begin().await;
+    let err = flow
+        .payment_link(&invoice, &p.wallet, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FragmentError::Refused(ref m) if m.contains("not found")),
+        "{err:?}"
+    );
+    // A Stars request on the Premium method is not found either.
+    let wrong_product = Invoice {
+        purchase: months(3),
+        ..invoice
+    };
+    let mut own = w
+        .client
+        .session(w.owner_cookies(), SessionRole::Owner)
+        .begin()
+        .await;
+    assert!(matches!(
+        own.payment_link(&wrong_product, &p.wallet, false).await,
+        Err(FragmentError::Refused(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_api_refuses_what_the_site_refuses() {
+    let w = world().await;
+    let http = reqwest::Client::new();
+    let cookies = w.owner_cookies();
+    let cookie_header = cookies.header().to_string();
+    // A page GET issues the hash bound to this session.
+    let page = http
+        .get(format!("{}/stars/buy", w.fragment.url()))
+        .header("Cookie", &cookie_header)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hash = fragment_gateway::fragment::html::api_hash(&page).unwrap();
+    let call = |hash: Option<String>, form: Vec<(&'static str, &'static str)>, cookie: String| {
+        let http = http.clone();
+        let url = format!("{}/api", w.fragment.url());
+        async move {
+            let mut req = http.post(url).header("Cookie", cookie).form(&form);
+            if let Some(h) = hash {
+                req = req.query(&[("hash", h)]);
+            }
+            req.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let search = vec![
+        ("method", "searchStarsRecipient"),
+        ("query", "alice"),
+        ("quantity", ""),
+    ];
+    assert_eq!(
+        call(None, search.clone(), cookie_header.clone()).await["error"],
+        "Bad request"
+    );
+    assert_eq!(
+        call(
+            Some("0123abcd".into()),
+            search.clone(),
+            cookie_header.clone()
+        )
+        .await["error"],
+        "Bad request"
+    );
+    // The hash belongs to this session: another session cannot use it.
+    let other = w.owner_cookies().header().to_string();
+    assert_eq!(
+        call(Some(hash.clone()), search.clone(), other).await["error"],
+        "Bad request"
+    );
+    assert_eq!(
+        call(
+            Some(hash.clone()),
+            vec![("method", "dropTables")],
+            cookie_header.clone()
+        )
+        .await["error"],
+        "Invalid method"
+    );
+    assert_eq!(
+        call(
+            Some(hash.clone()),
+            vec![("query", "alice")],
+            cookie_header.clone()
+        )
+        .await["error"],
+        "Invalid method"
+    );
+    let found = call(Some(hash.clone()), search, cookie_header.clone()).await;
+    assert_eq!(found["ok"], true);
+    let token = found["found"]["recipient"].as_str().unwrap().to_string();
+    // Quantity out of range.
+    let url = format!("{}/api", w.fragment.url());
+    let init = |q: &str| {
+        http.post(&url)
+            .query(&[("hash", &hash)])
+            .header("Cookie", &cookie_header)
+            .form(&[
+                ("method", "initBuyStarsRequest"),
+                ("recipient", token.as_str()),
+                ("quantity", q),
+                ("payment_method", "ton"),
+            ])
+            .send()
+    };
+    let low: serde_json::Value = init("49").await.unwrap().json().await.unwrap();
+    assert!(low["error"].as_str().unwrap().contains("minimum"), "{low}");
+    let high: serde_json::Value = init("10000001").await.unwrap().json().await.unwrap();
+    assert!(high["error"].is_string());
+    let ok: serde_json::Value = init("50").await.unwrap().json().await.unwrap();
+    assert!(ok["req_id"].is_string(), "{ok}");
+}
