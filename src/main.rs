@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::time::Duration;
 
 use fragment_gateway::sim::faults::FaultConfig;
+use fragment_gateway::sim::fragment::{FragmentSim, FragmentSimConfig};
 use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
 use zeroize::Zeroizing;
 
@@ -37,6 +38,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct SimArgs {
+    /// Address of the fragment.com simulator.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    fragment_listen: SocketAddr,
     /// Address of the TON simulator (toncenter API).
     #[arg(long, default_value = "127.0.0.1:8081")]
     ton_listen: SocketAddr,
@@ -175,13 +179,38 @@ async fn sim(args: SimArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let fragment_config = FragmentSimConfig {
+        ton_api_url: ton.url().to_string(),
+        ..Default::default()
+    };
+    let fragment = match FragmentSim::start(fragment_config, args.fragment_listen).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!(
+                "error: cannot start the fragment.com simulator on {}: {e}",
+                args.fragment_listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("fragment.com simulator: {}", fragment.url());
     println!("TON simulator (toncenter API v2/v3): {}", ton.url());
+    println!(
+        "  invoices are paid to {} on the simulated chain",
+        fragment.payment_address_friendly()
+    );
+    println!(
+        "  log in: POST {}/sim/login {{\"account\": \"client\", \"wallet\": \"<address>\"}} (accounts: owner, client, unverified)",
+        fragment.url()
+    );
     println!(
         "  faucet: POST {}/sim/faucet {{\"address\": \"<any form>\", \"amount\": \"<nanoton>\"}}",
         ton.url()
     );
+    println!("  users: @alice, @bob, @premium_pete (has Premium), @stars_shop_bot (a bot); others do not exist");
     println!("Press Ctrl-C to stop.");
     let _ = tokio::signal::ctrl_c().await;
+    fragment.stop().await;
     ton.stop().await;
     ExitCode::SUCCESS
 }

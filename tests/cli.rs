@@ -133,11 +133,13 @@ fn wallet_explains_a_bad_seed_without_echoing_it() {
 }
 
 #[tokio::test]
-async fn sim_serves_the_toncenter_api_standalone() {
+async fn sim_serves_both_simulators_standalone() {
     let mut child = Command::new(BIN)
         .args([
             "sim",
             "--ton-listen",
+            "127.0.0.1:0",
+            "--fragment-listen",
             "127.0.0.1:0",
             "--block-time-ms",
             "100",
@@ -147,15 +149,44 @@ async fn sim_serves_the_toncenter_api_standalone() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("the URL is printed")
-        .to_string();
-    assert!(!url.ends_with(":0"), "the real port is printed: {url}");
+    let mut url_of = |prefix: &str| {
+        let line = lines.next().unwrap().unwrap();
+        assert!(line.starts_with(prefix), "{line}");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .expect("the URL is printed")
+            .to_string();
+        assert!(!url.ends_with(":0"), "the real port is printed: {url}");
+        url
+    };
+    let fragment_url = url_of("fragment.com simulator");
+    let url = url_of("TON simulator");
 
+    // fragment.com: a page with an API hash, and a login that gives cookies.
     let http = reqwest::Client::new();
+    let page = http
+        .get(format!("{fragment_url}/stars/buy"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(fragment_gateway::fragment::html::api_hash(&page).is_some());
+    let login: Value = http
+        .post(format!("{fragment_url}/sim/login"))
+        .json(&serde_json::json!({"account": "client"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cookies = login["fragment_cookies"].as_str().unwrap();
+    fragment_gateway::fragment::FragmentCookies::parse_kyc(cookies).unwrap_err();
+    fragment_gateway::fragment::FragmentCookies::parse(cookies).unwrap();
+
     let address = "UQBvW8Z5huBkMJYdnfAEM5JqTNkuWX3diqYENkWsIL0XglxD";
     let funded: Value = http
         .post(format!("{url}/sim/faucet"))
