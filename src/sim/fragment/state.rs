@@ -194,8 +194,10 @@ struct Session {
     wallet: Option<TonAddress>,
     /// Issued API hashes and when they expire (ms).
     hashes: Vec<(String, u64)>,
-    /// The current ton_proof challenge; single-use.
-    challenge: Option<String>,
+    /// Outstanding ton_proof challenges, newest last; each is single-use. Several stay valid
+    /// because clients load more than one page before proving (FragmentAPI takes the
+    /// challenge from one GET of `/` and the hash from the next).
+    challenges: Vec<String>,
     /// Recipient token → (username key, product).
     recipients: HashMap<String, (String, Product)>,
     /// The latest request per product (what the state methods report).
@@ -343,7 +345,7 @@ impl FragmentState {
                     ton_token: p.stel_ton_token,
                     wallet,
                     hashes: vec![],
-                    challenge: None,
+                    challenges: vec![],
                     recipients: HashMap::new(),
                     latest: HashMap::new(),
                 },
@@ -396,7 +398,7 @@ impl FragmentState {
                 ton_token: None,
                 wallet: None,
                 hashes: vec![],
-                challenge: None,
+                challenges: vec![],
                 recipients: HashMap::new(),
                 latest: HashMap::new(),
             },
@@ -468,7 +470,10 @@ impl FragmentState {
             if s.hashes.len() > 16 {
                 s.hashes.remove(0);
             }
-            s.challenge = Some(challenge.clone());
+            s.challenges.push(challenge.clone());
+            if s.challenges.len() > 8 {
+                s.challenges.remove(0);
+            }
             let connected =
                 s.ton_token.is_some() && cookies.get(cookies::TON_TOKEN) == s.ton_token.as_ref();
             s.wallet.as_ref().filter(|_| connected).map(address::raw)
@@ -596,10 +601,18 @@ impl FragmentState {
         let Ok(proof_value) = serde_json::from_str::<Value>(proof_json) else {
             return err("Invalid proof");
         };
-        // Single use: whatever the outcome, this challenge is spent.
-        let Some(challenge) = self.sessions.get_mut(ssid).and_then(|s| s.challenge.take()) else {
+        // The proof must answer one of this session's outstanding challenges, which it then
+        // spends, whatever the outcome.
+        let payload = proof_value
+            .get("payload")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let session = self.sessions.get_mut(ssid).expect("checked");
+        let Some(at) = session.challenges.iter().position(|c| *c == payload) else {
             return err("Invalid proof");
         };
+        let challenge = session.challenges.remove(at);
         let timestamp = match proof::verify(
             &proof_value,
             &account.public_key,

@@ -1,0 +1,162 @@
+//! Public Python clients from PyPI, run against our simulators: proof that the simulators
+//! speak the protocols real clients speak, not just our own reading of them.
+//!
+//! The first run creates a virtualenv under target/ from tests/python/requirements.txt
+//! (PyPI must be reachable then; `FG_PYTHON` overrides the `python3` used to create it).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use fragment_gateway::sim::fragment::state::{InvoiceStatus, Prices};
+use fragment_gateway::sim::fragment::{FragmentSim, FragmentSimConfig};
+use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
+use fragment_gateway::ton::address::parse_address;
+use fragment_gateway::ton::{Network, Seed, WalletContract, WalletVersion};
+use serde_json::Value;
+
+const TON_WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";
+
+/// A virtualenv with the pinned requirements, made once and reused while they are unchanged.
+fn virtualenv(name: &str, requirements: &Path) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pyenv-{name}"));
+    let python = dir.join("bin/python");
+    let wanted = std::fs::read_to_string(requirements).expect("requirements file");
+    let stamp = dir.join("installed-requirements.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && python.exists() {
+        return python;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = std::env::var("FG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let run = |cmd: &mut Command, what: &str| {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("{what}: cannot run: {e} (is Python 3 installed? set FG_PYTHON)"));
+        assert!(
+            out.status.success(),
+            "{what} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new(&base).args(["-m", "venv"]).arg(&dir), "creating the virtualenv");
+    run(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(requirements),
+        "installing tests/python/requirements.txt from PyPI",
+    );
+    std::fs::write(&stamp, wanted).expect("stamp");
+    python
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragment_api_py_buys_from_the_fragment_simulator() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = tokio::task::spawn_blocking(move || {
+        virtualenv(
+            "fragmentapi",
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt"),
+        )
+    })
+    .await
+    .unwrap();
+
+    let ton = TonSim::start(TonSimConfig::default(), loopback()).await.unwrap();
+    let fragment = FragmentSim::start(
+        FragmentSimConfig {
+            ton_api_url: ton.url().to_string(),
+            ..Default::default()
+        },
+        loopback(),
+    )
+    .await
+    .unwrap();
+    // A verified login without a wallet: the client connects its own with ton_proof, signed
+    // by its own code, which our simulator must accept.
+    let cookies = fragment.login("client", None).unwrap();
+    let cookie_json: serde_json::Map<String, Value> = cookies
+        .names()
+        .map(|n| (n.to_string(), Value::String(cookies.get(n).unwrap().to_string())))
+        .collect();
+
+    let out = tokio::process::Command::new(&python)
+        .arg(root.join("tests/python/fragmentapi_driver.py"))
+        .arg(fragment.url())
+        .arg("--cookies")
+        .arg(Value::Object(cookie_json).to_string())
+        .arg("--mnemonic")
+        .arg(TON_WORDS)
+        .args(["--ton-proof", "--prices", "--error-cases", "--timeout", "20"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(180), out)
+        .await
+        .expect("the driver finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}):\n{stdout}\n{stderr}"));
+    assert!(out.status.success(), "driver failed:\n{stdout}\n{stderr}");
+
+    // Its ton_proof, for the v5r1 wallet of the mnemonic, was accepted.
+    let key = Seed::from_words(TON_WORDS).unwrap().derive_key(None).unwrap();
+    let wallet = WalletContract::new(WalletVersion::V5R1, Network::Mainnet, key.public_key());
+    assert_eq!(summary["ton_proof"]["verified"], true, "{summary:#}");
+    assert_eq!(summary["ton_proof"]["got_stel_ton_token"], true);
+    assert_eq!(
+        parse_address(summary["ton_proof"]["account_address"].as_str().unwrap()).unwrap(),
+        *wallet.address()
+    );
+
+    let prices = Prices::default();
+    for (flow, nanoton, comment) in [
+        ("stars", prices.stars(50), "50 Telegram Stars \n\nRef#"),
+        ("premium", prices.premium_3, "Telegram Premium for 3 months \n\nRef#"),
+    ] {
+        let f = &summary[flow];
+        assert_eq!(f["ok"], true, "{flow}: {f:#}");
+        assert_eq!(f["payment_nanoton"].as_u64(), Some(nanoton), "{flow}");
+        let messages = f["link_messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            parse_address(messages[0]["address"].as_str().unwrap()).unwrap(),
+            fragment.payment_address()
+        );
+        assert!(
+            messages[0]["comment"].as_str().unwrap().starts_with(comment),
+            "{flow}: {:?}",
+            messages[0]["comment"]
+        );
+        // The request exists at the simulator, with its link issued to this wallet.
+        let req_id = f["req_id"].as_str().unwrap();
+        assert_eq!(fragment.invoice_status(req_id), Some(InvoiceStatus::Linked));
+        let methods: Vec<&str> = f["api_methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .collect();
+        assert!(methods.iter().any(|m| m.starts_with("search")), "{methods:?}");
+        assert!(methods.iter().any(|m| m.starts_with("init")), "{methods:?}");
+        assert!(methods.iter().any(|m| m.starts_with("get")), "{methods:?}");
+    }
+
+    // Its price parsers read our pages.
+    let p = &summary["prices"];
+    let packages = p["stars_packages"].to_string();
+    assert!(packages.contains("\"stars\":50") || packages.contains("\"stars\": 50"), "{p:#}");
+    assert!(p["premium_options"].to_string().contains("3.996"), "{p:#}");
+    assert!(p["stars_quote"].to_string().contains("0.25"), "{p:#}");
+
+    // Its error classes for our refusals are the ones the real site's refusals give.
+    for case in summary["error_cases"].as_array().unwrap() {
+        assert_eq!(case["pass"], true, "{case:#}");
+    }
+}
