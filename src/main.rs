@@ -47,6 +47,12 @@ struct SimArgs {
     /// Block time of the simulated chain, in milliseconds (0: only on POST /sim/block).
     #[arg(long, default_value_t = 400)]
     block_time_ms: u64,
+    /// Latency added to every fragment.com page and API request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    fragment_latency_ms: u64,
+    /// Fraction (0..1) of fragment.com requests that fail with a 503.
+    #[arg(long, default_value_t = 0.0)]
+    fragment_error_rate: f64,
     /// Latency added to every TON API request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -143,6 +149,7 @@ fn wallet(account_index: Option<u32>) -> ExitCode {
 async fn sim(args: SimArgs) -> ExitCode {
     for (name, rate) in [
         ("error-rate", args.error_rate),
+        ("fragment-error-rate", args.fragment_error_rate),
         ("drop-rate", args.drop_rate),
     ] {
         if !(0.0..=1.0).contains(&rate) {
@@ -181,6 +188,10 @@ async fn sim(args: SimArgs) -> ExitCode {
     };
     let fragment_config = FragmentSimConfig {
         ton_api_url: ton.url().to_string(),
+        faults: FaultConfig {
+            latency: Duration::from_millis(args.fragment_latency_ms),
+            error_rate: args.fragment_error_rate,
+        },
         ..Default::default()
     };
     let fragment = match FragmentSim::start(fragment_config, args.fragment_listen).await {

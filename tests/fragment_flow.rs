@@ -289,11 +289,20 @@ async fn a_premium_gift_on_the_clients_own_session_is_delivered() {
         w.ton.balance(&w.fragment.payment_address()),
         Nanoton::new(prices.premium_3)
     );
+    let fees = w.ton.config().fees;
+    assert_eq!(
+        w.ton.balance(p.wallet.address()).as_u64(),
+        10_000_000_000 - prices.premium_3 - fees.compute - fees.deploy - fees.forward
+    );
     // Bob has Premium now: the next gift is refused as the real site refuses it.
     assert!(matches!(
-        flow.search_recipient(&user("@bob"), months(6)).await,
+        flow.premium_eligibility(&user("@bob"), PremiumMonths::new(6).unwrap())
+            .await,
         Err(FragmentError::PremiumAlreadyActive { .. })
     ));
+    flow.premium_eligibility(&user("@alice"), PremiumMonths::new(6).unwrap())
+        .await
+        .unwrap();
 }
 
 async fn flow_recipient(

@@ -30,9 +30,9 @@ fn virtualenv(name: &str, requirements: &Path) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     let base = std::env::var("FG_PYTHON").unwrap_or_else(|_| "python3".into());
     let run = |cmd: &mut Command, what: &str| {
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("{what}: cannot run: {e} (is Python 3 installed? set FG_PYTHON)"));
+        let out = cmd.output().unwrap_or_else(|e| {
+            panic!("{what}: cannot run: {e} (is Python 3 installed? set FG_PYTHON)")
+        });
         assert!(
             out.status.success(),
             "{what} failed:\n{}\n{}",
@@ -40,10 +40,20 @@ fn virtualenv(name: &str, requirements: &Path) -> PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(Command::new(&base).args(["-m", "venv"]).arg(&dir), "creating the virtualenv");
+    run(
+        Command::new(&base).args(["-m", "venv"]).arg(&dir),
+        "creating the virtualenv",
+    );
     run(
         Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
             .arg(requirements),
         "installing tests/python/requirements.txt from PyPI",
     );
@@ -67,7 +77,9 @@ async fn fragment_api_py_buys_from_the_fragment_simulator() {
     .await
     .unwrap();
 
-    let ton = TonSim::start(TonSimConfig::default(), loopback()).await.unwrap();
+    let ton = TonSim::start(TonSimConfig::default(), loopback())
+        .await
+        .unwrap();
     let fragment = FragmentSim::start(
         FragmentSimConfig {
             ton_api_url: ton.url().to_string(),
@@ -82,7 +94,12 @@ async fn fragment_api_py_buys_from_the_fragment_simulator() {
     let cookies = fragment.login("client", None).unwrap();
     let cookie_json: serde_json::Map<String, Value> = cookies
         .names()
-        .map(|n| (n.to_string(), Value::String(cookies.get(n).unwrap().to_string())))
+        .map(|n| {
+            (
+                n.to_string(),
+                Value::String(cookies.get(n).unwrap().to_string()),
+            )
+        })
         .collect();
 
     let out = tokio::process::Command::new(&python)
@@ -92,7 +109,13 @@ async fn fragment_api_py_buys_from_the_fragment_simulator() {
         .arg(Value::Object(cookie_json).to_string())
         .arg("--mnemonic")
         .arg(TON_WORDS)
-        .args(["--ton-proof", "--prices", "--error-cases", "--timeout", "20"])
+        .args([
+            "--ton-proof",
+            "--prices",
+            "--error-cases",
+            "--timeout",
+            "20",
+        ])
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(180), out)
@@ -106,7 +129,10 @@ async fn fragment_api_py_buys_from_the_fragment_simulator() {
     assert!(out.status.success(), "driver failed:\n{stdout}\n{stderr}");
 
     // Its ton_proof, for the v5r1 wallet of the mnemonic, was accepted.
-    let key = Seed::from_words(TON_WORDS).unwrap().derive_key(None).unwrap();
+    let key = Seed::from_words(TON_WORDS)
+        .unwrap()
+        .derive_key(None)
+        .unwrap();
     let wallet = WalletContract::new(WalletVersion::V5R1, Network::Mainnet, key.public_key());
     assert_eq!(summary["ton_proof"]["verified"], true, "{summary:#}");
     assert_eq!(summary["ton_proof"]["got_stel_ton_token"], true);
@@ -118,7 +144,11 @@ async fn fragment_api_py_buys_from_the_fragment_simulator() {
     let prices = Prices::default();
     for (flow, nanoton, comment) in [
         ("stars", prices.stars(50), "50 Telegram Stars \n\nRef#"),
-        ("premium", prices.premium_3, "Telegram Premium for 3 months \n\nRef#"),
+        (
+            "premium",
+            prices.premium_3,
+            "Telegram Premium for 3 months \n\nRef#",
+        ),
     ] {
         let f = &summary[flow];
         assert_eq!(f["ok"], true, "{flow}: {f:#}");
@@ -130,7 +160,10 @@ async fn fragment_api_py_buys_from_the_fragment_simulator() {
             fragment.payment_address()
         );
         assert!(
-            messages[0]["comment"].as_str().unwrap().starts_with(comment),
+            messages[0]["comment"]
+                .as_str()
+                .unwrap()
+                .starts_with(comment),
             "{flow}: {:?}",
             messages[0]["comment"]
         );
@@ -143,7 +176,10 @@ async fn fragment_api_py_buys_from_the_fragment_simulator() {
             .iter()
             .map(|m| m.as_str().unwrap())
             .collect();
-        assert!(methods.iter().any(|m| m.starts_with("search")), "{methods:?}");
+        assert!(
+            methods.iter().any(|m| m.starts_with("search")),
+            "{methods:?}"
+        );
         assert!(methods.iter().any(|m| m.starts_with("init")), "{methods:?}");
         assert!(methods.iter().any(|m| m.starts_with("get")), "{methods:?}");
     }
@@ -151,7 +187,10 @@ async fn fragment_api_py_buys_from_the_fragment_simulator() {
     // Its price parsers read our pages.
     let p = &summary["prices"];
     let packages = p["stars_packages"].to_string();
-    assert!(packages.contains("\"stars\":50") || packages.contains("\"stars\": 50"), "{p:#}");
+    assert!(
+        packages.contains("\"stars\":50") || packages.contains("\"stars\": 50"),
+        "{p:#}"
+    );
     assert!(p["premium_options"].to_string().contains("3.996"), "{p:#}");
     assert!(p["stars_quote"].to_string().contains("0.25"), "{p:#}");
 

@@ -614,6 +614,18 @@ impl Flow {
         })
     }
 
+    /// Whether `username` can be gifted Premium: Ok, or why not (`PremiumAlreadyActive`,
+    /// `UserNotFound`, `NotAUser`, ...). Fragment's recipient search is the check.
+    pub async fn premium_eligibility(
+        &mut self,
+        username: &Username,
+        months: PremiumMonths,
+    ) -> Result<(), FragmentError> {
+        self.search_recipient(username, Purchase::Premium(months))
+            .await
+            .map(|_| ())
+    }
+
     /// Creates the purchase request; Fragment quotes its price.
     pub async fn init_purchase(
         &mut self,
