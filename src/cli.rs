@@ -21,6 +21,8 @@ pub fn wallet_report(input: &str, account_index: Option<u32>) -> Result<Value, S
                 "raw": w.raw_address(),
                 "bounceable": w.friendly_address(true),
                 "non_bounceable": w.friendly_address(false),
+                // TON Connect's `walletStateInit`, for building an `account`.
+                "state_init": w.state_init_boc(),
             }),
         );
     }
