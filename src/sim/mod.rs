@@ -4,4 +4,5 @@
 
 pub mod faults;
 pub mod fragment;
+mod server;
 pub mod ton;

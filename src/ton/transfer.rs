@@ -105,20 +105,26 @@ impl MessageBody {
 /// op 0 + text as a snake: the root holds up to 123 bytes after the op, each further cell
 /// up to 127, chained through the first reference (what TON wallets write).
 fn comment_cell(text: &str) -> Result<Cell, TransferError> {
-    let bytes = text.as_bytes();
-    if bytes.len() > MAX_COMMENT_BYTES {
-        return Err(TransferError::CommentTooLong(bytes.len()));
+    if text.len() > MAX_COMMENT_BYTES {
+        return Err(TransferError::CommentTooLong(text.len()));
     }
-    const ROOT_BYTES: usize = 123;
+    Ok(snake_comment(text, 123)?)
+}
+
+/// A text comment (op 0, then the UTF-8 bytes) with `root_bytes` of text in the root cell and
+/// up to 127 in each further cell, chained through the first reference. Wallets fill the root
+/// (123 bytes); fragment.com puts only 35 there.
+pub fn snake_comment(text: &str, root_bytes: usize) -> Result<Cell, TonCellError> {
     const CELL_BYTES: usize = 127;
-    let (head, mut rest) = bytes.split_at(bytes.len().min(ROOT_BYTES));
+    let bytes = text.as_bytes();
+    let (head, mut rest) = bytes.split_at(bytes.len().min(root_bytes.min(123)));
     let mut chunks = Vec::new();
     while !rest.is_empty() {
         let (chunk, tail) = rest.split_at(rest.len().min(CELL_BYTES));
         chunks.push(chunk);
         rest = tail;
     }
-    // Build from the tail so each cell can reference the next.
+    // Built from the tail so each cell can reference the next.
     let mut next: Option<Cell> = None;
     for chunk in chunks.into_iter().rev() {
         let mut b = CellBuilder::new();
@@ -133,7 +139,7 @@ fn comment_cell(text: &str) -> Result<Cell, TransferError> {
     if let Some(child) = next {
         root.store_child(child)?;
     }
-    Ok(root.build()?)
+    root.build()
 }
 
 /// One internal message of a transfer.

@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tonlib_core::TonAddress;
@@ -28,6 +28,7 @@ use self::state::{
     IncomingPayment, InvoiceStatus, PresetSession, Prices, Rules,
 };
 use super::faults::{FaultConfig, Faults};
+use super::server::Running;
 use crate::fragment::FragmentCookies;
 use crate::ton::address::{self, parse_address};
 use crate::ton::client::{TonApiConfig, TonApiError, TonCenterClient};
@@ -140,8 +141,7 @@ impl FragmentSimShared {
 pub struct FragmentSim {
     shared: Arc<FragmentSimShared>,
     url: String,
-    server: actix_web::dev::ServerHandle,
-    watcher: Option<tokio::task::JoinHandle<()>>,
+    running: Running,
 }
 
 impl FragmentSim {
@@ -178,19 +178,12 @@ impl FragmentSim {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         let data = web::Data::from(Arc::clone(&shared));
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
+        let running = Running::start(listener, move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(data.clone())
                 .app_data(web::JsonConfig::default().limit(64 << 10))
-                .app_data(web::PayloadConfig::new(256 << 10))
-                .configure(http::routes)
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)?
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
+                .app_data(web::PayloadConfig::new(256 << 10));
+            http::routes(cfg);
+        })?;
         let watcher = (config.poll_ms > 0 && !config.ton_api_url.is_empty()).then(|| {
             let shared = Arc::clone(&shared);
             let every = Duration::from_millis(config.poll_ms);
@@ -206,8 +199,7 @@ impl FragmentSim {
         Ok(FragmentSim {
             shared,
             url: format!("http://{addr}"),
-            server: handle,
-            watcher,
+            running: running.with_task(watcher),
         })
     }
 
@@ -270,22 +262,7 @@ impl FragmentSim {
         self.shared.process().await
     }
 
-    pub async fn stop(mut self) {
-        if let Some(w) = self.watcher.take() {
-            w.abort();
-        }
-        self.server.stop(true).await;
-    }
-}
-
-impl Drop for FragmentSim {
-    fn drop(&mut self) {
-        if let Some(w) = self.watcher.take() {
-            w.abort();
-        }
-        let stop = self.server.stop(false);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(stop);
-        }
+    pub async fn stop(self) {
+        self.running.stop().await;
     }
 }

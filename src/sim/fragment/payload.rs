@@ -3,14 +3,13 @@
 //! 10 000-Stars payload carries its last character in a second cell).
 
 use base64::Engine;
-use tonlib_core::cell::{ArcCell, Cell, CellBuilder, TonCellError};
+use tonlib_core::cell::{ArcCell, Cell, TonCellError};
 
 use crate::ton::boc;
+use crate::ton::transfer::snake_comment;
 
 /// Text bytes Fragment puts in the root cell.
 const ROOT_TEXT_BYTES: usize = 35;
-/// Text bytes per further cell.
-const CELL_TEXT_BYTES: usize = 127;
 
 pub fn stars_text(quantity: u32, reference: &str) -> String {
     format!("{quantity} Telegram Stars \n\nRef#{reference}")
@@ -22,29 +21,7 @@ pub fn premium_text(months: u8, reference: &str) -> String {
 
 /// The payload cell of a comment.
 pub fn cell(text: &str) -> Result<ArcCell, TonCellError> {
-    let bytes = text.as_bytes();
-    let (head, mut rest) = bytes.split_at(bytes.len().min(ROOT_TEXT_BYTES));
-    let mut chunks = Vec::new();
-    while !rest.is_empty() {
-        let (chunk, tail) = rest.split_at(rest.len().min(CELL_TEXT_BYTES));
-        chunks.push(chunk);
-        rest = tail;
-    }
-    let mut next: Option<Cell> = None;
-    for chunk in chunks.into_iter().rev() {
-        let mut b = CellBuilder::new();
-        b.store_slice(chunk)?;
-        if let Some(child) = next.take() {
-            b.store_child(child)?;
-        }
-        next = Some(b.build()?);
-    }
-    let mut root = CellBuilder::new();
-    root.store_u32(32, 0)?.store_slice(head)?;
-    if let Some(child) = next {
-        root.store_child(child)?;
-    }
-    Ok(root.build()?.to_arc())
+    Ok(snake_comment(text, ROOT_TEXT_BYTES)?.to_arc())
 }
 
 /// Base64 as Fragment sends payloads: a BOC without CRC, standard alphabet, no padding.

@@ -20,12 +20,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use serde::Deserialize;
 use tonlib_core::{TonAddress, TonHash};
 
 use self::ledger::{FeeSchedule, Ledger};
 use super::faults::{FaultConfig, Faults};
+use super::server::Running;
 use crate::ton::{Nanoton, Network, WalletContract};
 
 /// Settings of the TON simulator.
@@ -194,13 +195,11 @@ pub(crate) fn unix_now() -> u32 {
         .unwrap_or(0)
 }
 
-/// A running simulator. Dropping it stops the block producer; `stop` also shuts the HTTP
-/// server down.
+/// A running simulator. Dropping it stops the block producer and the HTTP server.
 pub struct TonSim {
     state: Arc<SimState>,
     url: String,
-    server: actix_web::dev::ServerHandle,
-    producer: Option<tokio::task::JoinHandle<()>>,
+    running: Running,
 }
 
 impl TonSim {
@@ -223,18 +222,11 @@ impl TonSim {
             config,
         });
         let data = web::Data::from(Arc::clone(&state));
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .app_data(web::JsonConfig::default().limit(1 << 20))
-                .configure(http::routes)
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)?
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
+        let running = Running::start(listener, move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(data.clone())
+                .app_data(web::JsonConfig::default().limit(1 << 20));
+            http::routes(cfg);
+        })?;
 
         let producer = (!state.config.block_time.is_zero()).then(|| {
             let state = Arc::clone(&state);
@@ -251,8 +243,7 @@ impl TonSim {
         Ok(TonSim {
             url: format!("http://{addr}"),
             state,
-            server: handle,
-            producer,
+            running: running.with_task(producer),
         })
     }
 
@@ -322,23 +313,7 @@ impl TonSim {
         &self.state.stats
     }
 
-    pub async fn stop(mut self) {
-        if let Some(p) = self.producer.take() {
-            p.abort();
-        }
-        self.server.stop(true).await;
-    }
-}
-
-impl Drop for TonSim {
-    fn drop(&mut self) {
-        if let Some(p) = self.producer.take() {
-            p.abort();
-        }
-        // Stop accepting connections; the future completes on its own.
-        let stop = self.server.stop(false);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(stop);
-        }
+    pub async fn stop(self) {
+        self.running.stop().await;
     }
 }
