@@ -44,6 +44,11 @@ struct World {
 }
 
 async fn world_with(rules: Rules) -> World {
+    world_polling(rules, 100).await
+}
+
+/// `poll_ms` 0: the simulator reads the chain only when the test calls `process_now`.
+async fn world_polling(rules: Rules, poll_ms: u64) -> World {
     let ton = TonSim::start(
         TonSimConfig {
             block_time: Duration::from_millis(50),
@@ -56,7 +61,7 @@ async fn world_with(rules: Rules) -> World {
     let fragment = FragmentSim::start(
         FragmentSimConfig {
             ton_api_url: ton.url().to_string(),
-            poll_ms: 100,
+            poll_ms,
             rules,
             ..Default::default()
         },
@@ -766,4 +771,33 @@ async fn the_api_refuses_what_the_site_refuses() {
     assert!(high["error"].is_string());
     let ok: serde_json::Value = init("50").await.unwrap().json().await.unwrap();
     assert!(ok["req_id"].is_string(), "{ok}");
+}
+
+#[tokio::test]
+async fn a_payment_buried_under_many_later_transactions_is_still_found() {
+    let w = world_polling(
+        Rules {
+            processing_ms: 0,
+            ..Default::default()
+        },
+        0,
+    )
+    .await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    let (invoice, checked) = invoice_for(&w, &p, 50).await;
+    w.pay(&p, invoice.amount, checked.message.body.clone())
+        .await;
+    // 250 more transactions arrive at the payment address before the simulator looks: more
+    // than two pages of history.
+    for _ in 0..250 {
+        w.ton.fund(&w.fragment.payment_address(), Nanoton::new(1));
+    }
+    w.fragment.process_now().await.unwrap();
+    w.fragment.process_now().await.unwrap();
+    assert_eq!(
+        w.fragment.invoice_status(&invoice.req_id),
+        Some(InvoiceStatus::Done)
+    );
+    assert_eq!(w.fragment.deliveries().len(), 1);
 }

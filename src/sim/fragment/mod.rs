@@ -14,6 +14,7 @@ pub mod payload;
 pub mod state;
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,7 +32,7 @@ use super::faults::{FaultConfig, Faults};
 use super::server::Running;
 use crate::fragment::FragmentCookies;
 use crate::ton::address::{self, parse_address};
-use crate::ton::client::{TonApiConfig, TonApiError, TonCenterClient};
+use crate::ton::client::{ChainTransaction, TonApiConfig, TonApiError, TonCenterClient, TxId};
 use crate::ton::{KeyPair, Network, WalletContract, WalletVersion};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -97,6 +98,8 @@ pub struct FragmentSimShared {
     network: Network,
     ton_api_url: String,
     ton: TonCenterClient,
+    /// Logical time of the newest payment-address transaction read so far.
+    last_lt: AtomicU64,
 }
 
 impl FragmentSimShared {
@@ -104,13 +107,38 @@ impl FragmentSimShared {
         self.state.lock().expect("fragment sim state poisoned")
     }
 
-    /// Reads new payments from the chain and delivers what is due.
+    /// Reads the payments that arrived since the last read (paging back as far as needed)
+    /// and delivers what is due.
     async fn process(&self) -> Result<(), TonApiError> {
+        const PAGE: u32 = 100;
         let address = self.state().payment_address().clone();
-        let txs = self.ton.transactions(&address, 100, None).await?;
+        let known = self.last_lt.load(Ordering::SeqCst);
+        let mut fresh: Vec<ChainTransaction> = Vec::new();
+        let mut from: Option<TxId> = None;
+        'pages: loop {
+            let page = self.ton.transactions(&address, PAGE, from.as_ref()).await?;
+            let full = page.len() == PAGE as usize;
+            // A page starts with the transaction it was asked from (already taken).
+            let skip = usize::from(from.is_some());
+            from = page.last().map(|t| TxId {
+                lt: t.lt,
+                hash: t.hash.clone(),
+            });
+            for tx in page.into_iter().skip(skip) {
+                if tx.lt <= known {
+                    break 'pages;
+                }
+                fresh.push(tx);
+            }
+            if !full {
+                break;
+            }
+        }
         let now = now_ms();
         let mut state = self.state();
-        for tx in txs.into_iter().rev() {
+        // Oldest first: if two payments could match one invoice, the first one wins.
+        for tx in fresh.iter().rev() {
+            self.last_lt.fetch_max(tx.lt, Ordering::SeqCst);
             let Some(msg) = &tx.in_msg else { continue };
             let (Some(source), Some(body_hash)) = (&msg.source, &msg.body_hash) else {
                 continue;
@@ -174,6 +202,7 @@ impl FragmentSim {
             network: config.network,
             ton_api_url: config.ton_api_url.clone(),
             ton,
+            last_lt: AtomicU64::new(0),
         });
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
