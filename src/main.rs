@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand};
 use std::time::Duration;
 
 use fragment_gateway::sim::faults::FaultConfig;
-use fragment_gateway::sim::fragment::{FragmentSim, FragmentSimConfig};
+use fragment_gateway::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
 use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
+use fragment_gateway::ton::Network;
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
@@ -204,6 +205,11 @@ async fn sim(args: SimArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Fragment's payment addresses are deployed contracts; so is the simulator's.
+    ton.install_wallet(
+        &default_payment_wallet(Network::Mainnet),
+        fragment_gateway::ton::Nanoton::ZERO,
+    );
     println!("fragment.com simulator: {}", fragment.url());
     println!("TON simulator (toncenter API v2/v3): {}", ton.url());
     println!(

@@ -7,11 +7,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fragment_gateway::domain::{PremiumMonths, StarsAmount, Username};
 use fragment_gateway::fragment::{
-    FragmentClient, FragmentConfig, FragmentCookies, FragmentError, Invoice, LinkExpectations,
-    Purchase, SessionRole,
+    FragmentClient, FragmentConfig, FragmentCookies, FragmentError, Fulfilment, Invoice,
+    LinkExpectations, Purchase, SessionRole,
 };
 use fragment_gateway::sim::fragment::state::{InvoiceStatus, Rules};
-use fragment_gateway::sim::fragment::{FragmentSim, FragmentSimConfig};
+use fragment_gateway::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
 use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
 use fragment_gateway::ton::client::{TonApiConfig, TonCenterClient, TransferOutcome};
 use fragment_gateway::ton::transfer::{sign_transfer, TransferParams};
@@ -49,6 +49,12 @@ async fn world_with(rules: Rules) -> World {
 
 /// `poll_ms` 0: the simulator reads the chain only when the test calls `process_now`.
 async fn world_polling(rules: Rules, poll_ms: u64) -> World {
+    world_deployed(rules, poll_ms, true).await
+}
+
+/// `deployed`: whether the simulator's payment wallet exists on the chain (it does on
+/// mainnet).
+async fn world_deployed(rules: Rules, poll_ms: u64, deployed: bool) -> World {
     let ton = TonSim::start(
         TonSimConfig {
             block_time: Duration::from_millis(50),
@@ -69,6 +75,9 @@ async fn world_polling(rules: Rules, poll_ms: u64) -> World {
     )
     .await
     .unwrap();
+    if deployed {
+        ton.install_wallet(&default_payment_wallet(Network::Mainnet), Nanoton::ZERO);
+    }
     let chain = TonCenterClient::new(TonApiConfig::local(ton.url())).unwrap();
     let client = FragmentClient::new(FragmentConfig {
         base_url: fragment.url().to_string(),
@@ -222,10 +231,11 @@ async fn a_stars_purchase_on_the_operators_session_is_delivered() {
     flow.confirm(invoice.purchase.product(), &link, &p.wallet, &signed.boc)
         .await
         .unwrap();
-    assert!(flow
-        .wait_until_done(&invoice, Duration::from_secs(10), Duration::from_millis(50))
-        .await
-        .unwrap());
+    assert_eq!(
+        flow.wait_until_done(&invoice, Duration::from_secs(10), Duration::from_millis(50))
+            .await,
+        Fulfilment::Done
+    );
 
     let deliveries = w.fragment.deliveries();
     assert_eq!(deliveries.len(), 1);
@@ -285,10 +295,11 @@ async fn a_premium_gift_on_the_clients_own_session_is_delivered() {
     flow.confirm(invoice.purchase.product(), &link, &p.wallet, &signed.boc)
         .await
         .unwrap();
-    assert!(flow
-        .wait_until_done(&invoice, Duration::from_secs(10), Duration::from_millis(50))
-        .await
-        .unwrap());
+    assert_eq!(
+        flow.wait_until_done(&invoice, Duration::from_secs(10), Duration::from_millis(50))
+            .await,
+        Fulfilment::Done
+    );
     assert_eq!(w.fragment.deliveries()[0].quantity, 3);
     assert_eq!(
         w.ton.balance(&w.fragment.payment_address()),
@@ -800,4 +811,79 @@ async fn a_payment_buried_under_many_later_transactions_is_still_found() {
         Some(InvoiceStatus::Done)
     );
     assert_eq!(w.fragment.deliveries().len(), 1);
+}
+
+#[tokio::test]
+async fn a_payment_that_bounced_back_is_not_a_payment() {
+    // A Fragment address with no contract deployed on this chain.
+    let w = world_deployed(Rules::default(), 0, false).await;
+    let fees = w.ton.config().fees;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    let (invoice, checked) = invoice_for(&w, &p, 50).await;
+    // Sent bounceable (the mistake this guards against): the coins come back.
+    let bounceable =
+        fragment_gateway::ton::address::friendly(&w.fragment.payment_address(), true, false);
+    let msg =
+        OutgoingMessage::new(&bounceable, invoice.amount, checked.message.body.clone()).unwrap();
+    w.send(&p, msg, now() + 120).await;
+    w.fragment.process_now().await.unwrap();
+    assert_eq!(
+        w.fragment.invoice_status(&invoice.req_id),
+        Some(InvoiceStatus::Linked),
+        "a bounced payment delivers nothing"
+    );
+    assert_eq!(w.ton.balance(&w.fragment.payment_address()), Nanoton::ZERO);
+    // Only fees are gone: deploy + two forwards (there and back) + compute.
+    assert_eq!(
+        w.ton.balance(p.wallet.address()).as_u64(),
+        5_000_000_000 - fees.compute - fees.deploy - 2 * fees.forward
+    );
+}
+
+#[tokio::test]
+async fn an_outage_after_payment_leaves_the_purchase_unknown_not_failed() {
+    let w = world().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    let session = w.client.session(w.owner_cookies(), SessionRole::Owner);
+    let mut flow = session.begin().await;
+    let r = flow
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap();
+    let invoice = flow.init_purchase(&r, stars(50)).await.unwrap();
+    let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
+    let checked = link
+        .check(&LinkExpectations {
+            invoice_amount: invoice.amount,
+            max_amount: invoice.amount,
+            fragment_addresses: w.client.payment_addresses(),
+            payer: p.wallet.address(),
+            now: now(),
+            min_validity: 30,
+        })
+        .unwrap();
+    w.send(&p, checked.message, now() + 120).await;
+    // fragment.com goes down right after the payment.
+    w.fragment.faults().fail_next(1_000);
+    let outcome = flow
+        .wait_until_done(
+            &invoice,
+            Duration::from_millis(600),
+            Duration::from_millis(50),
+        )
+        .await;
+    assert!(
+        matches!(outcome, Fulfilment::Unknown(FragmentError::Unavailable(_))),
+        "{outcome:?}"
+    );
+    // It was delivered all along; once the site answers again, that is what we learn.
+    w.fragment.faults().fail_next(0);
+    w.wait_status(&invoice, InvoiceStatus::Done).await;
+    assert_eq!(
+        flow.wait_until_done(&invoice, Duration::from_secs(5), Duration::from_millis(50))
+            .await,
+        Fulfilment::Done
+    );
 }

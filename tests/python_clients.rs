@@ -10,10 +10,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use fragment_gateway::sim::fragment::state::{InvoiceStatus, Prices};
-use fragment_gateway::sim::fragment::{FragmentSim, FragmentSimConfig};
+use fragment_gateway::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
 use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
 use fragment_gateway::ton::address::parse_address;
-use fragment_gateway::ton::{Network, Seed, WalletContract, WalletVersion};
+use fragment_gateway::ton::{Nanoton, Network, Seed, WalletContract, WalletVersion};
 use serde_json::Value;
 
 const TON_WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";
@@ -80,6 +80,7 @@ async fn fragment_api_py_buys_from_the_fragment_simulator() {
     let ton = TonSim::start(TonSimConfig::default(), loopback())
         .await
         .unwrap();
+    ton.install_wallet(&default_payment_wallet(Network::Mainnet), Nanoton::ZERO);
     let fragment = FragmentSim::start(
         FragmentSimConfig {
             ton_api_url: ton.url().to_string(),

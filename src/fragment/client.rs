@@ -141,6 +141,17 @@ pub struct Invoice {
     pub amount: Nanoton,
 }
 
+/// What became of a paid purchase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fulfilment {
+    /// Fragment reports it done.
+    Done,
+    /// Fragment answered, but has not reported it done yet.
+    NotYet,
+    /// Fragment could not be asked (the last error); the purchase may well be done.
+    Unknown(FragmentError),
+}
+
 /// An answer of the state methods.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateReply {
@@ -684,7 +695,9 @@ impl Flow {
         PaymentLink::from_response(&v)
     }
 
-    /// Tells Fragment the payment was broadcast, with the signed external message.
+    /// Tells Fragment the payment was broadcast, with the signed external message. A refusal
+    /// here is not a failed payment (the transfer is on chain): follow up with
+    /// `wait_until_done`.
     pub async fn confirm(
         &mut self,
         product: Product,
@@ -752,31 +765,53 @@ impl Flow {
 
     /// Polls the purchase state until Fragment reports this request done (mode `done`, no
     /// update pending, our req_id echoed: the strict reading, FRAGMENT_PROTOCOL.md §5), or
-    /// until `timeout`. Returns whether it was confirmed.
+    /// until `timeout` has passed.
+    ///
+    /// This runs after the payment is on chain, so nothing it meets makes the purchase
+    /// "failed": errors are retried until the deadline and then reported as `Unknown`, for
+    /// the caller to follow up, never as a refusal.
     pub async fn wait_until_done(
         &mut self,
         invoice: &Invoice,
         timeout: Duration,
         interval: Duration,
-    ) -> Result<bool, FragmentError> {
+    ) -> Fulfilment {
         let product = invoice.purchase.product();
-        let started = Instant::now();
+        let deadline = Instant::now() + timeout;
         let mut mode = "new".to_string();
         loop {
-            let reply = self
-                .state_call(product, &mode, Some(&invoice.req_id))
-                .await?;
-            if reply.mode == "done"
-                && !reply.need_update
-                && reply.req_id.as_deref() == Some(invoice.req_id.as_str())
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let last_error = match tokio::time::timeout(
+                remaining,
+                self.state_call(product, &mode, Some(&invoice.req_id)),
+            )
+            .await
             {
-                return Ok(true);
-            }
-            if !reply.mode.is_empty() {
-                mode = reply.mode;
-            }
-            if started.elapsed() >= timeout {
-                return Ok(false);
+                Ok(Ok(reply)) => {
+                    if reply.mode == "done"
+                        && !reply.need_update
+                        && reply.req_id.as_deref() == Some(invoice.req_id.as_str())
+                    {
+                        return Fulfilment::Done;
+                    }
+                    if !reply.mode.is_empty() {
+                        mode = reply.mode;
+                    }
+                    None
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(req_id = invoice.req_id, error = %e, "Fragment state poll failed");
+                    Some(e)
+                }
+                Err(_) => Some(FragmentError::Unavailable(
+                    "no answer to the state poll before the deadline".into(),
+                )),
+            };
+            if Instant::now() + interval >= deadline {
+                return match last_error {
+                    Some(e) => Fulfilment::Unknown(e),
+                    None => Fulfilment::NotYet,
+                };
             }
             tokio::time::sleep(interval).await;
         }

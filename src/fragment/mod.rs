@@ -16,8 +16,8 @@ pub mod link;
 pub mod proof;
 
 pub use client::{
-    Flow, FragmentClient, FragmentConfig, FragmentSession, Invoice, Product, Purchase, Recipient,
-    StateReply,
+    Flow, FragmentClient, FragmentConfig, FragmentSession, Fulfilment, Invoice, Product, Purchase,
+    Recipient, StateReply,
 };
 pub use cookies::{CookieError, FragmentCookies};
 pub use error::{FragmentError, SessionRole};

@@ -541,6 +541,35 @@ impl TonCenterClient {
             .transpose()
     }
 
+    /// Newest-first history of an account from the indexer (v3 `transactions`), with phase
+    /// details (aborted, exit codes) that v2 leaves in the raw BOC; `offset` pages back.
+    pub async fn indexed_transactions(
+        &self,
+        address: &TonAddress,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<ChainTransaction>, TonApiError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            transactions: Vec<V3Transaction>,
+        }
+        let raw: Raw = self
+            .v3(
+                "transactions",
+                vec![
+                    ("account", address::raw(address)),
+                    ("limit", limit.clamp(1, 1000).to_string()),
+                    ("offset", offset.to_string()),
+                    ("sort", "desc".into()),
+                ],
+            )
+            .await?;
+        raw.transactions
+            .into_iter()
+            .map(V3Transaction::into_chain)
+            .collect()
+    }
+
     /// Newest-first history of an account (v2 `getTransactions`), starting at `from`
     /// (inclusive, as toncenter does: a next page starts with the previous page's last
     /// transaction).

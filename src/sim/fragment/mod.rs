@@ -32,7 +32,7 @@ use super::faults::{FaultConfig, Faults};
 use super::server::Running;
 use crate::fragment::FragmentCookies;
 use crate::ton::address::{self, parse_address};
-use crate::ton::client::{ChainTransaction, TonApiConfig, TonApiError, TonCenterClient, TxId};
+use crate::ton::client::{ChainTransaction, TonApiConfig, TonApiError, TonCenterClient};
 use crate::ton::{KeyPair, Network, WalletContract, WalletVersion};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -72,16 +72,15 @@ impl Default for FragmentSimConfig {
     }
 }
 
-/// The simulator's own payment wallet (v4r2 of a fixed key): an ordinary address on the
-/// simulated chain.
-pub fn default_payment_address(network: Network) -> TonAddress {
+/// The simulator's own payment wallet (v4r2 of a fixed key). Like Fragment's real addresses
+/// it should be deployed on the chain: `TonSim::install_wallet` it next to the simulator
+/// (the `sim` command and the tests do); undeployed, bounceable payments to it come back.
+pub fn default_payment_wallet(network: Network) -> WalletContract {
     let seed = Zeroizing::new(<[u8; 32]>::from(Sha256::digest(
         b"fragment-gateway sim fragment.com payment wallet",
     )));
     let key = KeyPair::from_secret_seed(&seed);
     WalletContract::new(WalletVersion::V4R2, network, key.public_key())
-        .address()
-        .clone()
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -114,17 +113,16 @@ impl FragmentSimShared {
         let address = self.state().payment_address().clone();
         let known = self.last_lt.load(Ordering::SeqCst);
         let mut fresh: Vec<ChainTransaction> = Vec::new();
-        let mut from: Option<TxId> = None;
+        // Newest first; transactions arriving meanwhile only push older ones further back,
+        // so nothing is skipped (a transaction seen twice is recognised by its hash).
+        let mut offset = 0;
         'pages: loop {
-            let page = self.ton.transactions(&address, PAGE, from.as_ref()).await?;
+            let page = self
+                .ton
+                .indexed_transactions(&address, PAGE, offset)
+                .await?;
             let full = page.len() == PAGE as usize;
-            // A page starts with the transaction it was asked from (already taken).
-            let skip = usize::from(from.is_some());
-            from = page.last().map(|t| TxId {
-                lt: t.lt,
-                hash: t.hash.clone(),
-            });
-            for tx in page.into_iter().skip(skip) {
+            for tx in page {
                 if tx.lt <= known {
                     break 'pages;
                 }
@@ -133,13 +131,22 @@ impl FragmentSimShared {
             if !full {
                 break;
             }
+            offset += PAGE;
         }
         let now = now_ms();
         let mut state = self.state();
         // Oldest first: if two payments could match one invoice, the first one wins.
         for tx in fresh.iter().rev() {
             self.last_lt.fetch_max(tx.lt, Ordering::SeqCst);
+            // An aborted transaction (a payment that bounced back) or a bounced message
+            // pays nothing.
+            if tx.aborted != Some(false) {
+                continue;
+            }
             let Some(msg) = &tx.in_msg else { continue };
+            if msg.bounced == Some(true) {
+                continue;
+            }
             let (Some(source), Some(body_hash)) = (&msg.source, &msg.body_hash) else {
                 continue;
             };
@@ -181,7 +188,7 @@ impl FragmentSim {
         let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
         let payment_address = match &config.payment_address {
             Some(a) => parse_address(a).map_err(|e| invalid(format!("payment_address: {e}")))?,
-            None => default_payment_address(config.network),
+            None => default_payment_wallet(config.network).address().clone(),
         };
         let state = FragmentState::new(
             config.network,
