@@ -217,6 +217,8 @@ async fn a_stars_purchase_on_the_operators_session_is_delivered() {
     let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
     let checked = link
         .check(&LinkExpectations {
+            req_id: &invoice.req_id,
+            purchase: invoice.purchase,
             invoice_amount: invoice.amount,
             max_amount: expected,
             fragment_addresses: w.client.payment_addresses(),
@@ -225,9 +227,8 @@ async fn a_stars_purchase_on_the_operators_session_is_delivered() {
             min_validity: 30,
         })
         .unwrap();
-    let signed = w
-        .send(&p, checked.message, checked.valid_until.min(now() + 120))
-        .await;
+    let until = checked.sign_until(now(), 120);
+    let signed = w.send(&p, checked.message, until).await;
     flow.confirm(invoice.purchase.product(), &link, &p.wallet, &signed.boc)
         .await
         .unwrap();
@@ -283,6 +284,8 @@ async fn a_premium_gift_on_the_clients_own_session_is_delivered() {
     let link = flow.payment_link(&invoice, &p.wallet, true).await.unwrap();
     let checked = link
         .check(&LinkExpectations {
+            req_id: &invoice.req_id,
+            purchase: invoice.purchase,
             invoice_amount: invoice.amount,
             max_amount: invoice.amount,
             fragment_addresses: w.client.payment_addresses(),
@@ -291,7 +294,8 @@ async fn a_premium_gift_on_the_clients_own_session_is_delivered() {
             min_validity: 30,
         })
         .unwrap();
-    let signed = w.send(&p, checked.message, now() + 120).await;
+    let until = checked.sign_until(now(), 120);
+    let signed = w.send(&p, checked.message, until).await;
     flow.confirm(invoice.purchase.product(), &link, &p.wallet, &signed.boc)
         .await
         .unwrap();
@@ -448,6 +452,23 @@ async fn a_session_the_site_rejects_is_the_client_s_or_the_operator_s_problem() 
     assert_eq!(err.api_code(), ("OWNER_COOKIES_EXPIRED", 500));
     drop(flow);
 
+    // A real session, but with a login cookie that is not its own (expired, or copied from
+    // another session): not recognised either.
+    let mut mixed = w.fragment.login("client", None).unwrap();
+    mixed
+        .set(
+            "stel_token",
+            zeroize::Zeroizing::new("0badc0de".to_string()),
+        )
+        .unwrap();
+    let mut flow = w.client.session(mixed, SessionRole::Client).begin().await;
+    let err = flow
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap_err();
+    assert_eq!(err.api_code(), ("INVALID_COOKIES", 400), "{err:?}");
+    drop(flow);
+
     // The operator's session working, then expiring under it.
     let cookies = w.owner_cookies();
     let ssid = cookies.get("stel_ssid").unwrap().to_string();
@@ -548,6 +569,8 @@ async fn invoice_for(
     let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
     let checked = link
         .check(&LinkExpectations {
+            req_id: &invoice.req_id,
+            purchase: invoice.purchase,
             invoice_amount: invoice.amount,
             max_amount: invoice.amount,
             fragment_addresses: w.client.payment_addresses(),
@@ -856,6 +879,8 @@ async fn an_outage_after_payment_leaves_the_purchase_unknown_not_failed() {
     let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
     let checked = link
         .check(&LinkExpectations {
+            req_id: &invoice.req_id,
+            purchase: invoice.purchase,
             invoice_amount: invoice.amount,
             max_amount: invoice.amount,
             fragment_addresses: w.client.payment_addresses(),
@@ -864,7 +889,8 @@ async fn an_outage_after_payment_leaves_the_purchase_unknown_not_failed() {
             min_validity: 30,
         })
         .unwrap();
-    w.send(&p, checked.message, now() + 120).await;
+    let until = checked.sign_until(now(), 120);
+    w.send(&p, checked.message, until).await;
     // fragment.com goes down right after the payment.
     w.fragment.faults().fail_next(1_000);
     let outcome = flow

@@ -292,6 +292,48 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Turns Fragment's refusals into errors and passes everything else through. The wording is
+/// matched loosely (case, surrounding text), as every client library does.
+fn classify(
+    role: SessionRole,
+    v: Value,
+    username: Option<&Username>,
+) -> Result<Value, FragmentError> {
+    let who = || username.map(Username::to_string).unwrap_or_default();
+    if v.get("need_verify").and_then(Value::as_bool) == Some(true) {
+        return Err(match role {
+            SessionRole::Client => FragmentError::KycRequired,
+            SessionRole::Owner => FragmentError::OwnerCookiesExpired(
+                "fragment.com asks the operator's account to log in or verify".into(),
+            ),
+        });
+    }
+    if v.get("need_ton").and_then(Value::as_bool) == Some(true) {
+        return Err(FragmentError::WalletNotConnected);
+    }
+    let Some(error) = v.get("error") else {
+        return Ok(v);
+    };
+    let text = error
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| error.to_string());
+    let lower = text.to_ascii_lowercase();
+    Err(if lower.contains("no telegram users found") {
+        FragmentError::UserNotFound { username: who() }
+    } else if lower.contains("username assigned to a user") {
+        FragmentError::NotAUser { username: who() }
+    } else if lower.contains("already subscribed to telegram premium") {
+        FragmentError::PremiumAlreadyActive { username: who() }
+    } else if lower.contains("price was changed") {
+        FragmentError::PriceChanged
+    } else if lower.contains("session expired") || lower.contains("unauthorized") {
+        FragmentError::session_rejected(role, text)
+    } else {
+        FragmentError::Refused(text)
+    })
+}
+
 impl Flow {
     pub fn role(&self) -> SessionRole {
         self.role
@@ -347,8 +389,8 @@ impl Flow {
         )))
     }
 
-    /// Takes the cookies a response sets. A new `stel_ssid` replacing ours on a logged-in
-    /// session means the site did not recognise the session.
+    /// Takes the cookies a response sets. A new `stel_ssid` replacing ours on a session with
+    /// a login or a wallet connection means the site did not recognise the session.
     fn absorb_cookies(&mut self, headers: &HeaderMap) -> Result<(), FragmentError> {
         for raw in headers.get_all(reqwest::header::SET_COOKIE) {
             let Ok(raw) = raw.to_str() else { continue };
@@ -367,7 +409,9 @@ impl Flow {
                     .cookies
                     .get(cookies::SSID)
                     .is_some_and(|old| old != value);
-                if replaced && self.state.cookies.get(cookies::TOKEN).is_some() {
+                let logged_in = self.state.cookies.get(cookies::TOKEN).is_some()
+                    || self.state.cookies.get(cookies::TON_TOKEN).is_some();
+                if replaced && logged_in {
                     return Err(FragmentError::session_rejected(
                         self.role,
                         "fragment.com started a new session instead of resuming this one",
@@ -517,41 +561,8 @@ impl Flow {
         })
     }
 
-    /// Turns Fragment's refusals into errors; passes everything else through.
     fn check(&self, v: Value, username: Option<&Username>) -> Result<Value, FragmentError> {
-        let who = || username.map(Username::to_string).unwrap_or_default();
-        if v.get("need_verify").and_then(Value::as_bool) == Some(true) {
-            return Err(match self.role {
-                SessionRole::Client => FragmentError::KycRequired,
-                SessionRole::Owner => FragmentError::OwnerCookiesExpired(
-                    "fragment.com asks the operator's account to log in or verify".into(),
-                ),
-            });
-        }
-        if v.get("need_ton").and_then(Value::as_bool) == Some(true) {
-            return Err(FragmentError::WalletNotConnected);
-        }
-        let Some(error) = v.get("error") else {
-            return Ok(v);
-        };
-        let text = error
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| error.to_string());
-        let lower = text.to_ascii_lowercase();
-        Err(if lower.contains("no telegram users found") {
-            FragmentError::UserNotFound { username: who() }
-        } else if lower.contains("username assigned to a user") {
-            FragmentError::NotAUser { username: who() }
-        } else if lower.contains("already subscribed to telegram premium") {
-            FragmentError::PremiumAlreadyActive { username: who() }
-        } else if lower.contains("price was changed") {
-            FragmentError::PriceChanged
-        } else if lower.contains("session expired") || lower.contains("unauthorized") {
-            FragmentError::session_rejected(self.role, text)
-        } else {
-            FragmentError::Refused(text)
-        })
+        classify(self.role, v, username)
     }
 
     /// Connects a wallet to the session with a signed ton_proof (`checkTonProofAuth`), as a
@@ -852,5 +863,62 @@ impl Flow {
     pub async fn stars_packages(&mut self) -> Result<Vec<(u32, Price)>, FragmentError> {
         let page = self.load_page(Product::Stars.page()).await?;
         Ok(html::options(&page, "stars"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn codes(role: SessionRole, v: Value) -> (&'static str, u16) {
+        let alice = Username::parse("@alice").unwrap();
+        classify(role, v, Some(&alice)).unwrap_err().api_code()
+    }
+
+    #[test]
+    fn every_refusal_has_its_code() {
+        use SessionRole::{Client, Owner};
+        let e = |t: &str| json!({ "error": t });
+        assert_eq!(
+            codes(Client, e("No Telegram users found.")),
+            ("USER_NOT_FOUND", 404)
+        );
+        assert_eq!(
+            codes(Client, e("Please enter a username assigned to a user.")),
+            ("USER_NOT_FOUND", 404)
+        );
+        assert_eq!(
+            codes(
+                Owner,
+                e("This account is already subscribed to Telegram Premium.")
+            ),
+            ("PREMIUM_ALREADY_ACTIVE", 400)
+        );
+        for t in [
+            "Session expired. Please reconnect your wallet",
+            "Unauthorized",
+        ] {
+            assert_eq!(codes(Client, e(t)), ("INVALID_COOKIES", 400), "{t}");
+            assert_eq!(codes(Owner, e(t)), ("OWNER_COOKIES_EXPIRED", 500), "{t}");
+        }
+        let kyc = json!({"need_verify": true, "error": "Unknown error"});
+        assert_eq!(codes(Client, kyc.clone()), ("FRAGMENT_ERROR", 502));
+        assert_eq!(codes(Owner, kyc), ("OWNER_COOKIES_EXPIRED", 500));
+        assert_eq!(
+            codes(Client, json!({"need_ton": true})),
+            ("FRAGMENT_ERROR", 502)
+        );
+        assert_eq!(
+            codes(Client, e("Price was changed")),
+            ("FRAGMENT_ERROR", 502)
+        );
+        assert_eq!(codes(Client, e("Access denied")), ("FRAGMENT_ERROR", 502));
+        let alice = Username::parse("@alice").unwrap();
+        let err = classify(Client, e("No Telegram users found."), Some(&alice)).unwrap_err();
+        assert!(err.to_string().contains("@alice"), "{err}");
+        let ok = json!({"ok": true, "found": {}});
+        assert_eq!(classify(Client, ok.clone(), None), Ok(ok));
     }
 }

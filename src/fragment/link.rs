@@ -8,8 +8,10 @@
 use serde_json::{Map, Value};
 use tonlib_core::TonAddress;
 
+use super::client::Purchase;
 use super::error::FragmentError;
 use crate::ton::address::{self, ParsedAddress};
+use crate::ton::transfer::read_comment;
 use crate::ton::{MessageBody, Nanoton, OutgoingMessage};
 
 /// Why a payment link was not signed.
@@ -33,6 +35,10 @@ pub enum LinkError {
     UnexpectedStateInit,
     #[error("the link is for wallet {0}, not the paying wallet")]
     WrongPayer(String),
+    #[error("the link confirms request {link}, not this order's request {ours}")]
+    WrongRequest { link: String, ours: String },
+    #[error("the link's payment comment {0:?} does not name what this order buys")]
+    PayloadMismatch(String),
 }
 
 /// One message of the link.
@@ -57,6 +63,10 @@ pub struct PaymentLink {
 /// What the link is checked against.
 #[derive(Clone, Debug)]
 pub struct LinkExpectations<'a> {
+    /// The request the link must be for.
+    pub req_id: &'a str,
+    /// What the order buys; the payment comment must name it.
+    pub purchase: Purchase,
     /// What the init call quoted for this request.
     pub invoice_amount: Nanoton,
     /// The most the order allows paying Fragment.
@@ -74,6 +84,29 @@ pub struct LinkExpectations<'a> {
 pub struct CheckedPayment {
     pub message: OutgoingMessage,
     pub valid_until: u32,
+}
+
+impl CheckedPayment {
+    /// The `valid_until` to sign the wallet message with: never later than the invoice
+    /// (a transfer landing after it pays for nothing), and never more than `max_ttl`
+    /// seconds away (so that a lost message is known lost soon).
+    pub fn sign_until(&self, now: u32, max_ttl: u32) -> u32 {
+        self.valid_until.min(now.saturating_add(max_ttl))
+    }
+}
+
+/// Whether Fragment's comment names this purchase: `"<N> Telegram Stars …"` (seen in real
+/// payloads), or Telegram Premium for `<M>` months (spacing unverified, so matched loosely).
+fn names_purchase(comment: &str, purchase: Purchase) -> bool {
+    match purchase {
+        Purchase::Stars(n) => comment.starts_with(&format!("{} Telegram Stars", n.get())),
+        Purchase::Premium(m) => {
+            comment.contains("Telegram Premium")
+                && comment
+                    .split(|c: char| !c.is_ascii_digit())
+                    .any(|d| d == m.get().to_string())
+        }
+    }
 }
 
 fn bad(what: &str) -> FragmentError {
@@ -141,6 +174,18 @@ impl PaymentLink {
             [m] => m,
             more => return Err(LinkError::TooManyMessages(more.len())),
         };
+        if let Some(id) = self.confirm_params.get("id") {
+            let id = id
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| id.to_string());
+            if id != e.req_id {
+                return Err(LinkError::WrongRequest {
+                    link: id,
+                    ours: e.req_id.to_string(),
+                });
+            }
+        }
         if let Some(from) = &self.from {
             match address::parse_address(from) {
                 Ok(a) if &a == e.payer => {}
@@ -179,6 +224,14 @@ impl PaymentLink {
             .ok_or_else(|| LinkError::BadPayload("missing".into()))?;
         let body = MessageBody::from_boc_base64(payload)
             .map_err(|e| LinkError::BadPayload(e.to_string()))?;
+        let MessageBody::Cell(cell) = &body else {
+            unreachable!("a BOC body is a cell")
+        };
+        let comment =
+            read_comment(cell).ok_or_else(|| LinkError::BadPayload("not a text comment".into()))?;
+        if !names_purchase(&comment, e.purchase) {
+            return Err(LinkError::PayloadMismatch(comment));
+        }
         let message = OutgoingMessage::new(&m.address, m.amount, body)
             .map_err(|_| LinkError::UnknownDestination(m.address.clone()))?;
         Ok(CheckedPayment {
@@ -198,6 +251,10 @@ mod tests {
     const PAYER: &str = "0:eb9d4873b9f40fda8d7429ca7c89f96da0dc5aad0be4c762881e91d7375f03d3";
     const PAYLOAD: &str = "te6ccgEBAQEAJwAASgAAAAA1MCBUZWxlZ3JhbSBTdGFycyAKClJlZiNRRTlBRjdsT20";
 
+    fn fifty() -> Purchase {
+        Purchase::Stars(crate::domain::StarsAmount::new(50).unwrap())
+    }
+
     fn link(messages: Value) -> PaymentLink {
         PaymentLink::from_response(&json!({
             "ok": true,
@@ -216,6 +273,8 @@ mod tests {
         let fragment = [address::parse_address(FRAGMENT).unwrap()];
         let payer = address::parse_address(PAYER).unwrap();
         l.check(&LinkExpectations {
+            req_id: "Ab12",
+            purchase: fifty(),
             invoice_amount: Nanoton::new(673_400_000),
             max_amount: Nanoton::new(700_000_000),
             fragment_addresses: &fragment,
@@ -269,6 +328,8 @@ mod tests {
         let fragment = [address::parse_address(FRAGMENT).unwrap()];
         let payer = address::parse_address(PAYER).unwrap();
         let base = LinkExpectations {
+            req_id: "Ab12",
+            purchase: fifty(),
             invoice_amount: Nanoton::new(673_400_000),
             max_amount: Nanoton::new(600_000_000),
             fragment_addresses: &fragment,
@@ -299,6 +360,40 @@ mod tests {
             link(one("673400000")).check(&wrong),
             Err(LinkError::WrongPayer(_))
         ));
+        let other_request = LinkExpectations {
+            req_id: "Zz99",
+            ..wrong.clone()
+        };
+        let other_request = LinkExpectations {
+            payer: &payer,
+            ..other_request
+        };
+        assert!(matches!(
+            link(one("673400000")).check(&other_request),
+            Err(LinkError::WrongRequest { .. })
+        ));
+        // The payload says 50 Stars; this order is for 100, or for Premium.
+        for purchase in [
+            Purchase::Stars(crate::domain::StarsAmount::new(100).unwrap()),
+            Purchase::Premium(crate::domain::PremiumMonths::new(3).unwrap()),
+        ] {
+            let e = LinkExpectations {
+                purchase,
+                payer: &payer,
+                ..wrong.clone()
+            };
+            assert!(matches!(
+                link(one("673400000")).check(&e),
+                Err(LinkError::PayloadMismatch(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn signing_never_outlives_the_invoice() {
+        let paid = check(&link(one("673400000"))).unwrap();
+        assert_eq!(paid.sign_until(1_000, 120), 1_120);
+        assert_eq!(paid.sign_until(1_950, 120), 2_000);
     }
 
     #[test]

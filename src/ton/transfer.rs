@@ -142,6 +142,29 @@ pub fn snake_comment(text: &str, root_bytes: usize) -> Result<Cell, TonCellError
     root.build()
 }
 
+/// The text of a comment body (op 0, UTF-8 chained over cells), if the cell is one.
+pub fn read_comment(body: &Cell) -> Option<String> {
+    let mut p = body.parser();
+    if body.bit_len() < 32 || p.load_u32(32).ok()? != 0 {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    let mut cell = body;
+    let mut skip = 4;
+    loop {
+        if !cell.bit_len().is_multiple_of(8) {
+            return None;
+        }
+        bytes.extend_from_slice(&cell.data()[skip..cell.bit_len() / 8]);
+        skip = 0;
+        match cell.references().first() {
+            Some(next) => cell = next,
+            None => break,
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 /// One internal message of a transfer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutgoingMessage {

@@ -440,6 +440,17 @@ impl FragmentState {
         self.sessions.remove(ssid).is_some()
     }
 
+    /// Whether the cookies resume session `ssid`: it exists, and a login cookie presented with
+    /// it is that session's. A login that is not the session's (expired, from elsewhere)
+    /// makes the site start over with a new anonymous session, as for an unknown session.
+    fn recognises(&self, ssid: &str, cookies: &HashMap<String, String>) -> bool {
+        self.sessions.get(ssid).is_some_and(|s| {
+            cookies
+                .get(cookies::TOKEN)
+                .is_none_or(|t| s.token.as_ref() == Some(t))
+        })
+    }
+
     /// A page GET: resumes the session of `stel_ssid` or starts a new one, issues a fresh
     /// API hash and ton_proof challenge, and renders the page.
     pub fn page(
@@ -450,7 +461,7 @@ impl FragmentState {
     ) -> (String, Vec<(String, String)>) {
         let mut set = vec![];
         let ssid = match cookies.get(cookies::SSID) {
-            Some(s) if self.sessions.contains_key(s) => s.clone(),
+            Some(s) if self.recognises(s, cookies) => s.clone(),
             _ => {
                 let s = self.new_session();
                 set.push((cookies::SSID.to_string(), s.clone()));
@@ -506,7 +517,7 @@ impl FragmentState {
         let Some(ssid) = req
             .cookies
             .get(cookies::SSID)
-            .filter(|s| self.sessions.contains_key(*s))
+            .filter(|s| self.recognises(s, &req.cookies))
             .cloned()
         else {
             return err("Bad request");

@@ -9,6 +9,7 @@ use tonlib_core::{TonAddress, TonHash};
 
 use super::contract::WalletData;
 use super::ledger::{AccountStatus, Ledger, MessageKind, SimMessage, SimTransaction};
+use crate::ton::transfer::read_comment;
 use crate::ton::{address, boc, Network, WalletVersion};
 
 pub fn b64(hash: &TonHash) -> String {
@@ -30,30 +31,6 @@ fn friendly(addr: &TonAddress, network: Network) -> String {
 
 fn boc_b64(cell: &Cell) -> String {
     boc::to_base64(cell).unwrap_or_default()
-}
-
-/// The text of an op-0 comment body, if it is one.
-pub fn comment_text(body: &Cell) -> Option<String> {
-    let mut bytes = Vec::new();
-    let mut p = body.parser();
-    if body.bit_len() < 32 || p.load_u32(32).ok()? != 0 {
-        return None;
-    }
-    let mut cell = body;
-    let mut first = true;
-    loop {
-        let skip = if first { 4 } else { 0 };
-        if !cell.bit_len().is_multiple_of(8) {
-            return None;
-        }
-        bytes.extend_from_slice(&cell.data()[skip..cell.bit_len() / 8]);
-        first = false;
-        match cell.references().first() {
-            Some(next) => cell = next,
-            None => break,
-        }
-    }
-    String::from_utf8(bytes).ok()
 }
 
 fn tx_id(lt: u64, hash: &TonHash) -> Value {
@@ -177,7 +154,7 @@ fn v2_message(m: &SimMessage, network: Network) -> Value {
             ..
         } => (friendly(source, network), *fwd_fee, *created_lt),
     };
-    let (msg_data, message) = match comment_text(&m.body) {
+    let (msg_data, message) = match read_comment(&m.body) {
         Some(text) => (
             json!({"@type": "msg.dataText",
                    "text": base64::engine::general_purpose::STANDARD.encode(text.as_bytes())}),
@@ -249,7 +226,7 @@ fn v3_message(m: &SimMessage, book: &mut Map<String, Value>, ledger: &Ledger) ->
             .flatten()
             .map(|op| format!("0x{op:08x}"))
     };
-    let decoded = comment_text(&m.body)
+    let decoded = read_comment(&m.body)
         .map(|c| json!({"type": "text_comment", "@type": "text_comment", "comment": c}));
     let mut v = json!({
         "hash": b64(&m.hash),
