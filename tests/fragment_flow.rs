@@ -913,3 +913,36 @@ async fn an_outage_after_payment_leaves_the_purchase_unknown_not_failed() {
         Fulfilment::Done
     );
 }
+
+#[tokio::test]
+async fn a_site_too_slow_to_answer_is_unavailable_within_the_budget() {
+    let w = world().await;
+    let slow = FragmentClient::new(FragmentConfig {
+        base_url: w.fragment.url().to_string(),
+        timeout: Duration::from_millis(200),
+        max_attempts: 2,
+        backoff: Duration::from_millis(10),
+        call_budget: Duration::from_secs(2),
+        payment_addresses: vec![w.fragment.payment_address_friendly()],
+        ..FragmentConfig::fragment_com()
+    })
+    .unwrap();
+    let session = slow.session(w.owner_cookies(), SessionRole::Owner);
+    let mut flow = session.begin().await;
+    w.fragment
+        .faults()
+        .set_config(fragment_gateway::sim::faults::FaultConfig {
+            latency: Duration::from_millis(500),
+            ..Default::default()
+        });
+    // Each attempt times out; after the bounded attempts the call gives up.
+    let err = flow
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FragmentError::Unavailable(ref m) if m.contains("no answer")),
+        "{err:?}"
+    );
+    assert_eq!(err.api_code(), ("FRAGMENT_ERROR", 502));
+}

@@ -43,6 +43,8 @@ pub struct FragmentConfig {
     pub backoff: Duration,
     /// How long a page's API hash is reused before the page is loaded again.
     pub hash_ttl: Duration,
+    /// The most one call may take, retries and a page reload included.
+    pub call_budget: Duration,
     pub user_agent: String,
     /// Network of the paying wallets (TON Connect `chain`).
     pub network: Network,
@@ -58,6 +60,7 @@ impl FragmentConfig {
             max_attempts: 3,
             backoff: Duration::from_millis(500),
             hash_ttl: Duration::from_secs(120),
+            call_budget: Duration::from_secs(90),
             user_agent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
                          Chrome/130.0.0.0 Safari/537.36"
                 .into(),
@@ -483,8 +486,24 @@ impl Flow {
     }
 
     /// Calls an API method of `product`'s page and returns its JSON, reloading the page once
-    /// if the hash was refused.
+    /// if the hash was refused; all within the configured call budget.
     async fn call(
+        &mut self,
+        product: Product,
+        method: &str,
+        fields: &[(&str, String)],
+    ) -> Result<Value, FragmentError> {
+        let budget = self.client.config.call_budget;
+        tokio::time::timeout(budget, self.call_unbounded(product, method, fields))
+            .await
+            .unwrap_or_else(|_| {
+                Err(FragmentError::Unavailable(format!(
+                    "{method}: no answer within {budget:?}"
+                )))
+            })
+    }
+
+    async fn call_unbounded(
         &mut self,
         product: Product,
         method: &str,
