@@ -187,7 +187,15 @@ impl World {
 
 #[tokio::test]
 async fn a_stars_purchase_on_the_operators_session_is_delivered() {
-    let w = world().await;
+    // The strictest reading of the site: browser headers checked, and nothing delivered
+    // without confirmReq.
+    let w = world_with(Rules {
+        require_confirm: true,
+        strict_headers: true,
+        processing_ms: 100,
+        ..Default::default()
+    })
+    .await;
     let fees = w.ton.config().fees;
     let p = payer(TON_WORDS, WalletVersion::V4R2);
     w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
@@ -621,9 +629,8 @@ async fn a_large_purchase_needs_its_whole_multi_cell_payload() {
 }
 
 #[tokio::test]
-async fn only_an_exact_timely_payment_from_the_payer_fulfils() {
+async fn only_an_exact_payment_from_the_payer_fulfils() {
     let w = world_with(Rules {
-        invoice_ttl_secs: 3,
         processing_ms: 50,
         ..Default::default()
     })
@@ -636,8 +643,6 @@ async fn only_an_exact_timely_payment_from_the_payer_fulfils() {
     let (invoice, checked) = invoice_for(&w, &p, 50).await;
     let body = checked.message.body.clone();
     let amount = invoice.amount;
-    let not_fulfilled =
-        |w: &World| w.fragment.invoice_status(&invoice.req_id) == Some(InvoiceStatus::Linked);
 
     // Underpaid, overpaid, another comment, another payer: none delivers.
     w.pay(&p, Nanoton::new(amount.as_u64() - 1), body.clone())
@@ -651,28 +656,42 @@ async fn only_an_exact_timely_payment_from_the_payer_fulfils() {
     )
     .await;
     w.pay(&stranger, amount, body.clone()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     w.fragment.process_now().await.unwrap();
-    assert!(not_fulfilled(&w));
-
-    // The right payment after validUntil: too late.
-    tokio::time::sleep(Duration::from_millis(3200)).await;
-    w.pay(&p, amount, body.clone()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    w.fragment.process_now().await.unwrap();
-    assert!(not_fulfilled(&w));
+    assert_eq!(
+        w.fragment.invoice_status(&invoice.req_id),
+        Some(InvoiceStatus::Linked)
+    );
     assert!(w.fragment.deliveries().is_empty());
 
-    // A fresh invoice paid right is delivered, once, however often it is paid.
-    let (invoice, checked) = invoice_for(&w, &p, 50).await;
-    w.pay(&p, invoice.amount, checked.message.body.clone())
-        .await;
+    // The exact payment is delivered, once, however often it is paid.
+    w.pay(&p, amount, body.clone()).await;
     w.wait_status(&invoice, InvoiceStatus::Done).await;
-    w.pay(&p, invoice.amount, checked.message.body.clone())
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.pay(&p, amount, body).await;
     w.fragment.process_now().await.unwrap();
     assert_eq!(w.fragment.deliveries().len(), 1);
+}
+
+#[tokio::test]
+async fn a_payment_after_valid_until_does_not_fulfil() {
+    let w = world_with(Rules {
+        invoice_ttl_secs: 2,
+        processing_ms: 50,
+        ..Default::default()
+    })
+    .await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(20));
+    let (invoice, checked) = invoice_for(&w, &p, 50).await;
+    w.wait_status(&invoice, InvoiceStatus::Expired).await;
+    // Paid late: the money arrives, the purchase does not.
+    w.pay(&p, invoice.amount, checked.message.body.clone())
+        .await;
+    w.fragment.process_now().await.unwrap();
+    assert_eq!(
+        w.fragment.invoice_status(&invoice.req_id),
+        Some(InvoiceStatus::Expired)
+    );
+    assert!(w.fragment.deliveries().is_empty());
 }
 
 #[tokio::test]
@@ -945,4 +964,58 @@ async fn a_site_too_slow_to_answer_is_unavailable_within_the_budget() {
         "{err:?}"
     );
     assert_eq!(err.api_code(), ("FRAGMENT_ERROR", 502));
+}
+
+#[tokio::test]
+async fn with_confirmation_required_a_payment_waits_for_confirm_req() {
+    let w = world_with(Rules {
+        require_confirm: true,
+        processing_ms: 0,
+        ..Default::default()
+    })
+    .await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    let session = w.client.session(w.owner_cookies(), SessionRole::Owner);
+    let mut flow = session.begin().await;
+    let r = flow
+        .search_recipient(&user("@bob"), stars(75))
+        .await
+        .unwrap();
+    let invoice = flow.init_purchase(&r, stars(75)).await.unwrap();
+    let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
+    let checked = link
+        .check(&LinkExpectations {
+            req_id: &invoice.req_id,
+            purchase: invoice.purchase,
+            invoice_amount: invoice.amount,
+            max_amount: invoice.amount,
+            fragment_addresses: w.client.payment_addresses(),
+            payer: p.wallet.address(),
+            now: now(),
+            min_validity: 30,
+        })
+        .unwrap();
+    let until = checked.sign_until(now(), 120);
+    let signed = w.send(&p, checked.message, until).await;
+    w.fragment.process_now().await.unwrap();
+    assert_eq!(
+        w.fragment.invoice_status(&invoice.req_id),
+        Some(InvoiceStatus::Linked),
+        "paid but not confirmed"
+    );
+    // A junk boc is refused; the signed message is accepted, and the purchase goes through.
+    let junk = flow
+        .confirm(
+            invoice.purchase.product(),
+            &link,
+            &p.wallet,
+            "sent-via-liteserver",
+        )
+        .await;
+    assert!(matches!(junk, Err(FragmentError::Refused(_))), "{junk:?}");
+    flow.confirm(invoice.purchase.product(), &link, &p.wallet, &signed.boc)
+        .await
+        .unwrap();
+    w.wait_status(&invoice, InvoiceStatus::Done).await;
 }

@@ -214,6 +214,8 @@ pub enum InvoiceStatus {
     /// Paid on chain; being delivered.
     Processing,
     Done,
+    /// `validUntil` passed unpaid.
+    Expired,
 }
 
 #[derive(Clone, Debug)]
@@ -284,6 +286,8 @@ pub struct FragmentState {
     invoices: HashMap<String, Invoice>,
     deliveries: Vec<Delivery>,
     seen_payments: HashSet<TonHash>,
+    /// Payments that matched no invoice (yet).
+    unmatched: Vec<IncomingPayment>,
     price_changes: u32,
     rng: StdRng,
 }
@@ -318,6 +322,7 @@ impl FragmentState {
             invoices: HashMap::new(),
             deliveries: Vec::new(),
             seen_payments: HashSet::new(),
+            unmatched: Vec::new(),
             price_changes: 0,
             rng: StdRng::seed_from_u64(seed),
         };
@@ -507,12 +512,22 @@ impl FragmentState {
         reply
     }
 
+    /// Marks linked invoices whose `validUntil` has passed as expired.
+    fn expire_due(&mut self, now: u64) {
+        for i in self.invoices.values_mut() {
+            if i.status == InvoiceStatus::Linked && i.valid_until.is_some_and(|v| v <= now) {
+                i.status = InvoiceStatus::Expired;
+            }
+        }
+    }
+
     fn dispatch(
         &mut self,
         req: &ApiRequest,
         now_ms: u64,
         set: &mut Vec<(String, String)>,
     ) -> Value {
+        self.expire_due(now_ms / 1000);
         // The hash must have been issued to this very session and still be valid.
         let Some(ssid) = req
             .cookies
@@ -776,8 +791,14 @@ impl FragmentState {
         let Some(invoice) = self.own_invoice(ssid, product, &id) else {
             return err("Request not found.");
         };
-        if invoice.status != InvoiceStatus::Created && invoice.status != InvoiceStatus::Linked {
-            return err("This request has already been paid.");
+        match invoice.status {
+            InvoiceStatus::Created | InvoiceStatus::Linked => {}
+            InvoiceStatus::Expired => {
+                return err("This request has expired. Please start a new purchase.")
+            }
+            InvoiceStatus::Processing | InvoiceStatus::Done => {
+                return err("This request has already been paid.")
+            }
         }
         if f("transaction") != "1" {
             return err("Please use a wallet app to pay.");
@@ -871,6 +892,7 @@ impl FragmentState {
             }
             InvoiceStatus::Processing => json!({"mode": "processing", "need_update": true}),
             InvoiceStatus::Done => json!({"mode": "done", "need_update": false, "req_id": id}),
+            InvoiceStatus::Expired => json!({"mode": "expired", "need_update": false}),
         }
     }
 
@@ -882,9 +904,23 @@ impl FragmentState {
         if !self.seen_payments.insert(p.tx_hash.clone()) {
             return None;
         }
+        let matched = self.match_payment(p, now_ms);
+        if matched.is_none() {
+            // Kept: with `require_confirm`, an exact payment counts once confirmReq comes.
+            self.unmatched.push(p.clone());
+            if self.unmatched.len() > 10_000 {
+                self.unmatched.remove(0);
+            }
+        }
+        matched
+    }
+
+    fn match_payment(&mut self, p: &IncomingPayment, now_ms: u64) -> Option<String> {
         let require_confirm = self.rules.require_confirm;
         let (id, invoice) = self.invoices.iter_mut().find(|(_, i)| {
-            i.status == InvoiceStatus::Linked
+            // An invoice already marked expired is still paid by a transaction made before
+            // its validUntil (the chain's time decides, not when we looked).
+            matches!(i.status, InvoiceStatus::Linked | InvoiceStatus::Expired)
                 && i.payer.as_ref() == Some(&p.source)
                 && i.amount == p.value.as_u64()
                 && i.payload.as_ref().cell_hash() == p.body_hash
@@ -897,8 +933,19 @@ impl FragmentState {
         Some(id.clone())
     }
 
-    /// Delivers what has been processing long enough. Returns the new deliveries.
+    /// Delivers what has been processing long enough, and expires what was not paid in
+    /// time. Returns the new deliveries.
     pub fn advance(&mut self, now_ms: u64) -> Vec<Delivery> {
+        if self.rules.require_confirm {
+            // Payments that came before their confirmReq.
+            let waiting = std::mem::take(&mut self.unmatched);
+            for p in waiting {
+                if self.match_payment(&p, now_ms).is_none() {
+                    self.unmatched.push(p);
+                }
+            }
+        }
+        self.expire_due(now_ms / 1000);
         let ready: Vec<String> = self
             .invoices
             .iter()
