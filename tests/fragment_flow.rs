@@ -1019,3 +1019,35 @@ async fn with_confirmation_required_a_payment_waits_for_confirm_req() {
         .unwrap();
     w.wait_status(&invoice, InvoiceStatus::Done).await;
 }
+
+#[tokio::test]
+async fn a_payment_at_a_page_boundary_after_an_earlier_read_is_found() {
+    let w = world_polling(
+        Rules {
+            processing_ms: 0,
+            ..Default::default()
+        },
+        0,
+    )
+    .await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    let (invoice, checked) = invoice_for(&w, &p, 50).await;
+    // History the simulator has already read...
+    for _ in 0..30 {
+        w.ton.fund(&w.fragment.payment_address(), Nanoton::new(1));
+    }
+    w.fragment.process_now().await.unwrap();
+    // ...then the payment and 99 more transactions before the next look: the payment is the
+    // last of a full page of 100, and the next page holds only what was read before.
+    w.pay(&p, invoice.amount, checked.message.body.clone())
+        .await;
+    for _ in 0..99 {
+        w.ton.fund(&w.fragment.payment_address(), Nanoton::new(1));
+    }
+    w.fragment.process_now().await.unwrap();
+    assert_eq!(
+        w.fragment.invoice_status(&invoice.req_id),
+        Some(InvoiceStatus::Done)
+    );
+}
