@@ -5,12 +5,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use std::time::Duration;
-
-use fragment_gateway::sim::faults::FaultConfig;
+use fragment_gateway::cli::SimOverrides;
 use fragment_gateway::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
-use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
-use fragment_gateway::ton::Network;
+use fragment_gateway::sim::ton::TonSim;
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
@@ -34,7 +31,7 @@ enum Command {
         account_index: Option<u32>,
     },
     /// Run the simulators standalone, for testing integrations without a network.
-    Sim(SimArgs),
+    Sim(Box<SimArgs>),
 }
 
 #[derive(clap::Args)]
@@ -45,40 +42,18 @@ struct SimArgs {
     /// Address of the TON simulator (toncenter API).
     #[arg(long, default_value = "127.0.0.1:8081")]
     ton_listen: SocketAddr,
-    /// Block time of the simulated chain, in milliseconds (0: only on POST /sim/block).
-    #[arg(long, default_value_t = 400)]
-    block_time_ms: u64,
-    /// Latency added to every fragment.com page and API request, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    fragment_latency_ms: u64,
-    /// Fraction (0..1) of fragment.com requests that fail with a 503.
-    #[arg(long, default_value_t = 0.0)]
-    fragment_error_rate: f64,
-    /// Latency added to every TON API request, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    latency_ms: u64,
-    /// Fraction (0..1) of TON API requests that fail with a 503.
-    #[arg(long, default_value_t = 0.0)]
-    error_rate: f64,
-    /// Fraction (0..1) of accepted messages that are silently lost.
-    #[arg(long, default_value_t = 0.0)]
-    drop_rate: f64,
-    /// Require this API key (X-API-Key or ?api_key=); other keys get 401.
+    /// Settings of both simulators (see config/sim.example.toml); flags given win.
     #[arg(long)]
-    api_key: Option<String>,
-    /// Requests per second allowed without the key, like toncenter (1); default unlimited.
-    #[arg(long)]
-    keyless_rps: Option<f64>,
-    /// Requests per second allowed with the key, like toncenter's free tier (10).
-    #[arg(long)]
-    keyed_rps: Option<f64>,
+    config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    overrides: SimOverrides,
 }
 
 fn main() -> ExitCode {
     init_tracing();
     match Cli::parse().command {
         Command::Wallet { account_index } => wallet(account_index),
-        Command::Sim(args) => run_async(sim(args)),
+        Command::Sim(args) => run_async(sim(*args)),
     }
 }
 
@@ -148,38 +123,25 @@ fn wallet(account_index: Option<u32>) -> ExitCode {
 }
 
 async fn sim(args: SimArgs) -> ExitCode {
-    for (name, rate) in [
-        ("error-rate", args.error_rate),
-        ("fragment-error-rate", args.fragment_error_rate),
-        ("drop-rate", args.drop_rate),
-    ] {
-        if !(0.0..=1.0).contains(&rate) {
-            eprintln!("error: --{name} must be between 0 and 1, got {rate}");
-            return ExitCode::from(2);
-        }
-    }
-    for (name, rps) in [
-        ("keyless-rps", args.keyless_rps),
-        ("keyed-rps", args.keyed_rps),
-    ] {
-        if rps.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
-            eprintln!("error: --{name} must be a positive number of requests per second");
-            return ExitCode::from(2);
-        }
-    }
-    let ton_listen = args.ton_listen;
-    let config = TonSimConfig {
-        block_time: Duration::from_millis(args.block_time_ms),
-        faults: FaultConfig {
-            latency: Duration::from_millis(args.latency_ms),
-            error_rate: args.error_rate,
+    let file = match &args.config {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
         },
-        drop_rate: args.drop_rate,
-        api_key: args.api_key,
-        keyless_rps: args.keyless_rps,
-        keyed_rps: args.keyed_rps,
-        ..Default::default()
+        None => None,
     };
+    let settings = match fragment_gateway::cli::sim_settings(file.as_deref(), &args.overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let ton_listen = args.ton_listen;
+    let config = settings.ton;
     let ton = match TonSim::start(config, ton_listen).await {
         Ok(sim) => sim,
         Err(e) => {
@@ -189,12 +151,10 @@ async fn sim(args: SimArgs) -> ExitCode {
     };
     let fragment_config = FragmentSimConfig {
         ton_api_url: ton.url().to_string(),
-        faults: FaultConfig {
-            latency: Duration::from_millis(args.fragment_latency_ms),
-            error_rate: args.fragment_error_rate,
-        },
-        ..Default::default()
+        ..settings.fragment
     };
+    let fragment_config_uses_default_wallet = fragment_config.payment_address.is_none();
+    let network = fragment_config.network;
     let fragment = match FragmentSim::start(fragment_config, args.fragment_listen).await {
         Ok(sim) => sim,
         Err(e) => {
@@ -206,10 +166,12 @@ async fn sim(args: SimArgs) -> ExitCode {
         }
     };
     // Fragment's payment addresses are deployed contracts; so is the simulator's.
-    ton.install_wallet(
-        &default_payment_wallet(Network::Mainnet),
-        fragment_gateway::ton::Nanoton::ZERO,
-    );
+    if fragment_config_uses_default_wallet {
+        ton.install_wallet(
+            &default_payment_wallet(network),
+            fragment_gateway::ton::Nanoton::ZERO,
+        );
+    }
     println!("fragment.com simulator: {}", fragment.url());
     println!("TON simulator (toncenter API v2/v3): {}", ton.url());
     println!(
