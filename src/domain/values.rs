@@ -19,9 +19,9 @@ pub enum ValueError {
 pub struct Username(String);
 
 impl Username {
-    /// Accepts `@name` (the API's form) or `name`.
+    /// Accepts the API's form only: `@` and 1 to 32 letters, digits or underscores.
     pub fn parse(s: &str) -> Result<Username, ValueError> {
-        let name = s.strip_prefix('@').unwrap_or(s);
+        let name = s.strip_prefix('@').ok_or(ValueError::Username)?;
         let valid = (1..=32).contains(&name.len())
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if valid {
@@ -113,7 +113,8 @@ mod tests {
     #[test]
     fn usernames() {
         assert_eq!(Username::parse("@alice").unwrap().as_str(), "alice");
-        assert_eq!(Username::parse("bob_99").unwrap().to_string(), "@bob_99");
+        assert_eq!(Username::parse("@bob_99").unwrap().to_string(), "@bob_99");
+        assert_eq!(Username::parse("bob"), Err(ValueError::Username));
         assert_eq!(Username::parse("@Alice").unwrap().key(), "alice");
         for bad in [
             "",

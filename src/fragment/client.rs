@@ -178,14 +178,14 @@ impl FragmentClient {
             .iter()
             .map(|a| parse_address(a))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| FragmentError::BadResponse(format!("configured payment address: {e}")))?;
+            .map_err(|e| FragmentError::Misconfigured(format!("payment address: {e}")))?;
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(config.user_agent.clone())
             .build()
-            .map_err(|e| FragmentError::Unavailable(format!("HTTP client setup: {e}")))?;
+            .map_err(|e| FragmentError::Misconfigured(format!("HTTP client setup: {e}")))?;
         Ok(FragmentClient {
             http,
             config: Arc::new(config),
@@ -881,7 +881,13 @@ impl Flow {
     /// The Stars packages from the buy page.
     pub async fn stars_packages(&mut self) -> Result<Vec<(u32, Price)>, FragmentError> {
         let page = self.load_page(Product::Stars.page()).await?;
-        Ok(html::options(&page, "stars"))
+        let packages = html::options(&page, "stars");
+        if packages.is_empty() {
+            return Err(FragmentError::BadResponse(
+                "no Stars packages on the buy page".into(),
+            ));
+        }
+        Ok(packages)
     }
 }
 

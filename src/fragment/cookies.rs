@@ -50,6 +50,13 @@ pub struct FragmentCookies {
     cookies: Vec<(String, Zeroizing<String>)>,
 }
 
+impl CookieError {
+    /// The API's error code: every cookie problem is the client's to fix.
+    pub fn api_code(&self) -> (&'static str, u16) {
+        ("INVALID_COOKIES", 400)
+    }
+}
+
 impl FragmentCookies {
     /// Parses the API form and checks that the cookies KYC mode needs are there.
     pub fn parse_kyc(encoded: &str) -> Result<FragmentCookies, CookieError> {
@@ -76,7 +83,7 @@ impl FragmentCookies {
                     let Value::String(v) = v else {
                         return Err(CookieError::WrongShape);
                     };
-                    cookies.set(&name, Zeroizing::new(v))?;
+                    cookies.take(&name, Zeroizing::new(v))?;
                 }
             }
             Value::Array(items) => {
@@ -88,12 +95,14 @@ impl FragmentCookies {
                     };
                     // Exports can hold other sites' cookies; keep fragment.com's.
                     let domain = item.get("domain").and_then(Value::as_str).unwrap_or("");
+                    let host = domain.trim_start_matches('.');
                     if !domain.is_empty()
-                        && !domain.trim_start_matches('.').ends_with("fragment.com")
+                        && host != "fragment.com"
+                        && !host.ends_with(".fragment.com")
                     {
                         continue;
                     }
-                    cookies.set(name, Zeroizing::new(v.clone()))?;
+                    cookies.take(name, Zeroizing::new(v.clone()))?;
                 }
             }
             _ => return Err(CookieError::WrongShape),
@@ -102,6 +111,16 @@ impl FragmentCookies {
             return Err(CookieError::WrongShape);
         }
         Ok(cookies)
+    }
+
+    /// Takes a cookie from the client's input: Fragment's own (`stel_*`) must be sendable;
+    /// another that is not (an analytics cookie with quotes, say) is left out rather than
+    /// failing the whole set.
+    fn take(&mut self, name: &str, value: Zeroizing<String>) -> Result<(), CookieError> {
+        match self.set(name, value) {
+            Err(_) if !name.starts_with("stel_") => Ok(()),
+            other => other,
+        }
     }
 
     /// Fails with the names of the cookies missing from `names`.
@@ -250,6 +269,15 @@ mod tests {
             FragmentCookies::parse(&b64(r#"{"stel_ssid":"a;b"}"#)).unwrap_err(),
             CookieError::BadValue("stel_ssid".into())
         );
+        assert_eq!(CookieError::NotBase64.api_code(), ("INVALID_COOKIES", 400));
+        // Someone else's cookies, or an unsendable one that is not Fragment's, are left out.
+        let export = r#"[
+            {"name":"stel_ssid","value":"s","domain":"fragment.com"},
+            {"name":"stel_token","value":"t","domain":"evilfragment.com"},
+            {"name":"_ga","value":"\"quoted\"","domain":".fragment.com"}
+        ]"#;
+        let c = FragmentCookies::parse(&b64(export)).unwrap();
+        assert_eq!(c.names().collect::<Vec<_>>(), vec!["stel_ssid"]);
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub enum FragmentError {
     BadResponse(String),
     #[error("Fragment's payment link failed our checks: {0}")]
     InvalidLink(#[from] LinkError),
+    /// The client's own settings are wrong: the operator's to fix, not Fragment's.
+    #[error("the Fragment client is misconfigured: {0}")]
+    Misconfigured(String),
 }
 
 impl FragmentError {
@@ -58,6 +61,7 @@ impl FragmentError {
             | FragmentError::Unavailable(_)
             | FragmentError::BadResponse(_)
             | FragmentError::InvalidLink(_) => ("FRAGMENT_ERROR", 502),
+            FragmentError::Misconfigured(_) => ("INTERNAL_ERROR", 500),
         }
     }
 
