@@ -1051,3 +1051,47 @@ async fn a_payment_at_a_page_boundary_after_an_earlier_read_is_found() {
         Some(InvoiceStatus::Done)
     );
 }
+
+#[tokio::test]
+async fn when_the_site_wants_the_connected_wallet_to_pay_the_refusal_is_clear() {
+    let w = world_with(Rules {
+        payer_must_be_connected_wallet: true,
+        ..Default::default()
+    })
+    .await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    // The operator's session has the operator's wallet connected; the client pays from its
+    // own: a site enforcing this refuses, and says why.
+    let mut flow = w
+        .client
+        .session(w.owner_cookies(), SessionRole::Owner)
+        .begin()
+        .await;
+    let r = flow
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap();
+    let invoice = flow.init_purchase(&r, stars(50)).await.unwrap();
+    let err = flow
+        .payment_link(&invoice, &p.wallet, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FragmentError::Refused(ref m) if m.contains("wallet connected")),
+        "{err:?}"
+    );
+    assert_eq!(err.api_code().0, "FRAGMENT_ERROR");
+    drop(flow);
+    // The client's own session with its own wallet connected: accepted.
+    let cookies = w
+        .fragment
+        .login("client", Some(p.wallet.address()))
+        .unwrap();
+    let mut flow = w.client.session(cookies, SessionRole::Client).begin().await;
+    let r = flow
+        .search_recipient(&user("@alice"), stars(50))
+        .await
+        .unwrap();
+    let invoice = flow.init_purchase(&r, stars(50)).await.unwrap();
+    flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
+}
