@@ -4,7 +4,10 @@
 //! Protocol: ../shared/FRAGMENT_PROTOCOL.md. A page GET gives the API hash (bound to the
 //! session) and the ton_proof challenge; calls are form-encoded POSTs to `/api?hash=…`. A
 //! stale hash is answered `{"error":"Bad request"}`: the page is reloaded and the call
-//! retried once. Timeouts, 429 and 5xx are retried a bounded number of times.
+//! retried once. Timeouts, 429 and 5xx are retried a bounded number of times, all within one
+//! budget per call. A retried `init…Request` whose first answer was lost may leave an extra
+//! request at Fragment; that is harmless (unpaid requests expire), and the flow goes on with
+//! the one it got.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
