@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fragment_gateway::domain::{PremiumMonths, StarsAmount, Username};
 use fragment_gateway::fragment::{
-    FragmentClient, FragmentConfig, FragmentCookies, FragmentError, Fulfilment, Invoice,
-    LinkExpectations, Purchase, SessionRole,
+    CheckedPayment, Flow, FragmentClient, FragmentConfig, FragmentCookies, FragmentError,
+    Fulfilment, Invoice, LinkExpectations, PaymentLink, Purchase, SessionRole,
 };
 use fragment_gateway::sim::fragment::state::{InvoiceStatus, Rules};
 use fragment_gateway::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
@@ -140,6 +140,37 @@ impl World {
             .unwrap()
     }
 
+    /// The payment step's checks of a link, with the quoted amount as the order's limit (and
+    /// one second of validity needed, so that invoices with a short life can be tested).
+    fn check_link(&self, link: &PaymentLink, invoice: &Invoice, p: &Payer) -> CheckedPayment {
+        link.check(&LinkExpectations {
+            req_id: &invoice.req_id,
+            purchase: invoice.purchase,
+            invoice_amount: invoice.amount,
+            max_amount: invoice.amount,
+            fragment_addresses: self.client.payment_addresses(),
+            payer: p.wallet.address(),
+            now: now(),
+            min_validity: 1,
+        })
+        .unwrap()
+    }
+
+    /// Search, init and link for `p` to pay, on `flow`.
+    async fn order(
+        &self,
+        flow: &mut Flow,
+        p: &Payer,
+        name: &str,
+        purchase: Purchase,
+    ) -> (Invoice, PaymentLink, CheckedPayment) {
+        let r = flow.search_recipient(&user(name), purchase).await.unwrap();
+        let invoice = flow.init_purchase(&r, purchase).await.unwrap();
+        let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
+        let checked = self.check_link(&link, &invoice, p);
+        (invoice, link, checked)
+    }
+
     /// Signs and broadcasts `body` for `amount` to the payment address from `p`, as the
     /// payment step does, and waits for the transaction.
     async fn pay(&self, p: &Payer, amount: Nanoton, body: MessageBody) -> SignedTransfer {
@@ -223,18 +254,7 @@ async fn a_stars_purchase_on_the_operators_session_is_delivered() {
     let invoice = flow.init_purchase(&recipient, stars(50)).await.unwrap();
     assert_eq!(invoice.amount, expected);
     let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
-    let checked = link
-        .check(&LinkExpectations {
-            req_id: &invoice.req_id,
-            purchase: invoice.purchase,
-            invoice_amount: invoice.amount,
-            max_amount: expected,
-            fragment_addresses: w.client.payment_addresses(),
-            payer: p.wallet.address(),
-            now: now(),
-            min_validity: 30,
-        })
-        .unwrap();
+    let checked = w.check_link(&link, &invoice, &p);
     let until = checked.sign_until(now(), 120);
     let signed = w.send(&p, checked.message, until).await;
     flow.confirm(invoice.purchase.product(), &link, &p.wallet, &signed.boc)
@@ -290,18 +310,7 @@ async fn a_premium_gift_on_the_clients_own_session_is_delivered() {
     let invoice = flow.init_purchase(&recipient, months(3)).await.unwrap();
     assert_eq!(invoice.amount, Nanoton::new(prices.premium_3));
     let link = flow.payment_link(&invoice, &p.wallet, true).await.unwrap();
-    let checked = link
-        .check(&LinkExpectations {
-            req_id: &invoice.req_id,
-            purchase: invoice.purchase,
-            invoice_amount: invoice.amount,
-            max_amount: invoice.amount,
-            fragment_addresses: w.client.payment_addresses(),
-            payer: p.wallet.address(),
-            now: now(),
-            min_validity: 30,
-        })
-        .unwrap();
+    let checked = w.check_link(&link, &invoice, &p);
     let until = checked.sign_until(now(), 120);
     let signed = w.send(&p, checked.message, until).await;
     flow.confirm(invoice.purchase.product(), &link, &p.wallet, &signed.boc)
@@ -569,24 +578,7 @@ async fn invoice_for(
 ) -> (Invoice, fragment_gateway::fragment::CheckedPayment) {
     let session = w.client.session(w.owner_cookies(), SessionRole::Owner);
     let mut flow = session.begin().await;
-    let r = flow
-        .search_recipient(&user("@alice"), stars(n))
-        .await
-        .unwrap();
-    let invoice = flow.init_purchase(&r, stars(n)).await.unwrap();
-    let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
-    let checked = link
-        .check(&LinkExpectations {
-            req_id: &invoice.req_id,
-            purchase: invoice.purchase,
-            invoice_amount: invoice.amount,
-            max_amount: invoice.amount,
-            fragment_addresses: w.client.payment_addresses(),
-            payer: p.wallet.address(),
-            now: now(),
-            min_validity: 0,
-        })
-        .unwrap();
+    let (invoice, _, checked) = w.order(&mut flow, p, "@alice", stars(n)).await;
     (invoice, checked)
 }
 
@@ -890,24 +882,7 @@ async fn an_outage_after_payment_leaves_the_purchase_unknown_not_failed() {
     w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
     let session = w.client.session(w.owner_cookies(), SessionRole::Owner);
     let mut flow = session.begin().await;
-    let r = flow
-        .search_recipient(&user("@alice"), stars(50))
-        .await
-        .unwrap();
-    let invoice = flow.init_purchase(&r, stars(50)).await.unwrap();
-    let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
-    let checked = link
-        .check(&LinkExpectations {
-            req_id: &invoice.req_id,
-            purchase: invoice.purchase,
-            invoice_amount: invoice.amount,
-            max_amount: invoice.amount,
-            fragment_addresses: w.client.payment_addresses(),
-            payer: p.wallet.address(),
-            now: now(),
-            min_validity: 30,
-        })
-        .unwrap();
+    let (invoice, _, checked) = w.order(&mut flow, &p, "@alice", stars(50)).await;
     let until = checked.sign_until(now(), 120);
     w.send(&p, checked.message, until).await;
     // fragment.com goes down right after the payment.
@@ -978,24 +953,7 @@ async fn with_confirmation_required_a_payment_waits_for_confirm_req() {
     w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
     let session = w.client.session(w.owner_cookies(), SessionRole::Owner);
     let mut flow = session.begin().await;
-    let r = flow
-        .search_recipient(&user("@bob"), stars(75))
-        .await
-        .unwrap();
-    let invoice = flow.init_purchase(&r, stars(75)).await.unwrap();
-    let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
-    let checked = link
-        .check(&LinkExpectations {
-            req_id: &invoice.req_id,
-            purchase: invoice.purchase,
-            invoice_amount: invoice.amount,
-            max_amount: invoice.amount,
-            fragment_addresses: w.client.payment_addresses(),
-            payer: p.wallet.address(),
-            now: now(),
-            min_validity: 30,
-        })
-        .unwrap();
+    let (invoice, link, checked) = w.order(&mut flow, &p, "@bob", stars(75)).await;
     let until = checked.sign_until(now(), 120);
     let signed = w.send(&p, checked.message, until).await;
     w.fragment.process_now().await.unwrap();
