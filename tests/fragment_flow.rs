@@ -818,8 +818,9 @@ async fn the_api_refuses_what_the_site_refuses() {
     assert!(ok["req_id"].is_string(), "{ok}");
 }
 
-#[tokio::test]
-async fn a_payment_buried_under_many_later_transactions_is_still_found() {
+/// A simulator that reads the chain only when asked, and a linked 50-Stars invoice for a
+/// funded payer.
+async fn unwatched_invoice() -> (World, Payer, Invoice, CheckedPayment) {
     let w = world_polling(
         Rules {
             processing_ms: 0,
@@ -831,6 +832,12 @@ async fn a_payment_buried_under_many_later_transactions_is_still_found() {
     let p = payer(TON_WORDS, WalletVersion::V4R2);
     w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
     let (invoice, checked) = invoice_for(&w, &p, 50).await;
+    (w, p, invoice, checked)
+}
+
+#[tokio::test]
+async fn a_payment_buried_under_many_later_transactions_is_still_found() {
+    let (w, p, invoice, checked) = unwatched_invoice().await;
     w.pay(&p, invoice.amount, checked.message.body.clone())
         .await;
     // 250 more transactions arrive at the payment address before the simulator looks: more
@@ -980,17 +987,7 @@ async fn with_confirmation_required_a_payment_waits_for_confirm_req() {
 
 #[tokio::test]
 async fn a_payment_at_a_page_boundary_after_an_earlier_read_is_found() {
-    let w = world_polling(
-        Rules {
-            processing_ms: 0,
-            ..Default::default()
-        },
-        0,
-    )
-    .await;
-    let p = payer(TON_WORDS, WalletVersion::V4R2);
-    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
-    let (invoice, checked) = invoice_for(&w, &p, 50).await;
+    let (w, p, invoice, checked) = unwatched_invoice().await;
     // History the simulator has already read...
     for _ in 0..30 {
         w.ton.fund(&w.fragment.payment_address(), Nanoton::new(1));
