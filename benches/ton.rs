@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use fragment_gateway::sim::ton::ledger::{FeeSchedule, Ledger};
+use fragment_gateway::sim::ton::ledger::{ExternalMessage, FeeSchedule, Ledger};
 use fragment_gateway::ton::transfer::{decode_boc, sign_transfer, TransferParams};
 use fragment_gateway::ton::{
     MessageBody, Nanoton, Network, OutgoingMessage, Seed, WalletContract, WalletVersion,
@@ -126,7 +126,8 @@ fn verify(c: &mut Criterion) {
         g.bench_function(format!("{v}_send_boc_checks"), |b| {
             b.iter(|| {
                 let root = decode_boc(black_box(&signed.boc)).unwrap();
-                ledger.submit(root, 1_800_000_000, true, || true).unwrap()
+                let ext = ExternalMessage::parse(root).unwrap();
+                ledger.submit(ext, 1_800_000_000, true, || true).unwrap()
             })
         });
     }

@@ -173,6 +173,28 @@ pub struct AccountState {
     pub last_transaction: Option<TxId>,
 }
 
+impl AccountState {
+    /// The wallet deployed here and its seqno: `None` while undeployed, an error for a
+    /// frozen account or a contract that is not a v4r2 or v5r1 wallet.
+    pub fn wallet(&self) -> Result<Option<(WalletVersion, u32)>, &'static str> {
+        match (&self.status, &self.code, &self.data) {
+            (AccountStatus::Uninitialized, _, _) => Ok(None),
+            (AccountStatus::Active, Some(code), Some(data)) => {
+                let version = WalletVersion::from_code_hash(&code.as_ref().cell_hash())
+                    .ok_or("the account is not a v4r2 or v5r1 wallet")?;
+                let mut parser = data.parser();
+                let seqno = match version {
+                    WalletVersion::V4R2 => parser.load_u32(32),
+                    WalletVersion::V5R1 => parser.load_bit().and_then(|_| parser.load_u32(32)),
+                }
+                .map_err(|_| "the wallet's data cell is malformed")?;
+                Ok(Some((version, seqno)))
+            }
+            _ => Err("the account is frozen or holds no wallet"),
+        }
+    }
+}
+
 /// What a payer needs to know about its wallet before signing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalletState {
@@ -238,8 +260,13 @@ pub enum TransferOutcome {
 /// Requests-per-second budget shared by every client of one endpoint and key.
 #[derive(Debug)]
 struct Pacer {
-    interval: Mutex<Duration>,
-    next_slot: Mutex<Option<Instant>>,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Debug)]
+struct Slots {
+    interval: Duration,
+    next: Option<Instant>,
 }
 
 impl Pacer {
@@ -258,25 +285,26 @@ impl Pacer {
             .expect("pacer map poisoned");
         let pacer = map.entry(id).or_insert_with(|| {
             Arc::new(Pacer {
-                interval: Mutex::new(interval),
-                next_slot: Mutex::new(None),
+                slots: Mutex::new(Slots {
+                    interval,
+                    next: None,
+                }),
             })
         });
         {
-            let mut current = pacer.interval.lock().expect("pacer poisoned");
-            *current = (*current).max(interval);
+            let mut slots = pacer.slots.lock().expect("pacer poisoned");
+            slots.interval = slots.interval.max(interval);
         }
         Arc::clone(pacer)
     }
 
     /// Waits for this caller's slot. Slots are handed out in call order, one per interval.
     async fn acquire(&self) {
-        let interval = *self.interval.lock().expect("pacer poisoned");
         let slot = {
-            let mut next = self.next_slot.lock().expect("pacer poisoned");
+            let mut slots = self.slots.lock().expect("pacer poisoned");
             let now = Instant::now();
-            let slot = next.map_or(now, |n| n.max(now));
-            *next = Some(slot + interval);
+            let slot = slots.next.map_or(now, |n| n.max(now));
+            slots.next = Some(slot + slots.interval);
             slot
         };
         tokio::time::sleep_until(slot).await;
@@ -392,34 +420,22 @@ impl TonCenterClient {
     /// data cell, after checking that the code is the wallet version we are about to sign for.
     pub async fn wallet_state(&self, wallet: &WalletContract) -> Result<WalletState, TonApiError> {
         let account = self.account_state(wallet.address()).await?;
-        match account.status {
-            AccountStatus::Uninitialized => Ok(WalletState {
+        let not_this = || TonApiError::NotThisWallet {
+            address: wallet.raw_address(),
+            expected: wallet.version(),
+        };
+        match account.wallet().map_err(|_| not_this())? {
+            None => Ok(WalletState {
                 balance: account.balance,
                 seqno: 0,
                 deployed: false,
             }),
-            AccountStatus::Frozen => Err(TonApiError::NotThisWallet {
-                address: wallet.raw_address(),
-                expected: wallet.version(),
+            Some((version, seqno)) if version == wallet.version() => Ok(WalletState {
+                balance: account.balance,
+                seqno,
+                deployed: true,
             }),
-            AccountStatus::Active => {
-                let not_this = || TonApiError::NotThisWallet {
-                    address: wallet.raw_address(),
-                    expected: wallet.version(),
-                };
-                let (Some(code), Some(data)) = (&account.code, &account.data) else {
-                    return Err(not_this());
-                };
-                if code.as_ref().cell_hash() != wallet.version().code_hash() {
-                    return Err(not_this());
-                }
-                let seqno = wallet_seqno(wallet.version(), data)?;
-                Ok(WalletState {
-                    balance: account.balance,
-                    seqno,
-                    deployed: true,
-                })
-            }
+            Some(_) => Err(not_this()),
         }
     }
 
@@ -613,15 +629,7 @@ impl TonCenterClient {
                 return Ok(judge(transfer, tx));
             }
             let account = self.account_state(&transfer.wallet).await?;
-            let seqno = match (&account.status, &account.code, &account.data) {
-                (AccountStatus::Active, Some(code), Some(data)) => {
-                    match WalletVersion::from_code_hash(&code.as_ref().cell_hash()) {
-                        Some(version) => wallet_seqno(version, data)?,
-                        None => return Err(bad("the paying account is not a v4r2 or v5r1 wallet")),
-                    }
-                }
-                _ => 0,
-            };
+            let seqno = account.wallet().map_err(bad)?.map_or(0, |(_, seqno)| seqno);
             if seqno > transfer.seqno {
                 return Ok(match self.find_in_history(transfer).await? {
                     Some(tx) => judge(transfer, tx),
@@ -707,6 +715,14 @@ impl TonCenterClient {
         base + Duration::from_millis(jitter)
     }
 
+    fn transport_error(&self, e: reqwest::Error) -> TonApiError {
+        if e.is_timeout() {
+            TonApiError::Timeout(self.config.timeout)
+        } else {
+            TonApiError::Unreachable(e.without_url().to_string())
+        }
+    }
+
     /// One HTTP exchange. `sent` tells whether the request may have reached the server.
     async fn request_once(&self, path: &str, method: &Method) -> Result<Value, RequestError> {
         if let Some(pacer) = &self.pacer {
@@ -723,19 +739,10 @@ impl TonCenterClient {
                 req = req.header("X-API-Key", value);
             }
         }
-        let resp = req.send().await.map_err(|e| {
-            let sent = !e.is_connect();
-            let error = if e.is_timeout() {
-                TonApiError::Timeout(self.config.timeout)
-            } else {
-                // reqwest errors name the URL, which holds no secret (the key is a header).
-                TonApiError::Unreachable(e.without_url().to_string())
-            };
-            RequestError {
-                error,
-                sent,
-                retry_after: None,
-            }
+        let resp = req.send().await.map_err(|e| RequestError {
+            sent: !e.is_connect(),
+            error: self.transport_error(e),
+            retry_after: None,
         })?;
         let status = resp.status();
         let retry_after = resp
@@ -745,11 +752,7 @@ impl TonCenterClient {
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
         let text = resp.text().await.map_err(|e| RequestError {
-            error: if e.is_timeout() {
-                TonApiError::Timeout(self.config.timeout)
-            } else {
-                TonApiError::Unreachable(e.without_url().to_string())
-            },
+            error: self.transport_error(e),
             sent: true,
             retry_after: None,
         })?;
@@ -767,16 +770,6 @@ struct RequestError {
     sent: bool,
     /// The server's `Retry-After`, if it sent one.
     retry_after: Option<Duration>,
-}
-
-/// The seqno stored in a wallet's data cell.
-fn wallet_seqno(version: WalletVersion, data: &ArcCell) -> Result<u32, TonApiError> {
-    let mut parser = data.parser();
-    match version {
-        WalletVersion::V4R2 => parser.load_u32(32),
-        WalletVersion::V5R1 => parser.load_bit().and_then(|_| parser.load_u32(32)),
-    }
-    .map_err(|e| bad(format!("wallet data cell: {e}")))
 }
 
 /// Whether the transaction sent what the transfer signed: not aborted, and every expected

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use tonlib_core::{TonAddress, TonHash};
 
 use super::json;
-use super::ledger::Rejection;
+use super::ledger::{ExternalMessage, Rejection};
 use super::{unix_now, SimState};
 use crate::ton::address::parse_address;
 use crate::ton::client::parse_hash;
@@ -52,16 +52,23 @@ fn v2_ok(result: Value) -> HttpResponse {
         .json(json!({"ok": true, "result": result, "@extra": format!("{}:0", unix_now())}))
 }
 
-fn v2_err(status: u16, message: impl Into<String>) -> HttpResponse {
+fn with_status(status: u16, body: Value) -> HttpResponse {
     let code = actix_web::http::StatusCode::from_u16(status)
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(code).json(json!({"ok": false, "error": message.into(), "code": status}))
+    HttpResponse::build(code).json(body)
 }
 
+/// v2's error envelope, with the HTTP status equal to `code` as toncenter sends it.
+fn v2_err(status: u16, message: impl Into<String>) -> HttpResponse {
+    with_status(
+        status,
+        json!({"ok": false, "error": message.into(), "code": status}),
+    )
+}
+
+/// v3's error body.
 fn v3_err(status: u16, message: impl Into<String>) -> HttpResponse {
-    let code = actix_web::http::StatusCode::from_u16(status)
-        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(code).json(json!({"error": message.into()}))
+    with_status(status, json!({"error": message.into()}))
 }
 
 /// Key, rate limit and faults. `None` lets the request through.
@@ -214,13 +221,16 @@ fn submit(state: &SimState, boc_b64: &str) -> Result<(TonHash, TonHash), Refusal
         })?;
     let root = crate::ton::boc::parse_single_root(&bytes)
         .map_err(|e| (422, format!("failed to validate request: invalid boc: {e}")))?;
-    let account = super::ledger::ExternalMessage::parse(root.clone())
-        .map(|m| m.destination)
-        .ok();
+    let refused = |state: &SimState, rejection: Rejection, account: Option<&TonAddress>| {
+        state.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        (500, rejection_text(&rejection, account))
+    };
+    let ext = ExternalMessage::parse(root).map_err(|r| refused(state, r, None))?;
+    let account = ext.destination.clone();
     let mut dropped = false;
     let result = state
         .ledger()
-        .submit(root, unix_now(), state.config.refuse_underfunded, || {
+        .submit(ext, unix_now(), state.config.refuse_underfunded, || {
             dropped = state.take_drop();
             dropped
         });
@@ -236,10 +246,7 @@ fn submit(state: &SimState, boc_b64: &str) -> Result<(TonHash, TonHash), Refusal
             }
             Ok((ext.hash, ext.hash_norm))
         }
-        Err(rejection) => {
-            state.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            Err((500, rejection_text(&rejection, account.as_ref())))
-        }
+        Err(rejection) => Err(refused(state, rejection, Some(&account))),
     }
 }
 

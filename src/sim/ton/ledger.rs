@@ -429,12 +429,11 @@ impl Ledger {
     /// refused (mainnet would accept it and skip the sends).
     pub fn submit(
         &mut self,
-        root: ArcCell,
+        ext: ExternalMessage,
         now: u32,
         refuse_underfunded: bool,
         drop: impl FnOnce() -> bool,
     ) -> Result<ExternalMessage, Rejection> {
-        let ext = ExternalMessage::parse(root)?;
         let eval = self.evaluate(ext, now)?;
         if refuse_underfunded && eval.abort_exit_code.is_none() {
             let balance = self.balance(&eval.ext.destination);
