@@ -21,33 +21,43 @@ pub fn api_hash(html: &str) -> Option<String> {
     (!hash.is_empty()).then_some(hash)
 }
 
-/// A string field of the JSON argument of `call(` (e.g. `Wallet.init(`).
-fn call_string_field(html: &str, call: &str, field: &str) -> Option<String> {
+/// The JSON argument of `call(` (e.g. `ajInit(`, `Wallet.init(`), written `call({...});`.
+fn call_json(html: &str, call: &str) -> Option<serde_json::Value> {
     let start = html.find(call)? + call.len();
     let rest = &html[start..];
     let end = rest.find(");").unwrap_or(rest.len());
-    let json: serde_json::Value = serde_json::from_str(rest[..end].trim()).ok()?;
-    json.get(field)?.as_str().map(str::to_string)
+    serde_json::from_str(rest[..end].trim()).ok()
 }
 
 /// The ton_proof challenge of `Wallet.init({...})`.
 pub fn ton_proof(html: &str) -> Option<String> {
-    call_string_field(html, "Wallet.init(", "ton_proof")
+    call_json(html, "Wallet.init(")?
+        .get("ton_proof")?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// The wallet connected to the session, if the page says one is.
 pub fn connected_wallet(html: &str) -> Option<String> {
-    call_string_field(html, "Wallet.init(", "address").filter(|a| !a.is_empty())
+    call_json(html, "Wallet.init(")?
+        .get("address")?
+        .as_str()
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
 }
 
-/// `state.tonRate` of `ajInit({...})`: USD per TON.
+/// `state.tonRate` of `ajInit({...})`: USD per TON. Read from the text, so that the number
+/// never passes through a float.
 pub fn ton_rate(html: &str) -> Option<Decimal> {
-    let start = html.find("ajInit(")? + "ajInit(".len();
-    let rest = &html[start..];
-    let end = rest.find(");").unwrap_or(rest.len());
-    let json: serde_json::Value = serde_json::from_str(rest[..end].trim()).ok()?;
-    let rate = json.get("state")?.get("tonRate")?;
-    Decimal::from_str(rate.to_string().trim_matches('"')).ok()
+    let aj = &html[html.find("ajInit(")?..];
+    let at = aj.find("\"tonRate\":")? + "\"tonRate\":".len();
+    let number: String = aj[at..]
+        .trim_start()
+        .trim_start_matches('"')
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    Decimal::from_str(&number).ok()
 }
 
 /// Text of a fragment with tags removed and the entities Fragment uses decoded.

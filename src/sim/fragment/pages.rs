@@ -84,13 +84,12 @@ pub fn render(
     } else {
         String::new()
     };
-    let aj = json!({
-        "version": 1,
-        "apiUrl": format!("/api?hash={hash}"),
-        "state": {"tonRate": prices.ton_usd.to_string().parse::<f64>().unwrap_or(0.0)},
-    })
-    .to_string()
-    .replace('/', "\\/");
+    // Written out rather than through serde_json so the rate stays a decimal, never a float;
+    // the hash is hex, so nothing needs escaping.
+    let aj = format!(
+        r#"{{"version":1,"apiUrl":"\/api?hash={hash}","state":{{"tonRate":{}}}}}"#,
+        prices.ton_usd.normalize()
+    );
     let wallet = json!({
         "ton_proof": challenge,
         "address": wallet.unwrap_or(""),

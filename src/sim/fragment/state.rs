@@ -17,8 +17,6 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tonlib_core::cell::ArcCell;
-use tonlib_core::tlb_types::block::message::{CommonMsgInfo, Message};
-use tonlib_core::tlb_types::block::msg_address::MsgAddressInt;
 use tonlib_core::tlb_types::block::state_init::StateInit;
 use tonlib_core::tlb_types::tlb::TLB;
 use tonlib_core::{TonAddress, TonHash};
@@ -27,6 +25,7 @@ use super::payload;
 use crate::fragment::client::Product;
 use crate::fragment::cookies;
 use crate::fragment::proof;
+use crate::sim::ton::ledger::ExternalMessage;
 use crate::ton::address::{self, parse_address};
 use crate::ton::transfer::decode_boc;
 use crate::ton::{Nanoton, Network, PublicKey, WalletVersion};
@@ -858,16 +857,8 @@ impl FragmentState {
         // The boc must be the signed external message to the paying wallet.
         let is_payers_external = decode_boc(f("boc"))
             .ok()
-            .and_then(|root| Message::from_cell(&root).ok())
-            .is_some_and(|m| match m.info {
-                CommonMsgInfo::ExtIn(info) => match info.dest {
-                    MsgAddressInt::Std(a) => {
-                        a.workchain == payer.workchain && a.address == payer.hash_part.as_slice()
-                    }
-                    _ => false,
-                },
-                _ => false,
-            });
+            .and_then(|root| ExternalMessage::parse(root).ok())
+            .is_some_and(|m| m.destination == payer);
         if !is_payers_external {
             return err("Invalid transaction");
         }

@@ -216,17 +216,8 @@ impl ExternalMessage {
                 "not an external inbound message".into(),
             ));
         };
-        let MsgAddressInt::Std(dest) = &info.dest else {
-            return Err(Rejection::Malformed(
-                "destination is not a std address".into(),
-            ));
-        };
-        let hash: [u8; 32] = dest
-            .address
-            .as_slice()
-            .try_into()
-            .map_err(|_| Rejection::Malformed("bad destination".into()))?;
-        let destination = TonAddress::new(dest.workchain, hash.into());
+        let destination = std_address(&MsgAddress::Int(info.dest.clone()))
+            .ok_or_else(|| Rejection::Malformed("destination is not a std address".into()))?;
         let body = message.body.value.clone();
         let hash_norm = normalized_hash(&destination, &body)
             .map_err(|e| Rejection::Malformed(e.to_string()))?;
@@ -858,12 +849,10 @@ impl Ledger {
     }
 }
 
+/// A standard internal address (the only kind wallets pay to), or `None`.
 fn std_address(addr: &MsgAddress) -> Option<TonAddress> {
     match addr {
-        MsgAddress::Int(MsgAddressInt::Std(a)) => {
-            let hash: [u8; 32] = a.address.as_slice().try_into().ok()?;
-            Some(TonAddress::new(a.workchain, hash.into()))
-        }
+        MsgAddress::Int(MsgAddressInt::Std(_)) => TonAddress::from_msg_address(addr.clone()).ok(),
         _ => None,
     }
 }
