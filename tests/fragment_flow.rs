@@ -10,7 +10,7 @@ use fragment_gateway::fragment::{
     CheckedPayment, Flow, FragmentClient, FragmentConfig, FragmentCookies, FragmentError,
     Fulfilment, Invoice, LinkExpectations, PaymentLink, Purchase, SessionRole,
 };
-use fragment_gateway::sim::fragment::state::{InvoiceStatus, Rules};
+use fragment_gateway::sim::fragment::state::{InvoiceStatus, Prices, Rules};
 use fragment_gateway::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
 use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
 use fragment_gateway::ton::client::{TonApiConfig, TonCenterClient, TransferOutcome};
@@ -156,6 +156,28 @@ impl World {
         .unwrap()
     }
 
+    /// The rest of a purchase, as the payment step does it: sign (never outliving the
+    /// invoice), broadcast, confirm, and wait until Fragment reports it done.
+    async fn pay_confirm_and_wait(
+        &self,
+        flow: &mut Flow,
+        p: &Payer,
+        invoice: &Invoice,
+        link: &PaymentLink,
+        checked: CheckedPayment,
+    ) {
+        let until = checked.sign_until(now(), 120);
+        let signed = self.send(p, checked.message, until).await;
+        flow.confirm(invoice.purchase.product(), link, &p.wallet, &signed.boc)
+            .await
+            .unwrap();
+        assert_eq!(
+            flow.wait_until_done(invoice, Duration::from_secs(10), Duration::from_millis(50))
+                .await,
+            Fulfilment::Done
+        );
+    }
+
     /// Search, init and link for `p` to pay, on `flow`.
     async fn order(
         &self,
@@ -238,7 +260,7 @@ async fn a_stars_purchase_on_the_operators_session_is_delivered() {
         .stars_price(StarsAmount::new(50).unwrap())
         .await
         .unwrap();
-    let expected = w.fragment_price_of_stars(50);
+    let expected = Nanoton::new(Prices::default().stars(50));
     assert_eq!(price.ton, expected);
     assert!(price.usd.is_some());
     assert!(flow.ton_rate().is_some());
@@ -255,16 +277,8 @@ async fn a_stars_purchase_on_the_operators_session_is_delivered() {
     assert_eq!(invoice.amount, expected);
     let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
     let checked = w.check_link(&link, &invoice, &p);
-    let until = checked.sign_until(now(), 120);
-    let signed = w.send(&p, checked.message, until).await;
-    flow.confirm(invoice.purchase.product(), &link, &p.wallet, &signed.boc)
-        .await
-        .unwrap();
-    assert_eq!(
-        flow.wait_until_done(&invoice, Duration::from_secs(10), Duration::from_millis(50))
-            .await,
-        Fulfilment::Done
-    );
+    w.pay_confirm_and_wait(&mut flow, &p, &invoice, &link, checked)
+        .await;
 
     let deliveries = w.fragment.deliveries();
     assert_eq!(deliveries.len(), 1);
@@ -279,16 +293,10 @@ async fn a_stars_purchase_on_the_operators_session_is_delivered() {
     assert_eq!(w.ton.balance(&w.fragment.payment_address()), expected);
 }
 
-impl World {
-    fn fragment_price_of_stars(&self, n: u32) -> Nanoton {
-        Nanoton::new(fragment_gateway::sim::fragment::state::Prices::default().stars(n))
-    }
-}
-
 #[tokio::test]
 async fn a_premium_gift_on_the_clients_own_session_is_delivered() {
     let w = world().await;
-    let prices = fragment_gateway::sim::fragment::state::Prices::default();
+    let prices = Prices::default();
     let p = payer(BIP39_WORDS, WalletVersion::V5R1);
     w.ton.fund(p.wallet.address(), Nanoton::from_ton(10));
     // KYC mode: the client's own login; its wallet is connected with a ton_proof.
@@ -311,16 +319,8 @@ async fn a_premium_gift_on_the_clients_own_session_is_delivered() {
     assert_eq!(invoice.amount, Nanoton::new(prices.premium_3));
     let link = flow.payment_link(&invoice, &p.wallet, true).await.unwrap();
     let checked = w.check_link(&link, &invoice, &p);
-    let until = checked.sign_until(now(), 120);
-    let signed = w.send(&p, checked.message, until).await;
-    flow.confirm(invoice.purchase.product(), &link, &p.wallet, &signed.boc)
-        .await
-        .unwrap();
-    assert_eq!(
-        flow.wait_until_done(&invoice, Duration::from_secs(10), Duration::from_millis(50))
-            .await,
-        Fulfilment::Done
-    );
+    w.pay_confirm_and_wait(&mut flow, &p, &invoice, &link, checked)
+        .await;
     assert_eq!(w.fragment.deliveries()[0].quantity, 3);
     assert_eq!(
         w.ton.balance(&w.fragment.payment_address()),

@@ -232,8 +232,7 @@ impl PaymentLink {
         if !names_purchase(&comment, e.purchase) {
             return Err(LinkError::PayloadMismatch(comment));
         }
-        let message = OutgoingMessage::new(&m.address, m.amount, body)
-            .map_err(|_| LinkError::UnknownDestination(m.address.clone()))?;
+        let message = OutgoingMessage::to(destination, m.amount, body);
         Ok(CheckedPayment {
             message,
             valid_until: self.valid_until,

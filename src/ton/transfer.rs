@@ -184,22 +184,22 @@ impl OutgoingMessage {
         amount: Nanoton,
         body: MessageBody,
     ) -> Result<OutgoingMessage, TransferError> {
-        let parsed = ParsedAddress::parse(destination)?;
-        Ok(OutgoingMessage {
-            bounce: parsed.bounce(),
-            testnet_only: parsed.testnet,
-            destination: parsed.address,
+        Ok(Self::to(ParsedAddress::parse(destination)?, amount, body))
+    }
+
+    /// A message to an already parsed address; the bounce flag follows its form.
+    pub fn to(destination: ParsedAddress, amount: Nanoton, body: MessageBody) -> OutgoingMessage {
+        OutgoingMessage {
+            bounce: destination.bounce(),
+            testnet_only: destination.testnet,
+            destination: destination.address,
             amount,
             body,
-        })
+        }
     }
 
-    /// The internal message cell. Source, fees, lt and time are left zero: the validator
-    /// fills them in when the wallet sends the message.
-    pub fn to_cell(&self) -> Result<Cell, TransferError> {
-        self.cell_with_body(self.body.to_cell()?)
-    }
-
+    /// The internal message cell with this (already built) body. Source, fees, lt and time
+    /// are left zero: the validator fills them in when the wallet sends the message.
     fn cell_with_body(&self, body: ArcCell) -> Result<Cell, TransferError> {
         let info = CommonMsgInfo::Int(IntMsgInfo {
             ihr_disabled: true,
