@@ -1,0 +1,217 @@
+//! Events of an order's stream, `order-<uuid>`, in the order they usually happen.
+//!
+//! Money is integer nanoton (`*_nanoton`, JSON integers); rates are decimal strings. Every
+//! event repeats `order_id` so that a projection or an auditor reading the log needs nothing
+//! but the event itself.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What is bought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Product {
+    Stars { amount: u32 },
+    Premium { months: u8 },
+}
+
+impl Product {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Product::Stars { .. } => "stars",
+            Product::Premium { .. } => "premium",
+        }
+    }
+}
+
+/// Whose Fragment session buys: the client's own (KYC, no commission) or the operator's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderMode {
+    Kyc,
+    NoKyc,
+}
+
+impl OrderMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderMode::Kyc => "kyc",
+            OrderMode::NoKyc => "no_kyc",
+        }
+    }
+}
+
+/// An order was accepted at the price Fragment quoted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCreated {
+    pub order_id: Uuid,
+    pub product: Product,
+    /// Without `@`.
+    pub username: String,
+    pub mode: OrderMode,
+    /// HMAC of the client's cookie set (KYC only): lets a later payment check that it comes
+    /// with the same Fragment account without the log ever holding a cookie.
+    pub cookie_fingerprint: Option<String>,
+    /// Fragment's price when the order was created.
+    pub price_nanoton: u64,
+    pub commission_rate: Decimal,
+    /// `price × rate`, rounded half away from zero to the nanoton.
+    pub commission_nanoton: u64,
+    pub total_nanoton: u64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A client asked to pay the order from a wallet whose balance and debt passed the checks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPaid {
+    pub order_id: Uuid,
+    pub request_id: Uuid,
+    /// Raw form `0:<hex>`: the wallet's identity.
+    pub wallet_address: String,
+    /// The form shown to clients (non-bounceable, as wallets display it).
+    pub wallet_friendly: String,
+    pub wallet_version: String,
+    pub account_index: Option<u32>,
+    /// Balance and debt seen by the checks.
+    pub balance_nanoton: u64,
+    pub debt_nanoton: u64,
+    pub paid_at: DateTime<Utc>,
+}
+
+/// The payment request joined the processing queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderQueued {
+    pub order_id: Uuid,
+    pub request_id: Uuid,
+    pub queued_at: DateTime<Utc>,
+    /// After this the request times out (QUEUE_TIMEOUT) if it has not started.
+    pub queue_deadline: DateTime<Utc>,
+}
+
+/// The dispatcher gave the request its wallet and its Fragment session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderProcessingStarted {
+    pub order_id: Uuid,
+    pub request_id: Uuid,
+    /// Which Fragment session buys: `owner:<n>` or `client`.
+    pub session: String,
+    pub started_at: DateTime<Utc>,
+}
+
+/// One message inside the signed wallet transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmittedMessage {
+    /// Raw form.
+    pub destination: String,
+    pub amount_nanoton: u64,
+    pub body_hash: String,
+    /// `purchase` (to Fragment) or `commission` (to the operator's fee address).
+    pub purpose: String,
+}
+
+/// A wallet message was signed and is about to be broadcast. Written **before** the
+/// broadcast: after a crash, this is what lets the order be finished by looking the message
+/// up on chain instead of ever signing again. The BOC is the signed message itself, public
+/// once broadcast and useless for anything but this one seqno; it lets a restart re-send the
+/// identical message when the first broadcast may never have left.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentSubmitted {
+    pub order_id: Uuid,
+    pub request_id: Uuid,
+    pub wallet_address: String,
+    pub wallet_version: String,
+    pub seqno: u32,
+    /// Unix time after which the wallet contract refuses the message.
+    pub valid_until: u32,
+    pub message_hash: String,
+    pub normalized_hash: String,
+    pub body_hash: String,
+    pub boc: String,
+    pub messages: Vec<SubmittedMessage>,
+    /// Fragment's request id for the invoice being paid.
+    pub fragment_request_id: String,
+    pub purchase_nanoton: u64,
+    /// Commission debt collected by this transfer (0 when none is due).
+    pub collection_nanoton: u64,
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// The transfer is on chain: Fragment was paid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderFulfilled {
+    pub order_id: Uuid,
+    pub request_id: Uuid,
+    pub tx_hash: String,
+    pub tx_lt: u64,
+    /// Paid to Fragment.
+    pub cost_nanoton: u64,
+    pub commission_nanoton: u64,
+    pub collected_nanoton: u64,
+    /// The wallet's commission debt once this order was accounted.
+    pub debt_after_nanoton: u64,
+    /// Network fees the wallet paid for the transaction.
+    pub network_fee_nanoton: u64,
+    pub completed_at: DateTime<Utc>,
+}
+
+/// Fragment confirmed the delivery to the recipient.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderDeliveryConfirmed {
+    pub order_id: Uuid,
+    pub request_id: Uuid,
+    pub confirmed_at: DateTime<Utc>,
+}
+
+/// The money moved but Fragment did not confirm the delivery in time: a case for the
+/// operator to follow up (the admin API lists these). The order stays successful.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderDeliveryUnconfirmed {
+    pub order_id: Uuid,
+    pub request_id: Uuid,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The payment failed. `funds_moved` is false for every failure before a transfer reached
+/// the chain, and for transfers the chain refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderFailed {
+    pub order_id: Uuid,
+    pub request_id: Uuid,
+    /// An API.md error code.
+    pub error_code: String,
+    pub error: String,
+    pub funds_moved: bool,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// The request waited in the queue past its deadline; no funds moved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderTimedOut {
+    pub order_id: Uuid,
+    pub request_id: Uuid,
+    pub waited_seconds: u64,
+    pub timed_out_at: DateTime<Utc>,
+}
+
+/// A payment attempt ended before anything was signed (the service restarted and the seed,
+/// held only in memory, is gone): the request failed, and the order is `created` again and
+/// may be paid until it expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPaymentAbandoned {
+    pub order_id: Uuid,
+    pub request_id: Uuid,
+    pub error_code: String,
+    pub error: String,
+    pub abandoned_at: DateTime<Utc>,
+}
+
+/// Nobody paid the order before it expired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderExpired {
+    pub order_id: Uuid,
+    pub expired_at: DateTime<Utc>,
+}

@@ -1,0 +1,507 @@
+//! The closed set of event types, their stable stored names and schema versions, and the
+//! upcasters that turn an older stored shape into the current one.
+//!
+//! A stored event is never rewritten. When the meaning of an event changes, it gets a new
+//! type; when only its shape changes, its schema version goes up and an upcaster below turns
+//! the old shape into the new one on read, so every reader sees the current shape only.
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::envelope::{EventMetadata, NewEvent, RecordedEvent};
+use crate::order::*;
+use crate::stream::StreamName;
+use crate::wallet::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type `{0}`")]
+    UnknownType(String),
+    #[error("event type `{event_type}` has schema version {found}; this build reads up to {current}")]
+    NewerSchema {
+        event_type: String,
+        found: u16,
+        current: u16,
+    },
+    #[error("no upcaster from schema version {version} of `{event_type}`")]
+    NoUpcaster { event_type: String, version: u16 },
+    #[error("event `{event_type}` does not have the expected shape: {source}")]
+    Shape {
+        event_type: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+macro_rules! event_set {
+    ($($name:ident = $version:literal),+ $(,)?) => {
+        /// Every event the system writes.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum Event {
+            $($name($name)),+
+        }
+
+        impl Event {
+            /// Stored name and current schema version of every event type.
+            pub const TYPES: &'static [(&'static str, u16)] = &[$((stringify!($name), $version)),+];
+
+            /// The stable stored name (never rename: add an alias in `decode` instead).
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(Event::$name(_) => stringify!($name)),+
+                }
+            }
+
+            pub fn schema_version(&self) -> u16 {
+                match self {
+                    $(Event::$name(_) => $version),+
+                }
+            }
+
+            pub fn data(&self) -> Value {
+                match self {
+                    // Plain structs of strings and integers: serializing cannot fail.
+                    $(Event::$name(e) => serde_json::to_value(e).expect("event serializes")),+
+                }
+            }
+
+            fn current_version(event_type: &str) -> Option<u16> {
+                match event_type {
+                    $(stringify!($name) => Some($version),)+
+                    _ => None,
+                }
+            }
+
+            fn decode_current(event_type: &str, data: Value) -> Result<Event, DecodeError> {
+                let shape = |source| DecodeError::Shape { event_type: event_type.to_string(), source };
+                match event_type {
+                    $(stringify!($name) => serde_json::from_value(data).map(Event::$name).map_err(shape),)+
+                    other => Err(DecodeError::UnknownType(other.to_string())),
+                }
+            }
+        }
+
+        $(impl From<$name> for Event {
+            fn from(e: $name) -> Event {
+                Event::$name(e)
+            }
+        })+
+    };
+}
+
+event_set! {
+    OrderCreated = 2,
+    OrderPaid = 1,
+    OrderQueued = 1,
+    OrderProcessingStarted = 1,
+    PaymentSubmitted = 1,
+    OrderFulfilled = 1,
+    OrderDeliveryConfirmed = 1,
+    OrderDeliveryUnconfirmed = 1,
+    OrderFailed = 1,
+    OrderTimedOut = 1,
+    OrderPaymentAbandoned = 1,
+    OrderExpired = 1,
+    CommissionAccrued = 1,
+    CommissionCollected = 1,
+    CommissionCollectionFailed = 1,
+    DebtLimitReached = 1,
+    DebtSettled = 1,
+}
+
+impl Event {
+    /// The stream this event belongs to.
+    pub fn stream(&self) -> StreamName {
+        let wallet = |raw: &str| StreamName::Wallet(raw.to_string());
+        match self {
+            Event::OrderCreated(e) => StreamName::Order(e.order_id),
+            Event::OrderPaid(e) => StreamName::Order(e.order_id),
+            Event::OrderQueued(e) => StreamName::Order(e.order_id),
+            Event::OrderProcessingStarted(e) => StreamName::Order(e.order_id),
+            Event::PaymentSubmitted(e) => StreamName::Order(e.order_id),
+            Event::OrderFulfilled(e) => StreamName::Order(e.order_id),
+            Event::OrderDeliveryConfirmed(e) => StreamName::Order(e.order_id),
+            Event::OrderDeliveryUnconfirmed(e) => StreamName::Order(e.order_id),
+            Event::OrderFailed(e) => StreamName::Order(e.order_id),
+            Event::OrderTimedOut(e) => StreamName::Order(e.order_id),
+            Event::OrderPaymentAbandoned(e) => StreamName::Order(e.order_id),
+            Event::OrderExpired(e) => StreamName::Order(e.order_id),
+            Event::CommissionAccrued(e) => wallet(&e.wallet_address),
+            Event::CommissionCollected(e) => wallet(&e.wallet_address),
+            Event::CommissionCollectionFailed(e) => wallet(&e.wallet_address),
+            Event::DebtLimitReached(e) => wallet(&e.wallet_address),
+            Event::DebtSettled(e) => wallet(&e.wallet_address),
+        }
+    }
+
+    /// Wraps the event for the store with a fresh, time-ordered id.
+    pub fn to_new_event(&self, metadata: EventMetadata) -> NewEvent {
+        NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: self.event_type().to_string(),
+            schema_version: self.schema_version(),
+            data: self.data(),
+            metadata,
+        }
+    }
+
+    /// Reads a stored event of any schema version this build knows, upcasting old shapes.
+    pub fn decode(event_type: &str, schema_version: u16, data: Value) -> Result<Event, DecodeError> {
+        let current = Event::current_version(event_type)
+            .ok_or_else(|| DecodeError::UnknownType(event_type.to_string()))?;
+        if schema_version > current {
+            return Err(DecodeError::NewerSchema {
+                event_type: event_type.to_string(),
+                found: schema_version,
+                current,
+            });
+        }
+        let mut data = data;
+        let mut version = schema_version;
+        while version < current {
+            data = upcast(event_type, version, data)?;
+            version += 1;
+        }
+        Event::decode_current(event_type, data)
+    }
+
+    pub fn from_recorded(recorded: &RecordedEvent) -> Result<Event, DecodeError> {
+        Event::decode(
+            &recorded.event_type,
+            recorded.schema_version,
+            recorded.data.clone(),
+        )
+    }
+}
+
+/// Turns schema version `from` of `event_type` into version `from + 1`.
+fn upcast(event_type: &str, from: u16, data: Value) -> Result<Value, DecodeError> {
+    match (event_type, from) {
+        ("OrderCreated", 1) => order_created_v1_to_v2(data),
+        _ => Err(DecodeError::NoUpcaster {
+            event_type: event_type.to_string(),
+            version: from,
+        }),
+    }
+}
+
+/// Version 1 of OrderCreated (the first prototype's log) held TON amounts as decimal strings
+/// (`price_ton`, `commission_ton`) and no total. Version 2 holds integer nanoton and the
+/// total. The conversion is exact: a v1 amount had at most 9 fraction digits.
+fn order_created_v1_to_v2(mut data: Value) -> Result<Value, DecodeError> {
+    let shape = |msg: &str| DecodeError::Shape {
+        event_type: "OrderCreated".into(),
+        source: serde::de::Error::custom(msg),
+    };
+    let obj = data
+        .as_object_mut()
+        .ok_or_else(|| shape("v1 OrderCreated is not an object"))?;
+    let mut nano = |field: &str| -> Result<u64, DecodeError> {
+        let text = obj
+            .remove(field)
+            .and_then(|v| v.as_str().map(str::to_string))
+            .ok_or_else(|| shape(&format!("v1 OrderCreated has no string `{field}`")))?;
+        let ton: Decimal = text
+            .parse()
+            .map_err(|_| shape(&format!("v1 `{field}` is not a decimal")))?;
+        let nanos = ton * Decimal::from(1_000_000_000u64);
+        if nanos.fract() != Decimal::ZERO || nanos.is_sign_negative() {
+            return Err(shape(&format!("v1 `{field}` is not a whole number of nanoton")));
+        }
+        u64::try_from(nanos).map_err(|_| shape(&format!("v1 `{field}` is out of range")))
+    };
+    let price = nano("price_ton")?;
+    let commission = nano("commission_ton")?;
+    obj.insert("price_nanoton".into(), price.into());
+    obj.insert("commission_nanoton".into(), commission.into());
+    obj.insert("total_nanoton".into(), (price + commission).into());
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::ExpectedVersion;
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+
+    /// One instance of every event type, filled the way the actors fill them.
+    fn samples() -> Vec<Event> {
+        let t = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+        let order_id = Uuid::now_v7();
+        let request_id = Uuid::now_v7();
+        let wallet = format!("0:{}", "ab".repeat(32));
+        vec![
+            OrderCreated {
+                order_id,
+                product: Product::Stars { amount: 500 },
+                username: "alice".into(),
+                mode: OrderMode::Kyc,
+                cookie_fingerprint: Some("9f2c".repeat(16)),
+                price_nanoton: 1_234_567_890,
+                commission_rate: Decimal::ZERO,
+                commission_nanoton: 0,
+                total_nanoton: 1_234_567_890,
+                created_at: t,
+                expires_at: t + chrono::Duration::minutes(10),
+            }
+            .into(),
+            OrderPaid {
+                order_id,
+                request_id,
+                wallet_address: wallet.clone(),
+                wallet_friendly: "UQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq9Zx".into(),
+                wallet_version: "v4r2".into(),
+                account_index: None,
+                balance_nanoton: 5_000_000_000,
+                debt_nanoton: 0,
+                paid_at: t,
+            }
+            .into(),
+            OrderQueued {
+                order_id,
+                request_id,
+                queued_at: t,
+                queue_deadline: t + chrono::Duration::minutes(5),
+            }
+            .into(),
+            OrderProcessingStarted {
+                order_id,
+                request_id,
+                session: "client".into(),
+                started_at: t,
+            }
+            .into(),
+            PaymentSubmitted {
+                order_id,
+                request_id,
+                wallet_address: wallet.clone(),
+                wallet_version: "v4r2".into(),
+                seqno: 7,
+                valid_until: 1_790_000_000,
+                message_hash: "11".repeat(32),
+                normalized_hash: "22".repeat(32),
+                body_hash: "33".repeat(32),
+                boc: "te6cckEBAQEAAgAAAEysuc0=".into(),
+                messages: vec![SubmittedMessage {
+                    destination: format!("0:{}", "cd".repeat(32)),
+                    amount_nanoton: 1_234_567_890,
+                    body_hash: "44".repeat(32),
+                    purpose: "purchase".into(),
+                }],
+                fragment_request_id: "abc123".into(),
+                purchase_nanoton: 1_234_567_890,
+                collection_nanoton: 0,
+                submitted_at: t,
+            }
+            .into(),
+            OrderFulfilled {
+                order_id,
+                request_id,
+                tx_hash: "55".repeat(32),
+                tx_lt: 42,
+                cost_nanoton: 1_234_567_890,
+                commission_nanoton: 0,
+                collected_nanoton: 0,
+                debt_after_nanoton: 0,
+                network_fee_nanoton: 3_000_000,
+                completed_at: t,
+            }
+            .into(),
+            OrderDeliveryConfirmed {
+                order_id,
+                request_id,
+                confirmed_at: t,
+            }
+            .into(),
+            OrderDeliveryUnconfirmed {
+                order_id,
+                request_id,
+                reason: "Fragment did not confirm within 120 s".into(),
+                at: t,
+            }
+            .into(),
+            OrderFailed {
+                order_id,
+                request_id,
+                error_code: "FRAGMENT_ERROR".into(),
+                error: "Fragment refused the purchase".into(),
+                funds_moved: false,
+                failed_at: t,
+            }
+            .into(),
+            OrderTimedOut {
+                order_id,
+                request_id,
+                waited_seconds: 300,
+                timed_out_at: t,
+            }
+            .into(),
+            OrderPaymentAbandoned {
+                order_id,
+                request_id,
+                error_code: "SERVICE_UNAVAILABLE".into(),
+                error: "the service restarted before the payment was made; no funds moved"
+                    .into(),
+                abandoned_at: t,
+            }
+            .into(),
+            OrderExpired {
+                order_id,
+                expired_at: t,
+            }
+            .into(),
+            CommissionAccrued {
+                wallet_address: wallet.clone(),
+                order_id,
+                amount_nanoton: 12_345_679,
+                debt_after_nanoton: 12_345_679,
+                accrued_total_after_nanoton: 12_345_679,
+                at: t,
+            }
+            .into(),
+            CommissionCollected {
+                wallet_address: wallet.clone(),
+                order_id,
+                amount_nanoton: 1_000_000_000,
+                debt_after_nanoton: 0,
+                collected_total_after_nanoton: 1_000_000_000,
+                tx_hash: "55".repeat(32),
+                at: t,
+            }
+            .into(),
+            CommissionCollectionFailed {
+                wallet_address: wallet.clone(),
+                order_id,
+                amount_nanoton: 1_000_000_000,
+                tx_hash: "55".repeat(32),
+                at: t,
+            }
+            .into(),
+            DebtLimitReached {
+                wallet_address: wallet.clone(),
+                debt_nanoton: 2_100_000_000,
+                limit_nanoton: 2_000_000_000,
+                at: t,
+            }
+            .into(),
+            DebtSettled {
+                wallet_address: wallet,
+                amount_nanoton: 2_100_000_000,
+                debt_after_nanoton: 0,
+                reference: "ticket 17".into(),
+                at: t,
+            }
+            .into(),
+        ]
+    }
+
+    #[test]
+    fn every_type_round_trips_under_its_stored_name() {
+        let samples = samples();
+        let names: Vec<&str> = samples.iter().map(Event::event_type).collect();
+        let all: Vec<&str> = Event::TYPES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, all, "the samples must cover every event type");
+        for event in samples {
+            let new = event.to_new_event(EventMetadata::default());
+            assert_eq!(new.schema_version, event.schema_version());
+            let back = Event::decode(&new.event_type, new.schema_version, new.data).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn no_event_has_a_field_that_could_hold_a_secret() {
+        // A field named after a secret is the way one would leak into the log; the seed and
+        // cookie values themselves are searched for in the store file by the actor tests.
+        const FORBIDDEN: [&str; 8] = [
+            "seed", "mnemonic", "secret", "private", "cookie", "password", "token", "key",
+        ];
+        fn walk(value: &Value, path: &str, found: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    for (k, v) in map {
+                        let lower = k.to_ascii_lowercase();
+                        // A keyed fingerprint is the one allowed trace of a cookie set.
+                        if lower != "cookie_fingerprint"
+                            && FORBIDDEN.iter().any(|f| lower.contains(f))
+                        {
+                            found.push(format!("{path}.{k}"));
+                        }
+                        walk(v, &format!("{path}.{k}"), found);
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|v| walk(v, path, found)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for event in samples() {
+            walk(&event.data(), event.event_type(), &mut found);
+        }
+        assert!(found.is_empty(), "fields that could hold secrets: {found:?}");
+    }
+
+    #[test]
+    fn an_order_created_of_schema_1_reads_as_the_current_shape() {
+        let id = Uuid::now_v7();
+        let v1 = json!({
+            "order_id": id,
+            "product": {"type": "premium", "months": 6},
+            "username": "bob",
+            "mode": "no_kyc",
+            "cookie_fingerprint": null,
+            "price_ton": "12.5",
+            "commission_rate": "0.01",
+            "commission_ton": "0.125",
+            "created_at": "2026-01-02T03:04:05Z",
+            "expires_at": "2026-01-02T03:14:05Z",
+        });
+        let Event::OrderCreated(e) = Event::decode("OrderCreated", 1, v1).unwrap() else {
+            panic!("wrong type");
+        };
+        assert_eq!(e.order_id, id);
+        assert_eq!(e.product, Product::Premium { months: 6 });
+        assert_eq!(e.price_nanoton, 12_500_000_000);
+        assert_eq!(e.commission_nanoton, 125_000_000);
+        assert_eq!(e.total_nanoton, 12_625_000_000);
+        assert_eq!(e.commission_rate, "0.01".parse::<Decimal>().unwrap());
+    }
+
+    #[test]
+    fn a_v1_amount_finer_than_a_nanoton_is_refused_not_rounded() {
+        let v1 = json!({
+            "order_id": Uuid::now_v7(), "product": {"type": "stars", "amount": 50},
+            "username": "bob", "mode": "no_kyc", "cookie_fingerprint": null,
+            "price_ton": "0.0000000001", "commission_rate": "0", "commission_ton": "0",
+            "created_at": "2026-01-02T03:04:05Z", "expires_at": "2026-01-02T03:14:05Z",
+        });
+        assert!(matches!(
+            Event::decode("OrderCreated", 1, v1),
+            Err(DecodeError::Shape { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_types_and_newer_schemas_are_errors() {
+        assert!(matches!(
+            Event::decode("OrderTeleported", 1, json!({})),
+            Err(DecodeError::UnknownType(_))
+        ));
+        assert!(matches!(
+            Event::decode("OrderPaid", 9, json!({})),
+            Err(DecodeError::NewerSchema { found: 9, current: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn events_name_their_stream() {
+        for event in samples() {
+            let stream = event.stream();
+            assert_eq!(StreamName::parse(&stream.to_string()).unwrap(), stream);
+        }
+        assert!(ExpectedVersion::NoStream.matches(0));
+        assert!(!ExpectedVersion::Exact(2).matches(3));
+    }
+}
