@@ -18,7 +18,9 @@ use crate::wallet::*;
 pub enum DecodeError {
     #[error("unknown event type `{0}`")]
     UnknownType(String),
-    #[error("event type `{event_type}` has schema version {found}; this build reads up to {current}")]
+    #[error(
+        "event type `{event_type}` has schema version {found}; this build reads up to {current}"
+    )]
     NewerSchema {
         event_type: String,
         found: u16,
@@ -147,7 +149,11 @@ impl Event {
     }
 
     /// Reads a stored event of any schema version this build knows, upcasting old shapes.
-    pub fn decode(event_type: &str, schema_version: u16, data: Value) -> Result<Event, DecodeError> {
+    pub fn decode(
+        event_type: &str,
+        schema_version: u16,
+        data: Value,
+    ) -> Result<Event, DecodeError> {
         let current = Event::current_version(event_type)
             .ok_or_else(|| DecodeError::UnknownType(event_type.to_string()))?;
         if schema_version > current {
@@ -207,7 +213,9 @@ fn order_created_v1_to_v2(mut data: Value) -> Result<Value, DecodeError> {
             .map_err(|_| shape(&format!("v1 `{field}` is not a decimal")))?;
         let nanos = ton * Decimal::from(1_000_000_000u64);
         if nanos.fract() != Decimal::ZERO || nanos.is_sign_negative() {
-            return Err(shape(&format!("v1 `{field}` is not a whole number of nanoton")));
+            return Err(shape(&format!(
+                "v1 `{field}` is not a whole number of nanoton"
+            )));
         }
         u64::try_from(nanos).map_err(|_| shape(&format!("v1 `{field}` is out of range")))
     };
@@ -342,8 +350,7 @@ mod tests {
                 order_id,
                 request_id,
                 error_code: "SERVICE_UNAVAILABLE".into(),
-                error: "the service restarted before the payment was made; no funds moved"
-                    .into(),
+                error: "the service restarted before the payment was made; no funds moved".into(),
                 abandoned_at: t,
             }
             .into(),
@@ -440,7 +447,10 @@ mod tests {
         for event in samples() {
             walk(&event.data(), event.event_type(), &mut found);
         }
-        assert!(found.is_empty(), "fields that could hold secrets: {found:?}");
+        assert!(
+            found.is_empty(),
+            "fields that could hold secrets: {found:?}"
+        );
     }
 
     #[test]
@@ -491,7 +501,11 @@ mod tests {
         ));
         assert!(matches!(
             Event::decode("OrderPaid", 9, json!({})),
-            Err(DecodeError::NewerSchema { found: 9, current: 1, .. })
+            Err(DecodeError::NewerSchema {
+                found: 9,
+                current: 1,
+                ..
+            })
         ));
     }
 

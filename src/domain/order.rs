@@ -1,0 +1,907 @@
+//! An order's decisions: `decide(&state, command) -> events | DomainError`, and
+//! `OrderState::evolve`, which folds an event into the state without judging it.
+//!
+//! Status transitions (API.md): `created → queued → processing → success | failed`,
+//! `created → expired`, and `queued | processing → created` only when a payment attempt ends
+//! before anything was signed (restart, queue timeout). A wallet message, once signed, has
+//! exactly one outcome: fulfilled or failed, found on chain.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use events::{
+    Event, OrderCreated, OrderDeliveryConfirmed, OrderDeliveryUnconfirmed, OrderExpired,
+    OrderFailed, OrderFulfilled, OrderMode, OrderPaid, OrderPaymentAbandoned,
+    OrderProcessingStarted, OrderQueued, OrderTimedOut, PaymentSubmitted, Product,
+};
+
+use super::policy::{collection_due, commission_for, Policy};
+use super::DomainError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    Created,
+    Queued,
+    Processing,
+    Success,
+    Failed,
+    Expired,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Created => "created",
+            OrderStatus::Queued => "queued",
+            OrderStatus::Processing => "processing",
+            OrderStatus::Success => "success",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Expired => "expired",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Success | OrderStatus::Failed | OrderStatus::Expired
+        )
+    }
+}
+
+/// The payment attempt in progress (or the last one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentRequest {
+    pub request_id: Uuid,
+    pub wallet_address: String,
+    pub wallet_friendly: String,
+    pub wallet_version: String,
+    pub queued_at: DateTime<Utc>,
+    pub queue_deadline: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub submitted: Option<PaymentSubmitted>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrderState {
+    /// `None` until the order exists.
+    pub created: Option<OrderCreated>,
+    pub status: Option<OrderStatus>,
+    pub request: Option<PaymentRequest>,
+    pub fulfilled: Option<OrderFulfilled>,
+    pub failed: Option<OrderFailed>,
+    pub delivery_confirmed: bool,
+    /// Stream version: the number of events folded.
+    pub version: u64,
+}
+
+/// The wallet a payment comes from, as derived from the client's seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payer {
+    pub wallet_address: String,
+    pub wallet_friendly: String,
+    pub wallet_version: String,
+    pub account_index: Option<u32>,
+}
+
+/// What the payment checks see of the paying wallet: its balance on chain and its
+/// commission debt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalletFunds {
+    pub balance_nanoton: u64,
+    pub debt_nanoton: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum OrderCommand {
+    Create {
+        order_id: Uuid,
+        product: Product,
+        username: String,
+        mode: OrderMode,
+        cookie_fingerprint: Option<String>,
+        price_nanoton: u64,
+        now: DateTime<Utc>,
+    },
+    Pay {
+        request_id: Uuid,
+        payer: Payer,
+        funds: WalletFunds,
+        /// KYC orders are bought with the client's own session, so the payment must bring
+        /// the cookies again (they were never stored).
+        has_cookies: bool,
+        now: DateTime<Utc>,
+    },
+    StartProcessing {
+        request_id: Uuid,
+        session: String,
+        now: DateTime<Utc>,
+    },
+    SubmitPayment(Box<PaymentSubmitted>),
+    Fulfil(Box<OrderFulfilled>),
+    Fail {
+        request_id: Uuid,
+        error_code: String,
+        error: String,
+        funds_moved: bool,
+        now: DateTime<Utc>,
+    },
+    /// The attempt ended before anything was signed; the order can be paid again.
+    Abandon {
+        request_id: Uuid,
+        error_code: String,
+        error: String,
+        now: DateTime<Utc>,
+    },
+    TimeOut {
+        request_id: Uuid,
+        now: DateTime<Utc>,
+    },
+    Expire {
+        now: DateTime<Utc>,
+    },
+    ConfirmDelivery {
+        request_id: Uuid,
+        now: DateTime<Utc>,
+    },
+    DeliveryUnconfirmed {
+        request_id: Uuid,
+        reason: String,
+        now: DateTime<Utc>,
+    },
+}
+
+/// The amount a wallet must hold to pay `order`: the price, the debt this transfer would
+/// collect, and the network fee reserve.
+pub fn required_balance(order: &OrderCreated, debt_nanoton: u64, policy: &Policy) -> u64 {
+    order
+        .price_nanoton
+        .saturating_add(collection_due(
+            debt_nanoton,
+            order.commission_nanoton,
+            policy.collection_threshold_nanoton,
+        ))
+        .saturating_add(policy.network_fee_reserve_nanoton)
+}
+
+impl OrderState {
+    pub fn order_id(&self) -> Option<Uuid> {
+        self.created.as_ref().map(|c| c.order_id)
+    }
+
+    /// Folds one event. No rules here: events are facts that already happened.
+    pub fn evolve(&mut self, event: &Event) {
+        self.version += 1;
+        match event {
+            Event::OrderCreated(e) => {
+                self.created = Some(e.clone());
+                self.status = Some(OrderStatus::Created);
+            }
+            Event::OrderPaid(e) => {
+                self.request = Some(PaymentRequest {
+                    request_id: e.request_id,
+                    wallet_address: e.wallet_address.clone(),
+                    wallet_friendly: e.wallet_friendly.clone(),
+                    wallet_version: e.wallet_version.clone(),
+                    queued_at: e.paid_at,
+                    queue_deadline: e.paid_at,
+                    started_at: None,
+                    submitted: None,
+                });
+                self.failed = None;
+            }
+            Event::OrderQueued(e) => {
+                if let Some(r) = self.request.as_mut() {
+                    r.queued_at = e.queued_at;
+                    r.queue_deadline = e.queue_deadline;
+                }
+                self.status = Some(OrderStatus::Queued);
+            }
+            Event::OrderProcessingStarted(e) => {
+                if let Some(r) = self.request.as_mut() {
+                    r.started_at = Some(e.started_at);
+                }
+                self.status = Some(OrderStatus::Processing);
+            }
+            Event::PaymentSubmitted(e) => {
+                if let Some(r) = self.request.as_mut() {
+                    r.submitted = Some(e.clone());
+                }
+            }
+            Event::OrderFulfilled(e) => {
+                self.fulfilled = Some(e.clone());
+                self.status = Some(OrderStatus::Success);
+            }
+            Event::OrderFailed(e) => {
+                self.failed = Some(e.clone());
+                self.status = Some(OrderStatus::Failed);
+            }
+            Event::OrderTimedOut(_) | Event::OrderPaymentAbandoned(_) => {
+                self.status = Some(OrderStatus::Created);
+            }
+            Event::OrderExpired(_) => self.status = Some(OrderStatus::Expired),
+            Event::OrderDeliveryConfirmed(_) => self.delivery_confirmed = true,
+            Event::OrderDeliveryUnconfirmed(_) => {}
+            // Wallet events never reach an order's stream.
+            Event::CommissionAccrued(_)
+            | Event::CommissionCollected(_)
+            | Event::CommissionCollectionFailed(_)
+            | Event::DebtLimitReached(_)
+            | Event::DebtSettled(_) => {}
+        }
+    }
+
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> OrderState {
+        let mut state = OrderState::default();
+        for e in events {
+            state.evolve(e);
+        }
+        state
+    }
+
+    /// The request `request_id` if it is the current one.
+    fn current_request(&self, request_id: Uuid) -> Result<&PaymentRequest, DomainError> {
+        match &self.request {
+            Some(r) if r.request_id == request_id => Ok(r),
+            _ => Err(DomainError::UnknownRequest(request_id)),
+        }
+    }
+}
+
+/// Decides what a command means for the order. An empty list means the command was already
+/// carried out (a repeated payment by the same wallet, say) and nothing new happens.
+pub fn decide(
+    state: &OrderState,
+    command: OrderCommand,
+    policy: &Policy,
+) -> Result<Vec<Event>, DomainError> {
+    let Some(order) = &state.created else {
+        return match command {
+            OrderCommand::Create {
+                order_id,
+                product,
+                username,
+                mode,
+                cookie_fingerprint,
+                price_nanoton,
+                now,
+            } => {
+                let rate = policy.rate(mode);
+                let commission = commission_for(price_nanoton, rate)
+                    .ok_or(DomainError::Misconfigured("commission rate"))?;
+                let total = price_nanoton
+                    .checked_add(commission)
+                    .ok_or(DomainError::Misconfigured("commission rate"))?;
+                Ok(vec![OrderCreated {
+                    order_id,
+                    product,
+                    username,
+                    mode,
+                    cookie_fingerprint,
+                    price_nanoton,
+                    commission_rate: rate,
+                    commission_nanoton: commission,
+                    total_nanoton: total,
+                    created_at: now,
+                    expires_at: now + policy.order_ttl,
+                }
+                .into()])
+            }
+            _ => Err(DomainError::OrderNotFound),
+        };
+    };
+    let status = state.status.unwrap_or(OrderStatus::Created);
+    let order_id = order.order_id;
+    let wrong_status = |action: &'static str| DomainError::WrongStatus { action, status };
+
+    match command {
+        OrderCommand::Create { .. } => Err(DomainError::OrderExists(order_id)),
+
+        OrderCommand::Pay {
+            request_id,
+            payer,
+            funds,
+            has_cookies,
+            now,
+        } => {
+            match status {
+                OrderStatus::Created => {}
+                OrderStatus::Expired => return Err(DomainError::OrderExpired),
+                OrderStatus::Queued | OrderStatus::Processing | OrderStatus::Success => {
+                    // Paying twice from the same wallet is the same payment.
+                    return match &state.request {
+                        Some(r) if r.wallet_address == payer.wallet_address => Ok(vec![]),
+                        _ => Err(DomainError::PaidByAnotherWallet { status }),
+                    };
+                }
+                OrderStatus::Failed => return Err(wrong_status("paid")),
+            }
+            if now >= order.expires_at {
+                return Err(DomainError::OrderExpired);
+            }
+            if order.mode == OrderMode::Kyc && !has_cookies {
+                return Err(DomainError::KycCookiesRequired);
+            }
+            if funds.debt_nanoton > policy.debt_limit_nanoton {
+                return Err(DomainError::DebtLimitExceeded {
+                    debt_nanoton: funds.debt_nanoton,
+                    limit_nanoton: policy.debt_limit_nanoton,
+                });
+            }
+            let needed = required_balance(order, funds.debt_nanoton, policy);
+            if funds.balance_nanoton < needed {
+                return Err(DomainError::InsufficientBalance {
+                    balance_nanoton: funds.balance_nanoton,
+                    needed_nanoton: needed,
+                });
+            }
+            Ok(vec![
+                OrderPaid {
+                    order_id,
+                    request_id,
+                    wallet_address: payer.wallet_address,
+                    wallet_friendly: payer.wallet_friendly,
+                    wallet_version: payer.wallet_version,
+                    account_index: payer.account_index,
+                    balance_nanoton: funds.balance_nanoton,
+                    debt_nanoton: funds.debt_nanoton,
+                    paid_at: now,
+                }
+                .into(),
+                OrderQueued {
+                    order_id,
+                    request_id,
+                    queued_at: now,
+                    queue_deadline: now + policy.queue_timeout,
+                }
+                .into(),
+            ])
+        }
+
+        OrderCommand::StartProcessing {
+            request_id,
+            session,
+            now,
+        } => {
+            state.current_request(request_id)?;
+            match status {
+                OrderStatus::Queued => Ok(vec![OrderProcessingStarted {
+                    order_id,
+                    request_id,
+                    session,
+                    started_at: now,
+                }
+                .into()]),
+                OrderStatus::Processing => Ok(vec![]),
+                _ => Err(wrong_status("started")),
+            }
+        }
+
+        OrderCommand::SubmitPayment(submitted) => {
+            let request = state.current_request(submitted.request_id)?;
+            if status != OrderStatus::Processing {
+                return Err(wrong_status("submitted"));
+            }
+            match &request.submitted {
+                None => Ok(vec![Event::PaymentSubmitted(*submitted)]),
+                // One signed message per request, ever: a second one could pay twice.
+                Some(existing) if existing.message_hash == submitted.message_hash => Ok(vec![]),
+                Some(_) => Err(DomainError::AlreadySubmitted),
+            }
+        }
+
+        OrderCommand::Fulfil(fulfilled) => {
+            let request = state.current_request(fulfilled.request_id)?;
+            match status {
+                OrderStatus::Success => Ok(vec![]),
+                OrderStatus::Processing if request.submitted.is_some() => {
+                    Ok(vec![Event::OrderFulfilled(*fulfilled)])
+                }
+                OrderStatus::Processing => Err(DomainError::NotSubmitted),
+                _ => Err(wrong_status("fulfilled")),
+            }
+        }
+
+        OrderCommand::Fail {
+            request_id,
+            error_code,
+            error,
+            funds_moved,
+            now,
+        } => {
+            state.current_request(request_id)?;
+            match status {
+                OrderStatus::Failed => Ok(vec![]),
+                OrderStatus::Queued | OrderStatus::Processing => Ok(vec![OrderFailed {
+                    order_id,
+                    request_id,
+                    error_code,
+                    error,
+                    funds_moved,
+                    failed_at: now,
+                }
+                .into()]),
+                _ => Err(wrong_status("failed")),
+            }
+        }
+
+        OrderCommand::Abandon {
+            request_id,
+            error_code,
+            error,
+            now,
+        } => {
+            let request = state.current_request(request_id)?;
+            match status {
+                OrderStatus::Queued | OrderStatus::Processing => {
+                    if request.submitted.is_some() {
+                        // Signed means it may be on chain: only the chain can end it.
+                        return Err(DomainError::AlreadySubmitted);
+                    }
+                    Ok(vec![OrderPaymentAbandoned {
+                        order_id,
+                        request_id,
+                        error_code,
+                        error,
+                        abandoned_at: now,
+                    }
+                    .into()])
+                }
+                _ => Ok(vec![]),
+            }
+        }
+
+        OrderCommand::TimeOut { request_id, now } => {
+            let request = state.current_request(request_id)?;
+            if status != OrderStatus::Queued {
+                // Started in time (or already ended): the timer is stale.
+                return Ok(vec![]);
+            }
+            if now < request.queue_deadline {
+                return Err(DomainError::TooEarly);
+            }
+            let waited = (now - request.queued_at).num_seconds().max(0) as u64;
+            Ok(vec![OrderTimedOut {
+                order_id,
+                request_id,
+                waited_seconds: waited,
+                timed_out_at: now,
+            }
+            .into()])
+        }
+
+        OrderCommand::Expire { now } => match status {
+            OrderStatus::Created if now >= order.expires_at => Ok(vec![OrderExpired {
+                order_id,
+                expired_at: now,
+            }
+            .into()]),
+            OrderStatus::Created => Err(DomainError::TooEarly),
+            // Paid in time, or already ended: nothing expires.
+            _ => Ok(vec![]),
+        },
+
+        OrderCommand::ConfirmDelivery { request_id, now } => {
+            state.current_request(request_id)?;
+            match status {
+                OrderStatus::Success if state.delivery_confirmed => Ok(vec![]),
+                OrderStatus::Success => Ok(vec![OrderDeliveryConfirmed {
+                    order_id,
+                    request_id,
+                    confirmed_at: now,
+                }
+                .into()]),
+                _ => Err(wrong_status("confirmed as delivered")),
+            }
+        }
+
+        OrderCommand::DeliveryUnconfirmed {
+            request_id,
+            reason,
+            now,
+        } => {
+            state.current_request(request_id)?;
+            match status {
+                OrderStatus::Success if state.delivery_confirmed => Ok(vec![]),
+                OrderStatus::Success => Ok(vec![OrderDeliveryUnconfirmed {
+                    order_id,
+                    request_id,
+                    reason,
+                    at: now,
+                }
+                .into()]),
+                _ => Err(wrong_status("flagged as undelivered")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    const WALLET: &str = "0:1111111111111111111111111111111111111111111111111111111111111111";
+    const OTHER: &str = "0:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn payer(addr: &str) -> Payer {
+        Payer {
+            wallet_address: addr.into(),
+            wallet_friendly: "UQ…".into(),
+            wallet_version: "v4r2".into(),
+            account_index: None,
+        }
+    }
+
+    /// given `events`, when `command`, then the result.
+    fn given(events: &[Event], command: OrderCommand) -> Result<Vec<Event>, DomainError> {
+        decide(
+            &OrderState::from_events(events),
+            command,
+            &Policy::default(),
+        )
+    }
+
+    fn created(mode: OrderMode, price: u64) -> Event {
+        let cmd = OrderCommand::Create {
+            order_id: Uuid::nil(),
+            product: Product::Stars { amount: 100 },
+            username: "alice".into(),
+            mode,
+            cookie_fingerprint: None,
+            price_nanoton: price,
+            now: t0(),
+        };
+        given(&[], cmd).unwrap().remove(0)
+    }
+
+    fn pay(addr: &str, balance: u64, debt: u64, at: DateTime<Utc>) -> OrderCommand {
+        OrderCommand::Pay {
+            request_id: Uuid::from_u128(7),
+            payer: payer(addr),
+            funds: WalletFunds {
+                balance_nanoton: balance,
+                debt_nanoton: debt,
+            },
+            has_cookies: false,
+            now: at,
+        }
+    }
+
+    /// An order created, paid and queued at t0 + 1 min from WALLET.
+    fn queued() -> Vec<Event> {
+        let mut events = vec![created(OrderMode::NoKyc, 1_000_000_000)];
+        let paid = given(
+            &events,
+            pay(WALLET, 5_000_000_000, 0, t0() + Duration::minutes(1)),
+        );
+        events.extend(paid.unwrap());
+        events
+    }
+
+    fn processing() -> Vec<Event> {
+        let mut events = queued();
+        let start = OrderCommand::StartProcessing {
+            request_id: Uuid::from_u128(7),
+            session: "owner:0".into(),
+            now: t0() + Duration::minutes(2),
+        };
+        events.extend(given(&events, start).unwrap());
+        events
+    }
+
+    fn submitted_payment(hash: &str) -> PaymentSubmitted {
+        PaymentSubmitted {
+            order_id: Uuid::nil(),
+            request_id: Uuid::from_u128(7),
+            wallet_address: WALLET.into(),
+            wallet_version: "v4r2".into(),
+            seqno: 3,
+            valid_until: 1,
+            message_hash: hash.into(),
+            normalized_hash: hash.into(),
+            body_hash: hash.into(),
+            boc: String::new(),
+            messages: vec![],
+            fragment_request_id: "r".into(),
+            purchase_nanoton: 1_000_000_000,
+            collection_nanoton: 0,
+            submitted_at: t0() + Duration::minutes(2),
+        }
+    }
+
+    fn submitted() -> Vec<Event> {
+        let mut events = processing();
+        let cmd = OrderCommand::SubmitPayment(Box::new(submitted_payment("aa")));
+        events.extend(given(&events, cmd).unwrap());
+        events
+    }
+
+    fn status(events: &[Event]) -> OrderStatus {
+        OrderState::from_events(events).status.unwrap()
+    }
+
+    #[test]
+    fn creation_prices_the_commission_by_mode() {
+        let Event::OrderCreated(no_kyc) = created(OrderMode::NoKyc, 761_234_567) else {
+            panic!()
+        };
+        assert_eq!(no_kyc.commission_nanoton, 7_612_346);
+        assert_eq!(no_kyc.total_nanoton, 761_234_567 + 7_612_346);
+        assert_eq!(no_kyc.expires_at, t0() + Duration::minutes(10));
+        let Event::OrderCreated(kyc) = created(OrderMode::Kyc, 761_234_567) else {
+            panic!()
+        };
+        assert_eq!(
+            (kyc.commission_nanoton, kyc.total_nanoton),
+            (0, 761_234_567)
+        );
+        let again = given(
+            &[created(OrderMode::Kyc, 1)],
+            OrderCommand::Expire { now: t0() },
+        );
+        assert_eq!(again, Err(DomainError::TooEarly));
+    }
+
+    #[test]
+    fn commands_on_a_missing_order_are_not_found() {
+        assert_eq!(
+            given(&[], pay(WALLET, 1, 0, t0())),
+            Err(DomainError::OrderNotFound)
+        );
+        assert_eq!(
+            given(&[], OrderCommand::Expire { now: t0() }),
+            Err(DomainError::OrderNotFound)
+        );
+    }
+
+    #[test]
+    fn paying_queues_the_order_with_a_deadline() {
+        let events = queued();
+        assert_eq!(events.len(), 3);
+        let Event::OrderQueued(q) = &events[2] else {
+            panic!()
+        };
+        assert_eq!(q.queue_deadline, t0() + Duration::minutes(6));
+        assert_eq!(status(&events), OrderStatus::Queued);
+    }
+
+    #[test]
+    fn paying_twice_from_the_same_wallet_changes_nothing() {
+        for events in [queued(), processing(), submitted()] {
+            let again = given(&events, pay(WALLET, 0, 0, t0() + Duration::minutes(3)));
+            assert_eq!(again, Ok(vec![]));
+            let other = given(&events, pay(OTHER, 9_000_000_000, 0, t0()));
+            assert!(matches!(
+                other,
+                Err(DomainError::PaidByAnotherWallet { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_late_payment_is_order_expired() {
+        let events = [created(OrderMode::NoKyc, 1_000_000_000)];
+        let late = pay(WALLET, 5_000_000_000, 0, t0() + Duration::minutes(10));
+        assert_eq!(given(&events, late), Err(DomainError::OrderExpired));
+        let mut expired = events.to_vec();
+        expired.extend(
+            given(
+                &expired,
+                OrderCommand::Expire {
+                    now: t0() + Duration::minutes(10),
+                },
+            )
+            .unwrap(),
+        );
+        assert_eq!(status(&expired), OrderStatus::Expired);
+        let after = pay(WALLET, 5_000_000_000, 0, t0() + Duration::minutes(11));
+        assert_eq!(
+            given(&expired, after.clone()),
+            Err(DomainError::OrderExpired)
+        );
+        assert_eq!(err_code(given(&expired, after)), "ORDER_EXPIRED");
+    }
+
+    fn err_code(r: Result<Vec<Event>, DomainError>) -> &'static str {
+        r.unwrap_err().api_code()
+    }
+
+    #[test]
+    fn the_balance_must_cover_price_collection_and_fees() {
+        let events = [created(OrderMode::NoKyc, 1_000_000_000)];
+        let fees = Policy::default().network_fee_reserve_nanoton;
+        // No debt due: price + fee reserve.
+        let exact = 1_000_000_000 + fees;
+        assert!(given(&events, pay(WALLET, exact, 0, t0())).is_ok());
+        assert_eq!(
+            given(&events, pay(WALLET, exact - 1, 0, t0())),
+            Err(DomainError::InsufficientBalance {
+                balance_nanoton: exact - 1,
+                needed_nanoton: exact
+            })
+        );
+        // Debt 0.995 + this order's commission 0.01 reaches the 1 TON threshold: the
+        // transfer collects 1.005 TON, so the wallet needs that too.
+        let needed = 1_000_000_000 + 1_005_000_000 + fees;
+        let short = given(&events, pay(WALLET, needed - 1, 995_000_000, t0()));
+        assert_eq!(err_code(short), "INSUFFICIENT_BALANCE");
+        assert!(given(&events, pay(WALLET, needed, 995_000_000, t0())).is_ok());
+    }
+
+    #[test]
+    fn a_wallet_over_the_debt_limit_cannot_pay() {
+        let events = [created(OrderMode::NoKyc, 1_000_000_000)];
+        let limit = Policy::default().debt_limit_nanoton;
+        let rich = 100_000_000_000;
+        assert!(given(&events, pay(WALLET, rich, limit, t0())).is_ok());
+        let over = given(&events, pay(WALLET, rich, limit + 1, t0()));
+        assert_eq!(err_code(over), "DEBT_LIMIT_EXCEEDED");
+    }
+
+    #[test]
+    fn kyc_orders_need_the_cookies_again_at_payment() {
+        let events = [created(OrderMode::Kyc, 1_000_000_000)];
+        let mut cmd = pay(WALLET, 5_000_000_000, 0, t0());
+        assert_eq!(
+            given(&events, cmd.clone()),
+            Err(DomainError::KycCookiesRequired)
+        );
+        if let OrderCommand::Pay { has_cookies, .. } = &mut cmd {
+            *has_cookies = true;
+        }
+        assert!(given(&events, cmd).is_ok());
+    }
+
+    #[test]
+    fn a_queued_request_times_out_only_after_its_deadline_and_reopens_the_order() {
+        let events = queued();
+        let early = OrderCommand::TimeOut {
+            request_id: Uuid::from_u128(7),
+            now: t0() + Duration::minutes(5),
+        };
+        assert_eq!(given(&events, early), Err(DomainError::TooEarly));
+        let due = OrderCommand::TimeOut {
+            request_id: Uuid::from_u128(7),
+            now: t0() + Duration::minutes(6),
+        };
+        let mut after = events.clone();
+        let out = given(&events, due.clone()).unwrap();
+        let Event::OrderTimedOut(t) = &out[0] else {
+            panic!()
+        };
+        assert_eq!(t.waited_seconds, 300);
+        after.extend(out);
+        assert_eq!(status(&after), OrderStatus::Created);
+        // A processing request no longer times out.
+        assert_eq!(given(&processing(), due), Ok(vec![]));
+        // The reopened order can be paid again (new request) until it expires.
+        let again = pay(WALLET, 5_000_000_000, 0, t0() + Duration::minutes(7));
+        assert_eq!(given(&after, again).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_attempt_abandoned_before_signing_reopens_the_order_but_a_signed_one_cannot_be() {
+        for events in [queued(), processing()] {
+            let abandon = OrderCommand::Abandon {
+                request_id: Uuid::from_u128(7),
+                error_code: "SERVICE_UNAVAILABLE".into(),
+                error: "restart".into(),
+                now: t0() + Duration::minutes(3),
+            };
+            let mut after = events.clone();
+            after.extend(given(&events, abandon.clone()).unwrap());
+            assert_eq!(status(&after), OrderStatus::Created);
+            assert_eq!(
+                given(&submitted(), abandon),
+                Err(DomainError::AlreadySubmitted)
+            );
+        }
+    }
+
+    #[test]
+    fn one_signed_message_per_request() {
+        let events = submitted();
+        let same = OrderCommand::SubmitPayment(Box::new(submitted_payment("aa")));
+        assert_eq!(given(&events, same), Ok(vec![]));
+        let other = OrderCommand::SubmitPayment(Box::new(submitted_payment("bb")));
+        assert_eq!(given(&events, other), Err(DomainError::AlreadySubmitted));
+        // Not before processing started.
+        let early = OrderCommand::SubmitPayment(Box::new(submitted_payment("aa")));
+        assert!(matches!(
+            given(&queued(), early),
+            Err(DomainError::WrongStatus { .. })
+        ));
+    }
+
+    fn fulfilled() -> OrderFulfilled {
+        OrderFulfilled {
+            order_id: Uuid::nil(),
+            request_id: Uuid::from_u128(7),
+            tx_hash: "cc".into(),
+            tx_lt: 1,
+            cost_nanoton: 1_000_000_000,
+            commission_nanoton: 10_000_000,
+            collected_nanoton: 0,
+            debt_after_nanoton: 10_000_000,
+            network_fee_nanoton: 1,
+            completed_at: t0() + Duration::minutes(3),
+        }
+    }
+
+    #[test]
+    fn only_a_submitted_payment_is_fulfilled_and_only_once() {
+        let fulfil = || OrderCommand::Fulfil(Box::new(fulfilled()));
+        assert_eq!(
+            given(&processing(), fulfil()),
+            Err(DomainError::NotSubmitted)
+        );
+        let mut events = submitted();
+        events.extend(given(&events, fulfil()).unwrap());
+        assert_eq!(status(&events), OrderStatus::Success);
+        assert_eq!(given(&events, fulfil()), Ok(vec![]));
+        // Success is final: no failure, no expiry, no abandonment after it.
+        let fail = OrderCommand::Fail {
+            request_id: Uuid::from_u128(7),
+            error_code: "X".into(),
+            error: "x".into(),
+            funds_moved: false,
+            now: t0(),
+        };
+        assert!(matches!(
+            given(&events, fail),
+            Err(DomainError::WrongStatus { .. })
+        ));
+        let expire = OrderCommand::Expire {
+            now: t0() + Duration::hours(1),
+        };
+        assert_eq!(given(&events, expire), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_failed_order_is_final_and_says_so_when_paid_again() {
+        let mut events = submitted();
+        let fail = OrderCommand::Fail {
+            request_id: Uuid::from_u128(7),
+            error_code: "FRAGMENT_ERROR".into(),
+            error: "no".into(),
+            funds_moved: false,
+            now: t0() + Duration::minutes(3),
+        };
+        events.extend(given(&events, fail.clone()).unwrap());
+        assert_eq!(status(&events), OrderStatus::Failed);
+        assert_eq!(given(&events, fail), Ok(vec![]));
+        let again = given(&events, pay(OTHER, 9_000_000_000, 0, t0()));
+        let err = again.unwrap_err();
+        assert_eq!(err.api_code(), "VALIDATION_ERROR");
+        assert!(err.to_string().contains("failed"), "{err}");
+    }
+
+    #[test]
+    fn commands_for_an_old_request_are_refused() {
+        let stale = OrderCommand::StartProcessing {
+            request_id: Uuid::from_u128(8),
+            session: "client".into(),
+            now: t0(),
+        };
+        let err = given(&queued(), stale).unwrap_err();
+        assert_eq!(err.api_code(), "REQUEST_NOT_FOUND");
+    }
+
+    #[test]
+    fn delivery_is_confirmed_once_and_only_for_a_success() {
+        let confirm = || OrderCommand::ConfirmDelivery {
+            request_id: Uuid::from_u128(7),
+            now: t0(),
+        };
+        assert!(given(&submitted(), confirm()).is_err());
+        let mut events = submitted();
+        events.extend(given(&events, OrderCommand::Fulfil(Box::new(fulfilled()))).unwrap());
+        events.extend(given(&events, confirm()).unwrap());
+        assert!(OrderState::from_events(&events).delivery_confirmed);
+        assert_eq!(given(&events, confirm()), Ok(vec![]));
+    }
+}

@@ -1,0 +1,309 @@
+//! A wallet's commission account: debt accrues when a no-KYC order it paid succeeds, and is
+//! collected inside the wallet message of a later purchase (see `policy::collection_due`).
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use events::{
+    CommissionAccrued, CommissionCollected, CommissionCollectionFailed, DebtLimitReached,
+    DebtSettled, Event,
+};
+
+use super::policy::Policy;
+use super::DomainError;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WalletState {
+    pub debt_nanoton: u64,
+    pub accrued_total_nanoton: u64,
+    pub collected_total_nanoton: u64,
+    pub settled_total_nanoton: u64,
+    /// Orders already accounted: settling an order's outcome twice (a retry after a crash
+    /// between the wallet's and the order's append) must not charge twice.
+    pub accounted_orders: HashSet<Uuid>,
+    pub version: u64,
+}
+
+/// The money outcome of one confirmed purchase transfer, for the wallet's account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PurchaseSettlement {
+    pub order_id: Uuid,
+    /// The order's commission (0 in KYC mode).
+    pub commission_nanoton: u64,
+    /// Debt the transfer was signed to collect.
+    pub collection_nanoton: u64,
+    /// Whether the chain shows the collection message sent as signed.
+    pub collection_sent: bool,
+    pub tx_hash: String,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WalletCommand {
+    SettlePurchase(PurchaseSettlement),
+    /// The operator records a payment of debt made outside a purchase.
+    SettleDebt {
+        amount_nanoton: u64,
+        reference: String,
+        now: DateTime<Utc>,
+    },
+}
+
+impl WalletState {
+    pub fn evolve(&mut self, event: &Event) {
+        self.version += 1;
+        match event {
+            Event::CommissionAccrued(e) => {
+                self.debt_nanoton = e.debt_after_nanoton;
+                self.accrued_total_nanoton = e.accrued_total_after_nanoton;
+                self.accounted_orders.insert(e.order_id);
+            }
+            Event::CommissionCollected(e) => {
+                self.debt_nanoton = e.debt_after_nanoton;
+                self.collected_total_nanoton = e.collected_total_after_nanoton;
+                self.accounted_orders.insert(e.order_id);
+            }
+            Event::CommissionCollectionFailed(e) => {
+                self.accounted_orders.insert(e.order_id);
+            }
+            Event::DebtSettled(e) => {
+                self.debt_nanoton = e.debt_after_nanoton;
+                self.settled_total_nanoton += e.amount_nanoton;
+            }
+            _ => {}
+        }
+    }
+
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> WalletState {
+        let mut state = WalletState::default();
+        for e in events {
+            state.evolve(e);
+        }
+        state
+    }
+}
+
+pub fn decide(
+    state: &WalletState,
+    wallet_address: &str,
+    command: WalletCommand,
+    policy: &Policy,
+) -> Result<Vec<Event>, DomainError> {
+    let mut events = Vec::new();
+    let mut debt = state.debt_nanoton;
+    let now = match command {
+        WalletCommand::SettlePurchase(s) => {
+            if state.accounted_orders.contains(&s.order_id) {
+                return Ok(vec![]);
+            }
+            if s.commission_nanoton > 0 {
+                debt = debt.saturating_add(s.commission_nanoton);
+                events.push(
+                    CommissionAccrued {
+                        wallet_address: wallet_address.to_string(),
+                        order_id: s.order_id,
+                        amount_nanoton: s.commission_nanoton,
+                        debt_after_nanoton: debt,
+                        accrued_total_after_nanoton: state
+                            .accrued_total_nanoton
+                            .saturating_add(s.commission_nanoton),
+                        at: s.now,
+                    }
+                    .into(),
+                );
+            }
+            if s.collection_nanoton > 0 && s.collection_sent {
+                // The transfer may collect more than is owed now only if a settlement
+                // landed between signing and confirmation; the debt floors at zero and the
+                // event records exactly what was paid.
+                debt = debt.saturating_sub(s.collection_nanoton);
+                events.push(
+                    CommissionCollected {
+                        wallet_address: wallet_address.to_string(),
+                        order_id: s.order_id,
+                        amount_nanoton: s.collection_nanoton,
+                        debt_after_nanoton: debt,
+                        collected_total_after_nanoton: state
+                            .collected_total_nanoton
+                            .saturating_add(s.collection_nanoton),
+                        tx_hash: s.tx_hash.clone(),
+                        at: s.now,
+                    }
+                    .into(),
+                );
+            } else if s.collection_nanoton > 0 {
+                events.push(
+                    CommissionCollectionFailed {
+                        wallet_address: wallet_address.to_string(),
+                        order_id: s.order_id,
+                        amount_nanoton: s.collection_nanoton,
+                        tx_hash: s.tx_hash.clone(),
+                        at: s.now,
+                    }
+                    .into(),
+                );
+            }
+            s.now
+        }
+        WalletCommand::SettleDebt {
+            amount_nanoton,
+            reference,
+            now,
+        } => {
+            if amount_nanoton == 0 || amount_nanoton > state.debt_nanoton {
+                return Err(DomainError::SettlementExceedsDebt {
+                    amount_nanoton,
+                    debt_nanoton: state.debt_nanoton,
+                });
+            }
+            debt -= amount_nanoton;
+            events.push(
+                DebtSettled {
+                    wallet_address: wallet_address.to_string(),
+                    amount_nanoton,
+                    debt_after_nanoton: debt,
+                    reference,
+                    at: now,
+                }
+                .into(),
+            );
+            now
+        }
+    };
+    // Every change that leaves the wallet over the limit says so, for the operator's follow-up.
+    if debt > policy.debt_limit_nanoton && !events.is_empty() {
+        events.push(
+            DebtLimitReached {
+                wallet_address: wallet_address.to_string(),
+                debt_nanoton: debt,
+                limit_nanoton: policy.debt_limit_nanoton,
+                at: now,
+            }
+            .into(),
+        );
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const W: &str = "0:1111111111111111111111111111111111111111111111111111111111111111";
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn settle(order: u128, commission: u64, collection: u64, sent: bool) -> WalletCommand {
+        WalletCommand::SettlePurchase(PurchaseSettlement {
+            order_id: Uuid::from_u128(order),
+            commission_nanoton: commission,
+            collection_nanoton: collection,
+            collection_sent: sent,
+            tx_hash: "tx".into(),
+            now: now(),
+        })
+    }
+
+    fn run(commands: Vec<WalletCommand>) -> (WalletState, Vec<Event>) {
+        let policy = Policy::default();
+        let mut state = WalletState::default();
+        let mut all = Vec::new();
+        for c in commands {
+            for e in decide(&state, W, c, &policy).unwrap() {
+                state.evolve(&e);
+                all.push(e);
+            }
+        }
+        (state, all)
+    }
+
+    #[test]
+    fn commission_accrues_as_debt_with_running_totals() {
+        let (state, events) = run(vec![
+            settle(1, 10_000_000, 0, false),
+            settle(2, 5, 0, false),
+        ]);
+        assert_eq!(state.debt_nanoton, 10_000_005);
+        assert_eq!(state.accrued_total_nanoton, 10_000_005);
+        let Event::CommissionAccrued(last) = events.last().unwrap() else {
+            panic!()
+        };
+        assert_eq!(last.debt_after_nanoton, 10_000_005);
+    }
+
+    #[test]
+    fn a_kyc_purchase_without_collection_changes_nothing() {
+        let (state, events) = run(vec![settle(1, 0, 0, false)]);
+        assert!(events.is_empty());
+        assert_eq!(state, WalletState::default());
+    }
+
+    #[test]
+    fn collection_pays_the_debt_including_this_orders_commission() {
+        let (state, events) = run(vec![
+            settle(1, 995_000_000, 0, false),
+            settle(2, 10_000_000, 1_005_000_000, true),
+        ]);
+        assert_eq!(state.debt_nanoton, 0);
+        assert_eq!(state.collected_total_nanoton, 1_005_000_000);
+        assert_eq!(state.accrued_total_nanoton, 1_005_000_000);
+        assert!(matches!(events[2], Event::CommissionCollected(_)));
+    }
+
+    #[test]
+    fn settling_the_same_order_twice_charges_once() {
+        let (state, events) = run(vec![
+            settle(1, 10_000_000, 0, false),
+            settle(1, 10_000_000, 0, false),
+        ]);
+        assert_eq!(events.len(), 1);
+        assert_eq!(state.debt_nanoton, 10_000_000);
+    }
+
+    #[test]
+    fn a_failed_collection_keeps_the_debt_and_flags_the_limit() {
+        let (state, events) = run(vec![
+            settle(1, 1_500_000_000, 0, false),
+            settle(2, 600_000_000, 2_100_000_000, false),
+        ]);
+        assert_eq!(state.debt_nanoton, 2_100_000_000);
+        let kinds: Vec<_> = events.iter().map(Event::event_type).collect();
+        assert_eq!(
+            kinds,
+            [
+                "CommissionAccrued",
+                "CommissionAccrued",
+                "CommissionCollectionFailed",
+                "DebtLimitReached"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_operator_can_settle_debt_but_not_more_than_is_owed() {
+        let policy = Policy::default();
+        let (state, _) = run(vec![settle(1, 2_500_000_000, 0, false)]);
+        let too_much = WalletCommand::SettleDebt {
+            amount_nanoton: 2_500_000_001,
+            reference: "r".into(),
+            now: now(),
+        };
+        assert!(decide(&state, W, too_much, &policy).is_err());
+        let ok = WalletCommand::SettleDebt {
+            amount_nanoton: 2_000_000_000,
+            reference: "r".into(),
+            now: now(),
+        };
+        let events = decide(&state, W, ok, &policy).unwrap();
+        let Event::DebtSettled(s) = &events[0] else {
+            panic!()
+        };
+        assert_eq!(s.debt_after_nanoton, 500_000_000);
+        assert_eq!(events.len(), 1, "within the limit now: no DebtLimitReached");
+    }
+}
