@@ -1,1 +1,328 @@
-//! placeholder
+//! Read models of fragment-gateway: pure folds from events to what the API shows. No I/O:
+//! the same `apply` serves live updates and full replays, and a checkpoint is just the
+//! position stored with the state (see `ReadModels`).
+//!
+//! Projections never do business arithmetic: the events carry the derived values (costs,
+//! debts after), so a projection only copies and indexes them.
+
+pub mod commission;
+pub mod history;
+pub mod orders;
+pub mod queue;
+
+use chrono::{DateTime, Utc};
+use events::{Event, RecordedEvent};
+use serde::{Deserialize, Serialize};
+
+pub use commission::{CommissionBalances, OperatorTotals, WalletCommission};
+pub use history::{HistoryItem, TransactionHistory};
+pub use orders::{OrderBook, OrderView, RequestResult, RequestStatus, RequestView};
+pub use queue::{QueueStats, QueueView};
+
+/// Bumped whenever a projection's shape or meaning changes: a stored checkpoint of another
+/// version is discarded and the projections are rebuilt from the log.
+pub const PROJECTIONS_VERSION: u32 = 1;
+
+/// What each projection needs of an event besides its data.
+#[derive(Clone, Copy, Debug)]
+pub struct EventContext {
+    pub position: u64,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// All read models, folded up to `position`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadModels {
+    pub version: u32,
+    /// The global position of the last event folded (the checkpoint).
+    pub position: u64,
+    pub orders: OrderBook,
+    pub queue: QueueView,
+    pub commission: CommissionBalances,
+    pub history: TransactionHistory,
+}
+
+impl ReadModels {
+    pub fn new() -> ReadModels {
+        ReadModels {
+            version: PROJECTIONS_VERSION,
+            ..Default::default()
+        }
+    }
+
+    /// Folds one decoded event. Events at or before the checkpoint are ignored, so replaying
+    /// an overlap after a restart cannot count anything twice.
+    pub fn apply(&mut self, recorded: &RecordedEvent, event: &Event) {
+        if recorded.position <= self.position {
+            return;
+        }
+        let ctx = EventContext {
+            position: recorded.position,
+            recorded_at: recorded.recorded_at,
+        };
+        self.orders.apply(ctx, event);
+        self.queue.apply(ctx, event);
+        self.commission.apply(ctx, event);
+        self.history.apply(ctx, event);
+        self.position = recorded.position;
+    }
+
+    /// Folds a stored event, decoding (and upcasting) it first.
+    pub fn apply_recorded(&mut self, recorded: &RecordedEvent) -> Result<(), events::DecodeError> {
+        let event = Event::from_recorded(recorded)?;
+        self.apply(recorded, &event);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+    use events::*;
+    use rust_decimal::Decimal;
+    use uuid::Uuid;
+
+    struct Log {
+        models: ReadModels,
+        position: u64,
+        t0: DateTime<Utc>,
+    }
+
+    impl Log {
+        fn new() -> Log {
+            Log {
+                models: ReadModels::new(),
+                position: 0,
+                t0: Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap(),
+            }
+        }
+
+        fn at(&self, secs: i64) -> DateTime<Utc> {
+            self.t0 + Duration::seconds(secs)
+        }
+
+        fn push(&mut self, event: impl Into<Event>) {
+            let event = event.into();
+            self.position += 1;
+            let new = event.to_new_event(EventMetadata::default());
+            let recorded = RecordedEvent {
+                position: self.position,
+                stream: event.stream().to_string(),
+                version: 1,
+                event_id: new.event_id,
+                event_type: new.event_type,
+                schema_version: new.schema_version,
+                data: new.data,
+                metadata: new.metadata,
+                recorded_at: self.t0,
+            };
+            self.models.apply_recorded(&recorded).unwrap();
+        }
+
+        fn order(&mut self, n: u128, mode: OrderMode) -> Uuid {
+            let id = Uuid::from_u128(n);
+            let commission = if mode == OrderMode::NoKyc {
+                10_000_000
+            } else {
+                0
+            };
+            self.push(OrderCreated {
+                order_id: id,
+                product: Product::Stars { amount: 100 },
+                username: "alice".into(),
+                mode,
+                cookie_fingerprint: None,
+                price_nanoton: 1_000_000_000,
+                commission_rate: Decimal::new(1, 2),
+                commission_nanoton: commission,
+                total_nanoton: 1_000_000_000 + commission,
+                created_at: self.t0,
+                expires_at: self.at(600),
+            });
+            id
+        }
+
+        fn queue(&mut self, order: Uuid, request: u128, wallet: &str, at: i64) -> Uuid {
+            let request_id = Uuid::from_u128(request);
+            self.push(OrderPaid {
+                order_id: order,
+                request_id,
+                wallet_address: wallet.into(),
+                wallet_friendly: format!("friendly-{wallet}"),
+                wallet_version: "v4r2".into(),
+                account_index: None,
+                balance_nanoton: 9,
+                debt_nanoton: 0,
+                paid_at: self.at(at),
+            });
+            self.push(OrderQueued {
+                order_id: order,
+                request_id,
+                queued_at: self.at(at),
+                queue_deadline: self.at(at + 300),
+            });
+            request_id
+        }
+    }
+
+    const A: &str = "0:aa";
+    const B: &str = "0:bb";
+
+    #[test]
+    fn positions_are_fifo_and_move_up_as_requests_start() {
+        let mut log = Log::new();
+        let mut requests = vec![];
+        for n in 1..=3 {
+            let o = log.order(n, OrderMode::NoKyc);
+            requests.push(log.queue(o, 100 + n, A, n as i64));
+        }
+        let q = &log.models.queue;
+        let positions: Vec<_> = requests.iter().map(|r| q.position(r).unwrap()).collect();
+        assert_eq!(positions, [1, 2, 3]);
+        log.push(OrderProcessingStarted {
+            order_id: Uuid::from_u128(1),
+            request_id: requests[0],
+            session: "owner:0".into(),
+            started_at: log.at(10),
+        });
+        let q = &log.models.queue;
+        assert_eq!(q.position(&requests[0]), None);
+        assert_eq!(q.position(&requests[2]), Some(2));
+        let stats = q.stats();
+        assert_eq!(
+            (stats.pending, stats.processing, stats.queue_length),
+            (2, 1, 3)
+        );
+        assert_eq!(
+            log.models.orders.request(&requests[0]).unwrap().status,
+            RequestStatus::Processing
+        );
+    }
+
+    #[test]
+    fn a_fulfilled_request_feeds_the_average_and_the_result() {
+        let mut log = Log::new();
+        let o = log.order(1, OrderMode::NoKyc);
+        let r = log.queue(o, 2, A, 0);
+        log.push(OrderProcessingStarted {
+            order_id: o,
+            request_id: r,
+            session: "owner:0".into(),
+            started_at: log.at(10),
+        });
+        log.push(OrderFulfilled {
+            order_id: o,
+            request_id: r,
+            tx_hash: "ff".into(),
+            tx_lt: 1,
+            cost_nanoton: 999_000_000,
+            commission_nanoton: 10_000_000,
+            collected_nanoton: 0,
+            debt_after_nanoton: 10_000_000,
+            network_fee_nanoton: 5,
+            completed_at: log.at(22),
+        });
+        let q = log.models.queue.stats();
+        assert_eq!(
+            (q.completed, q.total_processed, q.average_processing_ms),
+            (1, 1, 12_000)
+        );
+        let order = log.models.orders.order(&o).unwrap();
+        assert_eq!(
+            (order.status.as_str(), order.tx_hash.as_deref()),
+            ("success", Some("ff"))
+        );
+        let result = log
+            .models
+            .orders
+            .request(&r)
+            .unwrap()
+            .result
+            .clone()
+            .unwrap();
+        assert_eq!(result.commission_balance_nanoton, 10_000_000);
+        let page = log.models.history.page(&log.models.orders, A, 0, 10);
+        assert_eq!(page.len(), 1);
+        assert_eq!(
+            (page[0].cost_nanoton, page[0].status.as_str()),
+            (999_000_000, "completed")
+        );
+        assert!(log
+            .models
+            .history
+            .page(&log.models.orders, B, 0, 10)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_timeout_reopens_the_order_and_ends_the_request() {
+        let mut log = Log::new();
+        let o = log.order(1, OrderMode::Kyc);
+        let r = log.queue(o, 2, A, 0);
+        log.push(OrderTimedOut {
+            order_id: o,
+            request_id: r,
+            waited_seconds: 300,
+            timed_out_at: log.at(300),
+        });
+        let order = log.models.orders.order(&o).unwrap();
+        assert_eq!(order.status, "created");
+        assert_eq!(order.error_code.as_deref(), Some("QUEUE_TIMEOUT"));
+        let request = log.models.orders.request(&r).unwrap();
+        assert_eq!(request.status, RequestStatus::Timeout);
+        assert_eq!(log.models.queue.stats().queue_length, 0);
+        assert_eq!(log.models.queue.stats().timed_out, 1);
+    }
+
+    #[test]
+    fn commission_totals_follow_the_wallet_events() {
+        let mut log = Log::new();
+        let t = log.at(0);
+        log.push(CommissionAccrued {
+            wallet_address: A.into(),
+            order_id: Uuid::from_u128(1),
+            amount_nanoton: 600,
+            debt_after_nanoton: 600,
+            accrued_total_after_nanoton: 600,
+            at: t,
+        });
+        log.push(CommissionAccrued {
+            wallet_address: B.into(),
+            order_id: Uuid::from_u128(2),
+            amount_nanoton: 50,
+            debt_after_nanoton: 50,
+            accrued_total_after_nanoton: 50,
+            at: t,
+        });
+        log.push(CommissionCollected {
+            wallet_address: A.into(),
+            order_id: Uuid::from_u128(3),
+            amount_nanoton: 600,
+            debt_after_nanoton: 0,
+            collected_total_after_nanoton: 600,
+            tx_hash: "t".into(),
+            at: t,
+        });
+        let c = &log.models.commission;
+        assert_eq!(c.wallet(A).debt_nanoton, 0);
+        assert_eq!(c.wallet(A).collected_total_nanoton, 600);
+        assert_eq!(c.totals.outstanding_nanoton, 50);
+        assert_eq!(c.totals.wallets_with_debt, 1);
+        assert_eq!(
+            (c.totals.accrued_nanoton, c.totals.collected_nanoton),
+            (650, 600)
+        );
+    }
+
+    #[test]
+    fn events_at_or_before_the_checkpoint_are_not_folded_twice() {
+        let mut log = Log::new();
+        log.order(1, OrderMode::NoKyc);
+        let snapshot = log.models.clone();
+        // Replaying position 1 again (an overlap after a restart) changes nothing.
+        log.position = 0;
+        log.order(1, OrderMode::Kyc);
+        assert_eq!(log.models, snapshot);
+    }
+}
