@@ -151,20 +151,115 @@ impl Subscription {
         }
     }
 
-    /// Everything committed now, without waiting: for "process what is pending" in workers
-    /// and tests.
+    /// Everything committed when this is called, without waiting: for "process what is
+    /// pending" in workers and tests. It stops once it reaches the head it saw on entry, so
+    /// writers that keep appending cannot keep it looping (or growing its result) for ever;
+    /// the last page may run past that head, and the next call or `next` goes on from there.
     pub async fn drain_now(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
+        let target = self.store.head().await?;
         let mut out: Vec<RecordedEvent> = self.buffer.drain(..).collect();
         if let Some(e) = out.last() {
             self.last = e.position;
         }
-        loop {
+        while self.last < target {
             let page = self.store.read_all(self.last, Self::PAGE).await?;
             let Some(e) = page.last() else {
-                return Ok(out);
+                break;
             };
             self.last = e.position;
             out.extend(page);
         }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// A log that a busy writer grows by one event every time anyone reads it.
+    struct EverGrowing {
+        head: AtomicU64,
+        reads: AtomicU64,
+        watch: watch::Sender<u64>,
+    }
+
+    #[async_trait]
+    impl EventStore for EverGrowing {
+        fn backend(&self) -> &'static str {
+            "ever-growing"
+        }
+
+        async fn append(
+            &self,
+            _: &str,
+            _: ExpectedVersion,
+            _: Vec<NewEvent>,
+        ) -> Result<AppendResult, StoreError> {
+            unreachable!("the test only reads")
+        }
+
+        async fn read_stream(
+            &self,
+            _: &str,
+            _: u64,
+            _: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            unreachable!("the test only reads the whole log")
+        }
+
+        async fn read_all(
+            &self,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            let reads = self.reads.fetch_add(1, Ordering::SeqCst);
+            assert!(reads < 1000, "still reading while the log keeps growing");
+            let head = self.head.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok((after + 1..=head)
+                .take(limit)
+                .map(|position| RecordedEvent {
+                    position,
+                    stream: "order-1".into(),
+                    version: position,
+                    event_id: uuid::Uuid::new_v4(),
+                    event_type: "Grown".into(),
+                    schema_version: 1,
+                    data: serde_json::Value::Null,
+                    metadata: Default::default(),
+                    recorded_at: chrono::Utc::now(),
+                })
+                .collect())
+        }
+
+        async fn head(&self) -> Result<u64, StoreError> {
+            Ok(self.head.load(Ordering::SeqCst))
+        }
+
+        async fn stream_version(&self, _: &str) -> Result<u64, StoreError> {
+            Ok(self.head.load(Ordering::SeqCst))
+        }
+
+        fn head_watch(&self) -> watch::Receiver<u64> {
+            self.watch.subscribe()
+        }
+    }
+
+    /// A worker's "process what is pending" must return even when writers never pause.
+    #[tokio::test]
+    async fn drain_now_stops_at_the_head_it_found() {
+        let store = Arc::new(EverGrowing {
+            head: AtomicU64::new(3),
+            reads: AtomicU64::new(0),
+            watch: watch::channel(3).0,
+        });
+        let mut subscription = Subscription::new(store.clone(), 0);
+        let drained = subscription.drain_now().await.expect("drain");
+        let positions: Vec<u64> = drained.iter().map(|e| e.position).collect();
+        // Everything up to the head at the call, plus what the same read happened to see.
+        assert_eq!(positions, vec![1, 2, 3, 4]);
+        assert_eq!(subscription.position(), 4);
     }
 }
