@@ -8,4 +8,5 @@ pub mod cli;
 pub mod domain;
 pub mod fragment;
 pub mod sim;
+pub mod store;
 pub mod ton;

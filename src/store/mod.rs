@@ -1,0 +1,265 @@
+//! The event store: the append-only log every order and wallet writes to, and the one
+//! source of truth that projections, audits and replays read.
+//!
+//! `EventStore` is the port; `sqlite` is the embedded default backend. Every backend passes
+//! the same contract suite (`tests/store_contract.rs` runs `contract::run_all` against each).
+
+pub mod contract;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use events::{ExpectedVersion, NewEvent, RecordedEvent};
+use tokio::sync::watch;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream moved since the writer read it: reload and decide again.
+    #[error("stream `{stream}` is at version {actual}, the append expected {expected:?}")]
+    Conflict {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    /// An event id that is already stored: the append was a duplicate.
+    #[error("event {0} is already stored")]
+    DuplicateEventId(uuid::Uuid),
+    #[error("an append needs at least one event")]
+    EmptyAppend,
+    /// The store is closed or its writer stopped.
+    #[error("the event store is unavailable: {0}")]
+    Unavailable(String),
+    /// The backend failed (I/O, corruption). The message is for logs, never for clients.
+    #[error("event store backend error: {0}")]
+    Backend(String),
+}
+
+/// Where an append landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendResult {
+    /// The stream's version after the append (its last event's version).
+    pub version: u64,
+    /// Global position of the last appended event.
+    pub position: u64,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// A short name for `/health` and logs: `sqlite`, `postgres`, ….
+    fn backend(&self) -> &'static str;
+
+    /// Appends `events` to `stream` atomically if the stream is at `expected`. Durable when
+    /// this returns `Ok`.
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError>;
+
+    /// Events of `stream` with version ≥ `from_version`, in version order, at most `limit`.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Events with global position > `after`, in position order, at most `limit`.
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The position of the last committed event (0 when empty).
+    async fn head(&self) -> Result<u64, StoreError>;
+
+    /// The current stream version (0 when the stream does not exist).
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError>;
+
+    /// Notified with the head position after every commit. Subscriptions wait on it.
+    fn head_watch(&self) -> watch::Receiver<u64>;
+}
+
+/// Reads a whole stream.
+pub async fn read_stream_all(
+    store: &dyn EventStore,
+    stream: &str,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    const PAGE: usize = 512;
+    let mut out = Vec::new();
+    loop {
+        let page = store
+            .read_stream(stream, out.len() as u64 + 1, PAGE)
+            .await?;
+        let done = page.len() < PAGE;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// A catch-up-then-live subscription to the whole log: yields every event after the start
+/// position exactly once, in position order. It reads committed pages and, once caught up,
+/// waits for the head to move; positions are gap-free in commit order, so reading "after the
+/// last seen position" can neither skip nor repeat an event.
+pub struct Subscription {
+    store: Arc<dyn EventStore>,
+    head: watch::Receiver<u64>,
+    last: u64,
+    buffer: std::collections::VecDeque<RecordedEvent>,
+}
+
+impl Subscription {
+    const PAGE: usize = 1024;
+
+    pub fn new(store: Arc<dyn EventStore>, after: u64) -> Subscription {
+        let head = store.head_watch();
+        Subscription {
+            store,
+            head,
+            last: after,
+            buffer: Default::default(),
+        }
+    }
+
+    /// The position of the last event handed out.
+    pub fn position(&self) -> u64 {
+        self.last
+    }
+
+    /// The next event, waiting for one if the subscription has caught up.
+    pub async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.last = event.position;
+                return Ok(event);
+            }
+            // Mark the current head as seen before reading, so a commit that lands after the
+            // read still wakes us.
+            self.head.borrow_and_update();
+            let page = self.store.read_all(self.last, Self::PAGE).await?;
+            if page.is_empty() {
+                self.head
+                    .changed()
+                    .await
+                    .map_err(|_| StoreError::Unavailable("the store was closed".into()))?;
+                continue;
+            }
+            self.buffer.extend(page);
+        }
+    }
+
+    /// Everything committed when this is called, without waiting: for "process what is
+    /// pending" in workers and tests. It stops once it reaches the head it saw on entry, so
+    /// writers that keep appending cannot keep it looping (or growing its result) for ever;
+    /// the last page may run past that head, and the next call or `next` goes on from there.
+    pub async fn drain_now(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
+        let target = self.store.head().await?;
+        let mut out: Vec<RecordedEvent> = self.buffer.drain(..).collect();
+        if let Some(e) = out.last() {
+            self.last = e.position;
+        }
+        while self.last < target {
+            let page = self.store.read_all(self.last, Self::PAGE).await?;
+            let Some(e) = page.last() else {
+                break;
+            };
+            self.last = e.position;
+            out.extend(page);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// A log that a busy writer grows by one event every time anyone reads it.
+    struct EverGrowing {
+        head: AtomicU64,
+        reads: AtomicU64,
+        watch: watch::Sender<u64>,
+    }
+
+    #[async_trait]
+    impl EventStore for EverGrowing {
+        fn backend(&self) -> &'static str {
+            "ever-growing"
+        }
+
+        async fn append(
+            &self,
+            _: &str,
+            _: ExpectedVersion,
+            _: Vec<NewEvent>,
+        ) -> Result<AppendResult, StoreError> {
+            unreachable!("the test only reads")
+        }
+
+        async fn read_stream(
+            &self,
+            _: &str,
+            _: u64,
+            _: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            unreachable!("the test only reads the whole log")
+        }
+
+        async fn read_all(
+            &self,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            let reads = self.reads.fetch_add(1, Ordering::SeqCst);
+            assert!(reads < 1000, "still reading while the log keeps growing");
+            let head = self.head.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok((after + 1..=head)
+                .take(limit)
+                .map(|position| RecordedEvent {
+                    position,
+                    stream: "order-1".into(),
+                    version: position,
+                    event_id: uuid::Uuid::new_v4(),
+                    event_type: "Grown".into(),
+                    schema_version: 1,
+                    data: serde_json::Value::Null,
+                    metadata: Default::default(),
+                    recorded_at: chrono::Utc::now(),
+                })
+                .collect())
+        }
+
+        async fn head(&self) -> Result<u64, StoreError> {
+            Ok(self.head.load(Ordering::SeqCst))
+        }
+
+        async fn stream_version(&self, _: &str) -> Result<u64, StoreError> {
+            Ok(self.head.load(Ordering::SeqCst))
+        }
+
+        fn head_watch(&self) -> watch::Receiver<u64> {
+            self.watch.subscribe()
+        }
+    }
+
+    /// A worker's "process what is pending" must return even when writers never pause.
+    #[tokio::test]
+    async fn drain_now_stops_at_the_head_it_found() {
+        let store = Arc::new(EverGrowing {
+            head: AtomicU64::new(3),
+            reads: AtomicU64::new(0),
+            watch: watch::channel(3).0,
+        });
+        let mut subscription = Subscription::new(store.clone(), 0);
+        let drained = subscription.drain_now().await.expect("drain");
+        let positions: Vec<u64> = drained.iter().map(|e| e.position).collect();
+        // Everything up to the head at the call, plus what the same read happened to see.
+        assert_eq!(positions, vec![1, 2, 3, 4]);
+        assert_eq!(subscription.position(), 4);
+    }
+}

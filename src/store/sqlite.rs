@@ -1,0 +1,945 @@
+//! The embedded event store: one SQLite file in WAL mode, one writer thread that owns the
+//! only write connection, and a small pool of read connections.
+//!
+//! Design, and why:
+//! - **One writer thread.** Appends travel over a channel to a std thread that checks the
+//!   expected version and inserts in the same place, so no other code path can read a
+//!   version and write after someone else moved the stream. It also makes the writer the
+//!   only source of positions: `last + 1`, in commit order, so readers never see a gap.
+//! - **Group commit.** The writer takes every append already queued, gives each its own
+//!   SAVEPOINT (a refused append rolls back alone), then COMMITs once: with
+//!   `synchronous=FULL` that is one fsync for the whole group. Callers are answered only
+//!   after the COMMIT, so `Ok` means durable.
+//! - **No streams table.** A stream's version is `MAX(version)` over the `UNIQUE(stream,
+//!   version)` index, one B-tree seek. A table of current versions would cost a second write
+//!   per append and be a second copy of a fact the events already hold, one that could
+//!   disagree with them after a bug or a hand edit; it only pays off where writers race for a
+//!   row lock, which the single writer never does.
+//! - **Readers never wait for the writer.** WAL lets read connections run beside the writer
+//!   and see only committed transactions; reads go through `spawn_blocking` so the async
+//!   runtime's threads never sit in SQLite.
+//! - **One process per file.** A lock on `<file>-lock`, held by the writer thread, refuses a
+//!   second store on the same file: it would not see the first one's head notifications,
+//!   and two writers would fight over the next position.
+//! - **Format version** in `PRAGMA user_version`; a file from a newer build is refused
+//!   rather than half-understood.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use events::{EventMetadata, ExpectedVersion, NewEvent, RecordedEvent};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use uuid::Uuid;
+
+use super::{AppendResult, EventStore, StoreError};
+
+/// The file format this build writes. Bump it with a migration when the schema changes;
+/// older builds then refuse the file instead of misreading it.
+const FORMAT_VERSION: i64 = 1;
+
+/// Most appends the writer puts in one transaction. Bounds the memory a burst can pin and the
+/// time the first caller of a large group waits; a few hundred already shares one fsync among
+/// more callers than the gateway ever has in flight.
+const MAX_GROUP: usize = 512;
+
+/// Appends waiting for the writer. A full queue makes `append` wait (backpressure) instead of
+/// growing memory without bound.
+const QUEUE_DEPTH: usize = 1024;
+
+/// Read connections kept open, and the most reads running at once. Reads are short indexed
+/// scans; more connections than cores only adds contention.
+const READERS: usize = 4;
+
+/// How long a connection waits for a lock SQLite holds briefly (WAL recovery, checkpoints).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA: &str = "
+CREATE TABLE events (
+    position       INTEGER PRIMARY KEY CHECK (position >= 1),
+    stream         TEXT    NOT NULL,
+    version        INTEGER NOT NULL CHECK (version >= 1),
+    event_id       TEXT    NOT NULL UNIQUE,
+    event_type     TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL CHECK (schema_version BETWEEN 0 AND 65535),
+    data           TEXT    NOT NULL CHECK (json_valid(data)),
+    correlation_id TEXT,
+    causation_id   TEXT,
+    recorded_at    TEXT    NOT NULL,
+    UNIQUE (stream, version)
+) STRICT;
+";
+
+const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, data, \
+                       correlation_id, causation_id, recorded_at";
+
+/// The SQLite event store. Dropping it (or calling [`SqliteStore::close`]) lets the writer
+/// finish the appends already queued, then stops it and releases the file.
+pub struct SqliteStore {
+    path: PathBuf,
+    /// `None` only during drop: taking it closes the channel, which is the writer's signal to
+    /// finish the queue and stop.
+    appends: Option<mpsc::Sender<AppendRequest>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Arc<ReadPool>,
+    /// Caps reads in flight so the pool never opens more than `READERS` connections.
+    read_permits: Arc<Semaphore>,
+    head: watch::Receiver<u64>,
+    stats: Arc<WriterCounters>,
+}
+
+/// How well group commit is doing: `appends / commits` is the average group size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    /// Transactions that stored at least one append (one fsync each).
+    pub commits: u64,
+    /// Appends stored by those transactions.
+    pub appends: u64,
+}
+
+#[derive(Default)]
+struct WriterCounters {
+    commits: AtomicU64,
+    appends: AtomicU64,
+}
+
+/// One caller's append on its way to the writer, already encoded so the writer thread spends
+/// its time in SQLite only.
+struct AppendRequest {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<EncodedEvent>,
+    reply: oneshot::Sender<Outcome>,
+}
+
+type Outcome = Result<AppendResult, StoreError>;
+
+struct EncodedEvent {
+    event_id: Uuid,
+    event_type: String,
+    schema_version: u16,
+    data: String,
+    correlation_id: Option<String>,
+    causation_id: Option<String>,
+}
+
+impl EncodedEvent {
+    fn encode(event: NewEvent) -> Result<EncodedEvent, StoreError> {
+        let data = serde_json::to_string(&event.data)
+            .map_err(|e| StoreError::Backend(format!("event {} data: {e}", event.event_id)))?;
+        Ok(EncodedEvent {
+            event_id: event.event_id,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            data,
+            correlation_id: event.metadata.correlation_id.map(uuid_text),
+            causation_id: event.metadata.causation_id.map(uuid_text),
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`, e.g. `<data_dir>/events.sqlite3`.
+    /// Blocks for the schema check and, on a new file, one commit; call it at startup.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // A first start (sandbox mode's fresh `./data`) should not need a manual mkdir.
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!("creating directory {}: {e}", dir.display()))
+            })?;
+        }
+        let lock = lock_file(&path)?;
+        let conn = open_writer(&path)?;
+        let (head, last_recorded_at) = last_event(&conn)?;
+        let readers = Arc::new(ReadPool {
+            path: path.clone(),
+            idle: Mutex::new(Vec::new()),
+        });
+        // Open one reader now so a file the readers cannot use fails here, not on first read.
+        readers.put(open_reader(&path)?);
+
+        let (head_tx, head_rx) = watch::channel(head);
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let stats = Arc::new(WriterCounters::default());
+        let writer = Writer {
+            conn,
+            head: head_tx,
+            last_recorded_at,
+            stats: stats.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("event-store-writer".into())
+            .spawn(move || {
+                // Held until the writer stops: no other store can write this file meanwhile.
+                let _lock = lock;
+                writer.run(rx);
+            })
+            .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
+        tracing::info!(path = %path.display(), head, "event store opened");
+        Ok(SqliteStore {
+            path,
+            appends: Some(tx),
+            writer: Some(handle),
+            readers,
+            read_permits: Arc::new(Semaphore::new(READERS)),
+            head: head_rx,
+            stats,
+        })
+    }
+
+    /// The database file this store writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        GroupCommitStats {
+            commits: self.stats.commits.load(Ordering::Relaxed),
+            appends: self.stats.appends.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the writer after the queued appends and releases the file. Same as dropping the
+    /// store, but says whether the writer stopped cleanly. Blocks until it has.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.stop_writer()
+    }
+
+    fn stop_writer(&mut self) -> Result<(), StoreError> {
+        drop(self.appends.take());
+        match self.writer.take() {
+            Some(handle) => handle
+                .join()
+                .map_err(|_| StoreError::Backend("the writer thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `read` on a pooled read connection off the async threads.
+    async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = self
+            .read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        let pool = self.readers.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = match pool.take() {
+                Some(conn) => conn,
+                None => open_reader(&pool.path)?,
+            };
+            let out = read(&conn);
+            pool.put(conn);
+            out
+        });
+        match task.await {
+            Ok(out) => out,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Unavailable(
+                "the runtime is shutting down".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_writer() {
+            tracing::error!(error = %e, "event store writer did not stop cleanly");
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        let events = events
+            .into_iter()
+            .map(EncodedEvent::encode)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_string(),
+            expected,
+            events,
+            reply,
+        };
+        let writer = self
+            .appends
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+        writer
+            .send(request)
+            .await
+            .map_err(|_| StoreError::Unavailable("the event store writer has stopped".into()))?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the event store writer stopped before answering".into())
+        })?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let stream = stream.to_string();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND version >= ?2 \
+                 ORDER BY version LIMIT ?3"
+            );
+            query_events(
+                conn,
+                &sql,
+                params![stream, sql_int(from_version), sql_limit(limit)],
+            )
+        })
+        .await
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+            );
+            query_events(conn, &sql, params![sql_int(after), sql_limit(limit)])
+        })
+        .await
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let head: i64 = conn
+                .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")
+                .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+                .map_err(db("reading the head"))?;
+            stored_u64("position", head)
+        })
+        .await
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        let stream = stream.to_string();
+        self.read(move |conn| stream_version(conn, &stream).map_err(db("reading a stream version")))
+            .await
+    }
+
+    fn head_watch(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+}
+
+/// Owns the only write connection. Runs on its own thread until the request channel closes.
+struct Writer {
+    conn: Connection,
+    /// Published after each commit; the writer is the only sender.
+    head: watch::Sender<u64>,
+    /// `recorded_at` never goes backwards along positions, even if the wall clock does, so a
+    /// reader can treat position order as time order.
+    last_recorded_at: DateTime<Utc>,
+    stats: Arc<WriterCounters>,
+}
+
+impl Writer {
+    fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        // `blocking_recv` keeps returning queued requests after the store drops its sender,
+        // so everything accepted before close is still written.
+        while let Some(first) = requests.blocking_recv() {
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match requests.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(std::mem::take(&mut group));
+        }
+        tracing::debug!("event store writer stopped");
+    }
+
+    /// Writes a group in one transaction, then publishes the head, then answers each caller.
+    /// Publishing first means a caller holding its `Ok` already sees the head at or past its
+    /// events.
+    fn commit_group(&mut self, group: Vec<AppendRequest>) {
+        let recorded_at = Utc::now().trunc_subsecs(6).max(self.last_recorded_at);
+        let outcomes = match self.write_group(&group, recorded_at) {
+            Ok((outcomes, head)) => {
+                let stored = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
+                if stored > 0 {
+                    self.last_recorded_at = recorded_at;
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    self.stats.appends.fetch_add(stored, Ordering::Relaxed);
+                    self.head.send_replace(head);
+                }
+                outcomes
+            }
+            Err(e) => {
+                // Nothing of the group is stored (or we cannot know that it is, which the
+                // callers must treat the same way): every caller gets the error, including
+                // those whose append was refused, since their refusal was judged against
+                // appends that did not commit.
+                tracing::error!(error = %e, appends = group.len(), "event store group commit failed");
+                if !self.conn.is_autocommit() {
+                    if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                        tracing::error!(error = %e, "event store rollback failed");
+                    }
+                }
+                group
+                    .iter()
+                    .map(|_| Err(StoreError::Backend(format!("group commit failed: {e}"))))
+                    .collect()
+            }
+        };
+        for (request, outcome) in group.into_iter().zip(outcomes) {
+            // A caller that gave up waiting dropped its receiver; its append stands anyway,
+            // as it would had the reply been lost on the way.
+            let _ = request.reply.send(outcome);
+        }
+    }
+
+    /// The group's transaction: each request's outcome and the head after it. `Err` means
+    /// the transaction itself failed and nothing was committed; refusals of single appends
+    /// are outcomes.
+    fn write_group(
+        &mut self,
+        group: &[AppendRequest],
+        recorded_at: DateTime<Utc>,
+    ) -> Result<(Vec<Outcome>, u64), rusqlite::Error> {
+        let recorded_at = format_recorded_at(recorded_at);
+        // IMMEDIATE takes the write lock up front, so the head read below cannot be stale.
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        // Re-read rather than trust memory: after a failed commit the table is the truth.
+        let mut head = sql_u64(
+            self.conn
+                .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
+                .query_row([], |row| row.get::<_, i64>(0))?,
+        );
+        let mut outcomes = Vec::with_capacity(group.len());
+        for request in group {
+            self.conn.execute_batch("SAVEPOINT append")?;
+            match self.insert(request, head, &recorded_at) {
+                Ok(result) => {
+                    self.conn.execute_batch("RELEASE append")?;
+                    head = result.position;
+                    outcomes.push(Ok(result));
+                }
+                Err(refused) => {
+                    self.conn
+                        .execute_batch("ROLLBACK TO append; RELEASE append")?;
+                    outcomes.push(Err(refused));
+                }
+            }
+        }
+        self.conn.execute_batch("COMMIT")?;
+        Ok((outcomes, head))
+    }
+
+    /// One append, inside its savepoint: the version check and the inserts see the same
+    /// snapshot because this thread is the only writer.
+    fn insert(
+        &self,
+        request: &AppendRequest,
+        head: u64,
+        recorded_at: &str,
+    ) -> Result<AppendResult, StoreError> {
+        let actual =
+            stream_version(&self.conn, &request.stream).map_err(db("reading a stream version"))?;
+        if !request.expected.matches(actual) {
+            return Err(StoreError::Conflict {
+                stream: request.stream.clone(),
+                expected: request.expected,
+                actual,
+            });
+        }
+        let mut insert = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO events (position, stream, version, event_id, event_type, \
+                 schema_version, data, correlation_id, causation_id, recorded_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .map_err(db("preparing the insert"))?;
+        let mut result = AppendResult {
+            version: actual,
+            position: head,
+        };
+        for event in &request.events {
+            result.version += 1;
+            result.position += 1;
+            let inserted = insert.execute(params![
+                sql_int(result.position),
+                request.stream,
+                sql_int(result.version),
+                uuid_text(event.event_id),
+                event.event_type,
+                event.schema_version,
+                event.data,
+                event.correlation_id,
+                event.causation_id,
+                recorded_at,
+            ]);
+            match inserted {
+                Ok(_) => {}
+                Err(e) if is_duplicate_event_id(&e) => {
+                    return Err(StoreError::DuplicateEventId(event.event_id))
+                }
+                Err(e) => return Err(db("inserting an event")(e)),
+            }
+        }
+        Ok(result)
+    }
+}
+
+/// Idle read connections. Connections are opened lazily up to the semaphore's limit and kept.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn take(&self) -> Option<Connection> {
+        // A panic while holding the lock cannot leave the Vec half-updated, so poison is moot.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn put(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < READERS {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The lock file stays on disk after close: deleting it could let a process that opened it
+/// just before the delete hold a lock on a name nobody else will ever open again.
+fn lock_file(path: &Path) -> Result<File, StoreError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-lock");
+    let lock_path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Backend(format!("opening {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "{} is already open in another event store (another process, or this one)",
+            path.display()
+        ))),
+        Err(TryLockError::Error(e)) => Err(StoreError::Backend(format!(
+            "locking {}: {e}",
+            lock_path.display()
+        ))),
+    }
+}
+
+fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let at = |what: &'static str| {
+        let path = path.display().to_string();
+        move |e: rusqlite::Error| StoreError::Backend(format!("{what} {path}: {e}"))
+    };
+    let mut conn = Connection::open(path).map_err(at("opening"))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(at("configuring"))?;
+    // Check the format before changing anything in the file (WAL mode is written to it).
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(at("reading the format of"))?;
+    check_format(path, found)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(at("enabling WAL on"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "{} cannot use WAL (journal mode stays {mode})",
+            path.display()
+        )));
+    }
+    // FULL: the WAL is synced at every commit, so an acknowledged append survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(at("configuring"))?;
+    if found == 0 {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(at("creating the schema of"))?;
+        let objects: i64 = tx
+            .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |row| row.get(0))
+            .map_err(at("reading the schema of"))?;
+        if objects > 0 {
+            return Err(StoreError::Backend(format!(
+                "{} is an SQLite database but not an event store (format version 0 with {objects} schema objects); refusing to add tables to it",
+                path.display()
+            )));
+        }
+        tx.execute_batch(SCHEMA)
+            .map_err(at("creating the schema of"))?;
+        tx.pragma_update(None, "user_version", FORMAT_VERSION)
+            .map_err(at("creating the schema of"))?;
+        tx.commit().map_err(at("creating the schema of"))?;
+    }
+    Ok(conn)
+}
+
+fn check_format(path: &Path, found: i64) -> Result<(), StoreError> {
+    if found > FORMAT_VERSION {
+        return Err(StoreError::Backend(format!(
+            "{} has event store format version {found}, newer than version {FORMAT_VERSION} \
+             that this build understands; run a newer fragment-gateway (or restore a backup)",
+            path.display()
+        )));
+    }
+    if found < 0 {
+        return Err(StoreError::Backend(format!(
+            "{} has an invalid event store format version {found}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let at = |e: rusqlite::Error| {
+        StoreError::Backend(format!("opening a reader on {}: {e}", path.display()))
+    };
+    // No CREATE flag: a reader never makes a file the writer did not.
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(at)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(at)?;
+    // Read-write open (so WAL's shared memory works without special cases), but refusing
+    // writes: the writer thread must stay the only writer.
+    conn.pragma_update(None, "query_only", true).map_err(at)?;
+    Ok(conn)
+}
+
+/// The head and the last `recorded_at`, to start the writer where the file ends.
+fn last_event(conn: &Connection) -> Result<(u64, DateTime<Utc>), StoreError> {
+    let last: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT position, recorded_at FROM events ORDER BY position DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(db("reading the last event"))?;
+    match last {
+        None => Ok((0, DateTime::<Utc>::MIN_UTC)),
+        Some((position, recorded_at)) => Ok((
+            stored_u64("position", position)?,
+            parse_recorded_at(&recorded_at)?,
+        )),
+    }
+}
+
+fn stream_version(conn: &Connection, stream: &str) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?1")?
+        .query_row([stream], |row| row.get::<_, i64>(0))
+        .map(sql_u64)
+}
+
+fn query_events(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db("preparing a read"))?;
+    let mut rows = stmt.query(params).map_err(db("reading events"))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db("reading events"))? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+fn decode(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
+    let column = db("reading an event column");
+    let position: i64 = row.get(0).map_err(&column)?;
+    let version: i64 = row.get(2).map_err(&column)?;
+    let event_id: String = row.get(3).map_err(&column)?;
+    let schema_version: i64 = row.get(5).map_err(&column)?;
+    let data: String = row.get(6).map_err(&column)?;
+    let correlation_id: Option<String> = row.get(7).map_err(&column)?;
+    let causation_id: Option<String> = row.get(8).map_err(&column)?;
+    let recorded_at: String = row.get(9).map_err(&column)?;
+    Ok(RecordedEvent {
+        position: stored_u64("position", position)?,
+        stream: row.get(1).map_err(&column)?,
+        version: stored_u64("version", version)?,
+        event_id: parse_uuid("event_id", &event_id)?,
+        event_type: row.get(4).map_err(&column)?,
+        schema_version: u16::try_from(schema_version)
+            .map_err(|_| corrupt("schema_version", schema_version))?,
+        data: serde_json::from_str(&data).map_err(|e| corrupt("data", e))?,
+        metadata: EventMetadata {
+            correlation_id: correlation_id
+                .map(|id| parse_uuid("correlation_id", &id))
+                .transpose()?,
+            causation_id: causation_id
+                .map(|id| parse_uuid("causation_id", &id))
+                .transpose()?,
+        },
+        recorded_at: parse_recorded_at(&recorded_at)?,
+    })
+}
+
+/// RFC 3339 in UTC with exactly six fractional digits: every value has the same width, so
+/// text order is time order, and microseconds match what PostgreSQL's timestamptz keeps.
+fn format_recorded_at(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_recorded_at(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|e| corrupt("recorded_at", e))
+}
+
+fn uuid_text(id: Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+fn parse_uuid(column: &str, text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|e| corrupt(column, e))
+}
+
+fn stored_u64(column: &str, value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(column, value))
+}
+
+fn corrupt(column: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("stored event has an unreadable {column}: {detail}"))
+}
+
+/// Bounds from callers are u64; SQLite integers are i64. Past i64::MAX no row can match, so
+/// clamping keeps the query's meaning.
+fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// For aggregates the schema's CHECKs keep non-negative.
+fn sql_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn db(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::Backend(format!("{what}: {e}"))
+}
+
+fn is_duplicate_event_id(e: &rusqlite::Error) -> bool {
+    match e {
+        rusqlite::Error::SqliteFailure(err, Some(message)) => {
+            err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                && message.contains("events.event_id")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Harness {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        writer: Writer,
+        head: watch::Receiver<u64>,
+        stats: Arc<WriterCounters>,
+    }
+
+    fn harness() -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.sqlite3");
+        let (head_tx, head) = watch::channel(0);
+        let stats = Arc::new(WriterCounters::default());
+        let writer = Writer {
+            conn: open_writer(&path).expect("open writer"),
+            head: head_tx,
+            last_recorded_at: DateTime::<Utc>::MIN_UTC,
+            stats: stats.clone(),
+        };
+        Harness {
+            _dir: dir,
+            path,
+            writer,
+            head,
+            stats,
+        }
+    }
+
+    type Answer = oneshot::Receiver<Outcome>;
+
+    fn request(stream: &str, expected: ExpectedVersion, ids: &[Uuid]) -> (AppendRequest, Answer) {
+        let (reply, answer) = oneshot::channel();
+        let events = ids
+            .iter()
+            .map(|&event_id| {
+                EncodedEvent::encode(NewEvent {
+                    event_id,
+                    event_type: "Tested".into(),
+                    schema_version: 1,
+                    data: serde_json::json!({ "id": event_id }),
+                    metadata: EventMetadata::default(),
+                })
+                .expect("encode")
+            })
+            .collect();
+        let request = AppendRequest {
+            stream: stream.into(),
+            expected,
+            events,
+            reply,
+        };
+        (request, answer)
+    }
+
+    fn stored(path: &Path) -> Vec<RecordedEvent> {
+        let conn = open_reader(path).expect("reader");
+        query_events(
+            &conn,
+            &format!("SELECT {COLUMNS} FROM events ORDER BY position"),
+            &[],
+        )
+        .expect("read")
+    }
+
+    /// The savepoint per append is what lets one caller's conflict or duplicate leave the rest
+    /// of its group committed; queuing the requests before the writer runs makes the group
+    /// deterministic.
+    #[test]
+    fn a_group_commits_once_and_a_refused_append_rolls_back_alone() {
+        let mut h = harness();
+        let shared_id = Uuid::new_v4();
+        let (a, a_answer) = request("order-a", ExpectedVersion::NoStream, &[shared_id]);
+        // Conflicts with `a`, which is not committed yet but is earlier in the same group.
+        let (b, b_answer) = request("order-a", ExpectedVersion::NoStream, &[Uuid::new_v4()]);
+        // Its second event repeats `a`'s id: the first one must not stay behind.
+        let (c, c_answer) = request(
+            "order-c",
+            ExpectedVersion::NoStream,
+            &[Uuid::new_v4(), shared_id],
+        );
+        let (d, d_answer) = request(
+            "order-a",
+            ExpectedVersion::Exact(1),
+            &[Uuid::new_v4(), Uuid::new_v4()],
+        );
+
+        h.writer.commit_group(vec![a, b, c, d]);
+
+        let a = a_answer.blocking_recv().expect("a answered");
+        assert_eq!(
+            a.expect("a stored"),
+            AppendResult {
+                version: 1,
+                position: 1
+            }
+        );
+        match b_answer.blocking_recv().expect("b answered") {
+            Err(StoreError::Conflict {
+                stream,
+                expected: ExpectedVersion::NoStream,
+                actual: 1,
+            }) => assert_eq!(stream, "order-a"),
+            other => panic!("b should conflict at version 1, got {other:?}"),
+        }
+        match c_answer.blocking_recv().expect("c answered") {
+            Err(StoreError::DuplicateEventId(id)) => assert_eq!(id, shared_id),
+            other => panic!("c should be a duplicate, got {other:?}"),
+        }
+        // Positions continue right after `a`: the refused appends left no gap.
+        let d = d_answer.blocking_recv().expect("d answered");
+        assert_eq!(
+            d.expect("d stored"),
+            AppendResult {
+                version: 3,
+                position: 3
+            }
+        );
+
+        let events = stored(&h.path);
+        let placed: Vec<(u64, &str, u64)> = events
+            .iter()
+            .map(|e| (e.position, e.stream.as_str(), e.version))
+            .collect();
+        assert_eq!(
+            placed,
+            vec![(1, "order-a", 1), (2, "order-a", 2), (3, "order-a", 3)]
+        );
+        assert_eq!(*h.head.borrow(), 3);
+        assert_eq!(h.stats.commits.load(Ordering::Relaxed), 1);
+        assert_eq!(h.stats.appends.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn recorded_at_does_not_go_back_when_the_clock_does() {
+        let mut h = harness();
+        let ahead = (Utc::now() + chrono::Duration::hours(1)).trunc_subsecs(6);
+        h.writer.last_recorded_at = ahead;
+        let (a, answer) = request("order-a", ExpectedVersion::Any, &[Uuid::new_v4()]);
+        h.writer.commit_group(vec![a]);
+        answer.blocking_recv().expect("answered").expect("stored");
+        assert_eq!(stored(&h.path)[0].recorded_at, ahead);
+    }
+
+    #[test]
+    fn recorded_at_text_has_a_fixed_width_so_text_order_is_time_order() {
+        let whole_second = DateTime::parse_from_rfc3339("2025-03-01T10:00:00Z")
+            .expect("date")
+            .with_timezone(&Utc);
+        let later = whole_second + chrono::Duration::microseconds(1);
+        let (a, b) = (format_recorded_at(whole_second), format_recorded_at(later));
+        assert_eq!(a, "2025-03-01T10:00:00.000000Z");
+        assert_eq!(b, "2025-03-01T10:00:00.000001Z");
+        assert!(a < b);
+        assert_eq!(parse_recorded_at(&b).expect("parse"), later);
+    }
+
+    #[test]
+    fn a_group_with_only_refusals_does_not_move_the_head() {
+        let mut h = harness();
+        let (a, answer) = request("order-a", ExpectedVersion::Exact(4), &[Uuid::new_v4()]);
+        h.writer.commit_group(vec![a]);
+        assert!(matches!(
+            answer.blocking_recv().expect("answered"),
+            Err(StoreError::Conflict { actual: 0, .. })
+        ));
+        assert!(!h.head.has_changed().expect("writer alive"));
+        assert_eq!(h.stats.commits.load(Ordering::Relaxed), 0);
+        assert!(stored(&h.path).is_empty());
+    }
+}

@@ -1,0 +1,479 @@
+//! The SQLite event store: the shared contract, then what only a file-backed store promises —
+//! data survives a reopen and a killed process, and a file from a newer build is refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use events::{EventMetadata, ExpectedVersion, NewEvent, RecordedEvent};
+use fragment_gateway::store::{contract, read_stream_all, EventStore, SqliteStore, StoreError};
+use serde_json::json;
+use uuid::Uuid;
+
+fn event(data: serde_json::Value) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "Tested".into(),
+        schema_version: 1,
+        data,
+        metadata: EventMetadata::default(),
+    }
+}
+
+async fn everything(store: &dyn EventStore) -> Vec<RecordedEvent> {
+    let mut out: Vec<RecordedEvent> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |e| e.position);
+        let page = store.read_all(after, 1000).await.expect("read_all");
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store_passes_the_contract() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let next = AtomicUsize::new(0);
+    contract::run_all(|| async {
+        let dir = root
+            .path()
+            .join(format!("case-{}", next.fetch_add(1, Ordering::Relaxed)));
+        let store = SqliteStore::open(dir.join("events.sqlite3")).expect("open");
+        Arc::new(store) as Arc<dyn EventStore>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_store_has_everything_and_continues_positions_and_versions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("data").join("events.sqlite3");
+
+    let store = SqliteStore::open(&path).expect("open");
+    store
+        .append(
+            "order-a",
+            ExpectedVersion::NoStream,
+            vec![event(json!(1)), event(json!(2))],
+        )
+        .await
+        .expect("append");
+    store
+        .append("order-b", ExpectedVersion::NoStream, vec![event(json!(3))])
+        .await
+        .expect("append");
+    let before = everything(&store).await;
+    store.close().expect("clean close");
+
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(everything(&store).await, before);
+    assert_eq!(store.head().await.expect("head"), 3);
+    assert_eq!(
+        *store.head_watch().borrow(),
+        3,
+        "the watch starts at the head"
+    );
+    assert_eq!(store.stream_version("order-a").await.expect("version"), 2);
+
+    let result = store
+        .append("order-a", ExpectedVersion::Exact(2), vec![event(json!(4))])
+        .await
+        .expect("append after reopen");
+    assert_eq!((result.version, result.position), (3, 4));
+    let stale = store
+        .append("order-b", ExpectedVersion::NoStream, vec![event(json!(5))])
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { actual: 1, .. })),
+        "versions survive the reopen: {stale:?}"
+    );
+    let a = read_stream_all(&store, "order-a").await.expect("read");
+    assert_eq!(
+        a.iter()
+            .map(|e| (e.version, e.position))
+            .collect::<Vec<_>>(),
+        vec![(1, 1), (2, 2), (3, 4)]
+    );
+    // Dropping (rather than `close`) must also release the file for the next open.
+    drop(store);
+    let store = SqliteStore::open(&path).expect("reopen after drop");
+    assert_eq!(store.head().await.expect("head"), 4);
+}
+
+#[tokio::test]
+async fn a_second_store_on_the_same_file_is_refused_while_the_first_is_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.sqlite3");
+    let first = SqliteStore::open(&path).expect("open");
+    match SqliteStore::open(&path) {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("already open"), "{message}")
+        }
+        Err(other) => panic!("expected Unavailable, got {other}"),
+        Ok(_) => panic!("two stores opened the same file"),
+    }
+    drop(first);
+    SqliteStore::open(&path).expect("open once the first is closed");
+}
+
+#[test]
+fn a_file_from_a_newer_build_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.sqlite3");
+    SqliteStore::open(&path)
+        .expect("create")
+        .close()
+        .expect("close");
+    let conn = rusqlite::Connection::open(&path).expect("sqlite");
+    conn.pragma_update(None, "user_version", 99)
+        .expect("set version");
+    drop(conn);
+
+    match SqliteStore::open(&path) {
+        Err(StoreError::Backend(message)) => {
+            assert!(
+                message.contains("format version 99") && message.contains("newer"),
+                "the message says what is wrong: {message}"
+            );
+        }
+        Err(other) => panic!("expected a backend error, got {other}"),
+        Ok(_) => panic!("a newer file was opened"),
+    }
+    // Refused before touching it: the version is still the newer one.
+    let conn = rusqlite::Connection::open(&path).expect("sqlite");
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("version");
+    assert_eq!(version, 99);
+}
+
+#[test]
+fn files_that_are_not_event_stores_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other_db = dir.path().join("other.sqlite3");
+    let conn = rusqlite::Connection::open(&other_db).expect("sqlite");
+    conn.execute_batch("CREATE TABLE users (name TEXT)")
+        .expect("table");
+    drop(conn);
+    match SqliteStore::open(&other_db) {
+        Err(StoreError::Backend(message)) => {
+            assert!(message.contains("not an event store"), "{message}")
+        }
+        other => panic!("expected a backend error, got {:?}", other.map(|_| ())),
+    }
+
+    let garbage = dir.path().join("garbage.sqlite3");
+    std::fs::write(&garbage, vec![0x42u8; 8192]).expect("write");
+    assert!(matches!(
+        SqliteStore::open(&garbage),
+        Err(StoreError::Backend(_))
+    ));
+}
+
+// ---- Crash safety ------------------------------------------------------------------------
+//
+// The parent test starts this test binary again, running only `crash_child_writer`, which
+// appends from several tasks and prints a line for every acknowledged append. The parent
+// SIGKILLs it mid-stream, reopens the file and checks that what was acknowledged is there and
+// that nothing half-written is.
+
+const CRASH_DB_ENV: &str = "FRAGMENT_GATEWAY_CRASH_TEST_DB";
+const CHILD_TASKS: u64 = 4;
+const STREAMS_PER_TASK: u64 = 3;
+const ACKS_BEFORE_KILL: usize = 300;
+
+/// Ids a checker can recompute from an event's data: a stored event whose id does not match
+/// its (task, batch, index) was not written by the child.
+fn crash_event_id(task: u64, batch: u64, index: u64) -> Uuid {
+    Uuid::from_u128(
+        0xC4A5_0000_0000_0000_0000_0000_0000_0000
+            | (task as u128) << 80
+            | (batch as u128) << 16
+            | index as u128,
+    )
+}
+
+fn crash_batch_size(task: u64, batch: u64) -> u64 {
+    1 + (batch * 7 + task * 3) % 5
+}
+
+fn crash_stream(task: u64, batch: u64) -> String {
+    format!("order-crash-{task}-{}", batch % STREAMS_PER_TASK)
+}
+
+/// Not a test on its own: the child process of `a_killed_writer_loses_no_acknowledged_append`,
+/// which sets the environment variable; without it this returns at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "child process of a_killed_writer_loses_no_acknowledged_append"]
+async fn crash_child_writer() {
+    let Some(path) = std::env::var_os(CRASH_DB_ENV) else {
+        return;
+    };
+    let store = Arc::new(SqliteStore::open(PathBuf::from(path)).expect("child open"));
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    // Keeps an orphaned child from writing for ever if the parent died without killing it.
+    let give_up = Instant::now() + Duration::from_secs(300);
+    let tasks: Vec<_> = (0..CHILD_TASKS)
+        .map(|task| {
+            let store = store.clone();
+            let out = out.clone();
+            tokio::spawn(async move {
+                let mut versions = [0u64; STREAMS_PER_TASK as usize];
+                for batch in 0.. {
+                    if Instant::now() > give_up {
+                        return;
+                    }
+                    let stream = crash_stream(task, batch);
+                    let size = crash_batch_size(task, batch);
+                    let events: Vec<NewEvent> = (0..size)
+                        .map(|index| NewEvent {
+                            event_id: crash_event_id(task, batch, index),
+                            event_type: "CrashTested".into(),
+                            schema_version: 1,
+                            data: json!({ "task": task, "batch": batch, "index": index, "size": size }),
+                            metadata: EventMetadata::default(),
+                        })
+                        .collect();
+                    let ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
+                    let k = (batch % STREAMS_PER_TASK) as usize;
+                    let result = store
+                        .append(&stream, ExpectedVersion::Exact(versions[k]), events)
+                        .await
+                        .expect("child append");
+                    versions[k] = result.version;
+                    // One write per line (well under PIPE_BUF, so the parent never sees half
+                    // of one), flushed before the next append.
+                    let line = format!(
+                        "ACK {stream} {} {} {}\n",
+                        result.position,
+                        result.version,
+                        ids.join(",")
+                    );
+                    let mut out = out.lock().expect("stdout");
+                    if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
+                        return; // the parent is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("child task");
+    }
+}
+
+struct Ack {
+    stream: String,
+    last_position: u64,
+    last_version: u64,
+    ids: Vec<Uuid>,
+}
+
+fn parse_ack(line: &str) -> Option<Ack> {
+    let mut parts = line.strip_prefix("ACK ")?.split(' ');
+    let ack = Ack {
+        stream: parts.next()?.to_string(),
+        last_position: parts.next()?.parse().ok()?,
+        last_version: parts.next()?.parse().ok()?,
+        ids: parts
+            .next()?
+            .split(',')
+            .map(Uuid::parse_str)
+            .collect::<Result<_, _>>()
+            .ok()?,
+    };
+    parts.next().is_none().then_some(ack)
+}
+
+/// Kills the child if the parent fails before it does, so no writer outlives the test.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_child(
+    db: &Path,
+) -> (
+    KillOnDrop,
+    mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "crash_child_writer",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_DB_ENV, db)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the child");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                // A line cut short by the kill was never a complete acknowledgement.
+                Ok(n) if n > 0 && line.ends_with('\n') => {
+                    if lines_tx.send(line.trim_end().to_string()).is_err() {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    });
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    (KillOnDrop(child), lines, errors)
+}
+
+#[test]
+fn a_killed_writer_loses_no_acknowledged_append() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("events.sqlite3");
+    let (mut child, lines, child_stderr) = spawn_child(&db);
+
+    let mut acks = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acks.len() < ACKS_BEFORE_KILL {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(wait) {
+            Ok(line) if line.starts_with("ACK ") => {
+                acks.push(parse_ack(&line).unwrap_or_else(|| panic!("bad ack line: {line}")))
+            }
+            Ok(_) => {} // the test harness's own output
+            Err(why) => {
+                let _ = child.0.kill();
+                let status = child.0.wait().expect("wait");
+                panic!(
+                    "the child stopped acknowledging after {} appends ({why:?}, {status}):\n{}",
+                    acks.len(),
+                    child_stderr.join().unwrap_or_default()
+                );
+            }
+        }
+    }
+    child.0.kill().expect("SIGKILL the child");
+    child.0.wait().expect("reap the child");
+    // Acknowledgements already in the pipe when the kill landed count too.
+    for line in lines.iter() {
+        if line.starts_with("ACK ") {
+            acks.push(parse_ack(&line).unwrap_or_else(|| panic!("bad ack line: {line}")));
+        }
+    }
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(check_after_crash(&db, &acks));
+}
+
+async fn check_after_crash(db: &Path, acks: &[Ack]) {
+    let store = SqliteStore::open(db).expect("reopen after the crash");
+    let log = everything(&store).await;
+    let head = store.head().await.expect("head");
+    assert_eq!(
+        log.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=head).collect::<Vec<_>>(),
+        "positions 1..head with no gap"
+    );
+
+    // Every acknowledged event, where the acknowledgement said.
+    let by_id: BTreeMap<Uuid, &RecordedEvent> = log.iter().map(|e| (e.event_id, e)).collect();
+    for ack in acks {
+        let n = ack.ids.len() as u64;
+        for (i, id) in ack.ids.iter().enumerate() {
+            let e = by_id
+                .get(id)
+                .unwrap_or_else(|| panic!("acknowledged event {id} is missing"));
+            assert_eq!(e.stream, ack.stream);
+            assert_eq!(e.position, ack.last_position + 1 + i as u64 - n);
+            assert_eq!(e.version, ack.last_version + 1 + i as u64 - n);
+        }
+    }
+
+    // Every stored event is one the child wrote, and every batch is whole.
+    let mut batches: BTreeMap<(u64, u64), Vec<&RecordedEvent>> = BTreeMap::new();
+    for e in &log {
+        let field = |name: &str| {
+            e.data[name]
+                .as_u64()
+                .unwrap_or_else(|| panic!("event {} has no {name}", e.position))
+        };
+        let (task, batch, index) = (field("task"), field("batch"), field("index"));
+        assert_eq!(
+            e.event_id,
+            crash_event_id(task, batch, index),
+            "a foreign event"
+        );
+        assert_eq!(e.stream, crash_stream(task, batch));
+        assert_eq!(field("size"), crash_batch_size(task, batch));
+        batches.entry((task, batch)).or_default().push(e);
+    }
+    for ((task, batch), events) in &batches {
+        let size = crash_batch_size(*task, *batch);
+        let indexes: Vec<u64> = events
+            .iter()
+            .map(|e| e.data["index"].as_u64().expect("index"))
+            .collect();
+        assert_eq!(
+            indexes,
+            (0..size).collect::<Vec<_>>(),
+            "batch {batch} of task {task} is all or nothing"
+        );
+        let first = events[0].position;
+        assert!(
+            events.iter().zip(first..).all(|(e, p)| e.position == p),
+            "a batch sits at consecutive positions"
+        );
+    }
+    // Each task appended one batch at a time, so what it stored is a prefix of its batches.
+    for task in 0..CHILD_TASKS {
+        let stored: Vec<u64> = batches
+            .keys()
+            .filter(|(t, _)| *t == task)
+            .map(|(_, b)| *b)
+            .collect();
+        assert_eq!(stored, (0..stored.len() as u64).collect::<Vec<_>>());
+    }
+    // Stream versions count 1, 2, 3 … along the log.
+    let mut versions: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in &log {
+        let v = versions.entry(e.stream.as_str()).or_default();
+        *v += 1;
+        assert_eq!(e.version, *v, "stream {} has a version gap", e.stream);
+    }
+    let acked: BTreeSet<&Uuid> = acks.iter().flat_map(|a| &a.ids).collect();
+    assert!(acked.len() >= ACKS_BEFORE_KILL && log.len() >= acked.len());
+
+    // The reopened store carries on from where the file ends.
+    let result = store
+        .append(
+            "order-after",
+            ExpectedVersion::NoStream,
+            vec![event(json!({}))],
+        )
+        .await
+        .expect("append after the crash");
+    assert_eq!(result.position, head + 1);
+}
