@@ -4,6 +4,7 @@
 //! The binary (`src/main.rs`) only parses the command line; everything lives here so that
 //! tests and benchmarks use the same code.
 
+pub mod actors;
 pub mod cli;
 pub mod domain;
 pub mod fragment;

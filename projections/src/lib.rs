@@ -31,7 +31,7 @@ pub struct EventContext {
 }
 
 /// All read models, folded up to `position`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReadModels {
     pub version: u32,
     /// The global position of the last event folded (the checkpoint).
@@ -42,12 +42,23 @@ pub struct ReadModels {
     pub history: TransactionHistory,
 }
 
-impl ReadModels {
-    pub fn new() -> ReadModels {
+impl Default for ReadModels {
+    /// Empty models of this build's projection version.
+    fn default() -> ReadModels {
         ReadModels {
             version: PROJECTIONS_VERSION,
-            ..Default::default()
+            position: 0,
+            orders: Default::default(),
+            queue: Default::default(),
+            commission: Default::default(),
+            history: Default::default(),
         }
+    }
+}
+
+impl ReadModels {
+    pub fn new() -> ReadModels {
+        ReadModels::default()
     }
 
     /// Folds one decoded event. Events at or before the checkpoint are ignored, so replaying

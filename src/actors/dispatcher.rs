@@ -1,0 +1,222 @@
+//! The queue dispatcher: starts waiting work in FIFO order when its wallet and its Fragment
+//! session are free. One in-flight transfer per wallet (its seqno is sequential); one flow
+//! per Fragment session (the site keeps one current purchase per session); the owner's
+//! sessions form a pool. Requests that wait past their deadline time out here.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use events::{EventMetadata, OrderCreated, PaymentSubmitted};
+use tokio::sync::oneshot;
+
+use super::payment::{self, Job};
+use super::Shared;
+use crate::domain::OrderCommand;
+use crate::fragment::FragmentSession;
+
+pub enum Work {
+    Pay(Box<Job>),
+    /// A submission recorded before a restart: needs its wallet, no Fragment session.
+    Reconcile(Box<OrderCreated>, Box<PaymentSubmitted>),
+}
+
+impl Work {
+    fn wallet(&self) -> String {
+        match self {
+            Work::Pay(job) => job.payer.wallet.raw_address(),
+            Work::Reconcile(_, s) => s.wallet_address.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    None,
+    Client,
+    Owner(usize),
+}
+
+pub struct Dispatcher {
+    sh: Arc<Shared>,
+    waiting: VecDeque<Work>,
+    busy_wallets: HashSet<String>,
+    owners: Vec<(FragmentSession, bool)>,
+    running: usize,
+    idle_waiters: Vec<oneshot::Sender<()>>,
+    tick: Duration,
+}
+
+impl Dispatcher {
+    pub fn new(sh: Arc<Shared>, owners: Vec<FragmentSession>, tick: Duration) -> Dispatcher {
+        Dispatcher {
+            sh,
+            waiting: VecDeque::new(),
+            busy_wallets: HashSet::new(),
+            owners: owners.into_iter().map(|s| (s, false)).collect(),
+            running: 0,
+            idle_waiters: Vec::new(),
+            tick,
+        }
+    }
+
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.time_out_overdue(ctx);
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let wallet = self.waiting[i].wallet();
+            if self.busy_wallets.contains(&wallet) {
+                i += 1;
+                continue;
+            }
+            let lane = match &self.waiting[i] {
+                Work::Reconcile(..) => Lane::None,
+                Work::Pay(job) if job.client_session.is_some() => Lane::Client,
+                Work::Pay(_) => match self.owners.iter().position(|(_, busy)| !busy) {
+                    Some(n) => Lane::Owner(n),
+                    None => {
+                        i += 1;
+                        continue;
+                    }
+                },
+            };
+            let Some(work) = self.waiting.remove(i) else {
+                break;
+            };
+            self.busy_wallets.insert(wallet.clone());
+            if let Lane::Owner(n) = lane {
+                self.owners[n].1 = true;
+            }
+            self.running += 1;
+            let sh = Arc::clone(&self.sh);
+            let owner = match lane {
+                Lane::Owner(n) => Some(self.owners[n].0.clone()),
+                _ => None,
+            };
+            let me = ctx.address();
+            actix::spawn(async move {
+                match work {
+                    Work::Pay(job) => {
+                        let (session, name) = match (owner, &job.client_session) {
+                            (Some(s), _) => (s, format!("owner:{}", lane_index(lane))),
+                            (None, Some(s)) => (s.clone(), "client".to_string()),
+                            (None, None) => unreachable!("a payment always has a lane"),
+                        };
+                        payment::pay(&sh, *job, session, name).await;
+                    }
+                    Work::Reconcile(order, submitted) => {
+                        payment::reconcile(&sh, *order, *submitted).await
+                    }
+                }
+                me.do_send(Finished { wallet, lane });
+            });
+        }
+        if self.running == 0 && self.waiting.is_empty() {
+            for w in self.idle_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+
+    fn time_out_overdue(&mut self, _ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        let (overdue, keep): (Vec<Work>, Vec<Work>) = self
+            .waiting
+            .drain(..)
+            .partition(|w| matches!(w, Work::Pay(job) if job.deadline <= now));
+        self.waiting = keep.into();
+        for work in overdue {
+            let Work::Pay(job) = work else { continue };
+            let sh = Arc::clone(&self.sh);
+            // The job (and the key in it) is dropped here; only ids go on.
+            let (order_id, request_id) = (job.order.order_id, job.request_id);
+            drop(job);
+            actix::spawn(async move {
+                let cmd = OrderCommand::TimeOut {
+                    request_id,
+                    now: Utc::now(),
+                };
+                if let Err(e) = sh
+                    .registry
+                    .order(order_id, cmd, EventMetadata::correlated(request_id))
+                    .await
+                {
+                    tracing::warn!(%order_id, error = %e, "cannot record a queue timeout");
+                }
+            });
+        }
+    }
+}
+
+fn lane_index(lane: Lane) -> usize {
+    match lane {
+        Lane::Owner(n) => n,
+        _ => 0,
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.tick, |act, ctx| act.pump(ctx));
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Submit(pub Work);
+
+impl Handler<Submit> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) {
+        self.waiting.push_back(msg.0);
+        self.pump(ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Finished {
+    wallet: String,
+    lane: Lane,
+}
+
+impl Handler<Finished> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
+        self.busy_wallets.remove(&msg.wallet);
+        if let Lane::Owner(n) = msg.lane {
+            self.owners[n].1 = false;
+        }
+        self.running -= 1;
+        self.pump(ctx);
+    }
+}
+
+/// Answers once nothing waits and nothing runs: "process what is pending" for tests and
+/// graceful shutdown.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WhenIdle(pub oneshot::Sender<()>);
+
+impl Handler<WhenIdle> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: WhenIdle, ctx: &mut Self::Context) {
+        self.idle_waiters.push(msg.0);
+        self.pump(ctx);
+    }
+}
+
+/// Waiting and running counts.
+#[derive(Message)]
+#[rtype(result = "(usize, usize)")]
+pub struct Load;
+
+impl Handler<Load> for Dispatcher {
+    type Result = MessageResult<Load>;
+    fn handle(&mut self, _: Load, _: &mut Self::Context) -> Self::Result {
+        MessageResult((self.waiting.len(), self.running))
+    }
+}

@@ -1,0 +1,509 @@
+//! The running core: order and wallet actors behind a registry, the queue dispatcher that
+//! runs payments, the expiry scheduler, and the projection runner, all over one event
+//! store. `Core` is the handle the HTTP API (and the tests) use.
+//!
+//! On start the core folds the log, then recovers: a request whose wallet message was
+//! recorded is finished from the chain (never signed again); a request that was still
+//! waiting lost its seed with the old process, so it ends and its order reopens.
+
+pub mod aggregate;
+pub mod dispatcher;
+pub mod payment;
+pub mod registry;
+pub mod runner;
+pub mod scheduler;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use events::{EventMetadata, OrderMode, Product};
+use hmac::{Hmac, Mac};
+use projections::{OrderView, RequestView};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::domain::order::{Payer, WalletFunds};
+use crate::domain::{DomainError, OrderCommand, Policy, PremiumMonths, StarsAmount, Username};
+use crate::fragment::{
+    FragmentClient, FragmentCookies, FragmentError, FragmentSession, Purchase, SessionRole,
+};
+use crate::store::{EventStore, StoreError};
+use crate::ton::client::{TonApiError, TonCenterClient};
+use crate::ton::ParsedAddress;
+
+pub use payment::{Job, PayerKey};
+pub use runner::ProjectionRunner;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error(transparent)]
+    Fragment(#[from] FragmentError),
+    #[error("the TON network API is unavailable: {0}")]
+    Ton(#[from] TonApiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no-KYC purchases need the operator's Fragment cookies, and none are configured; send fragment_cookies to buy in KYC mode")]
+    OwnerCookiesNotConfigured,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CoreError {
+    /// API.md code and HTTP status.
+    pub fn api_code(&self) -> (&'static str, u16) {
+        match self {
+            CoreError::Domain(e) => {
+                let code = e.api_code();
+                let status = match code {
+                    "ORDER_NOT_FOUND" | "REQUEST_NOT_FOUND" => 404,
+                    "INTERNAL_ERROR" => 500,
+                    _ => 400,
+                };
+                (code, status)
+            }
+            CoreError::Fragment(e) => e.api_code(),
+            CoreError::Ton(_) | CoreError::Unavailable(_) => ("SERVICE_UNAVAILABLE", 503),
+            CoreError::Store(StoreError::Conflict { .. }) | CoreError::Internal(_) => {
+                ("INTERNAL_ERROR", 500)
+            }
+            CoreError::Store(_) => ("SERVICE_UNAVAILABLE", 503),
+            CoreError::OwnerCookiesNotConfigured => ("OWNER_COOKIES_NOT_CONFIGURED", 500),
+        }
+    }
+}
+
+/// Timings of the core's workers.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    pub policy: Policy,
+    /// Where the projection checkpoint lives (`None`: fold from 0 on every start).
+    pub checkpoint: Option<PathBuf>,
+    /// Actors idle this long stop (and reload their stream when needed again).
+    pub idle_after: Duration,
+    /// How often the dispatcher and the scheduler look at their deadlines.
+    pub tick: Duration,
+    /// A wallet message is valid at most this long: a lost one is known lost soon after.
+    pub sign_ttl_secs: u32,
+    pub poll_interval: Duration,
+    /// How long to wait for Fragment to report a paid purchase delivered.
+    pub delivery_timeout: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> CoreConfig {
+        CoreConfig {
+            policy: Policy::default(),
+            checkpoint: None,
+            idle_after: Duration::from_secs(300),
+            tick: Duration::from_secs(1),
+            sign_ttl_secs: 120,
+            poll_interval: Duration::from_secs(2),
+            delivery_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The outside world the core talks to.
+pub struct Services {
+    pub fragment: FragmentClient,
+    pub chain: TonCenterClient,
+    /// The operator's sessions for no-KYC purchases, used as a pool.
+    pub owner_cookies: Vec<FragmentCookies>,
+    /// Where collected commission goes; `None` means debt accrues but is never collected.
+    pub fee_address: Option<ParsedAddress>,
+}
+
+/// Whether this process may still act on the outside world. Cleared on shutdown (and by the
+/// crash-simulating store in tests), after which no payment step starts a new side effect.
+#[derive(Clone, Debug)]
+pub struct Liveness(Arc<AtomicBool>);
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl Liveness {
+    pub fn is_alive(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub fn kill(&self) {
+        self.0.store(false, Ordering::SeqCst)
+    }
+}
+
+/// What every worker shares.
+pub struct Shared {
+    pub store: Arc<dyn EventStore>,
+    pub registry: registry::Registry,
+    pub policy: Arc<Policy>,
+    pub config: CoreConfig,
+    pub services: Services,
+    pub runner: ProjectionRunner,
+    liveness: Liveness,
+    fingerprint_key: [u8; 32],
+}
+
+impl Shared {
+    pub fn alive(&self) -> bool {
+        self.liveness.is_alive()
+    }
+}
+
+#[derive(Clone)]
+pub struct Core {
+    sh: Arc<Shared>,
+    dispatcher: Addr<dispatcher::Dispatcher>,
+    scheduler: Addr<scheduler::ExpiryScheduler>,
+    owners: Arc<Vec<FragmentSession>>,
+    next_owner: Arc<AtomicUsize>,
+}
+
+/// What a payment request gets back.
+#[derive(Clone, Debug)]
+pub struct PayReceipt {
+    pub request: RequestView,
+    pub position: Option<u64>,
+    pub estimated_wait_seconds: u64,
+    /// False when this payment had already been made (same order, same wallet).
+    pub new_request: bool,
+}
+
+impl Core {
+    /// Starts the core on `store` (inside an actix system) and recovers what a previous run
+    /// left unfinished.
+    pub async fn start(
+        config: CoreConfig,
+        services: Services,
+        store: Arc<dyn EventStore>,
+        liveness: Liveness,
+    ) -> Result<Core, CoreError> {
+        let runner = ProjectionRunner::start(Arc::clone(&store), config.checkpoint.clone()).await?;
+        let policy = Arc::new(config.policy.clone());
+        let owners: Vec<FragmentSession> = services
+            .owner_cookies
+            .iter()
+            .map(|c| services.fragment.session(c.clone(), SessionRole::Owner))
+            .collect();
+        let mut fingerprint_key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut fingerprint_key);
+        let sh = Arc::new(Shared {
+            registry: registry::Registry::new(
+                Arc::clone(&store),
+                Arc::clone(&policy),
+                config.idle_after,
+            ),
+            store,
+            policy,
+            runner,
+            liveness,
+            fingerprint_key,
+            config: config.clone(),
+            services,
+        });
+        let dispatcher =
+            dispatcher::Dispatcher::new(Arc::clone(&sh), owners.clone(), config.tick).start();
+        let scheduler = scheduler::ExpiryScheduler::new(Arc::clone(&sh), config.tick).start();
+        let core = Core {
+            sh,
+            dispatcher,
+            scheduler,
+            owners: Arc::new(owners),
+            next_owner: Arc::new(AtomicUsize::new(0)),
+        };
+        core.recover().await?;
+        Ok(core)
+    }
+
+    pub fn projections(&self) -> &ProjectionRunner {
+        &self.sh.runner
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.sh.store
+    }
+
+    pub fn registry(&self) -> &registry::Registry {
+        &self.sh.registry
+    }
+
+    async fn recover(&self) -> Result<(), CoreError> {
+        let (abandon, reconcile, unpaid) = {
+            let m = self.sh.runner.read();
+            let mut abandon = vec![];
+            let mut reconcile = vec![];
+            for r in m.orders.requests.values() {
+                use projections::RequestStatus::*;
+                match (r.status, r.submitted) {
+                    (Queued, _) | (Processing, false) => abandon.push((r.order_id, r.request_id)),
+                    (Processing, true) => reconcile.push(r.order_id),
+                    _ => {}
+                }
+            }
+            let unpaid: Vec<_> = m
+                .orders
+                .orders
+                .values()
+                .filter(|o| o.status == "created")
+                .map(|o| (o.order_id, o.expires_at))
+                .collect();
+            (abandon, reconcile, unpaid)
+        };
+        for (order_id, request_id) in abandon {
+            let cmd = OrderCommand::Abandon {
+                request_id,
+                error_code: "SERVICE_UNAVAILABLE".into(),
+                error: "the service restarted before the payment was made; no funds moved. The order can be paid again until it expires".into(),
+                now: Utc::now(),
+            };
+            let (state, _) = self
+                .sh
+                .registry
+                .order(order_id, cmd, EventMetadata::correlated(request_id))
+                .await?;
+            if let Some(c) = state.created {
+                self.scheduler.do_send(scheduler::Track {
+                    order_id,
+                    expires_at: c.expires_at,
+                });
+            }
+        }
+        for order_id in reconcile {
+            let state = self.sh.registry.order_state(order_id).await?;
+            let (Some(created), Some(submitted)) =
+                (state.created, state.request.and_then(|r| r.submitted))
+            else {
+                continue;
+            };
+            tracing::info!(%order_id, "reconciling a recorded payment with the chain");
+            self.dispatcher
+                .do_send(dispatcher::Submit(dispatcher::Work::Reconcile(
+                    Box::new(created),
+                    Box::new(submitted),
+                )));
+        }
+        for (order_id, expires_at) in unpaid {
+            self.scheduler.do_send(scheduler::Track {
+                order_id,
+                expires_at,
+            });
+        }
+        Ok(())
+    }
+
+    fn owner_session(&self) -> Result<FragmentSession, CoreError> {
+        if self.owners.is_empty() {
+            return Err(CoreError::OwnerCookiesNotConfigured);
+        }
+        let n = self.next_owner.fetch_add(1, Ordering::Relaxed) % self.owners.len();
+        Ok(self.owners[n].clone())
+    }
+
+    fn fingerprint(&self, cookies: &FragmentCookies) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.sh.fingerprint_key).expect("any key length");
+        for name in ["stel_ssid", "stel_token", "stel_ton_token"] {
+            mac.update(name.as_bytes());
+            mac.update(&[0]);
+            mac.update(cookies.get(name).unwrap_or_default().as_bytes());
+            mac.update(&[0]);
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Creates an order at Fragment's current price, after Fragment found the recipient.
+    pub async fn create_order(
+        &self,
+        product: Product,
+        username: &Username,
+        cookies: Option<FragmentCookies>,
+    ) -> Result<OrderView, CoreError> {
+        let purchase = match product {
+            Product::Stars { amount } => Purchase::Stars(
+                StarsAmount::new(amount.into()).map_err(|e| CoreError::Internal(e.to_string()))?,
+            ),
+            Product::Premium { months } => Purchase::Premium(
+                PremiumMonths::new(months.into())
+                    .map_err(|e| CoreError::Internal(e.to_string()))?,
+            ),
+        };
+        let (mode, fingerprint, session) = match &cookies {
+            Some(c) => (
+                OrderMode::Kyc,
+                Some(self.fingerprint(c)),
+                self.sh
+                    .services
+                    .fragment
+                    .session(c.clone(), SessionRole::Client),
+            ),
+            None => (OrderMode::NoKyc, None, self.owner_session()?),
+        };
+        let price = {
+            let mut flow = session.begin().await;
+            flow.search_recipient(username, purchase).await?;
+            match purchase {
+                Purchase::Stars(n) => flow.stars_price(n).await?.ton,
+                Purchase::Premium(m) => flow
+                    .premium_prices()
+                    .await?
+                    .into_iter()
+                    .find(|(months, _)| *months == m)
+                    .map(|(_, p)| p.ton)
+                    .ok_or_else(|| {
+                        FragmentError::BadResponse(format!("no price for {} months", m.get()))
+                    })?,
+            }
+        };
+        let order_id = Uuid::now_v7();
+        let cmd = OrderCommand::Create {
+            order_id,
+            product,
+            username: username.as_str().to_string(),
+            mode,
+            cookie_fingerprint: fingerprint,
+            price_nanoton: price.as_u64(),
+            now: Utc::now(),
+        };
+        let (state, position) = self
+            .sh
+            .registry
+            .order(order_id, cmd, EventMetadata::correlated(order_id))
+            .await?;
+        let created = state
+            .created
+            .ok_or_else(|| CoreError::Internal("order not created".into()))?;
+        self.scheduler.do_send(scheduler::Track {
+            order_id,
+            expires_at: created.expires_at,
+        });
+        self.sh.runner.wait_for(position.unwrap_or(0)).await;
+        self.order(order_id)
+    }
+
+    pub fn order(&self, order_id: Uuid) -> Result<OrderView, CoreError> {
+        self.sh
+            .runner
+            .read()
+            .orders
+            .order(&order_id)
+            .cloned()
+            .ok_or(CoreError::Domain(DomainError::OrderNotFound))
+    }
+
+    pub fn request(&self, request_id: Uuid) -> Result<RequestView, CoreError> {
+        self.sh
+            .runner
+            .read()
+            .orders
+            .request(&request_id)
+            .cloned()
+            .ok_or(CoreError::Domain(DomainError::UnknownRequest(request_id)))
+    }
+
+    /// Pays an order from the wallet of `payer`: checks the balance and the debt, records
+    /// the payment and queues it. Paying again from the same wallet returns the same request.
+    pub async fn pay_order(
+        &self,
+        order_id: Uuid,
+        payer: PayerKey,
+        account_index: Option<u32>,
+        cookies: Option<FragmentCookies>,
+    ) -> Result<PayReceipt, CoreError> {
+        let state = self.sh.registry.order_state(order_id).await?;
+        let Some(order) = state.created.clone() else {
+            return Err(DomainError::OrderNotFound.into());
+        };
+        let raw = payer.wallet.raw_address();
+        let balance = self
+            .sh
+            .services
+            .chain
+            .wallet_state(&payer.wallet)
+            .await?
+            .balance;
+        let debt = self.sh.registry.wallet_state(&raw).await?.debt_nanoton;
+        let request_id = Uuid::now_v7();
+        let cmd = OrderCommand::Pay {
+            request_id,
+            payer: Payer {
+                wallet_address: raw,
+                wallet_friendly: payer.wallet.friendly_address(false),
+                wallet_version: payer.wallet.version().as_str().to_string(),
+                account_index,
+            },
+            funds: WalletFunds {
+                balance_nanoton: balance.as_u64(),
+                debt_nanoton: debt,
+            },
+            has_cookies: cookies.is_some(),
+            now: Utc::now(),
+        };
+        let (state, position) = self
+            .sh
+            .registry
+            .order(order_id, cmd, EventMetadata::correlated(request_id))
+            .await?;
+        let request = state
+            .request
+            .ok_or_else(|| CoreError::Internal("paid order without request".into()))?;
+        let new_request = position.is_some();
+        if new_request {
+            let client_session = match order.mode {
+                OrderMode::Kyc => {
+                    cookies.map(|c| self.sh.services.fragment.session(c, SessionRole::Client))
+                }
+                OrderMode::NoKyc => None,
+            };
+            let job = Job {
+                order,
+                request_id,
+                deadline: request.queue_deadline,
+                payer,
+                client_session,
+            };
+            self.dispatcher
+                .do_send(dispatcher::Submit(dispatcher::Work::Pay(Box::new(job))));
+            self.sh.runner.wait_for(position.unwrap_or(0)).await;
+        }
+        let request = self.request(request.request_id)?;
+        let (position, wait) = {
+            let m = self.sh.runner.read();
+            let p = m.queue.position(&request.request_id);
+            (p, p.map_or(0, |p| m.queue.estimated_wait_seconds(p)))
+        };
+        Ok(PayReceipt {
+            request,
+            position,
+            estimated_wait_seconds: wait,
+            new_request,
+        })
+    }
+
+    /// Waits until no payment waits or runs and the projections have caught up with the log.
+    pub async fn drain(&self) -> Result<(), CoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.dispatcher
+            .send(dispatcher::WhenIdle(tx))
+            .await
+            .map_err(|_| CoreError::Unavailable("dispatcher stopped".into()))?;
+        let _ = rx.await;
+        let head = self.sh.store.head().await?;
+        self.sh.runner.wait_for(head).await;
+        Ok(())
+    }
+
+    /// Stops side effects and lets running payments reach a recorded state, within `grace`.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = tokio::time::timeout(grace, self.drain()).await;
+        self.sh.liveness.kill();
+    }
+}

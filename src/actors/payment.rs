@@ -1,0 +1,530 @@
+//! The payment step: Fragment invoice → checked link → signed wallet message →
+//! `PaymentSubmitted` appended **before** the broadcast → broadcast → the transaction found
+//! on chain → wallet accounted, order fulfilled (or failed, saying whether funds moved) →
+//! delivery confirmed with Fragment. And its restart half, `reconcile`: finish a recorded
+//! submission from the chain alone, re-sending the identical signed message, never signing.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use events::{EventMetadata, OrderCreated, PaymentSubmitted, Product, SubmittedMessage};
+use uuid::Uuid;
+
+use super::{CoreError, Shared};
+use crate::domain::policy::collection_due;
+use crate::domain::wallet::PurchaseSettlement;
+use crate::domain::{OrderCommand, PremiumMonths, StarsAmount, Username, WalletCommand};
+use crate::fragment::{Flow, FragmentSession, Fulfilment, LinkExpectations, Purchase, SessionRole};
+use crate::ton::client::{parse_hash, TransferOutcome};
+use crate::ton::transfer::{sign_transfer, ExpectedMessage, TransferParams};
+use crate::ton::{
+    address, KeyPair, MessageBody, Nanoton, OutgoingMessage, SignedTransfer, WalletContract,
+};
+
+/// The client's wallet key, held in memory only while its request waits or is processed.
+pub struct PayerKey {
+    pub key: KeyPair,
+    pub wallet: WalletContract,
+}
+
+/// A paid order waiting for its turn.
+pub struct Job {
+    pub order: OrderCreated,
+    pub request_id: Uuid,
+    pub deadline: chrono::DateTime<Utc>,
+    pub payer: PayerKey,
+    /// The client's own Fragment session (KYC); `None` buys on an owner session.
+    pub client_session: Option<FragmentSession>,
+}
+
+/// Why a payment ended before any money could move.
+struct Refusal {
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn purchase_of(product: Product) -> Result<Purchase, Refusal> {
+    let bad = |_| Refusal::new("INTERNAL_ERROR", "the order holds an invalid product");
+    Ok(match product {
+        Product::Stars { amount } => Purchase::Stars(StarsAmount::new(amount.into()).map_err(bad)?),
+        Product::Premium { months } => {
+            Purchase::Premium(PremiumMonths::new(months.into()).map_err(bad)?)
+        }
+    })
+}
+
+fn fragment_refusal(e: crate::fragment::FragmentError) -> Refusal {
+    let (code, _) = e.api_code();
+    Refusal::new(code, format!("{e}; no funds moved"))
+}
+
+struct Prepared {
+    signed: SignedTransfer,
+    submitted: PaymentSubmitted,
+    invoice: crate::fragment::Invoice,
+    link: crate::fragment::PaymentLink,
+}
+
+/// Everything up to a signed message; nothing here moves money.
+async fn prepare(sh: &Shared, job: &Job, flow: &mut Flow) -> Result<Prepared, Refusal> {
+    let order = &job.order;
+    let wallet = &job.payer.wallet;
+    let purchase = purchase_of(order.product)?;
+    let username = Username::parse(&format!("@{}", order.username))
+        .map_err(|_| Refusal::new("INTERNAL_ERROR", "the order holds an invalid username"))?;
+    if flow.role() == SessionRole::Client {
+        flow.connect_wallet(wallet, &job.payer.key)
+            .await
+            .map_err(fragment_refusal)?;
+    }
+    let recipient = flow
+        .search_recipient(&username, purchase)
+        .await
+        .map_err(fragment_refusal)?;
+    let invoice = flow
+        .init_purchase(&recipient, purchase)
+        .await
+        .map_err(fragment_refusal)?;
+    let link = flow
+        .payment_link(&invoice, wallet, false)
+        .await
+        .map_err(fragment_refusal)?;
+    let now = Utc::now().timestamp() as u32;
+    let checked = link
+        .check(&LinkExpectations {
+            req_id: &invoice.req_id,
+            purchase,
+            invoice_amount: invoice.amount,
+            max_amount: Nanoton::new(order.price_nanoton),
+            fragment_addresses: sh.services.fragment.payment_addresses(),
+            payer: wallet.address(),
+            now,
+            min_validity: 10,
+        })
+        .map_err(|e| {
+            Refusal::new(
+                "FRAGMENT_ERROR",
+                format!("Fragment's payment request failed our checks ({e}); no funds moved"),
+            )
+        })?;
+
+    let state = sh.services.chain.wallet_state(wallet).await.map_err(|e| {
+        tracing::warn!(error = %e, "TON API unavailable while preparing a payment");
+        Refusal::new(
+            "SERVICE_UNAVAILABLE",
+            "the TON network API is unavailable; no funds moved",
+        )
+    })?;
+    let raw = wallet.raw_address();
+    let debt = sh
+        .registry
+        .wallet_state(&raw)
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                "SERVICE_UNAVAILABLE",
+                "the service is unavailable; no funds moved",
+            )
+        })?
+        .debt_nanoton;
+    let fee_address = sh.services.fee_address.clone();
+    let collection = match &fee_address {
+        Some(_) => collection_due(
+            debt,
+            order.commission_nanoton,
+            sh.policy.collection_threshold_nanoton,
+        ),
+        None => 0,
+    };
+    let needed = invoice.amount.as_u64() + collection + sh.policy.network_fee_reserve_nanoton;
+    if state.balance.as_u64() < needed {
+        return Err(Refusal::new(
+            "INSUFFICIENT_BALANCE",
+            format!(
+                "the wallet holds {} TON; this payment needs {} TON (price, commission due and network fees); no funds moved",
+                state.balance.to_ton_string(),
+                Nanoton::new(needed).to_ton_string()
+            ),
+        ));
+    }
+    let mut messages = vec![checked.message.clone()];
+    if let (Some(fee), true) = (&fee_address, collection > 0) {
+        messages.push(OutgoingMessage::to(
+            fee.clone(),
+            Nanoton::new(collection),
+            MessageBody::comment(format!(
+                "fragment-gateway commission, order {}",
+                order.order_id
+            )),
+        ));
+    }
+    let params = TransferParams {
+        seqno: state.seqno,
+        valid_until: checked.sign_until(now, sh.config.sign_ttl_secs),
+        include_state_init: !state.deployed,
+    };
+    let signed = sign_transfer(wallet, &job.payer.key, &params, &messages).map_err(|e| {
+        Refusal::new(
+            "INTERNAL_ERROR",
+            format!("the payment could not be signed ({e}); no funds moved"),
+        )
+    })?;
+    let submitted = PaymentSubmitted {
+        order_id: order.order_id,
+        request_id: job.request_id,
+        wallet_address: raw,
+        wallet_version: wallet.version().as_str().to_string(),
+        seqno: signed.seqno,
+        valid_until: signed.valid_until,
+        message_hash: signed.message_hash.to_hex(),
+        normalized_hash: signed.normalized_hash.to_hex(),
+        body_hash: signed.body_hash.to_hex(),
+        boc: signed.boc.clone(),
+        messages: signed
+            .messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| SubmittedMessage {
+                destination: address::raw(&m.destination),
+                amount_nanoton: m.amount.as_u64(),
+                body_hash: m.body_hash.to_hex(),
+                purpose: if i == 0 { "purchase" } else { "commission" }.into(),
+            })
+            .collect(),
+        fragment_request_id: invoice.req_id.clone(),
+        purchase_nanoton: invoice.amount.as_u64(),
+        collection_nanoton: if messages.len() > 1 { collection } else { 0 },
+        submitted_at: Utc::now(),
+    };
+    Ok(Prepared {
+        signed,
+        submitted,
+        invoice,
+        link,
+    })
+}
+
+/// Runs one payment on `session` (already reserved for it by the dispatcher).
+pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: String) {
+    let order_id = job.order.order_id;
+    let request_id = job.request_id;
+    let meta = EventMetadata::correlated(request_id);
+    if !sh.alive() {
+        return;
+    }
+    let start = OrderCommand::StartProcessing {
+        request_id,
+        session: lane,
+        now: Utc::now(),
+    };
+    if let Err(e) = sh.registry.order(order_id, start, meta).await {
+        tracing::warn!(%order_id, error = %e, "cannot start processing");
+        return;
+    }
+    let mut flow = session.begin().await;
+    let prepared = match prepare(sh, &job, &mut flow).await {
+        Ok(p) => p,
+        Err(refusal) => {
+            if sh.alive() {
+                fail(
+                    sh,
+                    order_id,
+                    request_id,
+                    refusal.code,
+                    refusal.message,
+                    false,
+                )
+                .await;
+            }
+            return;
+        }
+    };
+    let Job { payer, order, .. } = job;
+    let PayerKey { key, wallet } = payer;
+    // Signed: the key has done its work and leaves memory now.
+    drop(key);
+    if !sh.alive() {
+        return;
+    }
+    let submit = OrderCommand::SubmitPayment(Box::new(prepared.submitted.clone()));
+    if let Err(e) = sh.registry.order(order_id, submit, meta).await {
+        // Not recorded means never broadcast: the message dies unsent with its seqno free.
+        tracing::error!(%order_id, error = %e, "cannot record the signed payment; not broadcasting");
+        if sh.alive() {
+            let abandon = OrderCommand::Abandon {
+                request_id,
+                error_code: "SERVICE_UNAVAILABLE".into(),
+                error: "the service could not record the payment before sending it; no funds moved"
+                    .into(),
+                now: Utc::now(),
+            };
+            let _ = sh.registry.order(order_id, abandon, meta).await;
+        }
+        return;
+    }
+    if !sh.alive() {
+        return;
+    }
+    if let Err(e) = sh.services.chain.send_transfer(&prepared.signed).await {
+        // Refused or unknown, the chain decides: a refused message can still become valid
+        // before it expires (the wallet gets funded), so only its outcome ends the order.
+        tracing::info!(%order_id, error = %e, "broadcast not confirmed; waiting for the chain's verdict");
+    }
+    let Some(outcome) = wait_outcome(sh, &prepared.signed).await else {
+        return;
+    };
+    let fulfilled = settle(sh, &order, &prepared.submitted, outcome).await;
+    if !fulfilled || !sh.alive() {
+        return;
+    }
+    // The money moved; now make sure Fragment delivers.
+    let product = prepared.invoice.purchase.product();
+    let delivered = match flow
+        .confirm(product, &prepared.link, &wallet, &prepared.signed.boc)
+        .await
+    {
+        Ok(()) => {
+            flow.wait_until_done(
+                &prepared.invoice,
+                sh.config.delivery_timeout,
+                sh.config.poll_interval,
+            )
+            .await
+        }
+        Err(e) => Fulfilment::Unknown(e),
+    };
+    let command = match delivered {
+        Fulfilment::Done => OrderCommand::ConfirmDelivery {
+            request_id,
+            now: Utc::now(),
+        },
+        Fulfilment::NotYet => OrderCommand::DeliveryUnconfirmed {
+            request_id,
+            reason: format!(
+                "Fragment had not confirmed the delivery after {:?}",
+                sh.config.delivery_timeout
+            ),
+            now: Utc::now(),
+        },
+        Fulfilment::Unknown(e) => OrderCommand::DeliveryUnconfirmed {
+            request_id,
+            reason: format!("Fragment could not be asked about the delivery: {e}"),
+            now: Utc::now(),
+        },
+    };
+    if let Err(e) = sh.registry.order(order_id, command, meta).await {
+        tracing::warn!(%order_id, error = %e, "cannot record the delivery state");
+    }
+}
+
+/// Finishes a submission recorded before a restart, from the chain alone.
+pub(crate) async fn reconcile(sh: &Shared, order: OrderCreated, submitted: PaymentSubmitted) {
+    let signed = match rebuild_transfer(&submitted) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(order_id = %order.order_id, error = %e, "cannot read a recorded submission");
+            return;
+        }
+    };
+    // The first broadcast may never have left (a crash right after recording it): sending
+    // the identical message again is harmless, as the chain applies one seqno once.
+    if let Err(e) = sh.services.chain.send_boc(&signed.boc).await {
+        tracing::info!(order_id = %order.order_id, error = %e, "re-broadcast not accepted; asking the chain");
+    }
+    let Some(outcome) = wait_outcome(sh, &signed).await else {
+        return;
+    };
+    if settle(sh, &order, &submitted, outcome).await && sh.alive() {
+        let command = OrderCommand::DeliveryUnconfirmed {
+            request_id: submitted.request_id,
+            reason: "the service restarted after paying; check with Fragment that it delivered"
+                .into(),
+            now: Utc::now(),
+        };
+        let _ = sh
+            .registry
+            .order(
+                order.order_id,
+                command,
+                EventMetadata::correlated(submitted.request_id),
+            )
+            .await;
+    }
+}
+
+fn rebuild_transfer(s: &PaymentSubmitted) -> Result<SignedTransfer, CoreError> {
+    let hash = |h: &str| parse_hash(h).map_err(|e| CoreError::Internal(e.to_string()));
+    let addr = |a: &str| address::parse_address(a).map_err(|e| CoreError::Internal(e.to_string()));
+    Ok(SignedTransfer {
+        wallet: addr(&s.wallet_address)?,
+        seqno: s.seqno,
+        valid_until: s.valid_until,
+        boc: s.boc.clone(),
+        message_hash: hash(&s.message_hash)?,
+        normalized_hash: hash(&s.normalized_hash)?,
+        body_hash: hash(&s.body_hash)?,
+        messages: s
+            .messages
+            .iter()
+            .map(|m| {
+                Ok(ExpectedMessage {
+                    destination: addr(&m.destination)?,
+                    amount: Nanoton::new(m.amount_nanoton),
+                    body_hash: hash(&m.body_hash)?,
+                })
+            })
+            .collect::<Result<_, CoreError>>()?,
+    })
+}
+
+/// Polls the chain until the transfer has an outcome. Never gives up while the service
+/// runs: the money may be moving, so "unknown" is not an answer.
+async fn wait_outcome(sh: &Shared, signed: &SignedTransfer) -> Option<TransferOutcome> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if !sh.alive() {
+            return None;
+        }
+        match sh
+            .services
+            .chain
+            .wait_for_transfer(signed, sh.config.poll_interval)
+            .await
+        {
+            Ok(outcome) => return Some(outcome),
+            Err(e) => {
+                tracing::warn!(error = %e, "TON API error while waiting for a transfer; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Records the outcome: wallet account first (idempotent per order), then the order. A crash
+/// between the two is finished by `reconcile`, which settles the wallet again (no-op) and
+/// then the order. Returns whether the order is fulfilled.
+async fn settle(
+    sh: &Shared,
+    order: &OrderCreated,
+    submitted: &PaymentSubmitted,
+    outcome: TransferOutcome,
+) -> bool {
+    let order_id = order.order_id;
+    let request_id = submitted.request_id;
+    let (tx, collection_sent) = match outcome {
+        TransferOutcome::Confirmed(tx) => (tx, true),
+        TransferOutcome::NotSent(tx) => {
+            // Mode 3 skips a message it cannot pay for: the purchase may have gone out with
+            // only the commission message skipped, and then Fragment was paid.
+            let purchase = &submitted.messages[0];
+            let paid = tx.out_msgs.iter().any(|m| {
+                m.destination.as_ref().map(address::raw).as_deref()
+                    == Some(purchase.destination.as_str())
+                    && m.value.as_u64() == purchase.amount_nanoton
+                    && m.body_hash.as_ref().map(|h| h.to_hex()).as_deref()
+                        == Some(purchase.body_hash.as_str())
+            });
+            if !paid {
+                fail(sh, order_id, request_id, "INSUFFICIENT_BALANCE",
+                    "the wallet processed the message but could not send the payment (check its balance); no funds moved except network fees".into(), false).await;
+                return false;
+            }
+            (tx, false)
+        }
+        TransferOutcome::Expired => {
+            fail(
+                sh,
+                order_id,
+                request_id,
+                "SERVICE_UNAVAILABLE",
+                "the network did not accept the payment before it expired; no funds moved".into(),
+                false,
+            )
+            .await;
+            return false;
+        }
+        TransferOutcome::Superseded => {
+            fail(sh, order_id, request_id, "VALIDATION_ERROR",
+                "another transfer from this wallet used the same sequence number, so this payment was not made; no funds moved. Use the wallet for one payment at a time".into(), false).await;
+            return false;
+        }
+    };
+    let meta = EventMetadata::correlated(request_id);
+    let tx_hash = tx.hash.to_hex();
+    let settlement = WalletCommand::SettlePurchase(PurchaseSettlement {
+        order_id,
+        commission_nanoton: order.commission_nanoton,
+        collection_nanoton: submitted.collection_nanoton,
+        collection_sent,
+        tx_hash: tx_hash.clone(),
+        now: Utc::now(),
+    });
+    let debt_after = match sh
+        .registry
+        .wallet(&submitted.wallet_address, settlement, meta)
+        .await
+    {
+        Ok((state, _)) => state.debt_nanoton,
+        Err(e) => {
+            tracing::error!(%order_id, error = %e, "cannot account the payment; a restart will finish it");
+            return false;
+        }
+    };
+    let fulfil = OrderCommand::Fulfil(Box::new(events::OrderFulfilled {
+        order_id,
+        request_id,
+        tx_hash,
+        tx_lt: tx.lt,
+        cost_nanoton: submitted.purchase_nanoton,
+        commission_nanoton: order.commission_nanoton,
+        collected_nanoton: if collection_sent {
+            submitted.collection_nanoton
+        } else {
+            0
+        },
+        debt_after_nanoton: debt_after,
+        network_fee_nanoton: tx.total_fees.as_u64(),
+        completed_at: Utc::now(),
+    }));
+    match sh.registry.order(order_id, fulfil, meta).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(%order_id, error = %e, "cannot record the fulfilment; a restart will finish it");
+            false
+        }
+    }
+}
+
+async fn fail(
+    sh: &Shared,
+    order_id: Uuid,
+    request_id: Uuid,
+    code: &str,
+    message: String,
+    funds_moved: bool,
+) {
+    let command = OrderCommand::Fail {
+        request_id,
+        error_code: code.to_string(),
+        error: message,
+        funds_moved,
+        now: Utc::now(),
+    };
+    if let Err(e) = sh
+        .registry
+        .order(order_id, command, EventMetadata::correlated(request_id))
+        .await
+    {
+        tracing::error!(%order_id, error = %e, "cannot record a failed payment");
+    }
+}

@@ -1,0 +1,90 @@
+//! The expiry scheduler: expires unpaid orders when their time is up. Its timers live in
+//! memory; on start the core re-arms them from the order projection, so a restart never
+//! forgets an order.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use events::EventMetadata;
+use uuid::Uuid;
+
+use super::{CoreError, Shared};
+use crate::domain::{DomainError, OrderCommand};
+
+pub struct ExpiryScheduler {
+    sh: Arc<Shared>,
+    due: BTreeSet<(DateTime<Utc>, Uuid)>,
+    tick: Duration,
+}
+
+impl ExpiryScheduler {
+    pub fn new(sh: Arc<Shared>, tick: Duration) -> ExpiryScheduler {
+        ExpiryScheduler {
+            sh,
+            due: BTreeSet::new(),
+            tick,
+        }
+    }
+
+    fn fire(&mut self, ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        while let Some(&(at, order_id)) = self.due.first() {
+            if at > now {
+                break;
+            }
+            self.due.pop_first();
+            let sh = Arc::clone(&self.sh);
+            ctx.spawn(
+                async move {
+                    let cmd = OrderCommand::Expire { now: Utc::now() };
+                    match sh
+                        .registry
+                        .order(order_id, cmd, EventMetadata::correlated(order_id))
+                        .await
+                    {
+                        Ok(_) | Err(CoreError::Domain(DomainError::TooEarly)) => {}
+                        Err(e) => tracing::warn!(%order_id, error = %e, "cannot expire order"),
+                    }
+                }
+                .into_actor(self),
+            );
+        }
+    }
+}
+
+impl Actor for ExpiryScheduler {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.tick, |act, ctx| act.fire(ctx));
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Track {
+    pub order_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Handler<Track> for ExpiryScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: Track, ctx: &mut Self::Context) {
+        self.due.insert((msg.expires_at, msg.order_id));
+        self.fire(ctx);
+    }
+}
+
+/// How many timers are armed.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Armed;
+
+impl Handler<Armed> for ExpiryScheduler {
+    type Result = usize;
+    fn handle(&mut self, _: Armed, _: &mut Self::Context) -> usize {
+        self.due.len()
+    }
+}
