@@ -126,31 +126,18 @@ impl Registry {
         command: OrderCommand,
         metadata: EventMetadata,
     ) -> Result<Executed<OrderState>, CoreError> {
-        // A stopped actor's mailbox refuses the message before it is handled, so sending it
-        // again to a fresh actor cannot run the command twice.
-        for _ in 0..3 {
+        retry_closed(|| {
             let msg = Execute::<OrderAggregate> {
                 command: command.clone(),
                 metadata,
             };
-            match self.order_actor(id).send(msg).await {
-                Ok(result) => return result,
-                Err(MailboxError::Closed) => continue,
-                Err(MailboxError::Timeout) => break,
-            }
-        }
-        Err(CoreError::Unavailable("order actor unavailable".into()))
+            self.order_actor(id).send(msg)
+        })
+        .await?
     }
 
     pub async fn order_state(&self, id: Uuid) -> Result<OrderState, CoreError> {
-        for _ in 0..3 {
-            match self.order_actor(id).send(GetState::new()).await {
-                Ok(state) => return Ok(state),
-                Err(MailboxError::Closed) => continue,
-                Err(MailboxError::Timeout) => break,
-            }
-        }
-        Err(CoreError::Unavailable("order actor unavailable".into()))
+        retry_closed(|| self.order_actor(id).send(GetState::new())).await
     }
 
     pub async fn wallet(
@@ -159,28 +146,35 @@ impl Registry {
         command: WalletCommand,
         metadata: EventMetadata,
     ) -> Result<Executed<WalletState>, CoreError> {
-        for _ in 0..3 {
+        retry_closed(|| {
             let msg = Execute::<WalletAggregate> {
                 command: command.clone(),
                 metadata,
             };
-            match self.wallet_actor(raw).send(msg).await {
-                Ok(result) => return result,
-                Err(MailboxError::Closed) => continue,
-                Err(MailboxError::Timeout) => break,
-            }
-        }
-        Err(CoreError::Unavailable("wallet actor unavailable".into()))
+            self.wallet_actor(raw).send(msg)
+        })
+        .await?
     }
 
     pub async fn wallet_state(&self, raw: &str) -> Result<WalletState, CoreError> {
-        for _ in 0..3 {
-            match self.wallet_actor(raw).send(GetState::new()).await {
-                Ok(state) => return Ok(state),
-                Err(MailboxError::Closed) => continue,
-                Err(MailboxError::Timeout) => break,
-            }
-        }
-        Err(CoreError::Unavailable("wallet actor unavailable".into()))
+        retry_closed(|| self.wallet_actor(raw).send(GetState::new())).await
     }
+}
+
+/// Sends again when the actor stopped before handling the message (passivation races). A
+/// stopped actor's mailbox refuses the message before it is handled, so sending it again to a
+/// fresh actor cannot run a command twice.
+async fn retry_closed<T, F, Fut>(mut send: F) -> Result<T, CoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, MailboxError>>,
+{
+    for _ in 0..3 {
+        match send().await {
+            Ok(answer) => return Ok(answer),
+            Err(MailboxError::Closed) => continue,
+            Err(MailboxError::Timeout) => break,
+        }
+    }
+    Err(CoreError::Unavailable("the actor is unavailable".into()))
 }
