@@ -117,6 +117,20 @@ impl OrderBook {
             .filter(|r| r.submitted && r.status == RequestStatus::Processing)
     }
 
+    /// Requests queued or processing with nothing signed yet: they need the client's seed,
+    /// which only the process that took the payment had.
+    pub fn unsigned_in_flight(&self) -> impl Iterator<Item = &RequestView> {
+        self.requests.values().filter(|r| {
+            r.status == RequestStatus::Queued
+                || (r.status == RequestStatus::Processing && !r.submitted)
+        })
+    }
+
+    /// Orders nobody has paid yet.
+    pub fn unpaid(&self) -> impl Iterator<Item = &OrderView> {
+        self.orders.values().filter(|o| o.status == "created")
+    }
+
     pub fn apply(&mut self, ctx: EventContext, event: &Event) {
         match event {
             Event::OrderCreated(e) => {

@@ -32,6 +32,12 @@ impl Work {
     }
 }
 
+/// Work that got its wallet (and, for a payment, its Fragment session and its name).
+enum Task {
+    Pay(Box<Job>, FragmentSession, String),
+    Reconcile(Box<OrderCreated>, Box<PaymentSubmitted>),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lane {
     None,
@@ -63,7 +69,7 @@ impl Dispatcher {
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        self.time_out_overdue(ctx);
+        self.time_out_overdue();
         let mut i = 0;
         while i < self.waiting.len() {
             let wallet = self.waiting[i].wallet();
@@ -86,27 +92,29 @@ impl Dispatcher {
                 break;
             };
             self.busy_wallets.insert(wallet.clone());
-            if let Lane::Owner(n) = lane {
-                self.owners[n].1 = true;
-            }
             self.running += 1;
-            let sh = Arc::clone(&self.sh);
-            let owner = match lane {
-                Lane::Owner(n) => Some(self.owners[n].0.clone()),
-                _ => None,
+            let task = match work {
+                Work::Reconcile(order, submitted) => Task::Reconcile(order, submitted),
+                Work::Pay(job) => {
+                    let (session, name) = match lane {
+                        Lane::Owner(n) => {
+                            self.owners[n].1 = true;
+                            (self.owners[n].0.clone(), format!("owner:{n}"))
+                        }
+                        _ => {
+                            let own = job.client_session.clone();
+                            (own.expect("a client lane has a session"), "client".into())
+                        }
+                    };
+                    Task::Pay(job, session, name)
+                }
             };
+            let sh = Arc::clone(&self.sh);
             let me = ctx.address();
             actix::spawn(async move {
-                match work {
-                    Work::Pay(job) => {
-                        let (session, name) = match (owner, &job.client_session) {
-                            (Some(s), _) => (s, format!("owner:{}", lane_index(lane))),
-                            (None, Some(s)) => (s.clone(), "client".to_string()),
-                            (None, None) => unreachable!("a payment always has a lane"),
-                        };
-                        payment::pay(&sh, *job, session, name).await;
-                    }
-                    Work::Reconcile(order, submitted) => {
+                match task {
+                    Task::Pay(job, session, name) => payment::pay(&sh, *job, session, name).await,
+                    Task::Reconcile(order, submitted) => {
                         payment::reconcile(&sh, *order, *submitted).await
                     }
                 }
@@ -120,7 +128,7 @@ impl Dispatcher {
         }
     }
 
-    fn time_out_overdue(&mut self, _ctx: &mut Context<Self>) {
+    fn time_out_overdue(&mut self) {
         let now = Utc::now();
         let (overdue, keep): (Vec<Work>, Vec<Work>) = self
             .waiting
@@ -147,13 +155,6 @@ impl Dispatcher {
                 }
             });
         }
-    }
-}
-
-fn lane_index(lane: Lane) -> usize {
-    match lane {
-        Lane::Owner(n) => n,
-        _ => 0,
     }
 }
 
@@ -206,17 +207,5 @@ impl Handler<WhenIdle> for Dispatcher {
     fn handle(&mut self, msg: WhenIdle, ctx: &mut Self::Context) {
         self.idle_waiters.push(msg.0);
         self.pump(ctx);
-    }
-}
-
-/// Waiting and running counts.
-#[derive(Message)]
-#[rtype(result = "(usize, usize)")]
-pub struct Load;
-
-impl Handler<Load> for Dispatcher {
-    type Result = MessageResult<Load>;
-    fn handle(&mut self, _: Load, _: &mut Self::Context) -> Self::Result {
-        MessageResult((self.waiting.len(), self.running))
     }
 }

@@ -27,7 +27,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::domain::order::{Payer, WalletFunds};
-use crate::domain::{DomainError, OrderCommand, Policy, PremiumMonths, StarsAmount, Username};
+use crate::domain::{DomainError, OrderCommand, Policy, Username};
 use crate::fragment::{
     FragmentClient, FragmentCookies, FragmentError, FragmentSession, Purchase, SessionRole,
 };
@@ -60,15 +60,7 @@ impl CoreError {
     /// API.md code and HTTP status.
     pub fn api_code(&self) -> (&'static str, u16) {
         match self {
-            CoreError::Domain(e) => {
-                let code = e.api_code();
-                let status = match code {
-                    "ORDER_NOT_FOUND" | "REQUEST_NOT_FOUND" => 404,
-                    "INTERNAL_ERROR" => 500,
-                    _ => 400,
-                };
-                (code, status)
-            }
+            CoreError::Domain(e) => (e.api_code(), e.http_status()),
             CoreError::Fragment(e) => e.api_code(),
             CoreError::Ton(_) | CoreError::Unavailable(_) => ("SERVICE_UNAVAILABLE", 503),
             CoreError::Store(StoreError::Conflict { .. }) | CoreError::Internal(_) => {
@@ -145,7 +137,6 @@ impl Liveness {
 pub struct Shared {
     pub store: Arc<dyn EventStore>,
     pub registry: registry::Registry,
-    pub policy: Arc<Policy>,
     pub config: CoreConfig,
     pub services: Services,
     pub runner: ProjectionRunner,
@@ -188,7 +179,6 @@ impl Core {
         liveness: Liveness,
     ) -> Result<Core, CoreError> {
         let runner = ProjectionRunner::start(Arc::clone(&store), config.checkpoint.clone()).await?;
-        let policy = Arc::new(config.policy.clone());
         let owners: Vec<FragmentSession> = services
             .owner_cookies
             .iter()
@@ -199,11 +189,10 @@ impl Core {
         let sh = Arc::new(Shared {
             registry: registry::Registry::new(
                 Arc::clone(&store),
-                Arc::clone(&policy),
+                Arc::new(config.policy.clone()),
                 config.idle_after,
             ),
             store,
-            policy,
             runner,
             liveness,
             fingerprint_key,
@@ -239,21 +228,19 @@ impl Core {
     async fn recover(&self) -> Result<(), CoreError> {
         let (abandon, reconcile, unpaid) = {
             let m = self.sh.runner.read();
-            let mut abandon = vec![];
-            let mut reconcile = vec![];
-            for r in m.orders.requests.values() {
-                use projections::RequestStatus::*;
-                match (r.status, r.submitted) {
-                    (Queued, _) | (Processing, false) => abandon.push((r.order_id, r.request_id)),
-                    (Processing, true) => reconcile.push(r.order_id),
-                    _ => {}
-                }
-            }
+            let abandon: Vec<_> = m
+                .orders
+                .unsigned_in_flight()
+                .map(|r| (r.order_id, r.request_id))
+                .collect();
+            let reconcile: Vec<_> = m
+                .orders
+                .unresolved_submissions()
+                .map(|r| r.order_id)
+                .collect();
             let unpaid: Vec<_> = m
                 .orders
-                .orders
-                .values()
-                .filter(|o| o.status == "created")
+                .unpaid()
                 .map(|o| (o.order_id, o.expires_at))
                 .collect();
             (abandon, reconcile, unpaid)
@@ -327,15 +314,8 @@ impl Core {
         username: &Username,
         cookies: Option<FragmentCookies>,
     ) -> Result<OrderView, CoreError> {
-        let purchase = match product {
-            Product::Stars { amount } => Purchase::Stars(
-                StarsAmount::new(amount.into()).map_err(|e| CoreError::Internal(e.to_string()))?,
-            ),
-            Product::Premium { months } => Purchase::Premium(
-                PremiumMonths::new(months.into())
-                    .map_err(|e| CoreError::Internal(e.to_string()))?,
-            ),
-        };
+        let purchase =
+            Purchase::from_order(product).map_err(|e| CoreError::Internal(e.to_string()))?;
         let (mode, fingerprint, session) = match &cookies {
             Some(c) => (
                 OrderMode::Kyc,
@@ -423,14 +403,20 @@ impl Core {
             return Err(DomainError::OrderNotFound.into());
         };
         let raw = payer.wallet.raw_address();
-        let balance = self
-            .sh
-            .services
-            .chain
-            .wallet_state(&payer.wallet)
-            .await?
-            .balance;
-        let debt = self.sh.registry.wallet_state(&raw).await?.debt_nanoton;
+        // Only an unpaid order looks at the wallet's funds: a repeated payment or a refused
+        // one needs no trip to the chain.
+        let funds = if state.status == Some(crate::domain::OrderStatus::Created) {
+            let chain = self.sh.services.chain.wallet_state(&payer.wallet).await?;
+            WalletFunds {
+                balance_nanoton: chain.balance.as_u64(),
+                debt_nanoton: self.sh.registry.wallet_state(&raw).await?.debt_nanoton,
+            }
+        } else {
+            WalletFunds {
+                balance_nanoton: 0,
+                debt_nanoton: 0,
+            }
+        };
         let request_id = Uuid::now_v7();
         let cmd = OrderCommand::Pay {
             request_id,
@@ -440,10 +426,7 @@ impl Core {
                 wallet_version: payer.wallet.version().as_str().to_string(),
                 account_index,
             },
-            funds: WalletFunds {
-                balance_nanoton: balance.as_u64(),
-                debt_nanoton: debt,
-            },
+            funds,
             has_cookies: cookies.is_some(),
             now: Utc::now(),
         };

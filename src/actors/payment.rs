@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use events::{EventMetadata, OrderCreated, PaymentSubmitted, Product, SubmittedMessage};
+use events::{EventMetadata, OrderCreated, PaymentSubmitted, SubmittedMessage};
 use uuid::Uuid;
 
 use super::{CoreError, Shared};
 use crate::domain::policy::collection_due;
 use crate::domain::wallet::PurchaseSettlement;
-use crate::domain::{OrderCommand, PremiumMonths, StarsAmount, Username, WalletCommand};
+use crate::domain::{OrderCommand, Username, WalletCommand};
 use crate::fragment::{Flow, FragmentSession, Fulfilment, LinkExpectations, Purchase, SessionRole};
 use crate::ton::client::{parse_hash, TransferOutcome};
 use crate::ton::transfer::{sign_transfer, ExpectedMessage, TransferParams};
@@ -52,16 +52,6 @@ impl Refusal {
     }
 }
 
-fn purchase_of(product: Product) -> Result<Purchase, Refusal> {
-    let bad = |_| Refusal::new("INTERNAL_ERROR", "the order holds an invalid product");
-    Ok(match product {
-        Product::Stars { amount } => Purchase::Stars(StarsAmount::new(amount.into()).map_err(bad)?),
-        Product::Premium { months } => {
-            Purchase::Premium(PremiumMonths::new(months.into()).map_err(bad)?)
-        }
-    })
-}
-
 fn fragment_refusal(e: crate::fragment::FragmentError) -> Refusal {
     let (code, _) = e.api_code();
     Refusal::new(code, format!("{e}; no funds moved"))
@@ -78,7 +68,8 @@ struct Prepared {
 async fn prepare(sh: &Shared, job: &Job, flow: &mut Flow) -> Result<Prepared, Refusal> {
     let order = &job.order;
     let wallet = &job.payer.wallet;
-    let purchase = purchase_of(order.product)?;
+    let purchase = Purchase::from_order(order.product)
+        .map_err(|_| Refusal::new("INTERNAL_ERROR", "the order holds an invalid product"))?;
     let username = Username::parse(&format!("@{}", order.username))
         .map_err(|_| Refusal::new("INTERNAL_ERROR", "the order holds an invalid username"))?;
     if flow.role() == SessionRole::Client {
@@ -141,11 +132,12 @@ async fn prepare(sh: &Shared, job: &Job, flow: &mut Flow) -> Result<Prepared, Re
         Some(_) => collection_due(
             debt,
             order.commission_nanoton,
-            sh.policy.collection_threshold_nanoton,
+            sh.config.policy.collection_threshold_nanoton,
         ),
         None => 0,
     };
-    let needed = invoice.amount.as_u64() + collection + sh.policy.network_fee_reserve_nanoton;
+    let needed =
+        invoice.amount.as_u64() + collection + sh.config.policy.network_fee_reserve_nanoton;
     if state.balance.as_u64() < needed {
         return Err(Refusal::new(
             "INSUFFICIENT_BALANCE",

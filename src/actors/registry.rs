@@ -69,55 +69,32 @@ impl Registry {
         }
     }
 
+    fn start<A: Aggregate>(&self, aggregate: A, stream: StreamName) -> Addr<AggregateActor<A>> {
+        AggregateActor::new(
+            aggregate,
+            stream.to_string(),
+            Arc::clone(&self.store),
+            Arc::clone(&self.policy),
+            self.idle_after,
+        )
+        .start()
+    }
+
     fn order_actor(&self, id: Uuid) -> Addr<OrderActor> {
         let mut orders = self.orders.lock().expect("registry poisoned");
-        orders.get_or_start(&id, || {
-            AggregateActor::new(
-                OrderAggregate,
-                StreamName::order(id).to_string(),
-                Arc::clone(&self.store),
-                Arc::clone(&self.policy),
-                self.idle_after,
-            )
-            .start()
-        })
+        orders.get_or_start(&id, || self.start(OrderAggregate, StreamName::order(id)))
     }
 
     fn wallet_actor(&self, raw: &str) -> Addr<WalletActor> {
         let mut wallets = self.wallets.lock().expect("registry poisoned");
         wallets.get_or_start(&raw.to_string(), || {
-            AggregateActor::new(
-                WalletAggregate {
-                    address: raw.to_string(),
-                },
-                format!("wallet-{raw}"),
-                Arc::clone(&self.store),
-                Arc::clone(&self.policy),
-                self.idle_after,
-            )
-            .start()
+            let aggregate = WalletAggregate {
+                address: raw.to_string(),
+            };
+            // Every caller passes a raw address it derived; the name is built the same way
+            // `StreamName::wallet` would, without re-validating on each start.
+            self.start(aggregate, StreamName::Wallet(raw.to_string()))
         })
-    }
-
-    /// Live actors (for the idle-memory benchmark and the admin API).
-    pub fn live_counts(&self) -> (usize, usize) {
-        let o = self
-            .orders
-            .lock()
-            .expect("poisoned")
-            .live
-            .values()
-            .filter(|a| a.connected())
-            .count();
-        let w = self
-            .wallets
-            .lock()
-            .expect("poisoned")
-            .live
-            .values()
-            .filter(|a| a.connected())
-            .count();
-        (o, w)
     }
 
     pub async fn order(

@@ -76,15 +76,3 @@ impl Handler<Track> for ExpiryScheduler {
         self.fire(ctx);
     }
 }
-
-/// How many timers are armed.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct Armed;
-
-impl Handler<Armed> for ExpiryScheduler {
-    type Result = usize;
-    fn handle(&mut self, _: Armed, _: &mut Self::Context) -> usize {
-        self.due.len()
-    }
-}

@@ -87,4 +87,23 @@ impl DomainError {
             | DomainError::Misconfigured(_) => "INTERNAL_ERROR",
         }
     }
+
+    /// The HTTP status that goes with `api_code` (API.md's table).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            DomainError::OrderNotFound | DomainError::UnknownRequest(_) => 404,
+            DomainError::OrderExists(_)
+            | DomainError::AlreadySubmitted
+            | DomainError::NotSubmitted
+            | DomainError::TooEarly
+            | DomainError::Misconfigured(_) => 500,
+            DomainError::OrderExpired
+            | DomainError::WrongStatus { .. }
+            | DomainError::PaidByAnotherWallet { .. }
+            | DomainError::KycCookiesRequired
+            | DomainError::DebtLimitExceeded { .. }
+            | DomainError::InsufficientBalance { .. }
+            | DomainError::SettlementExceedsDebt { .. } => 400,
+        }
+    }
 }

@@ -122,6 +122,17 @@ pub enum Purchase {
 }
 
 impl Purchase {
+    /// The purchase an order's product names. Orders are only created from validated values,
+    /// so an error here means a corrupted or foreign log.
+    pub fn from_order(product: events::Product) -> Result<Purchase, crate::domain::ValueError> {
+        Ok(match product {
+            events::Product::Stars { amount } => Purchase::Stars(StarsAmount::new(amount.into())?),
+            events::Product::Premium { months } => {
+                Purchase::Premium(PremiumMonths::new(months.into())?)
+            }
+        })
+    }
+
     pub fn product(self) -> Product {
         match self {
             Purchase::Stars(_) => Product::Stars,
