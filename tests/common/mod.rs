@@ -1,0 +1,276 @@
+//! The world the core's integration tests run in: both simulators over loopback, an owner
+//! session, a fee wallet, a data dir, and a core on the embedded store (optionally one that
+//! "dies" after a chosen event).
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use events::{ExpectedVersion, NewEvent, RecordedEvent};
+use fragment_gateway::actors::{Core, CoreConfig, Liveness, PayerKey, Services};
+use fragment_gateway::domain::{Policy, Username};
+use fragment_gateway::fragment::{FragmentClient, FragmentConfig, FragmentCookies};
+use fragment_gateway::sim::fragment::state::Rules;
+use fragment_gateway::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
+use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
+use fragment_gateway::store::{AppendResult, EventStore, SqliteStore, StoreError};
+use fragment_gateway::ton::client::{TonApiConfig, TonCenterClient};
+use fragment_gateway::ton::{
+    KeyPair, Nanoton, Network, ParsedAddress, Seed, WalletContract, WalletVersion,
+};
+use tokio::sync::watch;
+
+pub const TON_WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";
+
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+pub struct World {
+    pub ton: TonSim,
+    pub fragment: FragmentSim,
+    pub owner: FragmentCookies,
+    pub dir: tempfile::TempDir,
+    pub fee: ParsedAddress,
+}
+
+pub async fn world() -> World {
+    let ton = TonSim::start(
+        TonSimConfig {
+            block_time: Duration::from_millis(50),
+            ..Default::default()
+        },
+        loopback(),
+    )
+    .await
+    .unwrap();
+    let fragment = FragmentSim::start(
+        FragmentSimConfig {
+            ton_api_url: ton.url().to_string(),
+            poll_ms: 50,
+            rules: Rules {
+                processing_ms: 50,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        loopback(),
+    )
+    .await
+    .unwrap();
+    ton.install_wallet(&default_payment_wallet(Network::Mainnet), Nanoton::ZERO);
+    let owner_key = KeyPair::from_secret_seed(&zeroize::Zeroizing::new([42u8; 32]));
+    let owner_wallet = WalletContract::new(
+        WalletVersion::V4R2,
+        Network::Mainnet,
+        owner_key.public_key(),
+    );
+    let owner = fragment
+        .login("owner", Some(owner_wallet.address()))
+        .unwrap();
+    let fee_key = KeyPair::from_secret_seed(&zeroize::Zeroizing::new([7u8; 32]));
+    let fee_wallet =
+        WalletContract::new(WalletVersion::V4R2, Network::Mainnet, fee_key.public_key());
+    let fee = ParsedAddress::parse(&fee_wallet.friendly_address(false)).unwrap();
+    World {
+        ton,
+        fragment,
+        owner,
+        dir: tempfile::tempdir().unwrap(),
+        fee,
+    }
+}
+
+pub fn payer() -> PayerKey {
+    let key = Seed::from_words(TON_WORDS)
+        .unwrap()
+        .derive_key(None)
+        .unwrap();
+    let wallet = WalletContract::new(WalletVersion::V4R2, Network::Mainnet, key.public_key());
+    PayerKey { key, wallet }
+}
+
+pub fn config(policy: Policy) -> CoreConfig {
+    CoreConfig {
+        policy,
+        idle_after: Duration::from_secs(2),
+        tick: Duration::from_millis(50),
+        sign_ttl_secs: 20,
+        poll_interval: Duration::from_millis(50),
+        delivery_timeout: Duration::from_secs(10),
+        checkpoint: None,
+    }
+}
+
+impl World {
+    pub fn services(&self) -> Services {
+        Services {
+            fragment: FragmentClient::new(FragmentConfig {
+                base_url: self.fragment.url().to_string(),
+                timeout: Duration::from_secs(5),
+                backoff: Duration::from_millis(20),
+                payment_addresses: vec![self.fragment.payment_address_friendly()],
+                ..FragmentConfig::fragment_com()
+            })
+            .unwrap(),
+            chain: TonCenterClient::new(TonApiConfig::local(self.ton.url())).unwrap(),
+            owner_cookies: vec![self.owner.clone()],
+            fee_address: Some(self.fee.clone()),
+        }
+    }
+
+    pub fn store_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("events.sqlite3")
+    }
+
+    pub async fn core(
+        &self,
+        policy: Policy,
+        halt: Option<(&'static str, usize)>,
+    ) -> (Core, Arc<dyn EventStore>) {
+        let liveness = Liveness::default();
+        let sqlite: Arc<dyn EventStore> = Arc::new(SqliteStore::open(self.store_path()).unwrap());
+        let store: Arc<dyn EventStore> = match halt {
+            Some((event_type, nth)) => {
+                Arc::new(Halting::new(sqlite, event_type, nth, liveness.clone()))
+            }
+            None => sqlite,
+        };
+        let core = Core::start(
+            config(policy),
+            self.services(),
+            Arc::clone(&store),
+            liveness,
+        )
+        .await
+        .unwrap();
+        (core, store)
+    }
+}
+
+/// A store that "kills the process" right after the `nth` append of an event of one type:
+/// that append succeeds, every later one fails, and the liveness flag drops so no payment
+/// step acts on the outside world any more — what a SIGKILL between two events leaves.
+pub struct Halting {
+    /// Taken out when the process "dies", closing the file as the OS would.
+    inner: Mutex<Option<Arc<dyn EventStore>>>,
+    head: watch::Receiver<u64>,
+    event_type: &'static str,
+    remaining: Mutex<usize>,
+    halted: Mutex<bool>,
+    liveness: Liveness,
+}
+
+impl Halting {
+    fn new(
+        inner: Arc<dyn EventStore>,
+        event_type: &'static str,
+        nth: usize,
+        liveness: Liveness,
+    ) -> Halting {
+        Halting {
+            head: inner.head_watch(),
+            inner: Mutex::new(Some(inner)),
+            event_type,
+            remaining: Mutex::new(nth),
+            halted: Mutex::new(false),
+            liveness,
+        }
+    }
+
+    fn inner(&self) -> Result<Arc<dyn EventStore>, StoreError> {
+        self.inner
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("process killed".into()))
+    }
+}
+
+#[async_trait]
+impl EventStore for Halting {
+    fn backend(&self) -> &'static str {
+        "halting"
+    }
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        if *self.halted.lock().unwrap() {
+            return Err(StoreError::Unavailable("process killed".into()));
+        }
+        let trips = events.iter().any(|e| e.event_type == self.event_type) && {
+            let mut r = self.remaining.lock().unwrap();
+            *r -= 1;
+            *r == 0
+        };
+        let result = self.inner()?.append(stream, expected, events).await;
+        if trips {
+            *self.halted.lock().unwrap() = true;
+            self.liveness.kill();
+            self.inner.lock().unwrap().take();
+        }
+        result
+    }
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner()?.read_stream(stream, from, limit).await
+    }
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner()?.read_all(after, limit).await
+    }
+    async fn head(&self) -> Result<u64, StoreError> {
+        self.inner()?.head().await
+    }
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        self.inner()?.stream_version(stream).await
+    }
+    fn head_watch(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+}
+
+pub fn alice() -> Username {
+    Username::parse("@alice").unwrap()
+}
+
+/// Polls `check` until it holds (the core works in the background).
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn assert_no_seed_in(dir: &Path) {
+    let words: Vec<&str> = TON_WORDS.split(' ').collect();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        // Any run of three consecutive seed words would be the seed leaking.
+        for three in words.windows(3) {
+            assert!(
+                !text.contains(&three.join(" ")),
+                "seed words found in the data dir"
+            );
+        }
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, TON_WORDS);
+        assert!(
+            !text.contains(&b64[..40]),
+            "base64 seed found in the data dir"
+        );
+    }
+}
