@@ -8,6 +8,7 @@ pub mod actors;
 pub mod cli;
 pub mod domain;
 pub mod fragment;
+pub mod ops;
 pub mod sim;
 pub mod store;
 pub mod ton;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fragment_gateway::cli::SimOverrides;
+use fragment_gateway::ops::{self, AuditTarget, DataDir, OpsError};
 use fragment_gateway::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
 use fragment_gateway::sim::ton::TonSim;
 use zeroize::Zeroizing;
@@ -32,6 +33,46 @@ enum Command {
     },
     /// Run the simulators standalone, for testing integrations without a network.
     Sim(Box<SimArgs>),
+    /// Print the event history of one order (by id) or wallet (any address form), with the
+    /// orders a wallet paid for and its commission account. Run it while the service is
+    /// stopped, or on a copy of the data directory.
+    Audit {
+        /// An order id, a wallet address (raw or user-friendly) or a stream name.
+        target: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Fold the whole log: event counts, order and request outcomes, money totals and
+    /// consistency checks (exit status 1 when a check fails or an event cannot be read).
+    Replay {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Maintain the read models.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Recompute every read model from position 0 and store it as the checkpoint the
+    /// service starts from.
+    Rebuild {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct DataArgs {
+    /// The data directory (holding events.sqlite3).
+    #[arg(long, env = "FG_DATA_DIR", default_value = "data")]
+    data_dir: std::path::PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -54,6 +95,81 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Wallet { account_index } => wallet(account_index),
         Command::Sim(args) => run_async(sim(*args)),
+        Command::Audit { target, data } => run_async(audit(target, data)),
+        Command::Replay { data } => run_async(replay(data)),
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { data },
+        } => run_async(rebuild(data)),
+    }
+}
+
+/// Prints an operator command's failure; exit status 2 for what the caller can fix (a
+/// wrong path or target, a running service), 1 for the rest.
+fn ops_failed(e: OpsError) -> ExitCode {
+    eprintln!("error: {e}");
+    match e {
+        OpsError::NoStore(_)
+        | OpsError::InUse(_)
+        | OpsError::BadTarget(_)
+        | OpsError::NotFound(_) => ExitCode::from(2),
+        OpsError::Write { .. } | OpsError::Store(_) => ExitCode::FAILURE,
+    }
+}
+
+fn print_report<T: serde::Serialize>(json: bool, report: &T, text: impl FnOnce(&T) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("reports serialise")
+        );
+    } else {
+        print!("{}", text(report));
+    }
+}
+
+async fn audit(target: String, data: DataArgs) -> ExitCode {
+    let result = async {
+        let target = AuditTarget::parse(&target)?;
+        let store = DataDir::new(&data.data_dir).open_existing()?;
+        ops::audit(&store, target).await
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            print_report(data.json, &report, ops::AuditReport::render_text);
+            ExitCode::SUCCESS
+        }
+        Err(e) => ops_failed(e),
+    }
+}
+
+async fn replay(data: DataArgs) -> ExitCode {
+    let result = async {
+        let store = DataDir::new(&data.data_dir).open_existing()?;
+        ops::replay(&store).await
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            print_report(data.json, &report, ops::ReplayReport::render_text);
+            if report.consistent() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("error: the log is not consistent; see the failed checks");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => ops_failed(e),
+    }
+}
+
+async fn rebuild(data: DataArgs) -> ExitCode {
+    match ops::rebuild_projections(&DataDir::new(&data.data_dir)).await {
+        Ok(report) => {
+            print_report(data.json, &report, ops::RebuildReport::render_text);
+            ExitCode::SUCCESS
+        }
+        Err(e) => ops_failed(e),
     }
 }
 

@@ -484,9 +484,11 @@ impl Core {
         Ok(())
     }
 
-    /// Stops side effects and lets running payments reach a recorded state, within `grace`.
+    /// Lets running payments reach a recorded state (within `grace`), then stops side
+    /// effects and the projection runner, whose checkpoint it writes.
     pub async fn shutdown(&self, grace: Duration) {
         let _ = tokio::time::timeout(grace, self.drain()).await;
         self.sh.liveness.kill();
+        self.sh.runner.stop().await;
     }
 }

@@ -20,7 +20,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 pub struct ProjectionRunner {
     models: Arc<RwLock<ReadModels>>,
     position: watch::Receiver<u64>,
-    task: JoinHandle<()>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
     stop: watch::Sender<bool>,
     checkpoint: Option<PathBuf>,
 }
@@ -47,9 +47,9 @@ impl ProjectionRunner {
             models = ReadModels::new();
         }
         let mut subscription = Subscription::new(Arc::clone(&store), models.position);
-        for event in subscription.drain_now().await? {
-            apply(&mut models, &event);
-        }
+        subscription
+            .drain_now_with(|event| apply(&mut models, &event))
+            .await?;
         let (position_tx, position) = watch::channel(models.position);
         let models = Arc::new(RwLock::new(models));
         let (stop, mut stopped) = watch::channel(false);
@@ -72,7 +72,7 @@ impl ProjectionRunner {
                         position_tx.send_replace(position);
                         if last_saved.elapsed() >= CHECKPOINT_EVERY {
                             if let Some(p) = &path {
-                                save_checkpoint(p, &shared.read().expect("poisoned"));
+                                save_checkpoint_logged(p, &shared.read().expect("poisoned"));
                             }
                             last_saved = Instant::now();
                         }
@@ -87,7 +87,7 @@ impl ProjectionRunner {
         Ok(ProjectionRunner {
             models,
             position,
-            task,
+            task: std::sync::Mutex::new(Some(task)),
             stop,
             checkpoint,
         })
@@ -113,12 +113,16 @@ impl ProjectionRunner {
         let _ = rx.wait_for(|&pos| pos >= p).await;
     }
 
-    /// Stops following the log and writes the checkpoint.
-    pub async fn stop(self) {
+    /// Stops following the log and writes the checkpoint. The models stay readable; a
+    /// second call does nothing more than write the checkpoint again.
+    pub async fn stop(&self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        let task = self.task.lock().expect("poisoned").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
         if let Some(p) = &self.checkpoint {
-            save_checkpoint(p, &self.models.read().expect("poisoned"));
+            save_checkpoint_logged(p, &self.models.read().expect("poisoned"));
         }
     }
 }
@@ -135,10 +139,9 @@ fn apply(models: &mut ReadModels, event: &events::RecordedEvent) {
 /// Folds the whole log from position 0.
 pub async fn rebuild(store: &Arc<dyn EventStore>) -> Result<ReadModels, StoreError> {
     let mut models = ReadModels::new();
-    let mut subscription = Subscription::new(Arc::clone(store), 0);
-    for event in subscription.drain_now().await? {
-        apply(&mut models, &event);
-    }
+    Subscription::new(Arc::clone(store), 0)
+        .drain_now_with(|event| apply(&mut models, &event))
+        .await?;
     Ok(models)
 }
 
@@ -163,19 +166,27 @@ pub fn load_checkpoint(path: &Path) -> Option<ReadModels> {
 
 /// Writes the checkpoint atomically (temp file, fsync, rename): a crash leaves the old one
 /// or the new one, never half of either.
-pub fn save_checkpoint(path: &Path, models: &ReadModels) {
-    let result = (|| -> std::io::Result<()> {
-        let tmp = path.with_extension("tmp");
-        let bytes = serde_json::to_vec(models).map_err(std::io::Error::other)?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
+pub fn save_checkpoint(path: &Path, models: &ReadModels) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec(models).map_err(std::io::Error::other)?;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    // The rename is durable once the directory entry is.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// A checkpoint that cannot be written costs a longer catch-up at the next start, nothing
+/// more: the runner logs it and goes on.
+fn save_checkpoint_logged(path: &Path, models: &ReadModels) {
+    if let Err(e) = save_checkpoint(path, models) {
         tracing::warn!(error = %e, path = %path.display(), "cannot write the projection checkpoint");
     }
 }

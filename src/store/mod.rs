@@ -156,10 +156,21 @@ impl Subscription {
     /// writers that keep appending cannot keep it looping (or growing its result) for ever;
     /// the last page may run past that head, and the next call or `next` goes on from there.
     pub async fn drain_now(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut out = Vec::new();
+        self.drain_now_with(|e| out.push(e)).await?;
+        Ok(out)
+    }
+
+    /// `drain_now`, handing each event to `f` page by page instead of collecting them: a
+    /// catch-up over a long log holds one page in memory, not the log.
+    pub async fn drain_now_with(
+        &mut self,
+        mut f: impl FnMut(RecordedEvent),
+    ) -> Result<(), StoreError> {
         let target = self.store.head().await?;
-        let mut out: Vec<RecordedEvent> = self.buffer.drain(..).collect();
-        if let Some(e) = out.last() {
-            self.last = e.position;
+        for event in self.buffer.drain(..) {
+            self.last = event.position;
+            f(event);
         }
         while self.last < target {
             let page = self.store.read_all(self.last, Self::PAGE).await?;
@@ -167,9 +178,9 @@ impl Subscription {
                 break;
             };
             self.last = e.position;
-            out.extend(page);
+            page.into_iter().for_each(&mut f);
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -181,6 +181,18 @@ impl Halting {
         }
     }
 
+    /// A store that only "dies" when told to (`kill`): for a clean restart in one process.
+    pub fn closable(inner: Arc<dyn EventStore>) -> Halting {
+        Halting::new(inner, "", usize::MAX, Liveness::default())
+    }
+
+    /// Closes the file now, as the end of the process would; later calls fail.
+    pub fn kill(&self) {
+        *self.halted.lock().unwrap() = true;
+        self.liveness.kill();
+        self.inner.lock().unwrap().take();
+    }
+
     fn inner(&self) -> Result<Arc<dyn EventStore>, StoreError> {
         self.inner
             .lock()

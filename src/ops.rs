@@ -1,0 +1,843 @@
+//! Operator tools over a data directory: `audit` (one order's or wallet's history),
+//! `replay` (fold the whole log: counts, totals and consistency checks) and `projections
+//! rebuild` (recompute the read models from position 0 and store them as the checkpoint).
+//!
+//! They read the same store the service writes, so they are run while the service is stopped
+//! (the store's lock refuses a second opener) or, better, on a copy of the data directory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use events::{Event, RecordedEvent, StreamName};
+use projections::{HistoryItem, ReadModels, WalletCommission};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::actors::runner;
+use crate::store::{read_stream_all, EventStore, SqliteStore, StoreError};
+use crate::ton::{Nanoton, ParsedAddress};
+
+/// The layout of a data directory.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub const EVENTS_FILE: &'static str = "events.sqlite3";
+    pub const CHECKPOINT_FILE: &'static str = "projections.json";
+
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The event store: the one source of truth, to back up.
+    pub fn events_file(&self) -> PathBuf {
+        self.root.join(Self::EVENTS_FILE)
+    }
+
+    /// The projections' checkpoint: derived data, rebuilt from the log when missing.
+    pub fn checkpoint_file(&self) -> PathBuf {
+        self.root.join(Self::CHECKPOINT_FILE)
+    }
+
+    /// Opens the store of an existing data directory. A path without one is an error, not a
+    /// new empty store: a mistyped `--data-dir` must not "audit" nothing successfully.
+    pub fn open_existing(&self) -> Result<Arc<dyn EventStore>, OpsError> {
+        let file = self.events_file();
+        if !file.is_file() {
+            return Err(OpsError::NoStore(self.root.clone()));
+        }
+        match SqliteStore::open(&file) {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(StoreError::Unavailable(_)) => Err(OpsError::InUse(self.root.clone())),
+            Err(e) => Err(OpsError::Store(e)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("no event store in {0} (expected the file events.sqlite3 there); check --data-dir")]
+    NoStore(PathBuf),
+    #[error(
+        "the data directory {0} is in use by a running gateway; stop it, or work on a copy of the directory"
+    )]
+    InUse(PathBuf),
+    #[error("`{0}` is neither an order id (UUID) nor a TON wallet address (raw or user-friendly)")]
+    BadTarget(String),
+    #[error("no events for {0} in this data directory")]
+    NotFound(String),
+    #[error("cannot write {path}: {error}")]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `audit` looks at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuditTarget {
+    Order {
+        order_id: Uuid,
+    },
+    /// By raw address, whatever form was given.
+    Wallet {
+        address: String,
+    },
+}
+
+impl AuditTarget {
+    /// An order id, a wallet address in any form, or a stream name (`order-…`, `wallet-…`).
+    pub fn parse(s: &str) -> Result<AuditTarget, OpsError> {
+        let s = s.trim();
+        if let Ok(id) = Uuid::parse_str(s) {
+            return Ok(AuditTarget::Order { order_id: id });
+        }
+        if let Ok(stream) = StreamName::parse(s) {
+            return Ok(match stream {
+                StreamName::Order(order_id) => AuditTarget::Order { order_id },
+                StreamName::Wallet(address) => AuditTarget::Wallet { address },
+            });
+        }
+        match ParsedAddress::parse(s) {
+            Ok(a) => Ok(AuditTarget::Wallet {
+                address: crate::ton::address::raw(&a.address),
+            }),
+            Err(_) => Err(OpsError::BadTarget(s.to_string())),
+        }
+    }
+
+    pub fn stream(&self) -> StreamName {
+        match self {
+            AuditTarget::Order { order_id } => StreamName::order(*order_id),
+            AuditTarget::Wallet { address } => StreamName::Wallet(address.clone()),
+        }
+    }
+}
+
+/// One event of an audited stream.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditLine {
+    pub position: u64,
+    pub version: u64,
+    pub recorded_at: DateTime<Utc>,
+    pub event_type: String,
+    pub schema_version: u16,
+    /// The key fields, in words.
+    pub summary: String,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    /// The stored event itself (upcasted to the current shape when it could be decoded).
+    pub data: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditReport {
+    pub target: AuditTarget,
+    pub stream: String,
+    pub events: Vec<AuditLine>,
+    /// For a wallet: its commission account, from the whole log.
+    pub commission: Option<WalletCommission>,
+    /// For a wallet: the orders it paid for, newest first, from the whole log.
+    pub orders: Vec<HistoryItem>,
+}
+
+/// The history of one order or wallet.
+pub async fn audit(
+    store: &Arc<dyn EventStore>,
+    target: AuditTarget,
+) -> Result<AuditReport, OpsError> {
+    let stream = target.stream().to_string();
+    let recorded = read_stream_all(store.as_ref(), &stream).await?;
+    let events: Vec<AuditLine> = recorded.iter().map(audit_line).collect();
+    let (commission, orders) = match &target {
+        AuditTarget::Order { .. } => (None, vec![]),
+        AuditTarget::Wallet { address } => {
+            // A wallet's own stream holds its commission account; the orders it paid for
+            // live in their streams, found through the history projection.
+            let models = runner::rebuild(store).await?;
+            let orders = models.history.page(&models.orders, address, 0, usize::MAX);
+            (Some(models.commission.wallet(address)), orders)
+        }
+    };
+    if events.is_empty() && orders.is_empty() {
+        let what = match &target {
+            AuditTarget::Order { order_id } => format!("order {order_id}"),
+            AuditTarget::Wallet { address } => format!("wallet {address}"),
+        };
+        return Err(OpsError::NotFound(what));
+    }
+    Ok(AuditReport {
+        target,
+        stream,
+        events,
+        commission,
+        orders,
+    })
+}
+
+fn audit_line(r: &RecordedEvent) -> AuditLine {
+    let (summary, data) = match Event::from_recorded(r) {
+        Ok(event) => (summary(&event), event.data()),
+        Err(e) => (
+            format!("cannot be decoded by this build: {e}"),
+            r.data.clone(),
+        ),
+    };
+    AuditLine {
+        position: r.position,
+        version: r.version,
+        recorded_at: r.recorded_at,
+        event_type: r.event_type.clone(),
+        schema_version: r.schema_version,
+        summary,
+        correlation_id: r.metadata.correlation_id,
+        causation_id: r.metadata.causation_id,
+        data,
+    }
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn ton(nanoton: u64) -> String {
+    Nanoton::new(nanoton).to_string()
+}
+
+fn product(p: &events::Product) -> String {
+    match p {
+        events::Product::Stars { amount } => format!("{amount} Stars"),
+        events::Product::Premium { months } => format!("{months} months of Premium"),
+    }
+}
+
+/// The key fields of an event, in words.
+pub fn summary(event: &Event) -> String {
+    match event {
+        Event::OrderCreated(e) => format!(
+            "{} for @{}, {} mode: price {}, commission {} ({}), total {}, expires {}",
+            product(&e.product),
+            e.username,
+            e.mode.as_str(),
+            ton(e.price_nanoton),
+            ton(e.commission_nanoton),
+            e.commission_rate,
+            ton(e.total_nanoton),
+            time(e.expires_at),
+        ),
+        Event::OrderPaid(e) => format!(
+            "request {} from wallet {} ({}, {}); balance {}, debt {}",
+            e.request_id,
+            e.wallet_friendly,
+            e.wallet_address,
+            e.wallet_version,
+            ton(e.balance_nanoton),
+            ton(e.debt_nanoton),
+        ),
+        Event::OrderQueued(e) => format!(
+            "request {} queued, must start by {}",
+            e.request_id,
+            time(e.queue_deadline)
+        ),
+        Event::OrderProcessingStarted(e) => {
+            format!("request {} started on session {}", e.request_id, e.session)
+        }
+        Event::PaymentSubmitted(e) => format!(
+            "seqno {} valid until {}, message {}: {} to Fragment (request {}){}",
+            e.seqno,
+            DateTime::from_timestamp(i64::from(e.valid_until), 0)
+                .map_or_else(|| e.valid_until.to_string(), time),
+            e.message_hash,
+            ton(e.purchase_nanoton),
+            e.fragment_request_id,
+            if e.collection_nanoton > 0 {
+                format!(" + {} commission collection", ton(e.collection_nanoton))
+            } else {
+                String::new()
+            },
+        ),
+        Event::OrderFulfilled(e) => format!(
+            "tx {} (lt {}): cost {}, commission {}, collected {}, debt after {}, network fee {}",
+            e.tx_hash,
+            e.tx_lt,
+            ton(e.cost_nanoton),
+            ton(e.commission_nanoton),
+            ton(e.collected_nanoton),
+            ton(e.debt_after_nanoton),
+            ton(e.network_fee_nanoton),
+        ),
+        Event::OrderDeliveryConfirmed(_) => "Fragment confirmed the delivery".to_string(),
+        Event::OrderDeliveryUnconfirmed(e) => {
+            format!("Fragment did not confirm the delivery: {}", e.reason)
+        }
+        Event::OrderFailed(e) => format!(
+            "{}: {} ({})",
+            e.error_code,
+            e.error,
+            if e.funds_moved {
+                "funds moved"
+            } else {
+                "no funds moved"
+            }
+        ),
+        Event::OrderTimedOut(e) => format!(
+            "request {} timed out after {} s in the queue; the order can be paid again",
+            e.request_id, e.waited_seconds
+        ),
+        Event::OrderPaymentAbandoned(e) => format!(
+            "request {} abandoned: {}: {}",
+            e.request_id, e.error_code, e.error
+        ),
+        Event::OrderExpired(_) => "expired unpaid".to_string(),
+        Event::CommissionAccrued(e) => format!(
+            "{} for order {}; debt {}",
+            ton(e.amount_nanoton),
+            e.order_id,
+            ton(e.debt_after_nanoton)
+        ),
+        Event::CommissionCollected(e) => format!(
+            "{} collected with order {} in tx {}; debt {}",
+            ton(e.amount_nanoton),
+            e.order_id,
+            e.tx_hash,
+            ton(e.debt_after_nanoton)
+        ),
+        Event::CommissionCollectionFailed(e) => format!(
+            "collection of {} with order {} did not arrive (tx {}); the debt stays",
+            ton(e.amount_nanoton),
+            e.order_id,
+            e.tx_hash
+        ),
+        Event::DebtLimitReached(e) => format!(
+            "debt {} reached the limit {}; new payments are refused",
+            ton(e.debt_nanoton),
+            ton(e.limit_nanoton)
+        ),
+        Event::DebtSettled(e) => format!(
+            "{} settled by the operator ({}); debt {}",
+            ton(e.amount_nanoton),
+            e.reference,
+            ton(e.debt_after_nanoton)
+        ),
+    }
+}
+
+impl AuditReport {
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "stream {} ({} events)", self.stream, self.events.len());
+        for e in &self.events {
+            let _ = writeln!(
+                out,
+                "{}  #{:<3} {:<26} {}",
+                time(e.recorded_at),
+                e.version,
+                e.event_type,
+                e.summary
+            );
+        }
+        if let Some(c) = &self.commission {
+            let _ = writeln!(
+                out,
+                "commission: debt {}, accrued {}, collected {}, settled {}, failed collections {}",
+                ton(c.debt_nanoton),
+                ton(c.accrued_total_nanoton),
+                ton(c.collected_total_nanoton),
+                ton(c.settled_total_nanoton),
+                c.failed_collections
+            );
+        }
+        if let AuditTarget::Wallet { .. } = self.target {
+            let _ = writeln!(out, "orders paid from this wallet ({}):", self.orders.len());
+            for o in &self.orders {
+                let _ = writeln!(
+                    out,
+                    "{}  order {} request {}: {} for @{}, cost {}, commission {}, {}{}",
+                    time(o.created_at),
+                    o.order_id,
+                    o.request_id,
+                    product(&o.product),
+                    o.username,
+                    ton(o.cost_nanoton),
+                    ton(o.commission_nanoton),
+                    o.status,
+                    o.tx_hash
+                        .as_deref()
+                        .map(|h| format!(", tx {h}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Money moved according to the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayTotals {
+    /// Paid to Fragment by fulfilled orders.
+    pub purchases_nanoton: u64,
+    pub stars_delivered: u64,
+    pub premium_months_delivered: u64,
+    pub network_fees_nanoton: u64,
+    pub commission_accrued_nanoton: u64,
+    pub commission_collected_nanoton: u64,
+    pub commission_settled_nanoton: u64,
+    pub commission_outstanding_nanoton: u64,
+    pub failed_collections: u64,
+}
+
+/// One consistency check across streams.
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    /// What disagrees, when something does (at most a few examples).
+    pub problems: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UndecodableEvent {
+    pub position: u64,
+    pub stream: String,
+    pub event_type: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayReport {
+    pub events: u64,
+    pub head: u64,
+    pub first_recorded_at: Option<DateTime<Utc>>,
+    pub last_recorded_at: Option<DateTime<Utc>>,
+    pub by_type: BTreeMap<String, u64>,
+    pub order_streams: u64,
+    pub wallet_streams: u64,
+    pub orders_by_status: BTreeMap<String, u64>,
+    pub requests_by_status: BTreeMap<String, u64>,
+    /// Failed and abandoned requests by error code (timeouts under QUEUE_TIMEOUT).
+    pub failures_by_code: BTreeMap<String, u64>,
+    pub totals: ReplayTotals,
+    pub undecodable: Vec<UndecodableEvent>,
+    pub checks: Vec<Check>,
+    pub elapsed_ms: u64,
+    /// The folded models, for callers that compare them (not printed).
+    #[serde(skip)]
+    pub models: ReadModels,
+}
+
+impl ReplayReport {
+    /// Every event decoded and every check held.
+    pub fn consistent(&self) -> bool {
+        self.undecodable.is_empty() && self.checks.iter().all(|c| c.ok)
+    }
+
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let secs = self.elapsed_ms as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "{} events up to position {} folded in {:.3} s",
+            self.events, self.head, secs
+        );
+        if let (Some(a), Some(b)) = (self.first_recorded_at, self.last_recorded_at) {
+            let _ = writeln!(out, "recorded from {} to {}", time(a), time(b));
+        }
+        let _ = writeln!(
+            out,
+            "streams: {} orders, {} wallets",
+            self.order_streams, self.wallet_streams
+        );
+        let _ = writeln!(out, "events by type:");
+        for (t, n) in &self.by_type {
+            let _ = writeln!(out, "  {t:<28} {n}");
+        }
+        let list = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(out, "orders: {}", list(&self.orders_by_status));
+        let _ = writeln!(out, "payment requests: {}", list(&self.requests_by_status));
+        if !self.failures_by_code.is_empty() {
+            let _ = writeln!(out, "failures: {}", list(&self.failures_by_code));
+        }
+        let t = &self.totals;
+        let _ = writeln!(
+            out,
+            "paid to Fragment: {} ({} Stars, {} months of Premium), network fees {}",
+            ton(t.purchases_nanoton),
+            t.stars_delivered,
+            t.premium_months_delivered,
+            ton(t.network_fees_nanoton)
+        );
+        let _ = writeln!(
+            out,
+            "commission: accrued {}, collected {}, settled {}, outstanding {}, failed collections {}",
+            ton(t.commission_accrued_nanoton),
+            ton(t.commission_collected_nanoton),
+            ton(t.commission_settled_nanoton),
+            ton(t.commission_outstanding_nanoton),
+            t.failed_collections
+        );
+        for u in &self.undecodable {
+            let _ = writeln!(
+                out,
+                "UNDECODABLE position {} ({} in {}): {}",
+                u.position, u.event_type, u.stream, u.error
+            );
+        }
+        for c in &self.checks {
+            let _ = writeln!(
+                out,
+                "check {}: {}",
+                c.name,
+                if c.ok { "ok" } else { "FAILED" }
+            );
+            for p in &c.problems {
+                let _ = writeln!(out, "  {p}");
+            }
+        }
+        out
+    }
+}
+
+/// What the checks need of the log, keyed by order.
+#[derive(Default)]
+struct Ledger {
+    /// Order → (commission, collected) of its OrderFulfilled events.
+    fulfilled: BTreeMap<Uuid, Vec<(u64, u64)>>,
+    accrued: BTreeMap<Uuid, Vec<u64>>,
+    collected: BTreeMap<Uuid, Vec<u64>>,
+    submitted: BTreeMap<Uuid, u64>,
+    products: BTreeMap<Uuid, events::Product>,
+    /// Wallet → (accrued − collected − settled, last recorded debt).
+    wallet_debt: BTreeMap<String, (i128, u64)>,
+}
+
+/// Folds the whole log into the read models, counting and cross-checking as it goes.
+pub async fn replay(store: &Arc<dyn EventStore>) -> Result<ReplayReport, OpsError> {
+    const PAGE: usize = 4096;
+    const MAX_LISTED: usize = 20;
+    let started = Instant::now();
+    let head = store.head().await?;
+    let mut models = ReadModels::new();
+    let mut by_type = BTreeMap::new();
+    let mut streams: BTreeSet<String> = BTreeSet::new();
+    let mut undecodable = vec![];
+    let mut totals = ReplayTotals::default();
+    let mut ledger = Ledger::default();
+    let (mut count, mut first, mut last) = (0u64, None, None);
+    let mut after = 0;
+    while after < head {
+        let page = store.read_all(after, PAGE).await?;
+        let Some(tail) = page.last() else { break };
+        after = tail.position;
+        for r in page {
+            count += 1;
+            first.get_or_insert(r.recorded_at);
+            last = Some(r.recorded_at);
+            *by_type.entry(r.event_type.clone()).or_insert(0) += 1;
+            if !streams.contains(&r.stream) {
+                streams.insert(r.stream.clone());
+            }
+            let event = match Event::from_recorded(&r) {
+                Ok(e) => e,
+                Err(e) => {
+                    if undecodable.len() < MAX_LISTED {
+                        undecodable.push(UndecodableEvent {
+                            position: r.position,
+                            stream: r.stream.clone(),
+                            event_type: r.event_type.clone(),
+                            error: e.to_string(),
+                        });
+                    }
+                    models.position = r.position;
+                    continue;
+                }
+            };
+            tally(&event, &mut totals, &mut ledger);
+            models.apply(&r, &event);
+        }
+    }
+    let c = &models.commission.totals;
+    totals.commission_accrued_nanoton = c.accrued_nanoton;
+    totals.commission_collected_nanoton = c.collected_nanoton;
+    totals.commission_settled_nanoton = c.settled_nanoton;
+    totals.commission_outstanding_nanoton = c.outstanding_nanoton;
+    totals.failed_collections = c.failed_collections;
+
+    let mut orders_by_status = BTreeMap::new();
+    for o in models.orders.orders.values() {
+        *orders_by_status.entry(o.status.clone()).or_insert(0) += 1;
+    }
+    let mut requests_by_status = BTreeMap::new();
+    let mut failures_by_code = BTreeMap::new();
+    for r in models.orders.requests.values() {
+        *requests_by_status
+            .entry(r.status.as_str().to_string())
+            .or_insert(0) += 1;
+        if let Some(code) = &r.error_code {
+            *failures_by_code.entry(code.clone()).or_insert(0) += 1;
+        }
+    }
+    let count_category = |c: &str| {
+        streams
+            .iter()
+            .filter(|s| StreamName::parse(s).is_ok_and(|n| n.category() == c))
+            .count() as u64
+    };
+    Ok(ReplayReport {
+        events: count,
+        head,
+        first_recorded_at: first,
+        last_recorded_at: last,
+        by_type,
+        order_streams: count_category(StreamName::ORDER),
+        wallet_streams: count_category(StreamName::WALLET),
+        orders_by_status,
+        requests_by_status,
+        failures_by_code,
+        totals,
+        undecodable,
+        checks: checks(&ledger, &models),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        models,
+    })
+}
+
+fn tally(event: &Event, totals: &mut ReplayTotals, ledger: &mut Ledger) {
+    let debt = |ledger: &mut Ledger, wallet: &str, delta: i128, after: u64| {
+        let entry = ledger.wallet_debt.entry(wallet.to_string()).or_default();
+        entry.0 += delta;
+        entry.1 = after;
+    };
+    match event {
+        Event::OrderCreated(e) => {
+            ledger.products.insert(e.order_id, e.product);
+        }
+        Event::OrderFulfilled(e) => {
+            match ledger.products.get(&e.order_id) {
+                Some(events::Product::Stars { amount }) => {
+                    totals.stars_delivered += u64::from(*amount)
+                }
+                Some(events::Product::Premium { months }) => {
+                    totals.premium_months_delivered += u64::from(*months)
+                }
+                None => {}
+            }
+            totals.purchases_nanoton += e.cost_nanoton;
+            totals.network_fees_nanoton += e.network_fee_nanoton;
+            ledger
+                .fulfilled
+                .entry(e.order_id)
+                .or_default()
+                .push((e.commission_nanoton, e.collected_nanoton));
+        }
+        Event::PaymentSubmitted(e) => *ledger.submitted.entry(e.request_id).or_insert(0) += 1,
+        Event::CommissionAccrued(e) => {
+            ledger
+                .accrued
+                .entry(e.order_id)
+                .or_default()
+                .push(e.amount_nanoton);
+            debt(
+                ledger,
+                &e.wallet_address,
+                e.amount_nanoton as i128,
+                e.debt_after_nanoton,
+            );
+        }
+        Event::CommissionCollected(e) => {
+            ledger
+                .collected
+                .entry(e.order_id)
+                .or_default()
+                .push(e.amount_nanoton);
+            debt(
+                ledger,
+                &e.wallet_address,
+                -(e.amount_nanoton as i128),
+                e.debt_after_nanoton,
+            );
+        }
+        Event::DebtSettled(e) => debt(
+            ledger,
+            &e.wallet_address,
+            -(e.amount_nanoton as i128),
+            e.debt_after_nanoton,
+        ),
+        _ => {}
+    }
+}
+
+fn checks(ledger: &Ledger, models: &ReadModels) -> Vec<Check> {
+    const EXAMPLES: usize = 10;
+    let check = |name: &'static str, problems: Vec<String>| Check {
+        name,
+        ok: problems.is_empty(),
+        problems: problems.into_iter().take(EXAMPLES).collect(),
+    };
+    // An order whose payment is on chain but not yet recorded as fulfilled (the service
+    // stopped in between; the next start reconciles it) may have accrued already.
+    let pending: BTreeSet<Uuid> = models
+        .orders
+        .unresolved_submissions()
+        .map(|r| r.order_id)
+        .collect();
+
+    let mut once = vec![];
+    for (order, outcomes) in &ledger.fulfilled {
+        if outcomes.len() > 1 {
+            once.push(format!(
+                "order {order} was fulfilled {} times",
+                outcomes.len()
+            ));
+        }
+    }
+    for (request, n) in &ledger.submitted {
+        if *n > 1 {
+            once.push(format!("request {request} signed {n} wallet messages"));
+        }
+    }
+
+    let mut accrual = vec![];
+    for (order, outcomes) in &ledger.fulfilled {
+        let commission: u64 = outcomes.iter().map(|o| o.0).sum();
+        let accrued: Vec<u64> = ledger.accrued.get(order).cloned().unwrap_or_default();
+        let expected: Vec<u64> = if commission > 0 {
+            vec![commission]
+        } else {
+            vec![]
+        };
+        if accrued != expected {
+            accrual.push(format!(
+                "order {order}: fulfilled with commission {commission} nanoton, accrued {accrued:?}"
+            ));
+        }
+    }
+    for (order, amounts) in &ledger.accrued {
+        if !ledger.fulfilled.contains_key(order) && !pending.contains(order) {
+            accrual.push(format!(
+                "order {order}: commission {amounts:?} accrued without a payment on chain"
+            ));
+        }
+    }
+
+    let mut collection = vec![];
+    for (order, outcomes) in &ledger.fulfilled {
+        let collected: u64 = outcomes.iter().map(|o| o.1).sum();
+        let recorded: u64 = ledger.collected.get(order).map_or(0, |v| v.iter().sum());
+        if collected != recorded {
+            collection.push(format!(
+                "order {order}: its payment collected {collected} nanoton, the wallet recorded {recorded}"
+            ));
+        }
+    }
+    for order in ledger.collected.keys() {
+        if !ledger.fulfilled.contains_key(order) && !pending.contains(order) {
+            collection.push(format!(
+                "order {order}: a collection recorded without a payment on chain"
+            ));
+        }
+    }
+
+    let mut debts = vec![];
+    for (wallet, (sum, last)) in &ledger.wallet_debt {
+        if *sum != *last as i128 {
+            debts.push(format!(
+                "wallet {wallet}: accrued − collected − settled = {sum} nanoton, but its last event says the debt is {last}"
+            ));
+        }
+    }
+    vec![
+        check("each order paid at most once", once),
+        check(
+            "every fulfilled order accrued its commission, once",
+            accrual,
+        ),
+        check(
+            "collections match the payments that carried them",
+            collection,
+        ),
+        check("each wallet's debt adds up from its events", debts),
+    ]
+}
+
+/// What `projections rebuild` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RebuildReport {
+    pub position: u64,
+    pub orders: usize,
+    pub requests: usize,
+    pub wallets: usize,
+    pub checkpoint: PathBuf,
+    /// The position of the checkpoint that was replaced, if there was one.
+    pub previous_position: Option<u64>,
+    /// Whether the replaced checkpoint, at the same position, held the same models.
+    pub previous_matched: Option<bool>,
+}
+
+/// Recomputes every read model from position 0 and stores them as the checkpoint.
+pub async fn rebuild_projections(dir: &DataDir) -> Result<RebuildReport, OpsError> {
+    let store = dir.open_existing()?;
+    let models = runner::rebuild(&store).await?;
+    let path = dir.checkpoint_file();
+    let previous = runner::load_checkpoint(&path);
+    runner::save_checkpoint(&path, &models).map_err(|error| OpsError::Write {
+        path: path.clone(),
+        error,
+    })?;
+    Ok(RebuildReport {
+        position: models.position,
+        orders: models.orders.orders.len(),
+        requests: models.orders.requests.len(),
+        wallets: models.commission.wallets.len(),
+        checkpoint: path,
+        previous_position: previous.as_ref().map(|p| p.position),
+        previous_matched: previous
+            .filter(|p| p.position == models.position)
+            .map(|p| p == models),
+    })
+}
+
+impl RebuildReport {
+    pub fn render_text(&self) -> String {
+        let mut out = format!(
+            "rebuilt the projections from position 0 to {}: {} orders, {} payment requests, {} wallets with commission\nwrote {}\n",
+            self.position,
+            self.orders,
+            self.requests,
+            self.wallets,
+            self.checkpoint.display()
+        );
+        match (self.previous_position, self.previous_matched) {
+            (None, _) => out.push_str("there was no checkpoint before\n"),
+            (Some(_), Some(true)) => {
+                out.push_str("the previous checkpoint was at the same position and identical\n")
+            }
+            (Some(_), Some(false)) => out.push_str(
+                "the previous checkpoint was at the same position but DIFFERED; it was replaced\n",
+            ),
+            (Some(p), None) => out.push_str(&format!(
+                "the previous checkpoint was at position {p} and was replaced\n"
+            )),
+        }
+        out
+    }
+}
