@@ -39,7 +39,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -56,7 +59,8 @@ fn wallet(n: u64) -> String {
 /// The events of one fulfilled no-KYC order, as the actors write them: its stream's seven
 /// and the wallet's accrual.
 fn order_events(n: u64) -> (Uuid, Vec<Event>, Event) {
-    let t = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap() + chrono::Duration::seconds(n as i64);
+    let t =
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap() + chrono::Duration::seconds(n as i64);
     let order_id = Uuid::from_u128(n as u128 + 1);
     let request_id = Uuid::from_u128((1 << 64) + n as u128);
     let raw = wallet(n % WALLETS);
@@ -65,7 +69,9 @@ fn order_events(n: u64) -> (Uuid, Vec<Event>, Event) {
     let order = vec![
         OrderCreated {
             order_id,
-            product: Product::Stars { amount: 50 + n as u32 },
+            product: Product::Stars {
+                amount: 50 + n as u32,
+            },
             username: "alice".into(),
             mode: OrderMode::NoKyc,
             cookie_fingerprint: None,

@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::domain::order::{Payer, WalletFunds};
 use crate::domain::{DomainError, OrderCommand, Policy, Username};
 use crate::fragment::{
-    FragmentClient, FragmentCookies, FragmentError, FragmentSession, Purchase, SessionRole,
+    Flow, FragmentClient, FragmentCookies, FragmentError, FragmentSession, Purchase, SessionRole,
 };
 use crate::store::{EventStore, StoreError};
 use crate::ton::client::{TonApiError, TonCenterClient};
@@ -287,12 +287,19 @@ impl Core {
         Ok(())
     }
 
-    fn owner_session(&self) -> Result<FragmentSession, CoreError> {
-        if self.owners.is_empty() {
+    /// A flow on an owner session: the first free one, taking turns; if all are busy (with
+    /// payments), the next in turn once it is free.
+    async fn owner_flow(&self) -> Result<Flow, CoreError> {
+        let count = self.owners.len();
+        if count == 0 {
             return Err(CoreError::OwnerCookiesNotConfigured);
         }
-        let n = self.next_owner.fetch_add(1, Ordering::Relaxed) % self.owners.len();
-        Ok(self.owners[n].clone())
+        let first = self.next_owner.fetch_add(1, Ordering::Relaxed) % count;
+        let turn = |i: usize| &self.owners[(first + i) % count];
+        if let Some(flow) = (0..count).find_map(|i| turn(i).try_begin()) {
+            return Ok(flow);
+        }
+        Ok(turn(0).begin().await)
     }
 
     fn fingerprint(&self, cookies: &FragmentCookies) -> String {
@@ -320,15 +327,20 @@ impl Core {
             Some(c) => (
                 OrderMode::Kyc,
                 Some(self.fingerprint(c)),
-                self.sh
-                    .services
-                    .fragment
-                    .session(c.clone(), SessionRole::Client),
+                Some(
+                    self.sh
+                        .services
+                        .fragment
+                        .session(c.clone(), SessionRole::Client),
+                ),
             ),
-            None => (OrderMode::NoKyc, None, self.owner_session()?),
+            None => (OrderMode::NoKyc, None, None),
         };
         let price = {
-            let mut flow = session.begin().await;
+            let mut flow = match session {
+                Some(session) => session.begin().await,
+                None => self.owner_flow().await?,
+            };
             flow.search_recipient(username, purchase).await?;
             match purchase {
                 Purchase::Stars(n) => flow.stars_price(n).await?.ton,

@@ -265,6 +265,15 @@ impl FragmentSession {
             state: Arc::clone(&self.state).lock_owned().await,
         }
     }
+
+    /// Exclusive use of the session if nobody has it now.
+    pub fn try_begin(&self) -> Option<Flow> {
+        Some(Flow {
+            client: self.client.clone(),
+            role: self.role,
+            state: Arc::clone(&self.state).try_lock_owned().ok()?,
+        })
+    }
 }
 
 /// A flow holding its session exclusively.
