@@ -226,6 +226,11 @@ fn submit(state: &SimState, boc_b64: &str) -> Result<(TonHash, TonHash), Refusal
         (500, rejection_text(&rejection, account))
     };
     let ext = ExternalMessage::parse(root).map_err(|r| refused(state, r, None))?;
+    state
+        .broadcasts
+        .lock()
+        .expect("broadcast log poisoned")
+        .push(ext.hash.clone());
     let account = ext.destination.clone();
     let mut dropped = false;
     let result = state
