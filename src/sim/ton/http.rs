@@ -74,6 +74,12 @@ fn v3_err(status: u16, message: impl Into<String>) -> HttpResponse {
 /// Key, rate limit and faults. `None` lets the request through.
 async fn gate(state: &SimState, req: &HttpRequest) -> Option<HttpResponse> {
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    *state
+        .by_path
+        .lock()
+        .expect("path counters poisoned")
+        .entry(req.path().to_string())
+        .or_default() += 1;
     let key = req
         .headers()
         .get("X-API-Key")
