@@ -531,6 +531,55 @@ async fn a_request_that_waits_past_the_queue_timeout_ends_and_moves_no_funds() {
 }
 
 #[actix_web::test]
+async fn an_order_whose_time_ran_out_in_the_queue_expires_when_the_queue_gives_it_back() {
+    let w = world().await;
+    let (first_payer, second_payer) = (payer(), payer_n(1));
+    w.ton
+        .fund(first_payer.wallet.address(), Nanoton::from_ton(5));
+    w.ton
+        .fund(second_payer.wallet.address(), Nanoton::from_ton(5));
+    // The order's 1 s are up while it waits; the queue gives up on it a second later.
+    let policy = Policy {
+        order_ttl: chrono::Duration::seconds(1),
+        queue_timeout: chrono::Duration::seconds(2),
+        ..Policy::default()
+    };
+    let (core, store) = w.core(policy, None).await;
+    let first = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    let second = core
+        .create_order(Product::Stars { amount: 100 }, &alice(), None)
+        .await
+        .unwrap();
+    slow_fragment(&w, 700);
+    core.pay_order(first.order_id, first_payer, None, None)
+        .await
+        .unwrap();
+    core.pay_order(second.order_id, second_payer, None, None)
+        .await
+        .unwrap();
+    let id = second.order_id;
+    eventually("the unpaid order expires", || {
+        core.order(id).unwrap().status == "expired"
+    })
+    .await;
+    assert_eq!(
+        event_types(&*store, &order_stream(id)).await,
+        [
+            "OrderCreated",
+            "OrderPaid",
+            "OrderQueued",
+            "OrderTimedOut",
+            "OrderExpired"
+        ]
+    );
+    w.fragment.faults().set_config(FaultConfig::default());
+    core.drain().await.unwrap();
+}
+
+#[actix_web::test]
 async fn an_under_funded_wallet_is_refused_before_anything_is_queued() {
     let w = world().await;
     let p = payer();
