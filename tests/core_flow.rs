@@ -779,3 +779,82 @@ async fn a_recorded_payment_that_never_landed_fails_after_a_restart_without_bein
     assert!(w.fragment.deliveries().is_empty());
     assert!(event_types(&*store, &wallet_stream(&raw)).await.is_empty());
 }
+
+#[actix_web::test]
+async fn a_restart_while_the_chain_is_down_completes_the_recorded_payment_once_it_is_back() {
+    let w = world().await;
+    let p = payer();
+    let funded = Nanoton::from_ton(5).as_u64();
+    w.ton.fund(p.wallet.address(), Nanoton::new(funded));
+    let raw = p.wallet.raw_address();
+    let address = p.wallet.address().clone();
+    let price = Prices::default().stars(50);
+    // The process dies right after recording the signed payment, before broadcasting it.
+    let (core, dead) = w
+        .core_with(config(Policy::default()), Some(("PaymentSubmitted", 1)))
+        .await;
+    let order = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    core.pay_order(order.order_id, p, None, None).await.unwrap();
+    eventually("the process dies", || dead.is_dead()).await;
+    assert!(w.ton.broadcasts().is_empty());
+
+    // The TON API is down while the service restarts.
+    w.ton.faults().set_config(FaultConfig {
+        error_rate: 1.0,
+        ..FaultConfig::default()
+    });
+    let (core, store) = w.core(Policy::default(), None).await;
+    let id = order.order_id;
+    // The restarted core re-sends the recorded message, and the outage outlasts a whole
+    // round of the client's attempts (4 in the local configuration): a fifth request means
+    // the core came back for more after every earlier one failed.
+    eventually(
+        "the restarted core keeps re-sending through the outage",
+        || w.ton.requests_to("/api/v2/sendBocReturnHash") > 4,
+    )
+    .await;
+    assert!(w.ton.broadcasts().is_empty(), "nothing got through");
+    // Nothing is decided without the chain.
+    assert_eq!(core.order(id).unwrap().status, "processing");
+
+    w.ton.faults().set_config(FaultConfig::default());
+    eventually("the order completes", || {
+        core.order(id).unwrap().status != "processing"
+    })
+    .await;
+    let done = core.order(id).unwrap();
+    assert_eq!(done.status, "success", "{done:?}");
+    eventually("Fragment delivers", || !w.fragment.deliveries().is_empty()).await;
+    core.drain().await.unwrap();
+
+    // Exactly once: one message, one transfer, one delivery, one accrual.
+    let events = stream_events(&*store, &order_stream(id)).await;
+    let submitted = the_submission(&events);
+    let hash = fragment_gateway::ton::client::parse_hash(&submitted.message_hash).unwrap();
+    let sent = w.ton.broadcasts();
+    assert!(
+        !sent.is_empty() && sent.iter().all(|h| *h == hash),
+        "never signed again"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::OrderFulfilled(_)))
+            .count(),
+        1
+    );
+    assert_eq!(w.ton.seqno(&address), Some(1));
+    assert_eq!(w.ton.balance(&w.fragment.payment_address()).as_u64(), price);
+    assert_eq!(
+        w.ton.balance(&address).as_u64(),
+        funded - price - first_transfer_fee(&w, 1)
+    );
+    assert_eq!(w.fragment.deliveries().len(), 1);
+    assert_eq!(
+        event_types(&*store, &wallet_stream(&raw)).await,
+        ["CommissionAccrued"]
+    );
+}
