@@ -1,6 +1,8 @@
 //! The event-sourced core end to end: purchases through the actors against the TON and
-//! fragment.com simulators over loopback, with the embedded store on disk; restarts in the
-//! middle of every step; and the seed never reaching the store file.
+//! fragment.com simulators over loopback, with the embedded store on disk (no-KYC, KYC on the
+//! client's own session, Premium); restarts in the middle of every step; order expiry and
+//! queue timeouts; refusals at payment; reconciliation of a message that never landed or
+//! that a TON API outage kept from the network; and the seed never reaching the store file.
 
 mod common;
 
