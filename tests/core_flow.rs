@@ -1,16 +1,38 @@
 //! The event-sourced core end to end: purchases through the actors against the TON and
-//! fragment.com simulators over loopback, with the embedded store on disk; restarts in the
-//! middle of every step; and the seed never reaching the store file.
+//! fragment.com simulators over loopback, with the embedded store on disk (no-KYC, KYC on the
+//! client's own session, Premium); restarts in the middle of every step; order expiry and
+//! queue timeouts; refusals at payment; reconciliation of a message that never landed or
+//! that a TON API outage kept from the network; and the seed never reaching the store file.
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use events::Product;
-use fragment_gateway::domain::Policy;
+use events::{Event, OrderMode, Product, StreamName};
+use fragment_gateway::actors::{CoreConfig, CoreError};
+use fragment_gateway::domain::{DomainError, Policy, Username};
+use fragment_gateway::sim::faults::FaultConfig;
 use fragment_gateway::sim::fragment::state::Prices;
 use fragment_gateway::ton::Nanoton;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+fn order_stream(id: Uuid) -> String {
+    StreamName::order(id).to_string()
+}
+
+fn wallet_stream(raw: &str) -> String {
+    StreamName::wallet(raw).unwrap().to_string()
+}
+
+/// What the simulated chain charges a wallet for its first transfer of `messages` messages
+/// (flat fees: compute, deploy, and a forward fee per message).
+fn first_transfer_fee(w: &World, messages: u64) -> u64 {
+    let fees = w.ton.config().fees;
+    fees.compute + fees.deploy + fees.forward * messages
+}
 
 #[actix_web::test]
 async fn a_no_kyc_purchase_runs_through_the_actors_to_the_nanoton() {
@@ -159,4 +181,682 @@ async fn a_restart_between_any_two_events_ends_each_order_correctly_and_never_pa
             }
         }
     }
+}
+
+#[actix_web::test]
+async fn a_kyc_purchase_runs_on_the_clients_own_session_with_no_commission() {
+    let w = world().await;
+    let p = payer();
+    let funded = Nanoton::from_ton(5).as_u64();
+    w.ton.fund(p.wallet.address(), Nanoton::new(funded));
+    let raw = p.wallet.raw_address();
+    let address = p.wallet.address().clone();
+    // The client's own Fragment login; its wallet is connected (all three KYC cookies).
+    let cookies = w.fragment.login("client", Some(&address)).unwrap();
+    let (core, store) = w.core(Policy::default(), None).await;
+
+    let order = core
+        .create_order(
+            Product::Stars { amount: 50 },
+            &alice(),
+            Some(cookies.clone()),
+        )
+        .await
+        .unwrap();
+    let price = Prices::default().stars(50);
+    assert_eq!(order.mode, OrderMode::Kyc);
+    assert_eq!(order.price_nanoton, price);
+    assert_eq!(order.commission_rate, Decimal::ZERO);
+    assert_eq!(order.commission_nanoton, 0);
+    assert_eq!(order.total_nanoton, price);
+
+    // The cookies were never stored: a KYC order paid without them is refused, and nothing
+    // is queued.
+    let err = core
+        .pay_order(order.order_id, payer(), None, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::Domain(DomainError::KycCookiesRequired)),
+        "{err:?}"
+    );
+    assert_eq!(err.api_code(), ("VALIDATION_ERROR", 400));
+    assert!(err.to_string().contains("fragment_cookies"), "{err}");
+    let unpaid = core.order(order.order_id).unwrap();
+    assert_eq!(unpaid.status, "created");
+    assert_eq!(unpaid.request_id, None);
+    assert_eq!(
+        event_types(&*store, &order_stream(order.order_id)).await,
+        ["OrderCreated"]
+    );
+
+    let receipt = core
+        .pay_order(order.order_id, p, None, Some(cookies))
+        .await
+        .unwrap();
+    assert!(receipt.new_request);
+    core.drain().await.unwrap();
+
+    let done = core.order(order.order_id).unwrap();
+    assert_eq!(done.status, "success", "{done:?}");
+    assert_eq!(done.delivery_confirmed, Some(true));
+    let result = core
+        .request(receipt.request.request_id)
+        .unwrap()
+        .result
+        .unwrap();
+    assert_eq!(result.cost_nanoton, price);
+    assert_eq!(result.commission_nanoton, 0);
+    assert_eq!(result.collected_nanoton, 0);
+    assert_eq!(result.commission_balance_nanoton, 0);
+
+    let events = stream_events(&*store, &order_stream(order.order_id)).await;
+    let started = events.iter().find_map(|e| match e {
+        Event::OrderProcessingStarted(s) => Some(s.session.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        started.as_deref(),
+        Some("client"),
+        "bought on the client's session"
+    );
+    let submitted: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PaymentSubmitted(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(submitted.len(), 1);
+    assert_eq!(submitted[0].messages.len(), 1, "no commission message");
+    assert_eq!(submitted[0].collection_nanoton, 0);
+    let fee = events
+        .iter()
+        .find_map(|e| match e {
+            Event::OrderFulfilled(f) => Some(f.network_fee_nanoton),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(fee, first_transfer_fee(&w, 1));
+
+    // Fragment got exactly the price, once; the wallet paid that and the network fee only.
+    assert_eq!(w.ton.balance(&w.fragment.payment_address()).as_u64(), price);
+    assert_eq!(w.ton.balance(&address).as_u64(), funded - price - fee);
+    assert_eq!(w.ton.balance(&w.fee.address).as_u64(), 0);
+    let deliveries = w.fragment.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].username, "alice");
+    assert_eq!(deliveries[0].quantity, 50);
+    // No commission anywhere: no wallet event, no debt.
+    assert!(
+        !event_types(&*store, &wallet_stream(&raw))
+            .await
+            .contains(&"CommissionAccrued"),
+        "a KYC order accrues no commission"
+    );
+    let wallet = core.projections().snapshot().commission.wallet(&raw);
+    assert_eq!(wallet.debt_nanoton, 0);
+    assert_eq!(wallet.accrued_total_nanoton, 0);
+}
+
+#[actix_web::test]
+async fn a_premium_gift_to_a_user_without_premium_is_bought_at_the_fragment_price() {
+    let w = world().await;
+    let p = payer();
+    let funded = Nanoton::from_ton(5).as_u64();
+    w.ton.fund(p.wallet.address(), Nanoton::new(funded));
+    let raw = p.wallet.raw_address();
+    let address = p.wallet.address().clone();
+    let (core, store) = w.core(Policy::default(), None).await;
+
+    let bob = Username::parse("@bob").unwrap();
+    let order = core
+        .create_order(Product::Premium { months: 3 }, &bob, None)
+        .await
+        .unwrap();
+    let price = Prices::default().premium(3).unwrap();
+    // 1 % of 3.996 TON is exactly 0.03996 TON.
+    let commission = 39_960_000;
+    assert_eq!(order.product, Product::Premium { months: 3 });
+    assert_eq!(order.mode, OrderMode::NoKyc);
+    assert_eq!(order.username, "bob");
+    assert_eq!(order.price_nanoton, price);
+    assert_eq!(order.commission_nanoton, commission);
+    assert_eq!(order.total_nanoton, price + commission);
+
+    let receipt = core.pay_order(order.order_id, p, None, None).await.unwrap();
+    core.drain().await.unwrap();
+    let done = core.order(order.order_id).unwrap();
+    assert_eq!(done.status, "success", "{done:?}");
+    assert_eq!(done.delivery_confirmed, Some(true));
+    let result = core
+        .request(receipt.request.request_id)
+        .unwrap()
+        .result
+        .unwrap();
+    assert_eq!(result.cost_nanoton, price);
+    assert_eq!(result.commission_nanoton, commission);
+    assert_eq!(
+        result.collected_nanoton, 0,
+        "below the collection threshold"
+    );
+    assert_eq!(result.commission_balance_nanoton, commission);
+
+    let deliveries = w.fragment.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(
+        deliveries[0].product,
+        fragment_gateway::fragment::Product::Premium
+    );
+    assert_eq!(deliveries[0].username, "bob");
+    assert_eq!(deliveries[0].quantity, 3);
+    assert_eq!(w.ton.balance(&w.fragment.payment_address()).as_u64(), price);
+    assert_eq!(
+        w.ton.balance(&address).as_u64(),
+        funded - price - first_transfer_fee(&w, 1)
+    );
+    assert_eq!(
+        event_types(&*store, &wallet_stream(&raw)).await,
+        ["CommissionAccrued"]
+    );
+    assert_eq!(
+        core.projections()
+            .snapshot()
+            .commission
+            .wallet(&raw)
+            .debt_nanoton,
+        commission
+    );
+}
+
+fn short_ttl() -> Policy {
+    Policy {
+        order_ttl: chrono::Duration::seconds(2),
+        ..Policy::default()
+    }
+}
+
+#[actix_web::test]
+async fn an_unpaid_order_expires_and_a_late_payment_is_refused() {
+    let w = world().await;
+    let p = payer();
+    let funded = Nanoton::from_ton(5);
+    w.ton.fund(p.wallet.address(), funded);
+    let address = p.wallet.address().clone();
+    let (core, store) = w.core(short_ttl(), None).await;
+    let order = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        order.expires_at - order.created_at,
+        chrono::Duration::seconds(2)
+    );
+
+    let id = order.order_id;
+    eventually("the order expires", || {
+        core.order(id).unwrap().status == "expired"
+    })
+    .await;
+    let events = stream_events(&*store, &order_stream(id)).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    let Event::OrderExpired(expired) = &events[1] else {
+        panic!("{events:?}")
+    };
+    assert!(
+        expired.expired_at >= order.expires_at,
+        "not before its time"
+    );
+
+    let err = core.pay_order(id, p, None, None).await.unwrap_err();
+    assert!(
+        matches!(err, CoreError::Domain(DomainError::OrderExpired)),
+        "{err:?}"
+    );
+    assert_eq!(err.api_code(), ("ORDER_EXPIRED", 400));
+    assert_eq!(core.order(id).unwrap().status, "expired");
+    assert_eq!(
+        event_types(&*store, &order_stream(id)).await,
+        ["OrderCreated", "OrderExpired"]
+    );
+    assert_eq!(w.ton.balance(&address), funded);
+    assert!(w.ton.broadcasts().is_empty());
+}
+
+#[actix_web::test]
+async fn an_unpaid_order_still_expires_after_a_restart() {
+    let w = world().await;
+    let (core, store) = w.core_with(config(short_ttl()), None).await;
+    let order = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    // The service stops before the order's time is up; its timers go with it.
+    core.shutdown(Duration::from_millis(100)).await;
+    store.kill();
+    assert!(chrono::Utc::now() < order.expires_at);
+
+    let (core, store) = w.core(short_ttl(), None).await;
+    let id = order.order_id;
+    eventually("the order expires after the restart", || {
+        core.order(id).unwrap().status == "expired"
+    })
+    .await;
+    assert_eq!(
+        event_types(&*store, &order_stream(id)).await,
+        ["OrderCreated", "OrderExpired"]
+    );
+}
+
+/// Fragment answers every call after `ms`, so that a payment holds the owner session for
+/// seconds.
+fn slow_fragment(w: &World, ms: u64) {
+    w.fragment.faults().set_config(FaultConfig {
+        latency: Duration::from_millis(ms),
+        ..FaultConfig::default()
+    });
+}
+
+#[actix_web::test]
+async fn a_request_that_waits_past_the_queue_timeout_ends_and_moves_no_funds() {
+    let w = world().await;
+    let (first_payer, second_payer) = (payer(), payer_n(1));
+    let funded = Nanoton::from_ton(5);
+    w.ton.fund(first_payer.wallet.address(), funded);
+    w.ton.fund(second_payer.wallet.address(), funded);
+    let second_address = second_payer.wallet.address().clone();
+    let policy = Policy {
+        queue_timeout: chrono::Duration::seconds(1),
+        ..Policy::default()
+    };
+    let (core, store) = w.core(policy, None).await;
+    let first = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    let second = core
+        .create_order(Product::Stars { amount: 100 }, &alice(), None)
+        .await
+        .unwrap();
+
+    // One owner session: while Fragment is slow, the first payment holds it for seconds and
+    // the second request (another wallet) waits behind it.
+    slow_fragment(&w, 400);
+    core.pay_order(first.order_id, first_payer, None, None)
+        .await
+        .unwrap();
+    let waiting = core
+        .pay_order(second.order_id, payer_n(1), None, None)
+        .await
+        .unwrap();
+    let request_id = waiting.request.request_id;
+    eventually("the waiting request times out", || {
+        core.request(request_id)
+            .is_ok_and(|r| r.status.as_str() == "timeout")
+    })
+    .await;
+    let request = core.request(request_id).unwrap();
+    assert_eq!(request.error_code.as_deref(), Some("QUEUE_TIMEOUT"));
+    assert_eq!(request.started_at, None);
+    assert!(request.error.unwrap().contains("no funds moved"));
+    let reopened = core.order(second.order_id).unwrap();
+    assert_eq!(reopened.status, "created");
+    assert_eq!(reopened.error_code.as_deref(), Some("QUEUE_TIMEOUT"));
+    assert_eq!(
+        event_types(&*store, &order_stream(second.order_id)).await,
+        ["OrderCreated", "OrderPaid", "OrderQueued", "OrderTimedOut"]
+    );
+    assert_eq!(w.ton.balance(&second_address), funded, "no funds moved");
+    assert_eq!(w.ton.seqno(&second_address), None, "nothing was ever sent");
+
+    w.fragment.faults().set_config(FaultConfig::default());
+    core.drain().await.unwrap();
+    assert_eq!(core.order(first.order_id).unwrap().status, "success");
+    assert_eq!(w.fragment.deliveries().len(), 1);
+    assert_eq!(w.ton.balance(&second_address), funded, "no funds moved");
+    assert_eq!(core.projections().snapshot().queue.stats().timed_out, 1);
+
+    // The order can be paid again, and this time it goes through.
+    let again = core
+        .pay_order(second.order_id, second_payer, None, None)
+        .await
+        .unwrap();
+    assert!(again.new_request);
+    assert_ne!(again.request.request_id, request_id);
+    core.drain().await.unwrap();
+    assert_eq!(core.order(second.order_id).unwrap().status, "success");
+    assert_eq!(w.fragment.deliveries().len(), 2);
+    assert_eq!(
+        w.ton.balance(&w.fragment.payment_address()).as_u64(),
+        Prices::default().stars(50) + Prices::default().stars(100)
+    );
+}
+
+#[actix_web::test]
+async fn an_order_whose_time_ran_out_in_the_queue_expires_when_the_queue_gives_it_back() {
+    let w = world().await;
+    let (first_payer, second_payer) = (payer(), payer_n(1));
+    w.ton
+        .fund(first_payer.wallet.address(), Nanoton::from_ton(5));
+    w.ton
+        .fund(second_payer.wallet.address(), Nanoton::from_ton(5));
+    // The order's 1 s are up while it waits; the queue gives up on it a second later.
+    let policy = Policy {
+        order_ttl: chrono::Duration::seconds(1),
+        queue_timeout: chrono::Duration::seconds(2),
+        ..Policy::default()
+    };
+    let (core, store) = w.core(policy, None).await;
+    let first = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    let second = core
+        .create_order(Product::Stars { amount: 100 }, &alice(), None)
+        .await
+        .unwrap();
+    slow_fragment(&w, 700);
+    core.pay_order(first.order_id, first_payer, None, None)
+        .await
+        .unwrap();
+    core.pay_order(second.order_id, second_payer, None, None)
+        .await
+        .unwrap();
+    let id = second.order_id;
+    eventually("the unpaid order expires", || {
+        core.order(id).unwrap().status == "expired"
+    })
+    .await;
+    assert_eq!(
+        event_types(&*store, &order_stream(id)).await,
+        [
+            "OrderCreated",
+            "OrderPaid",
+            "OrderQueued",
+            "OrderTimedOut",
+            "OrderExpired"
+        ]
+    );
+    w.fragment.faults().set_config(FaultConfig::default());
+    core.drain().await.unwrap();
+}
+
+#[actix_web::test]
+async fn an_under_funded_wallet_is_refused_before_anything_is_queued() {
+    let w = world().await;
+    let p = payer();
+    let address = p.wallet.address().clone();
+    let policy = Policy::default();
+    let price = Prices::default().stars(50);
+    // Below the collection threshold no commission is due now: price + fee reserve.
+    let needed = price + policy.network_fee_reserve_nanoton;
+    w.ton.fund(&address, Nanoton::new(needed - 1));
+    let (core, store) = w.core(policy, None).await;
+    let order = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+
+    let err = core
+        .pay_order(order.order_id, p, None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.api_code(), ("INSUFFICIENT_BALANCE", 400));
+    assert!(
+        matches!(
+            err,
+            CoreError::Domain(DomainError::InsufficientBalance {
+                balance_nanoton,
+                needed_nanoton,
+            }) if balance_nanoton == needed - 1 && needed_nanoton == needed
+        ),
+        "{err:?}"
+    );
+    let unpaid = core.order(order.order_id).unwrap();
+    assert_eq!(unpaid.status, "created");
+    assert_eq!(unpaid.request_id, None);
+    assert!(core.projections().snapshot().orders.requests.is_empty());
+    assert_eq!(
+        event_types(&*store, &order_stream(order.order_id)).await,
+        ["OrderCreated"]
+    );
+    assert_eq!(w.ton.balance(&address).as_u64(), needed - 1);
+    assert!(w.ton.broadcasts().is_empty());
+
+    // One nanoton more and the same order goes through.
+    w.ton.fund(&address, Nanoton::new(1));
+    core.pay_order(order.order_id, payer(), None, None)
+        .await
+        .unwrap();
+    core.drain().await.unwrap();
+    assert_eq!(core.order(order.order_id).unwrap().status, "success");
+    assert_eq!(w.ton.balance(&w.fragment.payment_address()).as_u64(), price);
+    assert_eq!(
+        w.ton.balance(&address).as_u64(),
+        needed - price - first_transfer_fee(&w, 1)
+    );
+}
+
+#[actix_web::test]
+async fn a_wallet_over_its_debt_limit_cannot_pay_new_orders() {
+    let w = world().await;
+    let p = payer();
+    let raw = p.wallet.raw_address();
+    let address = p.wallet.address().clone();
+    w.ton.fund(&address, Nanoton::from_ton(5));
+    // A 50 % rate and a 0.1 TON limit: one 50-Star order (0.25 TON) leaves 0.125 TON of debt,
+    // below the 10 TON collection threshold, so nothing collects it.
+    let policy = Policy {
+        rate_no_kyc: "0.5".parse().unwrap(),
+        debt_limit_nanoton: 100_000_000,
+        collection_threshold_nanoton: 10_000_000_000,
+        ..Policy::default()
+    };
+    let (core, store) = w.core(policy, None).await;
+    let first = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    assert_eq!(first.commission_nanoton, 125_000_000);
+    core.pay_order(first.order_id, p, None, None).await.unwrap();
+    core.drain().await.unwrap();
+    assert_eq!(core.order(first.order_id).unwrap().status, "success");
+    assert_eq!(
+        core.projections()
+            .snapshot()
+            .commission
+            .wallet(&raw)
+            .debt_nanoton,
+        125_000_000
+    );
+    let balance = w.ton.balance(&address);
+    let sent = w.ton.broadcasts().len();
+
+    let second = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    let err = core
+        .pay_order(second.order_id, payer(), None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.api_code(), ("DEBT_LIMIT_EXCEEDED", 400));
+    assert!(
+        matches!(
+            err,
+            CoreError::Domain(DomainError::DebtLimitExceeded {
+                debt_nanoton: 125_000_000,
+                limit_nanoton: 100_000_000,
+            })
+        ),
+        "{err:?}"
+    );
+    let unpaid = core.order(second.order_id).unwrap();
+    assert_eq!(unpaid.status, "created");
+    assert_eq!(unpaid.request_id, None);
+    assert_eq!(
+        event_types(&*store, &order_stream(second.order_id)).await,
+        ["OrderCreated"]
+    );
+    assert_eq!(w.ton.balance(&address), balance, "no funds moved");
+    assert_eq!(w.ton.broadcasts().len(), sent, "nothing was signed");
+    assert_eq!(w.fragment.deliveries().len(), 1);
+}
+
+/// The order's `PaymentSubmitted`, which must be the only one.
+fn the_submission(events: &[Event]) -> &events::PaymentSubmitted {
+    let submitted: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PaymentSubmitted(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        submitted.len(),
+        1,
+        "one signed message per request: {events:?}"
+    );
+    submitted[0]
+}
+
+#[actix_web::test]
+async fn a_recorded_payment_that_never_landed_fails_after_a_restart_without_being_signed_again() {
+    let w = world().await;
+    let p = payer();
+    let funded = Nanoton::from_ton(5);
+    w.ton.fund(p.wallet.address(), funded);
+    let raw = p.wallet.raw_address();
+    let address = p.wallet.address().clone();
+    // A short validity, so that "never landed" is known soon.
+    let cfg = CoreConfig {
+        sign_ttl_secs: 3,
+        ..config(Policy::default())
+    };
+    // The network accepts the message and loses it; it loses the re-sent copy too.
+    w.ton.drop_next(2);
+    let (core, store) = w.core_with(cfg.clone(), None).await;
+    let order = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    core.pay_order(order.order_id, p, None, None).await.unwrap();
+    eventually("the payment is broadcast (and lost)", || {
+        w.ton.stats().dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The process dies while it waits for the chain.
+    store.kill();
+
+    let (core, store) = w.core_with(cfg, None).await;
+    let id = order.order_id;
+    eventually("the reconciliation ends", || {
+        core.order(id).unwrap().status != "processing"
+    })
+    .await;
+    let failed = core.order(id).unwrap();
+    assert_eq!(failed.status, "failed", "{failed:?}");
+    assert_eq!(failed.error_code.as_deref(), Some("SERVICE_UNAVAILABLE"));
+    assert!(failed.error.unwrap().contains("no funds moved"));
+    let request = core.request(failed.request_id.unwrap()).unwrap();
+    assert_eq!(request.status.as_str(), "failed");
+
+    let events = stream_events(&*store, &order_stream(id)).await;
+    let submitted = the_submission(&events);
+    let Some(Event::OrderFailed(end)) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert!(!end.funds_moved);
+    assert!(
+        end.failed_at.timestamp() > i64::from(submitted.valid_until),
+        "failed only after the message could no longer apply"
+    );
+    // Nothing was signed again: the chain saw the recorded message twice (the broadcast and
+    // the re-broadcast after the restart) and nothing else.
+    let hash = fragment_gateway::ton::client::parse_hash(&submitted.message_hash).unwrap();
+    assert_eq!(w.ton.broadcasts(), vec![hash.clone(), hash]);
+    assert_eq!(w.ton.balance(&address), funded, "no funds moved");
+    assert_eq!(w.ton.seqno(&address), None);
+    assert_eq!(w.ton.balance(&w.fragment.payment_address()).as_u64(), 0);
+    assert!(w.fragment.deliveries().is_empty());
+    assert!(event_types(&*store, &wallet_stream(&raw)).await.is_empty());
+}
+
+#[actix_web::test]
+async fn a_restart_while_the_chain_is_down_completes_the_recorded_payment_once_it_is_back() {
+    let w = world().await;
+    let p = payer();
+    let funded = Nanoton::from_ton(5).as_u64();
+    w.ton.fund(p.wallet.address(), Nanoton::new(funded));
+    let raw = p.wallet.raw_address();
+    let address = p.wallet.address().clone();
+    let price = Prices::default().stars(50);
+    // The process dies right after recording the signed payment, before broadcasting it.
+    let (core, dead) = w
+        .core_with(config(Policy::default()), Some(("PaymentSubmitted", 1)))
+        .await;
+    let order = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    core.pay_order(order.order_id, p, None, None).await.unwrap();
+    eventually("the process dies", || dead.is_dead()).await;
+    assert!(w.ton.broadcasts().is_empty());
+
+    // The TON API is down while the service restarts.
+    w.ton.faults().set_config(FaultConfig {
+        error_rate: 1.0,
+        ..FaultConfig::default()
+    });
+    let (core, store) = w.core(Policy::default(), None).await;
+    let id = order.order_id;
+    // The restarted core re-sends the recorded message, and the outage outlasts a whole
+    // round of the client's attempts (4 in the local configuration): a fifth request means
+    // the core came back for more after every earlier one failed.
+    eventually(
+        "the restarted core keeps re-sending through the outage",
+        || w.ton.requests_to("/api/v2/sendBocReturnHash") > 4,
+    )
+    .await;
+    assert!(w.ton.broadcasts().is_empty(), "nothing got through");
+    // Nothing is decided without the chain.
+    assert_eq!(core.order(id).unwrap().status, "processing");
+
+    w.ton.faults().set_config(FaultConfig::default());
+    eventually("the order completes", || {
+        core.order(id).unwrap().status != "processing"
+    })
+    .await;
+    let done = core.order(id).unwrap();
+    assert_eq!(done.status, "success", "{done:?}");
+    eventually("Fragment delivers", || !w.fragment.deliveries().is_empty()).await;
+    core.drain().await.unwrap();
+
+    // Exactly once: one message, one transfer, one delivery, one accrual.
+    let events = stream_events(&*store, &order_stream(id)).await;
+    let submitted = the_submission(&events);
+    let hash = fragment_gateway::ton::client::parse_hash(&submitted.message_hash).unwrap();
+    let sent = w.ton.broadcasts();
+    assert!(
+        !sent.is_empty() && sent.iter().all(|h| *h == hash),
+        "never signed again"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::OrderFulfilled(_)))
+            .count(),
+        1
+    );
+    assert_eq!(w.ton.seqno(&address), Some(1));
+    assert_eq!(w.ton.balance(&w.fragment.payment_address()).as_u64(), price);
+    assert_eq!(
+        w.ton.balance(&address).as_u64(),
+        funded - price - first_transfer_fee(&w, 1)
+    );
+    assert_eq!(w.fragment.deliveries().len(), 1);
+    assert_eq!(
+        event_types(&*store, &wallet_stream(&raw)).await,
+        ["CommissionAccrued"]
+    );
 }

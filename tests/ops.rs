@@ -77,7 +77,7 @@ struct Run {
 
 impl Run {
     async fn start(w: &World, config: &CoreConfig) -> (Core, Run) {
-        let sqlite: Arc<dyn EventStore> = Arc::new(SqliteStore::open(w.store_path()).unwrap());
+        let sqlite: Arc<dyn EventStore> = Arc::new(w.open_store().await);
         let store = Arc::new(Halting::closable(sqlite));
         let mut services = w.services();
         // Two owner sessions (the operator logged in twice, the same wallet connected): the

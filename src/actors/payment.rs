@@ -15,7 +15,7 @@ use crate::domain::policy::collection_due;
 use crate::domain::wallet::PurchaseSettlement;
 use crate::domain::{OrderCommand, Username, WalletCommand};
 use crate::fragment::{Flow, FragmentSession, Fulfilment, LinkExpectations, Purchase, SessionRole};
-use crate::ton::client::{parse_hash, TransferOutcome};
+use crate::ton::client::{parse_hash, TonApiError, TransferOutcome};
 use crate::ton::transfer::{sign_transfer, ExpectedMessage, TransferParams};
 use crate::ton::{
     address, KeyPair, MessageBody, Nanoton, OutgoingMessage, SignedTransfer, WalletContract,
@@ -266,12 +266,8 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
     if !sh.alive() {
         return;
     }
-    if let Err(e) = sh.services.chain.send_transfer(&prepared.signed).await {
-        // Refused or unknown, the chain decides: a refused message can still become valid
-        // before it expires (the wallet gets funded), so only its outcome ends the order.
-        tracing::info!(%order_id, error = %e, "broadcast not confirmed; waiting for the chain's verdict");
-    }
-    let Some(outcome) = wait_outcome(sh, &prepared.signed).await else {
+    let heard = broadcast(sh, &prepared.signed).await;
+    let Some(outcome) = wait_outcome(sh, &prepared.signed, heard).await else {
         return;
     };
     let fulfilled = settle(sh, &order, &prepared.submitted, outcome).await;
@@ -329,10 +325,8 @@ pub(crate) async fn reconcile(sh: &Shared, order: OrderCreated, submitted: Payme
     };
     // The first broadcast may never have left (a crash right after recording it): sending
     // the identical message again is harmless, as the chain applies one seqno once.
-    if let Err(e) = sh.services.chain.send_boc(&signed.boc).await {
-        tracing::info!(order_id = %order.order_id, error = %e, "re-broadcast not accepted; asking the chain");
-    }
-    let Some(outcome) = wait_outcome(sh, &signed).await else {
+    let heard = broadcast(sh, &signed).await;
+    let Some(outcome) = wait_outcome(sh, &signed, heard).await else {
         return;
     };
     if settle(sh, &order, &submitted, outcome).await && sh.alive() {
@@ -378,13 +372,39 @@ fn rebuild_transfer(s: &PaymentSubmitted) -> Result<SignedTransfer, CoreError> {
     })
 }
 
+/// Sends the signed message; says whether the network heard it (took it, or refused it).
+/// Refused or not, the chain decides: a refused message can still become valid before it
+/// expires (the wallet gets funded), so only its outcome ends the order.
+async fn broadcast(sh: &Shared, signed: &SignedTransfer) -> bool {
+    match sh.services.chain.send_transfer(signed).await {
+        Ok(_) => true,
+        Err(e @ (TonApiError::Rejected { .. } | TonApiError::BadRequest { .. })) => {
+            tracing::info!(error = %e, "broadcast refused; waiting for the chain's verdict");
+            true
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "broadcast not confirmed; waiting for the chain's verdict");
+            false
+        }
+    }
+}
+
 /// Polls the chain until the transfer has an outcome. Never gives up while the service
-/// runs: the money may be moving, so "unknown" is not an answer.
-async fn wait_outcome(sh: &Shared, signed: &SignedTransfer) -> Option<TransferOutcome> {
+/// runs: the money may be moving, so "unknown" is not an answer. Until the network has
+/// heard the message, each round sends it again: otherwise an API outage during the
+/// broadcast (or a restart's re-broadcast) would let a message it never received expire.
+async fn wait_outcome(
+    sh: &Shared,
+    signed: &SignedTransfer,
+    mut heard: bool,
+) -> Option<TransferOutcome> {
     let mut backoff = Duration::from_millis(200);
     loop {
         if !sh.alive() {
             return None;
+        }
+        if !heard {
+            heard = broadcast(sh, signed).await;
         }
         match sh
             .services

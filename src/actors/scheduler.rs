@@ -1,6 +1,7 @@
 //! The expiry scheduler: expires unpaid orders when their time is up. Its timers live in
 //! memory; on start the core re-arms them from the order projection, so a restart never
-//! forgets an order.
+//! forgets an order. An order whose time runs out while its payment waits or runs stays
+//! watched, as the attempt may still end unsigned and reopen it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -37,19 +38,29 @@ impl ExpiryScheduler {
             }
             self.due.pop_first();
             let sh = Arc::clone(&self.sh);
+            let tick = self.tick;
             ctx.spawn(
                 async move {
                     let cmd = OrderCommand::Expire { now: Utc::now() };
-                    match sh
-                        .registry
+                    sh.registry
                         .order(order_id, cmd, EventMetadata::correlated(order_id))
                         .await
-                    {
-                        Ok(_) | Err(CoreError::Domain(DomainError::TooEarly)) => {}
-                        Err(e) => tracing::warn!(%order_id, error = %e, "cannot expire order"),
-                    }
                 }
-                .into_actor(self),
+                .into_actor(self)
+                .map(move |result, act, _| match result {
+                    // Paid in time, but the attempt may still end before anything is signed
+                    // (a queue timeout, say), which reopens the order after its time is up:
+                    // keep watching it until it can no longer be reopened.
+                    Ok((state, _)) if state.may_reopen() => {
+                        let after = state
+                            .request
+                            .map_or(Utc::now(), |r| r.queue_deadline.max(Utc::now()));
+                        let tick = chrono::Duration::from_std(tick).unwrap_or_default();
+                        act.due.insert((after + tick, order_id));
+                    }
+                    Ok(_) | Err(CoreError::Domain(DomainError::TooEarly)) => {}
+                    Err(e) => tracing::warn!(%order_id, error = %e, "cannot expire order"),
+                }),
             );
         }
     }

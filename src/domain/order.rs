@@ -238,6 +238,18 @@ impl OrderState {
         state
     }
 
+    /// Whether a payment attempt is under way that may still end before anything is
+    /// signed, leaving the order `created` again (a queue timeout, a restart).
+    pub fn may_reopen(&self) -> bool {
+        match self.status {
+            Some(OrderStatus::Queued) => true,
+            Some(OrderStatus::Processing) => {
+                self.request.as_ref().is_some_and(|r| r.submitted.is_none())
+            }
+            _ => false,
+        }
+    }
+
     /// The request `request_id` if it is the current one.
     fn current_request(&self, request_id: Uuid) -> Result<&PaymentRequest, DomainError> {
         match &self.request {
@@ -878,6 +890,31 @@ mod tests {
         let err = again.unwrap_err();
         assert_eq!(err.api_code(), "VALIDATION_ERROR");
         assert!(err.to_string().contains("failed"), "{err}");
+    }
+
+    #[test]
+    fn only_an_attempt_with_nothing_signed_may_reopen_the_order() {
+        let state = |events: &[Event]| OrderState::from_events(events);
+        assert!(!state(&[created(OrderMode::NoKyc, 1)]).may_reopen());
+        assert!(state(&queued()).may_reopen());
+        assert!(state(&processing()).may_reopen());
+        assert!(!state(&submitted()).may_reopen());
+        // Expiring a queued order is a no-op; if its queue time then runs out, the order is
+        // `created` again, past its time, and the next Expire ends it.
+        let mut events = queued();
+        let late = t0() + Duration::minutes(11);
+        assert_eq!(
+            given(&events, OrderCommand::Expire { now: late }),
+            Ok(vec![])
+        );
+        let timeout = OrderCommand::TimeOut {
+            request_id: Uuid::from_u128(7),
+            now: late,
+        };
+        events.extend(given(&events, timeout).unwrap());
+        assert!(!state(&events).may_reopen());
+        let expired = given(&events, OrderCommand::Expire { now: late }).unwrap();
+        assert!(matches!(expired[..], [Event::OrderExpired(_)]));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use events::{ExpectedVersion, NewEvent, RecordedEvent};
+use events::{Event, ExpectedVersion, NewEvent, RecordedEvent};
 use fragment_gateway::actors::{Core, CoreConfig, Liveness, PayerKey, Services};
 use fragment_gateway::domain::{Policy, Username};
 use fragment_gateway::fragment::{FragmentClient, FragmentConfig, FragmentCookies};
@@ -126,23 +126,47 @@ impl World {
         self.dir.path().join("events.sqlite3")
     }
 
+    /// Opens the data dir's store. A killed core's last store calls still hold the file for
+    /// a moment, as an exiting process does: wait for it to be free, as a supervisor
+    /// restarting the service would.
+    pub async fn open_store(&self) -> SqliteStore {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match SqliteStore::open(self.store_path()) {
+                Ok(s) => return s,
+                Err(StoreError::Unavailable(e)) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "waiting for the old core to close the store");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot open the store: {e}"),
+            }
+        }
+    }
+
     pub async fn core(
         &self,
         policy: Policy,
         halt: Option<(&'static str, usize)>,
     ) -> (Core, Arc<dyn EventStore>) {
+        let (core, store) = self.core_with(config(policy), halt).await;
+        (core, store as Arc<dyn EventStore>)
+    }
+
+    /// A core with its own timings. Its "process" dies after the `halt` event, or whenever the
+    /// test calls `Halting::kill`: its store file is closed and it stops acting on the
+    /// outside world, so another core can start on the same data dir, as after a restart.
+    pub async fn core_with(
+        &self,
+        config: CoreConfig,
+        halt: Option<(&'static str, usize)>,
+    ) -> (Core, Arc<Halting>) {
         let liveness = Liveness::default();
-        let sqlite: Arc<dyn EventStore> = Arc::new(SqliteStore::open(self.store_path()).unwrap());
-        let store: Arc<dyn EventStore> = match halt {
-            Some((event_type, nth)) => {
-                Arc::new(Halting::new(sqlite, event_type, nth, liveness.clone()))
-            }
-            None => sqlite,
-        };
+        let sqlite = self.open_store().await;
+        let store = Arc::new(Halting::new(Arc::new(sqlite), halt, liveness.clone()));
         let core = Core::start(
-            config(policy),
+            config,
             self.services(),
-            Arc::clone(&store),
+            Arc::clone(&store) as Arc<dyn EventStore>,
             liveness,
         )
         .await
@@ -151,15 +175,16 @@ impl World {
     }
 }
 
-/// A store that "kills the process" right after the `nth` append of an event of one type:
-/// that append succeeds, every later one fails, and the liveness flag drops so no payment
-/// step acts on the outside world any more — what a SIGKILL between two events leaves.
+/// A store that "kills the process" right after the `nth` append of an event of one type
+/// (or when told to, `kill`): that append succeeds, every later one fails, and the liveness
+/// flag drops so no payment step acts on the outside world any more — what a SIGKILL
+/// between two events leaves.
 pub struct Halting {
     /// Taken out when the process "dies", closing the file as the OS would.
     inner: Mutex<Option<Arc<dyn EventStore>>>,
     head: watch::Receiver<u64>,
-    event_type: &'static str,
-    remaining: Mutex<usize>,
+    /// The event type that trips the kill, and how many of them to let through first.
+    trip: Mutex<Option<(&'static str, usize)>>,
     halted: Mutex<bool>,
     liveness: Liveness,
 }
@@ -167,15 +192,13 @@ pub struct Halting {
 impl Halting {
     fn new(
         inner: Arc<dyn EventStore>,
-        event_type: &'static str,
-        nth: usize,
+        trip: Option<(&'static str, usize)>,
         liveness: Liveness,
     ) -> Halting {
         Halting {
             head: inner.head_watch(),
             inner: Mutex::new(Some(inner)),
-            event_type,
-            remaining: Mutex::new(nth),
+            trip: Mutex::new(trip),
             halted: Mutex::new(false),
             liveness,
         }
@@ -183,14 +206,18 @@ impl Halting {
 
     /// A store that only "dies" when told to (`kill`): for a clean restart in one process.
     pub fn closable(inner: Arc<dyn EventStore>) -> Halting {
-        Halting::new(inner, "", usize::MAX, Liveness::default())
+        Halting::new(inner, None, Liveness::default())
     }
 
-    /// Closes the file now, as the end of the process would; later calls fail.
+    /// The process dies now: no more side effects, and the store file is closed.
     pub fn kill(&self) {
         *self.halted.lock().unwrap() = true;
         self.liveness.kill();
         self.inner.lock().unwrap().take();
+    }
+
+    pub fn is_dead(&self) -> bool {
+        *self.halted.lock().unwrap()
     }
 
     fn inner(&self) -> Result<Arc<dyn EventStore>, StoreError> {
@@ -216,16 +243,16 @@ impl EventStore for Halting {
         if *self.halted.lock().unwrap() {
             return Err(StoreError::Unavailable("process killed".into()));
         }
-        let trips = events.iter().any(|e| e.event_type == self.event_type) && {
-            let mut r = self.remaining.lock().unwrap();
-            *r -= 1;
-            *r == 0
+        let trips = match &mut *self.trip.lock().unwrap() {
+            Some((event_type, remaining)) if events.iter().any(|e| e.event_type == *event_type) => {
+                *remaining -= 1;
+                *remaining == 0
+            }
+            _ => false,
         };
         let result = self.inner()?.append(stream, expected, events).await;
         if trips {
-            *self.halted.lock().unwrap() = true;
-            self.liveness.kill();
-            self.inner.lock().unwrap().take();
+            self.kill();
         }
         result
     }
@@ -249,6 +276,32 @@ impl EventStore for Halting {
     fn head_watch(&self) -> watch::Receiver<u64> {
         self.head.clone()
     }
+}
+
+/// Another client's wallet (v4r2 of a fixed key), for tests that need several payers.
+pub fn payer_n(n: u8) -> PayerKey {
+    let key = KeyPair::from_secret_seed(&zeroize::Zeroizing::new([100u8.wrapping_add(n); 32]));
+    let wallet = WalletContract::new(WalletVersion::V4R2, Network::Mainnet, key.public_key());
+    PayerKey { key, wallet }
+}
+
+/// The events in `stream`, in order.
+pub async fn stream_events(store: &dyn EventStore, stream: &str) -> Vec<Event> {
+    fragment_gateway::store::read_stream_all(store, stream)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| Event::from_recorded(e).unwrap())
+        .collect()
+}
+
+/// The types of the events in `stream`, in order.
+pub async fn event_types(store: &dyn EventStore, stream: &str) -> Vec<&'static str> {
+    stream_events(store, stream)
+        .await
+        .iter()
+        .map(Event::event_type)
+        .collect()
 }
 
 pub fn alice() -> Username {

@@ -74,6 +74,12 @@ fn v3_err(status: u16, message: impl Into<String>) -> HttpResponse {
 /// Key, rate limit and faults. `None` lets the request through.
 async fn gate(state: &SimState, req: &HttpRequest) -> Option<HttpResponse> {
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    *state
+        .by_path
+        .lock()
+        .expect("path counters poisoned")
+        .entry(req.path().to_string())
+        .or_default() += 1;
     let key = req
         .headers()
         .get("X-API-Key")
@@ -226,6 +232,11 @@ fn submit(state: &SimState, boc_b64: &str) -> Result<(TonHash, TonHash), Refusal
         (500, rejection_text(&rejection, account))
     };
     let ext = ExternalMessage::parse(root).map_err(|r| refused(state, r, None))?;
+    state
+        .broadcasts
+        .lock()
+        .expect("broadcast log poisoned")
+        .push(ext.hash.clone());
     let account = ext.destination.clone();
     let mut dropped = false;
     let result = state

@@ -15,6 +15,7 @@ pub mod http;
 pub mod json;
 pub mod ledger;
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -165,6 +166,13 @@ pub struct SimState {
     lose_answers: AtomicU32,
     limiter: Limiter,
     stats: SimStats,
+    /// Hash of every external message `sendBoc` could parse, in arrival order, whatever
+    /// became of it (accepted, dropped, refused): tests read it to tell a re-sent message
+    /// from a newly signed one.
+    broadcasts: Mutex<Vec<TonHash>>,
+    /// Requests per path, counted before any fault or limit applies: tests read it to see
+    /// what a client was doing while the API was failing.
+    by_path: Mutex<HashMap<String, u64>>,
 }
 
 impl SimState {
@@ -219,6 +227,8 @@ impl TonSim {
             lose_answers: AtomicU32::new(0),
             limiter,
             stats: SimStats::default(),
+            broadcasts: Mutex::new(Vec::new()),
+            by_path: Mutex::new(HashMap::new()),
             config,
         });
         let data = web::Data::from(Arc::clone(&state));
@@ -313,7 +323,115 @@ impl TonSim {
         &self.state.stats
     }
 
+    /// How many requests arrived for `path` (say `/api/v2/sendBocReturnHash`), whether they
+    /// were answered, refused, limited or failed by an injected fault.
+    pub fn requests_to(&self, path: &str) -> u64 {
+        self.state
+            .by_path
+            .lock()
+            .expect("path counters poisoned")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The hashes of the external messages `sendBoc` received so far, in arrival order,
+    /// accepted, dropped or refused alike (a message sent twice appears twice).
+    pub fn broadcasts(&self) -> Vec<TonHash> {
+        self.state
+            .broadcasts
+            .lock()
+            .expect("broadcast log poisoned")
+            .clone()
+    }
+
     pub async fn stop(self) {
         self.running.stop().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ton::client::{TonApiConfig, TonApiError, TonCenterClient};
+    use crate::ton::transfer::{sign_transfer, TransferParams};
+    use crate::ton::{KeyPair, MessageBody, OutgoingMessage, WalletVersion};
+
+    #[tokio::test]
+    async fn the_broadcast_log_lists_every_message_received_accepted_dropped_or_refused() {
+        let sim = TonSim::start(
+            TonSimConfig {
+                block_time: Duration::ZERO,
+                ..Default::default()
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let client = TonCenterClient::new(TonApiConfig::local(sim.url())).unwrap();
+        let key = KeyPair::from_secret_seed(&zeroize::Zeroizing::new([3u8; 32]));
+        let wallet = WalletContract::new(WalletVersion::V4R2, Network::Mainnet, key.public_key());
+        sim.fund(wallet.address(), Nanoton::from_ton(2));
+        let sign = |seqno| {
+            let params = TransferParams {
+                seqno,
+                valid_until: unix_now() + 60,
+                include_state_init: true,
+            };
+            let to = OutgoingMessage::new(
+                &wallet.friendly_address(false),
+                Nanoton::from_ton(1),
+                MessageBody::Empty,
+            )
+            .unwrap();
+            sign_transfer(&wallet, &key, &params, &[to]).unwrap()
+        };
+        let (good, bad) = (sign(0), sign(5));
+        assert!(sim.broadcasts().is_empty());
+
+        sim.drop_next(1);
+        client.send_boc(&good.boc).await.unwrap(); // accepted, then lost
+        client.send_boc(&good.boc).await.unwrap(); // the same message again
+        assert!(matches!(
+            client.send_boc(&bad.boc).await,
+            Err(TonApiError::Rejected { .. })
+        ));
+        // Not a message at all: nothing to log.
+        assert!(client.send_boc("bm90IGEgYm9j").await.is_err());
+
+        assert_eq!(
+            sim.broadcasts(),
+            vec![
+                good.message_hash.clone(),
+                good.message_hash.clone(),
+                bad.message_hash.clone()
+            ]
+        );
+        assert_eq!(sim.produce_block(), 1);
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_path_even_when_a_fault_fails_them() {
+        let sim = TonSim::start(TonSimConfig::default(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let client = TonCenterClient::new(TonApiConfig {
+            max_attempts: 1,
+            ..TonApiConfig::local(sim.url())
+        })
+        .unwrap();
+        let key = KeyPair::from_secret_seed(&zeroize::Zeroizing::new([4u8; 32]));
+        let wallet = WalletContract::new(WalletVersion::V4R2, Network::Mainnet, key.public_key());
+        client.wallet_state(&wallet).await.unwrap();
+        let path = "/api/v2/getAddressInformation";
+        let answered = sim.requests_to(path);
+        assert!(answered >= 1);
+        sim.faults().set_config(FaultConfig {
+            error_rate: 1.0,
+            ..FaultConfig::default()
+        });
+        assert!(client.wallet_state(&wallet).await.is_err());
+        assert_eq!(sim.requests_to(path), answered + 1);
+        assert_eq!(sim.requests_to("/api/v2/sendBocReturnHash"), 0);
     }
 }
