@@ -860,3 +860,57 @@ async fn a_restart_while_the_chain_is_down_completes_the_recorded_payment_once_i
         ["CommissionAccrued"]
     );
 }
+
+#[actix_web::test]
+async fn a_new_order_is_priced_while_the_only_owner_session_waits_for_the_chain() {
+    // The chain makes blocks only when the test says so: the first payment stays on chain
+    // (signed and broadcast, not yet applied) for as long as the test needs.
+    let w = world_with_blocks(Duration::ZERO).await;
+    let p = payer();
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    let (core, _) = w.core(Policy::default(), None).await;
+    let first = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    let receipt = core.pay_order(first.order_id, p, None, None).await.unwrap();
+    let request_id = receipt.request.request_id;
+    eventually("the first payment is broadcast", || {
+        w.ton.pending() == 1 && core.request(request_id).unwrap().submitted
+    })
+    .await;
+
+    // The one owner session is not held while the chain decides: a new order is priced now,
+    // not after the first purchase completes.
+    let second = tokio::time::timeout(
+        Duration::from_secs(10),
+        core.create_order(Product::Stars { amount: 100 }, &alice(), None),
+    )
+    .await
+    .expect("creating an order waited for the running payment")
+    .unwrap();
+    assert_eq!(second.price_nanoton, Prices::default().stars(100));
+    assert_eq!(core.order(first.order_id).unwrap().status, "processing");
+
+    // Then the chain moves, and both purchases complete on that session, in turn.
+    let blocks = || {
+        w.ton.produce_block();
+        true
+    };
+    eventually("the first purchase is delivered", || {
+        blocks() && core.order(first.order_id).unwrap().delivery_confirmed == Some(true)
+    })
+    .await;
+    core.pay_order(second.order_id, payer(), None, None)
+        .await
+        .unwrap();
+    eventually("the second purchase is delivered", || {
+        blocks() && core.order(second.order_id).unwrap().delivery_confirmed == Some(true)
+    })
+    .await;
+    assert_eq!(w.fragment.deliveries().len(), 2);
+    assert_eq!(
+        w.ton.balance(&w.fragment.payment_address()).as_u64(),
+        Prices::default().stars(50) + Prices::default().stars(100)
+    );
+}

@@ -244,6 +244,9 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
     let PayerKey { key, wallet } = payer;
     // Signed: the key has done its work and leaves memory now.
     drop(key);
+    // Fragment is not needed while the chain decides, so the session is free meanwhile for
+    // pricing new orders (the dispatcher still starts no other payment on it).
+    drop(flow);
     if !sh.alive() {
         return;
     }
@@ -276,6 +279,7 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
     }
     // The money moved; now make sure Fragment delivers.
     let product = prepared.invoice.purchase.product();
+    let mut flow = session.begin().await;
     let delivered = match flow
         .confirm(product, &prepared.link, &wallet, &prepared.signed.boc)
         .await

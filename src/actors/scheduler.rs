@@ -15,6 +15,9 @@ use uuid::Uuid;
 use super::{CoreError, Shared};
 use crate::domain::{DomainError, OrderCommand};
 
+/// After a failed attempt to expire an order, try again this many ticks later.
+const RETRY_TICKS: i32 = 5;
+
 pub struct ExpiryScheduler {
     sh: Arc<Shared>,
     due: BTreeSet<(DateTime<Utc>, Uuid)>,
@@ -31,6 +34,9 @@ impl ExpiryScheduler {
     }
 
     fn fire(&mut self, ctx: &mut Context<Self>) {
+        if !self.sh.alive() {
+            return;
+        }
         let now = Utc::now();
         while let Some(&(at, order_id)) = self.due.first() {
             if at > now {
@@ -47,19 +53,34 @@ impl ExpiryScheduler {
                         .await
                 }
                 .into_actor(self)
-                .map(move |result, act, _| match result {
-                    // Paid in time, but the attempt may still end before anything is signed
-                    // (a queue timeout, say), which reopens the order after its time is up:
-                    // keep watching it until it can no longer be reopened.
-                    Ok((state, _)) if state.may_reopen() => {
-                        let after = state
-                            .request
-                            .map_or(Utc::now(), |r| r.queue_deadline.max(Utc::now()));
-                        let tick = chrono::Duration::from_std(tick).unwrap_or_default();
-                        act.due.insert((after + tick, order_id));
+                .map(move |result, act, _| {
+                    let tick = chrono::Duration::from_std(tick).unwrap_or_default();
+                    match result {
+                        // Paid in time, but the attempt may still end before anything is
+                        // signed (a queue timeout, say), which reopens the order after its
+                        // time is up: keep watching it until it can no longer be reopened.
+                        Ok((state, _)) if state.may_reopen() => {
+                            let after = state
+                                .request
+                                .map_or(Utc::now(), |r| r.queue_deadline.max(Utc::now()));
+                            act.due.insert((after + tick, order_id));
+                        }
+                        Ok(_) => {}
+                        // The order's clock says not yet: look again a tick later.
+                        Err(CoreError::Domain(DomainError::TooEarly)) => {
+                            act.due.insert((Utc::now() + tick, order_id));
+                        }
+                        // Nothing to expire (an unknown order): forget it.
+                        Err(CoreError::Domain(e)) => {
+                            tracing::warn!(%order_id, error = %e, "not expiring order")
+                        }
+                        // The store or the actor failed: the order still has to expire, so
+                        // try again shortly rather than wait for a restart.
+                        Err(e) => {
+                            tracing::warn!(%order_id, error = %e, "cannot expire order; retrying");
+                            act.due.insert((Utc::now() + tick * RETRY_TICKS, order_id));
+                        }
                     }
-                    Ok(_) | Err(CoreError::Domain(DomainError::TooEarly)) => {}
-                    Err(e) => tracing::warn!(%order_id, error = %e, "cannot expire order"),
                 }),
             );
         }

@@ -38,9 +38,14 @@ pub struct World {
 }
 
 pub async fn world() -> World {
+    world_with_blocks(Duration::from_millis(50)).await
+}
+
+/// A world whose chain makes a block every `block_time` (zero: only on `produce_block`).
+pub async fn world_with_blocks(block_time: Duration) -> World {
     let ton = TonSim::start(
         TonSimConfig {
-            block_time: Duration::from_millis(50),
+            block_time,
             ..Default::default()
         },
         loopback(),
