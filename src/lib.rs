@@ -5,7 +5,10 @@
 //! tests and benchmarks use the same code.
 
 pub mod actors;
+pub mod api;
+pub mod app;
 pub mod cli;
+pub mod config;
 pub mod domain;
 pub mod fragment;
 pub mod ops;

@@ -9,6 +9,7 @@ use fragment_gateway::cli::SimOverrides;
 use fragment_gateway::ops::{self, AuditTarget, DataDir, OpsError};
 use fragment_gateway::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
 use fragment_gateway::sim::ton::TonSim;
+use fragment_gateway::{app, config};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
@@ -30,6 +31,26 @@ enum Command {
         /// BIP39 account index (m/44'/607'/<index>'); TON mnemonics have a single key.
         #[arg(long)]
         account_index: Option<u32>,
+    },
+    /// Run the gateway with both simulators in-process: the whole API, no accounts, no
+    /// funds. Prints a funded demo wallet's seed (a sandbox key).
+    Sandbox {
+        /// Address of the gateway's API.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory (default: data/sandbox).
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+        /// Settings layered over config/sandbox.toml.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
+    /// Run the gateway against fragment.com and a TON HTTP API, as configured.
+    Serve {
+        /// The settings file (see config/production.example.toml); FG_SECTION__KEY
+        /// environment variables override it.
+        #[arg(long)]
+        config: std::path::PathBuf,
     },
     /// Run the simulators standalone, for testing integrations without a network.
     Sim(Box<SimArgs>),
@@ -95,6 +116,47 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Wallet { account_index } => wallet(account_index),
         Command::Sim(args) => run_async(sim(*args)),
+        Command::Sandbox {
+            listen,
+            data_dir,
+            config,
+        } => {
+            let extra = match config.as_deref().map(std::fs::read_to_string).transpose() {
+                Ok(text) => text,
+                Err(e) => {
+                    eprintln!("error: cannot read the settings file: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut layers = vec![("config/sandbox.toml", config::SANDBOX_TOML)];
+            if let Some(text) = extra.as_deref() {
+                layers.push(("--config", text));
+            }
+            match config::Settings::load(&layers, std::env::vars()) {
+                Ok(mut settings) => {
+                    if let Some(l) = listen {
+                        settings.server.listen = l;
+                    }
+                    if let Some(d) = data_dir {
+                        settings.store.data_dir = d;
+                    }
+                    run_gateway(settings, true)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Serve { config } => {
+            match config::Settings::load_file(&config, None, std::env::vars()) {
+                Ok(settings) => run_gateway(settings, false),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Audit { target, data } => run_async(audit(target, data)),
         Command::Replay { data } => run_async(replay(data)),
         Command::Projections {
@@ -171,6 +233,59 @@ async fn rebuild(data: DataArgs) -> ExitCode {
         }
         Err(e) => ops_failed(e),
     }
+}
+
+fn run_gateway(settings: config::Settings, sandbox: bool) -> ExitCode {
+    actix_web::rt::System::new().block_on(async move {
+        let started = if sandbox {
+            app::start_sandbox(&settings).await
+        } else {
+            app::start_serve(&settings).await
+        };
+        let app = match started {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if let Some(s) = &app.sandbox {
+            println!("fragment-gateway sandbox: http://{}", app.addr);
+            println!("  data directory: {}", settings.store.data_dir.display());
+            println!("  fragment.com simulator: {}", s.fragment.url());
+            println!("  TON simulator: {}  (faucet: POST {}/sim/faucet {{\"address\": \"…\", \"amount\": \"<nanoton>\"}})", s.ton.url(), s.ton.url());
+            println!("  users: @alice, @bob, @premium_pete (has Premium), @stars_shop_bot (a bot); @ghost_user does not exist");
+            println!(
+                "  demo wallet {} (v4r2), funded with {} TON on the simulated chain",
+                s.demo_wallet.friendly_address(false),
+                settings.sandbox.demo_balance_ton
+            );
+            println!("  WARNING: a sandbox key, for simulated TON only. Never send real funds to it. Its seed (base64), for the API's \"seed\" field:");
+            println!("{}", s.demo_seed_base64.as_str());
+            println!("Press Ctrl-C to stop.");
+        } else {
+            println!("fragment-gateway serving on http://{} ({})", app.addr, settings.network.name);
+        }
+        wait_for_signal().await;
+        eprintln!("stopping: no new requests; letting running payments reach a recorded state");
+        app.stop().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn init_tracing() {

@@ -16,7 +16,7 @@ pub mod scheduler;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
@@ -150,6 +150,21 @@ impl Shared {
     }
 }
 
+/// Prices are read from Fragment at most this often (without the client's own session).
+const PRICES_FRESH: Duration = Duration::from_secs(60);
+
+/// Fragment's prices at one moment.
+#[derive(Clone, Debug)]
+pub struct PriceList {
+    /// The smallest Stars purchase and its price.
+    pub stars_minimum: (u32, crate::fragment::Price),
+    /// The packages on the buy page: (Stars, price).
+    pub stars_packages: Vec<(u32, crate::fragment::Price)>,
+    pub premium: Vec<(crate::domain::PremiumMonths, crate::fragment::Price)>,
+    pub ton_usd: Option<rust_decimal::Decimal>,
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
 #[derive(Clone)]
 pub struct Core {
     sh: Arc<Shared>,
@@ -157,6 +172,7 @@ pub struct Core {
     scheduler: Addr<scheduler::ExpiryScheduler>,
     owners: Arc<Vec<FragmentSession>>,
     next_owner: Arc<AtomicUsize>,
+    prices: Arc<std::sync::Mutex<Option<(Instant, PriceList)>>>,
 }
 
 /// What a payment request gets back.
@@ -208,6 +224,7 @@ impl Core {
             scheduler,
             owners: Arc::new(owners),
             next_owner: Arc::new(AtomicUsize::new(0)),
+            prices: Arc::new(std::sync::Mutex::new(None)),
         };
         core.recover().await?;
         Ok(core)
@@ -481,6 +498,81 @@ impl Core {
             estimated_wait_seconds: wait,
             new_request,
         })
+    }
+
+    /// The TON API the core pays through (balances, wallet states).
+    pub fn chain(&self) -> &crate::ton::client::TonCenterClient {
+        &self.sh.services.chain
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.sh.config.policy
+    }
+
+    /// Whether no-KYC orders can be taken (the operator configured Fragment sessions).
+    pub fn has_owner_sessions(&self) -> bool {
+        !self.owners.is_empty()
+    }
+
+    /// Fragment's current prices, read on an owner session (or `cookies`' session), kept for
+    /// `PRICES_FRESH` so that a busy price page does not become a busy fragment.com.
+    pub async fn prices(&self, cookies: Option<FragmentCookies>) -> Result<PriceList, CoreError> {
+        if cookies.is_none() {
+            if let Some(cached) = self.prices.lock().expect("poisoned").as_ref() {
+                if cached.0.elapsed() < PRICES_FRESH {
+                    return Ok(cached.1.clone());
+                }
+            }
+        }
+        let mut flow = match &cookies {
+            Some(c) => {
+                self.sh
+                    .services
+                    .fragment
+                    .session(c.clone(), SessionRole::Client)
+                    .begin()
+                    .await
+            }
+            None => self.owner_flow().await?,
+        };
+        let packages = flow.stars_packages().await?;
+        let one = crate::domain::StarsAmount::new(u64::from(crate::domain::StarsAmount::MIN))
+            .expect("the minimum is valid");
+        let minimum = flow.stars_price(one).await?;
+        let premium = flow.premium_prices().await?;
+        let list = PriceList {
+            stars_minimum: (one.get(), minimum),
+            stars_packages: packages,
+            premium,
+            ton_usd: flow.ton_rate(),
+            updated_at: Utc::now(),
+        };
+        drop(flow);
+        if cookies.is_none() {
+            *self.prices.lock().expect("poisoned") = Some((Instant::now(), list.clone()));
+        }
+        Ok(list)
+    }
+
+    /// Whether Fragment would let `username` be gifted `months` of Premium.
+    pub async fn premium_eligibility(
+        &self,
+        username: &Username,
+        months: crate::domain::PremiumMonths,
+        cookies: Option<FragmentCookies>,
+    ) -> Result<(), CoreError> {
+        let mut flow = match cookies {
+            Some(c) => {
+                self.sh
+                    .services
+                    .fragment
+                    .session(c, SessionRole::Client)
+                    .begin()
+                    .await
+            }
+            None => self.owner_flow().await?,
+        };
+        Ok(flow.premium_eligibility(username, months).await?)
     }
 
     /// Waits until no payment waits or runs and the projections have caught up with the log.

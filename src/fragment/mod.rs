@@ -21,4 +21,5 @@ pub use client::{
 };
 pub use cookies::{CookieError, FragmentCookies};
 pub use error::{FragmentError, SessionRole};
+pub use html::Price;
 pub use link::{CheckedPayment, LinkError, LinkExpectations, PaymentLink};

@@ -1,0 +1,331 @@
+//! Request bodies into validated values. A body is read as a JSON object and every field is
+//! checked, so one answer names every invalid field (`details`), not just the first.
+//! Unknown fields are ignored: clients of the original service send a few we do not use.
+
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, FieldError};
+use crate::actors::PayerKey;
+use crate::domain::{PremiumMonths, StarsAmount, Username};
+use crate::fragment::FragmentCookies;
+use crate::ton::{Network, ParsedAddress, Seed, SeedFormat, WalletContract, WalletVersion};
+
+/// Collects field errors while values are taken out of a body.
+pub struct Fields {
+    body: Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl Fields {
+    pub fn new(body: Value) -> Result<Fields, ApiError> {
+        match body {
+            Value::Object(body) => Ok(Fields {
+                body,
+                errors: vec![],
+            }),
+            _ => Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            )),
+        }
+    }
+
+    fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    /// Whether the body has a non-null `field`.
+    pub fn has(&self, field: &str) -> bool {
+        self.present(field).is_some()
+    }
+
+    fn present(&self, field: &str) -> Option<&Value> {
+        self.body.get(field).filter(|v| !v.is_null())
+    }
+
+    pub fn optional_string(&mut self, field: &str) -> Option<String> {
+        match self.present(field)? {
+            Value::String(s) if s.trim().is_empty() => None,
+            Value::String(s) => Some(s.clone()),
+            _ => {
+                self.fail(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    pub fn string(&mut self, field: &str) -> Option<String> {
+        if self.present(field).is_none() {
+            self.fail(field, "is required");
+            return None;
+        }
+        let s = self.optional_string(field);
+        if s.is_none() && !self.errors.iter().any(|e| e.field == field) {
+            self.fail(field, "must not be empty");
+        }
+        s
+    }
+
+    /// A whole number, given as a JSON number or a string of digits.
+    pub fn optional_integer(&mut self, field: &str) -> Option<u64> {
+        let value = self.present(field)?;
+        let n = match value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        if n.is_none() {
+            self.fail(field, "must be a whole number");
+        }
+        n
+    }
+
+    pub fn integer(&mut self, field: &str) -> Option<u64> {
+        if self.present(field).is_none() {
+            self.fail(field, "is required");
+            return None;
+        }
+        self.optional_integer(field)
+    }
+
+    /// `@name`, as API.md and the original service require.
+    pub fn username(&mut self, field: &str) -> Result<Option<Username>, ApiError> {
+        let Some(raw) = self.string(field) else {
+            return Ok(None);
+        };
+        Username::parse(raw.trim()).map(Some).map_err(|e| ApiError {
+            details: vec![FieldError::new(field, e.to_string())],
+            ..ApiError::new(400, "INVALID_USERNAME_FORMAT", "Invalid username format: the username must be @ followed by 1 to 32 letters, digits or underscores")
+        })
+    }
+
+    pub fn stars_amount(&mut self, field: &str) -> Option<StarsAmount> {
+        let n = self.integer(field)?;
+        match StarsAmount::new(n) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.fail(field, e.to_string());
+                None
+            }
+        }
+    }
+
+    pub fn months(&mut self, field: &str, required: bool) -> Option<PremiumMonths> {
+        let n = if required {
+            self.integer(field)?
+        } else {
+            self.optional_integer(field)?
+        };
+        match PremiumMonths::new(n) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.fail(field, e.to_string());
+                None
+            }
+        }
+    }
+
+    pub fn account_index(&mut self) -> Option<u32> {
+        let n = self.optional_integer("account_index")?;
+        match u32::try_from(n).ok().filter(|n| *n < 1 << 31) {
+            Some(n) => Some(n),
+            None => {
+                self.fail("account_index", "must be between 0 and 2147483647");
+                None
+            }
+        }
+    }
+
+    pub fn wallet_version(&mut self) -> Option<WalletVersion> {
+        let raw = self.optional_string("wallet_version")?;
+        match parse_version(&raw) {
+            Some(v) => Some(v),
+            None => {
+                self.fail("wallet_version", "must be v4r2 or v5r1 (W5)");
+                None
+            }
+        }
+    }
+
+    pub fn wallet_address(&mut self) -> Option<ParsedAddress> {
+        let raw = self.optional_string("wallet_address")?;
+        match ParsedAddress::parse(&raw) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.fail("wallet_address", e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Present cookies select KYC mode; they must parse and hold the KYC cookies.
+    pub fn cookies(&mut self) -> Result<Option<FragmentCookies>, ApiError> {
+        let Some(raw) = self.optional_string("fragment_cookies") else {
+            return Ok(None);
+        };
+        FragmentCookies::parse_kyc(&raw)
+            .map(Some)
+            .map_err(ApiError::from)
+    }
+
+    /// `payment_method`, when sent, can only be TON.
+    pub fn payment_method(&mut self) {
+        if let Some(m) = self.optional_string("payment_method") {
+            if !m.eq_ignore_ascii_case("ton") {
+                self.fail("payment_method", "only \"ton\" is supported");
+            }
+        }
+    }
+
+    /// The field errors so far, as one VALIDATION_ERROR.
+    pub fn finish(self) -> Result<Map<String, Value>, ApiError> {
+        if self.errors.is_empty() {
+            Ok(self.body)
+        } else {
+            Err(ApiError::validation(self.errors))
+        }
+    }
+
+    pub fn take_seed(&mut self) -> Option<zeroize::Zeroizing<String>> {
+        match self.body.remove("seed") {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(zeroize::Zeroizing::new(s)),
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                self.fail(
+                    "seed",
+                    "is required: the base64 of your wallet's mnemonic words",
+                );
+                None
+            }
+            Some(_) => {
+                self.fail(
+                    "seed",
+                    "must be a string: the base64 of your wallet's mnemonic words",
+                );
+                None
+            }
+        }
+    }
+}
+
+pub fn parse_version(s: &str) -> Option<WalletVersion> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "v4r2" | "v4" | "wallet_v4r2" | "v4_r2" => Some(WalletVersion::V4R2),
+        "v5r1" | "v5" | "w5" | "wallet_v5r1" | "v5_r1" => Some(WalletVersion::V5R1),
+        _ => None,
+    }
+}
+
+/// How the client's wallet was chosen among those its seed controls.
+pub struct WalletChoice {
+    pub address: Option<ParsedAddress>,
+    pub version: Option<WalletVersion>,
+    pub account_index: Option<u32>,
+}
+
+/// A seed's key and the wallet it pays from.
+pub struct ResolvedWallet {
+    pub payer: PayerKey,
+    pub seed_format: SeedFormat,
+    pub account_index: Option<u32>,
+}
+
+/// Derives the key (CPU-heavy for TON mnemonics: run it off the async threads) and picks the
+/// wallet: the one at `address` if given, else `version`, else v4r2 for a TON mnemonic
+/// and v5r1 (W5) for a BIP39 one.
+pub fn resolve_wallet(
+    seed: &str,
+    choice: &WalletChoice,
+    network: Network,
+) -> Result<ResolvedWallet, ApiError> {
+    let seed = Seed::from_base64(seed)?;
+    let key = seed.derive_key(choice.account_index)?;
+    let format = seed.format();
+    drop(seed);
+    let account_index = match format {
+        SeedFormat::Bip39 => Some(choice.account_index.unwrap_or(0)),
+        SeedFormat::Ton => None,
+    };
+    let versions: Vec<WalletVersion> = match choice.version {
+        Some(v) => vec![v],
+        None => WalletVersion::ALL.to_vec(),
+    };
+    let wallet = match &choice.address {
+        Some(wanted) => versions
+            .iter()
+            .map(|v| WalletContract::new(*v, network, key.public_key()))
+            .find(|w| w.address() == &wanted.address)
+            .ok_or_else(|| {
+                ApiError::validation(vec![FieldError::new(
+                    "wallet_address",
+                    match choice.version {
+                        Some(v) => format!(
+                            "is not the {} wallet of this seed{}",
+                            v.as_str(),
+                            account_index
+                                .map_or(String::new(), |i| format!(" at account_index {i}"))
+                        ),
+                        None => "is not a v4r2 or v5r1 wallet of this seed".to_string(),
+                    },
+                )])
+            })?,
+        None => {
+            let version = choice.version.unwrap_or(match format {
+                SeedFormat::Ton => WalletVersion::V4R2,
+                SeedFormat::Bip39 => WalletVersion::V5R1,
+            });
+            WalletContract::new(version, network, key.public_key())
+        }
+    };
+    Ok(ResolvedWallet {
+        payer: PayerKey { key, wallet },
+        seed_format: format,
+        account_index,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn every_invalid_field_is_named_at_once() {
+        let mut f =
+            Fields::new(json!({"amount": "ten", "months": 4, "account_index": -1})).unwrap();
+        f.string("username");
+        f.stars_amount("amount");
+        f.months("months", true);
+        f.account_index();
+        let err = f.finish().unwrap_err();
+        let fields: Vec<&str> = err.details.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, ["username", "amount", "months", "account_index"]);
+        assert_eq!(err.code, "VALIDATION_ERROR");
+    }
+
+    #[test]
+    fn amounts_are_bounded_and_may_be_strings() {
+        let mut f = Fields::new(json!({"a": "100", "b": 49, "c": 1_000_001})).unwrap();
+        assert_eq!(f.stars_amount("a").map(StarsAmount::get), Some(100));
+        assert!(f.stars_amount("b").is_none());
+        assert!(f.stars_amount("c").is_none());
+        let err = f.finish().unwrap_err();
+        assert!(
+            err.details[0].message.contains("between 50 and 1000000"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_username_has_its_own_code() {
+        let mut f = Fields::new(json!({"username": "@no-dashes"})).unwrap();
+        let err = f.username("username").unwrap_err();
+        assert_eq!(err.code, "INVALID_USERNAME_FORMAT");
+        let mut f = Fields::new(json!({"username": "alice"})).unwrap();
+        assert_eq!(
+            f.username("username").unwrap_err().code,
+            "INVALID_USERNAME_FORMAT"
+        );
+        let mut f = Fields::new(json!({"username": "@alice_1"})).unwrap();
+        assert_eq!(f.username("username").unwrap().unwrap().as_str(), "alice_1");
+    }
+}

@@ -1,0 +1,133 @@
+//! The HTTP API (API.md) on actix-web: routes, the error envelope for everything a client can
+//! get wrong (bodies, content types, sizes, unknown routes), a seed-in-URL guard, and per-IP
+//! rate limiting.
+//!
+//! - `routes`: the client endpoints.
+//! - `input`: request bodies into validated values; the payer's wallet from its seed.
+//! - `views`: the JSON shapes of orders, requests, history.
+//! - `error`: `ApiError`, the one mapping from failures to codes.
+//! - `limit`: the per-IP token bucket.
+
+pub mod error;
+pub mod input;
+pub mod limit;
+pub mod routes;
+pub mod views;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::{web, App, HttpServer, ResponseError};
+use chrono::{DateTime, Utc};
+
+use crate::actors::Core;
+use crate::ton::Network;
+pub use error::{ApiError, FieldError};
+
+/// What every handler shares.
+pub struct AppState {
+    pub core: Core,
+    /// `mainnet`, `testnet` or `sandbox`, as `/health` reports it.
+    pub network_name: String,
+    /// The network the clients' wallets live on.
+    pub wallet_network: Network,
+    pub started: Instant,
+    /// When the commission rates were configured (this start).
+    pub rates_updated_at: DateTime<Utc>,
+}
+
+/// How the HTTP layer behaves.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub body_limit_bytes: usize,
+    pub requests_per_minute: u32,
+    pub burst: u32,
+    /// Seconds actix waits for in-flight requests when stopping.
+    pub shutdown_timeout: u64,
+}
+
+/// Starts serving on `listener` (bind port 0 for tests and read the port from the listener).
+pub fn serve(
+    listener: TcpListener,
+    state: AppState,
+    http: HttpSettings,
+) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    let limiter = Arc::new(limit::Limiter::new(http.requests_per_minute, http.burst));
+    let body_limit = http.body_limit_bytes;
+    let server =
+        HttpServer::new(move || {
+            let limiter = Arc::clone(&limiter);
+            App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_limit)
+                        .error_handler(|e, _| json_error(e).into()),
+                )
+                .app_data(web::PayloadConfig::default().limit(body_limit))
+                .app_data(web::PathConfig::default().error_handler(|e, _| {
+                    ApiError::bad_request(format!("invalid path: {e}")).into()
+                }))
+                .wrap(actix_web::middleware::from_fn(refuse_seed_in_url))
+                .wrap(actix_web::middleware::from_fn(move |req, next| {
+                    limit::middleware(Arc::clone(&limiter), req, next)
+                }))
+                .configure(routes::configure)
+                .default_service(web::to(|req: actix_web::HttpRequest| async move {
+                    ApiError::not_found(format!(
+                        "no route {} {}; see the API documentation for the endpoints",
+                        req.method(),
+                        req.path()
+                    ))
+                    .error_response()
+                }))
+        })
+        .listen(listener)?
+        .shutdown_timeout(http.shutdown_timeout)
+        .disable_signals()
+        .run();
+    Ok(server)
+}
+
+fn json_error(e: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match e {
+        E::ContentType => ApiError::bad_request(
+            "the request body must be JSON: send it with Content-Type: application/json",
+        ),
+        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => {
+            ApiError::bad_request(format!("the request body is larger than {limit} bytes"))
+        }
+        E::Deserialize(e) => ApiError::bad_request(format!(
+            "the request body is not valid JSON: {}",
+            // serde_json's messages name the line and column, never echo the input.
+            e
+        )),
+        other => ApiError::bad_request(format!("the request body could not be read: {other}")),
+    }
+}
+
+/// Seeds never travel in URLs: proxies and access logs keep URLs.
+async fn refuse_seed_in_url(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    let has_seed = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .any(|(k, _)| k.eq_ignore_ascii_case("seed") || k.eq_ignore_ascii_case("mnemonic"));
+    if has_seed {
+        let error = ApiError::validation(vec![FieldError::new(
+            "seed",
+            "must not be sent in the URL (URLs are logged): send it in the JSON body, or in the X-Wallet-Seed header for reads",
+        )]);
+        return Ok(req
+            .into_response(error.error_response())
+            .map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}

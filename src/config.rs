@@ -1,0 +1,441 @@
+//! Settings, layered: the built-in `config/default.toml`, then the mode's file
+//! (`config/sandbox.toml` for `sandbox`, the operator's file for `serve`), then `FG_*`
+//! environment variables (`FG_SECTION__KEY`, e.g. `FG_SERVER__LISTEN=0.0.0.0:8080`).
+//!
+//! Unknown keys are refused, so a typo cannot silently leave a default in place. Secrets (the
+//! admin key, the TON API key) are wiped on drop and never shown by `Debug`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::domain::Policy;
+use crate::ton::Nanoton;
+
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const SANDBOX_TOML: &str = include_str!("../config/sandbox.toml");
+
+/// Environment variables with this prefix override settings.
+pub const ENV_PREFIX: &str = "FG_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{source_name}: {error}")]
+    Parse { source_name: String, error: String },
+    #[error("environment variable {name}: {error}")]
+    Env { name: String, error: String },
+    #[error("invalid setting {key}: {error}")]
+    Invalid { key: &'static str, error: String },
+    #[error("missing setting {key}: {hint}")]
+    Missing {
+        key: &'static str,
+        hint: &'static str,
+    },
+}
+
+/// A secret string: wiped on drop, never printed.
+#[derive(Clone, Default)]
+pub struct Secret(Zeroizing<String>);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        String::deserialize(d).map(|s| Secret(Zeroizing::new(s)))
+    }
+}
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "Secret(empty)"
+        } else {
+            "Secret(…)"
+        })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub network: NetworkSettings,
+    pub ton: TonSettings,
+    pub fragment: FragmentSettings,
+    pub commission: CommissionSettings,
+    pub orders: OrderSettings,
+    pub rate_limit: RateLimitSettings,
+    pub admin: AdminSettings,
+    pub sandbox: SandboxSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// On shutdown, how long payments being signed or broadcast may take to reach a
+    /// recorded state.
+    pub shutdown_grace_seconds: u64,
+    /// `text` for a terminal, `json` for log collectors.
+    pub log_format: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `sqlite`: the embedded store in `data_dir`.
+    pub backend: String,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// `mainnet` or `testnet` (`sandbox` mode sets its own).
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TonSettings {
+    /// Base URL of a toncenter-compatible HTTP API (without `/api/v2`).
+    pub api_url: String,
+    pub api_key: Secret,
+    /// How long a signed wallet message stays valid.
+    pub sign_ttl_seconds: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FragmentSettings {
+    pub base_url: String,
+    /// A file with the operator's `fragment_cookies` (base64 JSON), one session per line, for
+    /// no-KYC orders. Empty: no-KYC mode is off (OWNER_COOKIES_NOT_CONFIGURED).
+    pub owner_cookies_file: PathBuf,
+    /// Addresses Fragment takes payments at; a payment link to any other is refused.
+    pub payment_addresses: Vec<String>,
+    pub timeout_seconds: u64,
+    /// How long to wait for Fragment to report a paid purchase delivered.
+    pub delivery_timeout_seconds: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommissionSettings {
+    /// Fractions: `0.01` is 1 %.
+    pub rate_no_kyc: Decimal,
+    pub rate_kyc: Decimal,
+    /// TON, as decimal strings.
+    pub collection_threshold_ton: String,
+    pub debt_limit_ton: String,
+    pub network_fee_reserve_ton: String,
+    /// Where collected commission goes. Empty: debt accrues but is never collected.
+    pub fee_address: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderSettings {
+    pub expiry_seconds: i64,
+    pub queue_timeout_seconds: i64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Client routes, per IP address. 0 disables the limit.
+    pub requests_per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// `X-Admin-Key` for `/admin/*`. Empty: the admin API is disabled.
+    pub key: Secret,
+}
+
+/// `sandbox` mode only: the simulators and their fixtures.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    pub ton_listen: SocketAddr,
+    pub fragment_listen: SocketAddr,
+    /// The demo wallet's 24 words: a sandbox key, worthless anywhere else.
+    pub demo_mnemonic: String,
+    pub demo_balance_ton: String,
+    pub block_time_ms: u64,
+}
+
+impl Settings {
+    /// The built-in defaults, then each file's text in order, then the environment.
+    pub fn load(
+        layers: &[(&str, &str)],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut merged = parse_layer("config/default.toml (built in)", DEFAULT_TOML)?;
+        for (name, text) in layers {
+            merge(&mut merged, parse_layer(name, text)?);
+        }
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            // FG_TEST_SEED and the like are not settings: only SECTION__KEY names are.
+            let Some((section, key)) = path.split_once("__") else {
+                continue;
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let table = merged
+                .get_mut(&section)
+                .and_then(toml::Value::as_table_mut)
+                .ok_or_else(|| ConfigError::Env {
+                    name: name.clone(),
+                    error: format!("there is no settings section [{section}]"),
+                })?;
+            let Some(current) = table.get(&key) else {
+                return Err(ConfigError::Env {
+                    name,
+                    error: format!("there is no setting {key} in [{section}]"),
+                });
+            };
+            let parsed = env_value(current, &value).map_err(|error| ConfigError::Env {
+                name: name.clone(),
+                error,
+            })?;
+            table.insert(key, parsed);
+        }
+        let settings: Settings =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    source_name: "settings".into(),
+                    error: e.message().to_string(),
+                })?;
+        settings.policy()?;
+        Ok(settings)
+    }
+
+    /// Reads `path` as the operator's layer.
+    pub fn load_file(
+        path: &Path,
+        extra_first: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let name = path.display().to_string();
+        let mut layers = vec![];
+        if let Some(extra) = extra_first {
+            layers.push(("config/sandbox.toml (built in)", extra));
+        }
+        layers.push((name.as_str(), text.as_str()));
+        Settings::load(&layers, env)
+    }
+
+    /// The business rules these settings configure.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        let c = &self.commission;
+        let ton = |key: &'static str, s: &str| {
+            Nanoton::parse_ton(s)
+                .map(Nanoton::as_u64)
+                .map_err(|e| ConfigError::Invalid {
+                    key,
+                    error: format!("{s:?} is not an amount of TON: {e}"),
+                })
+        };
+        let rate = |key: &'static str, r: Decimal| {
+            if r >= Decimal::ZERO && r < Decimal::ONE {
+                Ok(r)
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    error: format!("{r} must be a fraction from 0 to below 1 (0.01 is 1 %)"),
+                })
+            }
+        };
+        let positive = |key: &'static str, s: i64| {
+            if s > 0 {
+                Ok(chrono::Duration::seconds(s))
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    error: "must be a positive number of seconds".into(),
+                })
+            }
+        };
+        Ok(Policy {
+            order_ttl: positive("orders.expiry_seconds", self.orders.expiry_seconds)?,
+            queue_timeout: positive(
+                "orders.queue_timeout_seconds",
+                self.orders.queue_timeout_seconds,
+            )?,
+            rate_no_kyc: rate("commission.rate_no_kyc", c.rate_no_kyc)?,
+            rate_kyc: rate("commission.rate_kyc", c.rate_kyc)?,
+            collection_threshold_nanoton: ton(
+                "commission.collection_threshold_ton",
+                &c.collection_threshold_ton,
+            )?,
+            debt_limit_nanoton: ton("commission.debt_limit_ton", &c.debt_limit_ton)?,
+            network_fee_reserve_nanoton: ton(
+                "commission.network_fee_reserve_ton",
+                &c.network_fee_reserve_ton,
+            )?,
+        })
+    }
+}
+
+fn parse_layer(name: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+        source_name: name.to_string(),
+        error: e.message().to_string(),
+    })
+}
+
+/// Later layers win, key by key within a section.
+fn merge(base: &mut toml::Table, layer: toml::Table) {
+    for (key, value) in layer {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(l)) => merge(b, l),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// An environment value takes the type of the setting it replaces.
+fn env_value(current: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    Ok(match current {
+        toml::Value::String(_) => toml::Value::String(raw.to_string()),
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("{raw:?} is not a whole number"))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("{raw:?} is not true or false"))?,
+        ),
+        toml::Value::Float(_) => toml::Value::Float(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("{raw:?} is not a number"))?,
+        ),
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+        toml::Value::Datetime(_) | toml::Value::Table(_) => {
+            return Err("this setting cannot be set from the environment".into())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_built_in_defaults_are_the_documented_policy() {
+        let s = Settings::load(&[], env(&[])).unwrap();
+        let p = s.policy().unwrap();
+        assert_eq!(p, Policy::default());
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert!(s.admin.key.is_empty());
+    }
+
+    #[test]
+    fn files_then_environment_override_key_by_key() {
+        let s = Settings::load(
+            &[(
+                "a.toml",
+                "[commission]\nrate_no_kyc = \"0.02\"\n[server]\nlisten = \"0.0.0.0:9000\"\n",
+            )],
+            env(&[
+                ("FG_SERVER__LISTEN", "127.0.0.1:9001"),
+                ("FG_ORDERS__EXPIRY_SECONDS", "60"),
+                ("FG_ADMIN__KEY", "k3y"),
+                ("FG_TEST_SEED", "1"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(s.commission.rate_no_kyc, Decimal::new(2, 2));
+        assert_eq!(s.orders.expiry_seconds, 60);
+        assert_eq!(s.admin.key.expose(), "k3y");
+        assert_eq!(format!("{:?}", s.admin.key), "Secret(…)");
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_refused_by_name() {
+        let err = Settings::load(&[("a.toml", "[server]\nlisen = \"x\"\n")], env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = Settings::load(&[], env(&[("FG_SERVER__LISEN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FG_SERVER__LISEN") && err.contains("lisen"),
+            "{err}"
+        );
+        let err = Settings::load(&[], env(&[("FG_ORDERS__EXPIRY_SECONDS", "ten")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a whole number"), "{err}");
+        let err = Settings::load(
+            &[("a.toml", "[commission]\nrate_no_kyc = \"1.5\"\n")],
+            env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("commission.rate_no_kyc"), "{err}");
+        let err = Settings::load(
+            &[("a.toml", "[commission]\ndebt_limit_ton = \"two\"\n")],
+            env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("commission.debt_limit_ton"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_files_parse() {
+        Settings::load(&[("config/sandbox.toml", SANDBOX_TOML)], env(&[])).unwrap();
+        let example = include_str!("../config/production.example.toml");
+        Settings::load(&[("config/production.example.toml", example)], env(&[])).unwrap();
+    }
+}
