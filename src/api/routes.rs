@@ -203,7 +203,9 @@ fn pay_answer(receipt: &crate::actors::PayReceipt) -> Value {
     json!({
         "order_id": r.order_id,
         "request_id": r.request_id,
-        "status": r.status.as_str(),
+        // A new payment is reported as accepted into the queue (API.md), even if a free lane
+        // already took it; a repeated one reports where its request is now.
+        "status": if receipt.new_request { "queued" } else { r.status.as_str() },
         "position": receipt.position,
         "estimated_wait_seconds": receipt.estimated_wait_seconds,
         "wallet_address": r.wallet_friendly,

@@ -1,0 +1,673 @@
+//! The HTTP API over loopback, as a client sees it: a sandbox gateway (both simulators
+//! in-process) on a random port with a fresh data directory per test.
+
+use std::time::Duration;
+
+use base64::Engine;
+use fragment_gateway::app::{self, App};
+use fragment_gateway::config::{Settings, SANDBOX_TOML};
+use fragment_gateway::sim::fragment::state::Prices;
+use fragment_gateway::ton::{KeyPair, Nanoton, Network, WalletContract, WalletVersion};
+use serde_json::{json, Value};
+
+struct TestApp {
+    app: App,
+    base: String,
+    http: reqwest::Client,
+    seed: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn(overrides: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env: Vec<(String, String)> = [
+        ("FG_SERVER__LISTEN", "127.0.0.1:0"),
+        ("FG_SANDBOX__TON_LISTEN", "127.0.0.1:0"),
+        ("FG_SANDBOX__FRAGMENT_LISTEN", "127.0.0.1:0"),
+        ("FG_SANDBOX__BLOCK_TIME_MS", "50"),
+        ("FG_SERVER__SHUTDOWN_GRACE_SECONDS", "5"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.push((
+        "FG_STORE__DATA_DIR".into(),
+        dir.path().display().to_string(),
+    ));
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let settings = Settings::load(&[("config/sandbox.toml", SANDBOX_TOML)], env).unwrap();
+    let app = app::start_sandbox(&settings).await.unwrap();
+    let seed = app
+        .sandbox
+        .as_ref()
+        .unwrap()
+        .demo_seed_base64
+        .as_str()
+        .to_string();
+    TestApp {
+        base: format!("http://{}", app.addr),
+        app,
+        http: reqwest::Client::new(),
+        seed,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    fn sandbox(&self) -> &app::Sandbox {
+        self.app.sandbox.as_ref().unwrap()
+    }
+
+    /// Polls the order until Fragment confirmed its delivery.
+    async fn wait_delivered(&self, order_id: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, body) = self.get(&format!("/api/v1/orders/{order_id}")).await;
+            if body["data"]["delivery_confirmed"] == true {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never delivered: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls the queue request until it has ended.
+    async fn wait_request(&self, request_id: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get(&format!("/api/v1/queue/{request_id}")).await;
+            assert_eq!(status, 200, "{body}");
+            let s = body["data"]["status"].as_str().unwrap().to_string();
+            if ["completed", "failed", "timeout"].contains(&s.as_str()) {
+                return body["data"].clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "request {request_id} never ended: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn assert_error(status: u16, body: &Value, http: u16, code: &str) {
+    assert_eq!(status, http, "{body}");
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["error"]["code"], http, "{body}");
+    assert_eq!(body["error"]["error_code"], code, "{body}");
+    assert!(body["error"]["details"].is_array(), "{body}");
+    assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+}
+
+fn ton(nanoton: u64) -> String {
+    Nanoton::new(nanoton).to_ton_string()
+}
+
+/// A valid seed of a wallet nobody funded.
+fn unfunded_seed() -> (String, WalletContract) {
+    // The BIP39 test mnemonic: valid, and not the sandbox's demo wallet.
+    let words = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+    let seed = base64::engine::general_purpose::STANDARD.encode(words);
+    let key = fragment_gateway::ton::Seed::from_words(words)
+        .unwrap()
+        .derive_key(Some(0))
+        .unwrap();
+    (
+        seed,
+        WalletContract::new(WalletVersion::V5R1, Network::Mainnet, key.public_key()),
+    )
+}
+
+#[actix_web::test]
+async fn health_rates_prices_and_queue_answer_in_the_envelope() {
+    let t = spawn(&[]).await;
+    let (status, body) = t.get("/health").await;
+    assert_eq!(status, 200);
+    let h = &body["data"];
+    assert_eq!(body["success"], true);
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["network"], "sandbox");
+    assert_eq!(h["store"], "sqlite");
+    assert_eq!(h["queue_length"], 0);
+    assert!(h["version"].is_string() && h["uptime_seconds"].is_u64());
+
+    let (_, body) = t.get("/api/v1/commission/rates").await;
+    let r = &body["data"];
+    assert_eq!(
+        (&r["rate_no_kyc"], &r["rate_with_kyc"]),
+        (&json!(1.0), &json!(0.0))
+    );
+    assert_eq!(r["rate_no_kyc_decimal"], json!(0.01));
+    assert_eq!(r["rate_with_kyc_decimal"], json!(0));
+    assert!(r["updated_at"].as_str().unwrap().ends_with('Z'));
+
+    let prices = Prices::default();
+    let (_, body) = t.get("/api/v1/prices").await;
+    let p = &body["data"];
+    assert_eq!(p["stars"]["price_per_star_ton"], ton(prices.star));
+    assert_eq!(body["stars"], p["stars"], "mirrored at the top level");
+    assert_eq!(p["premium"]["3_months"]["base_ton"], ton(prices.premium_3));
+    assert_eq!(
+        p["premium"]["12_months"]["base_ton"],
+        ton(prices.premium_12)
+    );
+    assert_eq!(p["ton_usd"], "3");
+    let packages = p["stars"]["packages"].as_array().unwrap();
+    assert!(packages
+        .iter()
+        .any(|k| k["amount"] == 100 && k["price_ton"] == ton(prices.stars(100))));
+
+    let (_, body) = t.get("/api/v1/queue/status").await;
+    for key in [
+        "queue_length",
+        "pending",
+        "processing",
+        "total_processed",
+        "completed",
+        "failed",
+        "estimated_wait_seconds",
+        "average_processing_seconds",
+    ] {
+        assert!(body["data"][key].is_number(), "{key}: {body}");
+    }
+    assert_eq!(body["data"]["is_paused"], false);
+    let (_, body) = t.get("/api/v1/queue").await;
+    assert_eq!(body["data"]["queue_length"], 0);
+    t.app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_two_step_stars_order_in_no_kyc_mode_is_right_to_the_nanoton() {
+    let t = spawn(&[]).await;
+    let price = Prices::default().stars(100);
+    let commission = price / 100;
+    let (status, body) = t
+        .post(
+            "/api/v1/orders/stars",
+            json!({"username": "@alice", "amount": 100}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let order = &body["data"];
+    assert_eq!(order["status"], "created");
+    assert_eq!(order["type"], "stars");
+    assert_eq!(order["amount"], 100);
+    assert_eq!(order["mode"], "no_kyc");
+    assert_eq!(order["username"], "@alice");
+    assert_eq!(order["price_ton"], ton(price));
+    assert_eq!(order["commission_rate"], json!(0.01));
+    assert_eq!(order["commission_ton"], ton(commission));
+    assert_eq!(order["total_ton"], ton(price + commission));
+    let order_id = order["order_id"].as_str().unwrap().to_string();
+
+    let (status, body) = t
+        .post(
+            &format!("/api/v1/orders/{order_id}/pay"),
+            json!({"seed": t.seed}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let paid = &body["data"];
+    assert_eq!(paid["order_id"], order_id.as_str());
+    assert_eq!(paid["status"], "queued");
+    assert!(paid["position"].as_u64().unwrap() >= 1);
+    let request_id = paid["request_id"].as_str().unwrap().to_string();
+
+    // Paying again with the same seed is the same request, through the other route too.
+    let (status, again) = t
+        .post(
+            "/api/v1/stars/pay",
+            json!({"order_id": order_id, "seed": t.seed}),
+        )
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["data"]["request_id"], request_id.as_str());
+
+    let request = t.wait_request(&request_id).await;
+    assert_eq!(request["status"], "completed", "{request}");
+    assert_eq!(request["id"], request_id.as_str());
+    let result = &request["result"];
+    assert_eq!(result["success"], true);
+    assert_eq!(result["cost_ton"], ton(price));
+    assert_eq!(result["commission_ton"], ton(commission));
+    assert_eq!(result["commission_balance_ton"], ton(commission));
+    assert_eq!(result["stars_amount"], 100);
+    assert_eq!(result["mode"], "no_kyc");
+    let tx = result["transaction_hash"].as_str().unwrap();
+    assert_eq!(tx.len(), 64);
+
+    let (_, body) = t.get(&format!("/api/v1/orders/{order_id}")).await;
+    assert_eq!(body["data"]["status"], "success");
+    assert_eq!(body["data"]["tx_hash"], tx);
+    let demo = t.sandbox().demo_wallet.friendly_address(false);
+    assert_eq!(body["data"]["wallet_address"], demo.as_str());
+
+    // Fragment got the price, once; the wallet owes the commission.
+    t.wait_delivered(&order_id).await;
+    assert_eq!(
+        t.sandbox()
+            .ton
+            .balance(&t.sandbox().fragment.payment_address())
+            .as_u64(),
+        price
+    );
+    assert_eq!(t.sandbox().fragment.deliveries().len(), 1);
+    let (_, body) = t
+        .get(&format!("/api/v1/commission/balance?wallet_address={demo}"))
+        .await;
+    assert_eq!(body["data"]["debt_ton"], ton(commission));
+    assert_eq!(body["data"]["accrued_total_ton"], ton(commission));
+    assert_eq!(body["data"]["debt_limit_ton"], "2");
+    let (_, body) = t
+        .get(&format!("/api/v1/transactions?wallet_address={demo}"))
+        .await;
+    assert_eq!(body["data"]["total"], 1);
+    let item = &body["data"]["items"][0];
+    assert_eq!(
+        (&item["order_id"], &item["status"], &item["cost_ton"]),
+        (&json!(order_id), &json!("completed"), &json!(ton(price)))
+    );
+    t.app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_one_shot_premium_gift_in_kyc_mode_costs_no_commission() {
+    let t = spawn(&[]).await;
+    let demo = t.sandbox().demo_wallet.clone();
+    // The client's own fragment.com login, exported as a browser would.
+    let cookies = t
+        .sandbox()
+        .fragment
+        .login("client", Some(demo.address()))
+        .unwrap();
+    let export: Vec<Value> = ["stel_ssid", "stel_token", "stel_dt", "stel_ton_token"]
+        .iter()
+        .filter_map(|n| {
+            cookies
+                .get(n)
+                .map(|v| json!({"name": n, "value": v, "domain": ".fragment.com"}))
+        })
+        .collect();
+    let cookies_b64 =
+        base64::engine::general_purpose::STANDARD.encode(serde_json::to_string(&export).unwrap());
+    let price = Prices::default().premium_3;
+    let (status, body) = t
+        .post(
+            "/api/v1/premium/buy",
+            json!({"username": "@bob", "duration": 3, "seed": t.seed, "fragment_cookies": cookies_b64}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let request = t
+        .wait_request(body["data"]["request_id"].as_str().unwrap())
+        .await;
+    assert_eq!(request["status"], "completed", "{request}");
+    let result = &request["result"];
+    assert_eq!(result["mode"], "kyc");
+    assert_eq!(result["cost_ton"], ton(price));
+    assert_eq!(result["commission_ton"], "0");
+    assert_eq!(result["duration_months"], 3);
+    let (_, body) = t
+        .get(&format!(
+            "/api/v1/commission/balance?wallet_address={}",
+            demo.friendly_address(true)
+        ))
+        .await;
+    assert_eq!(body["data"]["debt_ton"], "0");
+    t.wait_delivered(request["order_id"].as_str().unwrap())
+        .await;
+    assert_eq!(t.sandbox().fragment.deliveries().len(), 1);
+    t.app.stop().await;
+}
+
+#[actix_web::test]
+async fn every_client_mistake_gets_its_code_and_says_what_to_fix() {
+    let t = spawn(&[("FG_ORDERS__EXPIRY_SECONDS", "1")]).await;
+    // Bodies.
+    let r = t
+        .http
+        .post(format!("{}/api/v1/stars/create", t.base))
+        .body(r#"{"username":"@alice","amount":100}"#)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Content-Type: application/json"));
+    let r = t
+        .http
+        .post(format!("{}/api/v1/stars/create", t.base))
+        .header("content-type", "application/json")
+        .body("{\"username\": ")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    assert_error(status, &r.json().await.unwrap(), 400, "VALIDATION_ERROR");
+    let (status, body) = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@alice", "pad": "x".repeat(70_000)}),
+        )
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("larger than"));
+    let (status, body) = t.get("/api/v1/no/such/route").await;
+    assert_error(status, &body, 404, "NOT_FOUND");
+
+    // Fields, each named.
+    let (status, body) = t
+        .post("/api/v1/stars/create", json!({"amount": "lots"}))
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    let fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["username", "amount"]);
+    let (status, body) = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@alice", "amount": 49}),
+        )
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    let (status, body) = t
+        .post(
+            "/api/v1/premium/create",
+            json!({"username": "@bob", "months": 4}),
+        )
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    let (status, body) = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "alice", "amount": 50}),
+        )
+        .await;
+    assert_error(status, &body, 400, "INVALID_USERNAME_FORMAT");
+    let (status, body) = t
+        .post("/api/v1/stars/buy", json!({"username": "@alice", "amount": 50, "seed": t.seed, "payment_method": "usdt_ton"}))
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+
+    // Fragment's answers.
+    let (status, body) = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@ghost_user", "amount": 50}),
+        )
+        .await;
+    assert_error(status, &body, 404, "USER_NOT_FOUND");
+    let (status, body) = t
+        .post(
+            "/api/v1/premium/create",
+            json!({"username": "@premium_pete", "months": 3}),
+        )
+        .await;
+    assert_error(status, &body, 400, "PREMIUM_ALREADY_ACTIVE");
+    let (_, body) = t
+        .post(
+            "/api/v1/premium/check-eligibility",
+            json!({"username": "@premium_pete"}),
+        )
+        .await;
+    assert_eq!(body["data"]["eligible"], false);
+    assert_eq!(body["eligible"], false);
+    assert_eq!(
+        body["data"]["error"]["error_code"],
+        "PREMIUM_ALREADY_ACTIVE"
+    );
+    let (_, body) = t
+        .post(
+            "/api/v1/premium/check-eligibility",
+            json!({"username": "@bob"}),
+        )
+        .await;
+    assert_eq!(body["data"]["eligible"], true);
+
+    // Secrets.
+    let bad_seed = base64::engine::general_purpose::STANDARD.encode("not a seed at all");
+    let (status, body) = t
+        .post(
+            "/api/v1/stars/buy",
+            json!({"username": "@alice", "amount": 50, "seed": bad_seed}),
+        )
+        .await;
+    assert_error(status, &body, 400, "INVALID_SEED");
+    assert_eq!(body["error"]["details"][0]["field"], "seed");
+    assert!(!body.to_string().contains("not a seed at all"));
+    let (status, body) = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@alice", "amount": 50, "fragment_cookies": "e30="}),
+        )
+        .await;
+    assert_error(status, &body, 400, "INVALID_COOKIES");
+    let (status, body) = t
+        .get(&format!("/api/v1/wallet/balance?seed={}", t.seed))
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    assert_eq!(body["error"]["details"][0]["field"], "seed");
+
+    // Unknown ids.
+    let (status, body) = t
+        .get(&format!("/api/v1/orders/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_error(status, &body, 404, "ORDER_NOT_FOUND");
+    let (status, body) = t.get("/api/v1/orders/not-a-uuid").await;
+    assert_error(status, &body, 404, "ORDER_NOT_FOUND");
+    let (status, body) = t
+        .get(&format!("/api/v1/queue/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_error(status, &body, 404, "REQUEST_NOT_FOUND");
+
+    // Money: an empty wallet, and an order paid too late.
+    let (poor_seed, poor) = unfunded_seed();
+    let (status, body) = t
+        .post(
+            "/api/v1/stars/buy",
+            json!({"username": "@alice", "amount": 50, "seed": poor_seed}),
+        )
+        .await;
+    assert_error(status, &body, 400, "INSUFFICIENT_BALANCE");
+    let (_, body) = t
+        .get(&format!(
+            "/api/v1/transactions?wallet_address={}",
+            poor.friendly_address(false)
+        ))
+        .await;
+    assert_eq!(
+        body["data"]["total"], 0,
+        "a refused payment leaves no request"
+    );
+    let (_, body) = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@alice", "amount": 50}),
+        )
+        .await;
+    let order_id = body["data"]["order_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = t.get(&format!("/api/v1/orders/{order_id}")).await;
+        if body["data"]["status"] == "expired" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never expired: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = t
+        .post(
+            &format!("/api/v1/orders/{order_id}/pay"),
+            json!({"seed": t.seed}),
+        )
+        .await;
+    assert_error(status, &body, 400, "ORDER_EXPIRED");
+    t.app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_wallet_over_its_debt_limit_is_refused_new_payments() {
+    // 50 % commission, a 0.1 TON limit and a threshold too high to collect.
+    let t = spawn(&[
+        ("FG_COMMISSION__RATE_NO_KYC", "0.5"),
+        ("FG_COMMISSION__DEBT_LIMIT_TON", "0.1"),
+        ("FG_COMMISSION__COLLECTION_THRESHOLD_TON", "10"),
+    ])
+    .await;
+    let (_, body) = t
+        .post(
+            "/api/v1/stars/buy",
+            json!({"username": "@alice", "amount": 50, "seed": t.seed}),
+        )
+        .await;
+    let request = t
+        .wait_request(body["data"]["request_id"].as_str().unwrap())
+        .await;
+    assert_eq!(request["status"], "completed", "{request}");
+    assert_eq!(request["result"]["commission_balance_ton"], "0.125");
+    let (status, body) = t
+        .post(
+            "/api/v1/stars/buy",
+            json!({"username": "@alice", "amount": 50, "seed": t.seed}),
+        )
+        .await;
+    assert_error(status, &body, 400, "DEBT_LIMIT_EXCEEDED");
+    t.app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_client_over_its_rate_gets_429_with_retry_after_but_polling_is_never_throttled() {
+    let t = spawn(&[
+        ("FG_RATE_LIMIT__REQUESTS_PER_MINUTE", "6"),
+        ("FG_RATE_LIMIT__BURST", "2"),
+    ])
+    .await;
+    for _ in 0..2 {
+        assert_eq!(t.get("/api/v1/queue").await.0, 200);
+    }
+    let r = t
+        .http
+        .get(format!("{}/api/v1/queue", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10).contains(&retry), "{retry}");
+    let body: Value = r.json().await.unwrap();
+    assert_error(429, &body, 429, "RATE_LIMIT_EXCEEDED");
+    // A waiting client's polls and /health are not counted.
+    for _ in 0..5 {
+        let (status, _) = t
+            .get(&format!("/api/v1/queue/{}", uuid::Uuid::new_v4()))
+            .await;
+        assert_eq!(status, 404);
+        assert_eq!(t.get("/health").await.0, 200);
+    }
+    t.app.stop().await;
+}
+
+#[actix_web::test]
+async fn wallets_resolve_and_report_balances_without_a_seed_in_the_url() {
+    let t = spawn(&[]).await;
+    let demo = t.sandbox().demo_wallet.clone();
+    let (status, body) = t
+        .post("/api/v1/wallet/resolve", json!({"seed": t.seed}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["wallet_address"], demo.friendly_address(false));
+    assert_eq!(body["data"]["wallet_version"], "v4r2");
+    assert_eq!(body["data"]["seed_format"], "ton");
+    let v5 = WalletContract::new(WalletVersion::V5R1, Network::Mainnet, demo.public_key());
+    let (_, body) = t
+        .post(
+            "/api/v1/wallet/resolve",
+            json!({"seed": t.seed, "wallet_address": v5.friendly_address(true)}),
+        )
+        .await;
+    assert_eq!(body["data"]["wallet_version"], "v5r1");
+    let stranger = WalletContract::new(
+        WalletVersion::V4R2,
+        Network::Mainnet,
+        KeyPair::from_secret_seed(&zeroize::Zeroizing::new([9u8; 32])).public_key(),
+    );
+    let (status, body) = t
+        .post(
+            "/api/v1/wallet/resolve",
+            json!({"seed": t.seed, "wallet_address": stranger.friendly_address(true)}),
+        )
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    assert_eq!(body["error"]["details"][0]["field"], "wallet_address");
+
+    let r = t
+        .http
+        .get(format!("{}/api/v1/wallet/balance", t.base))
+        .header("X-Wallet-Seed", &t.seed)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"]["wallet_address"], demo.friendly_address(false));
+    assert_eq!(body["data"]["balance_ton"], "100");
+    assert_eq!(body["data"]["balance_nanoton"], "100000000000");
+    let (_, body) = t
+        .get(&format!(
+            "/api/v1/wallet/balance?wallet_address={}",
+            demo.raw_address()
+        ))
+        .await;
+    assert_eq!(body["data"]["balance_ton"], "100");
+    assert_eq!(body["data"]["state"], "uninitialized");
+    let (status, body) = t.get("/api/v1/wallet/balance").await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    t.app.stop().await;
+}
