@@ -312,10 +312,13 @@ pub async fn start_serve(settings: &Settings) -> Result<App, StartError> {
     }
     let services = Services {
         fragment: FragmentClient::new(fragment).map_err(|e| StartError::Config(e.to_string()))?,
-        chain: TonCenterClient::new(TonApiConfig::toncenter(
-            settings.ton.api_url.clone(),
-            api_key,
-        ))
+        chain: TonCenterClient::new(TonApiConfig {
+            requests_per_second: settings
+                .ton
+                .pacing()
+                .map_err(|e| StartError::Config(e.to_string()))?,
+            ..TonApiConfig::toncenter(settings.ton.api_url.clone(), api_key)
+        })
         .map_err(|e| StartError::Config(e.to_string()))?,
         owner_cookies,
         fee_address,

@@ -119,6 +119,9 @@ pub struct TonSettings {
     /// Base URL of a toncenter-compatible HTTP API (without `/api/v2`).
     pub api_url: String,
     pub api_key: Secret,
+    /// Requests per second to the TON API: `auto` (toncenter's budget at 80 %: 0.8 without a
+    /// key, 8 with one), a number, or `unlimited` (a local node or simulator).
+    pub requests_per_second: String,
     /// How long a signed wallet message stays valid.
     pub sign_ttl_seconds: u32,
 }
@@ -185,6 +188,26 @@ pub struct SandboxSettings {
     pub block_time_ms: u64,
 }
 
+impl TonSettings {
+    /// `None`: no pacing.
+    pub fn pacing(&self) -> Result<Option<f64>, ConfigError> {
+        let invalid = |error: String| ConfigError::Invalid {
+            key: "ton.requests_per_second",
+            error,
+        };
+        match self.requests_per_second.trim() {
+            "auto" => Ok(Some(if self.api_key.is_empty() { 0.8 } else { 8.0 })),
+            "unlimited" => Ok(None),
+            n => match n.parse::<f64>() {
+                Ok(r) if r > 0.0 && r.is_finite() => Ok(Some(r)),
+                _ => Err(invalid(format!(
+                    "{n:?} must be auto, unlimited or a positive number"
+                ))),
+            },
+        }
+    }
+}
+
 impl Settings {
     /// The built-in defaults, then each file's text in order, then the environment.
     pub fn load(
@@ -231,6 +254,7 @@ impl Settings {
                     error: e.message().to_string(),
                 })?;
         settings.policy()?;
+        settings.ton.pacing()?;
         Ok(settings)
     }
 

@@ -1,0 +1,265 @@
+//! Restarts as an operator sees them (API.md, "Restarts"): the simulators run as their own
+//! process (`fragment-gateway sim`, the chain making blocks only when told), the gateway as
+//! another (`fragment-gateway serve` against them), and the gateway is SIGKILLed while one
+//! payment is on its way to the chain and another waits in the queue.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use fragment_gateway::ton::{KeyPair, Network, Seed, WalletContract, WalletVersion};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fragment-gateway");
+const WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";
+
+/// A child process whose stdout lines arrive on a channel; killed when dropped.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// The rest of the first line starting with `prefix`.
+    fn line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line starting {prefix:?}"));
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim().to_string();
+            }
+        }
+    }
+
+    /// SIGKILL: no shutdown, no checkpoint, nothing flushed but what was already durable.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Client(reqwest::Client);
+
+impl Client {
+    async fn get(&self, url: &str) -> Value {
+        self.0.get(url).send().await.unwrap().json().await.unwrap()
+    }
+    async fn post(&self, url: &str, body: Value) -> Value {
+        self.0
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn serve(config: &std::path::Path) -> (Proc, String) {
+    let p = Proc::spawn(&["serve", "--config", config.to_str().unwrap()]);
+    let url = p.line("fragment-gateway serving on ");
+    let url = url.split_whitespace().next().unwrap().to_string();
+    (p, format!("{url}/api/v1"))
+}
+
+#[tokio::test]
+async fn after_a_kill_a_broadcast_payment_completes_and_a_queued_one_ends_with_no_funds_moved() {
+    let sim = Proc::spawn(&[
+        "sim",
+        "--ton-listen",
+        "127.0.0.1:0",
+        "--fragment-listen",
+        "127.0.0.1:0",
+        "--block-time-ms",
+        "0",
+    ]);
+    let fragment = sim.line("fragment.com simulator:");
+    let ton = sim.line("TON simulator (toncenter API v2/v3):");
+    let http = Client(reqwest::Client::new());
+
+    // The client's wallet, funded; the operator's login with its wallet connected.
+    let key = Seed::from_words(WORDS).unwrap().derive_key(None).unwrap();
+    let wallet = WalletContract::new(WalletVersion::V4R2, Network::Mainnet, key.public_key());
+    let seed = base64::engine::general_purpose::STANDARD.encode(WORDS);
+    http.post(
+        &format!("{ton}/sim/faucet"),
+        json!({"address": wallet.friendly_address(false), "amount": "5000000000"}),
+    )
+    .await;
+    let owner = WalletContract::new(
+        WalletVersion::V4R2,
+        Network::Mainnet,
+        KeyPair::from_secret_seed(&zeroize::Zeroizing::new([5u8; 32])).public_key(),
+    );
+    let login = http
+        .post(
+            &format!("{fragment}/sim/login"),
+            json!({"account": "owner", "wallet": owner.friendly_address(false)}),
+        )
+        .await;
+    let status = http.get(&format!("{fragment}/sim/status")).await;
+    let pay_to = status["payment_address"].as_str().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let cookies_file = dir.path().join("owner-cookies");
+    std::fs::write(&cookies_file, login["fragment_cookies"].as_str().unwrap()).unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace_seconds = 2
+[store]
+data_dir = "{data}"
+[ton]
+api_url = "{ton}"
+requests_per_second = "unlimited"
+sign_ttl_seconds = 120
+[fragment]
+base_url = "{fragment}"
+owner_cookies_file = "{cookies}"
+payment_addresses = ["{pay_to}"]
+timeout_seconds = 5
+delivery_timeout_seconds = 20
+[rate_limit]
+requests_per_minute = 0
+"#,
+            data = dir.path().join("data").display(),
+            cookies = cookies_file.display(),
+        ),
+    )
+    .unwrap();
+
+    let (gateway, api) = serve(&config);
+    let create = async |api: &str| {
+        let o = http
+            .post(
+                &format!("{api}/stars/create"),
+                json!({"username": "@alice", "amount": 50}),
+            )
+            .await;
+        o["data"]["order_id"].as_str().unwrap().to_string()
+    };
+    let first = create(&api).await;
+    let second = create(&api).await;
+    let paid = http
+        .post(&format!("{api}/orders/{first}/pay"), json!({"seed": seed}))
+        .await;
+    let first_request = paid["data"]["request_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{paid}"))
+        .to_string();
+    // The chain makes no block: the first payment stays broadcast, not applied.
+    until("the first payment is broadcast", async || {
+        let r = http.get(&format!("{api}/queue/{first_request}")).await;
+        assert_ne!(r["data"]["status"], "failed", "{r}");
+        http.get(&format!("{ton}/sim/status")).await["result"]["pending"] == 1
+    })
+    .await;
+    // Same wallet: the second payment waits for the first (one transfer per wallet).
+    let queued = http
+        .post(&format!("{api}/orders/{second}/pay"), json!({"seed": seed}))
+        .await;
+    let second_request = queued["data"]["request_id"].as_str().unwrap().to_string();
+    let r = http.get(&format!("{api}/queue/{second_request}")).await;
+    assert_eq!(r["data"]["status"], "queued", "{r}");
+
+    gateway.kill();
+    let (_gateway, api) = serve(&config);
+
+    // The waiting request lost its seed with the process: it ends, no funds moved, and its
+    // order can be paid again.
+    let r = http.get(&format!("{api}/queue/{second_request}")).await;
+    assert_eq!(r["data"]["status"], "failed", "{r}");
+    assert_eq!(r["data"]["error_code"], "SERVICE_UNAVAILABLE");
+    assert!(
+        r["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no funds moved"),
+        "{r}"
+    );
+    let o = http.get(&format!("{api}/orders/{second}")).await;
+    assert_eq!(o["data"]["status"], "created", "{o}");
+
+    // The broadcast one is finished from the chain, without the seed, once blocks come.
+    until("the first order succeeds", async || {
+        http.post(&format!("{ton}/sim/block"), json!({})).await;
+        http.get(&format!("{api}/orders/{first}")).await["data"]["status"] == "success"
+    })
+    .await;
+    let r = http.get(&format!("{api}/queue/{first_request}")).await;
+    assert_eq!(r["data"]["status"], "completed", "{r}");
+    until("Fragment delivers", async || {
+        http.post(&format!("{ton}/sim/block"), json!({})).await;
+        http.get(&format!("{fragment}/sim/deliveries")).await["deliveries"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    })
+    .await;
+
+    // The reopened order is paid again and completes; Fragment got exactly two payments.
+    let again = http
+        .post(&format!("{api}/orders/{second}/pay"), json!({"seed": seed}))
+        .await;
+    assert_eq!(again["success"], true, "{again}");
+    until("the second order succeeds", async || {
+        http.post(&format!("{ton}/sim/block"), json!({})).await;
+        http.get(&format!("{api}/orders/{second}")).await["data"]["status"] == "success"
+    })
+    .await;
+    let balance = http
+        .get(&format!("{ton}/api/v2/getAddressBalance?address={pay_to}"))
+        .await;
+    assert_eq!(
+        balance["result"], "500000000",
+        "two orders of 50 Stars at 0.25 TON"
+    );
+}
