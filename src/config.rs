@@ -255,6 +255,12 @@ impl Settings {
                 })?;
         settings.policy()?;
         settings.ton.pacing()?;
+        if !["text", "json"].contains(&settings.server.log_format.as_str()) {
+            return Err(ConfigError::Invalid {
+                key: "server.log_format",
+                error: format!("{:?} must be text or json", settings.server.log_format),
+            });
+        }
         Ok(settings)
     }
 

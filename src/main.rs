@@ -112,8 +112,12 @@ struct SimArgs {
 }
 
 fn main() -> ExitCode {
-    init_tracing();
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    // The gateway's log format is a setting; the other commands log as text.
+    if !matches!(command, Command::Sandbox { .. } | Command::Serve { .. }) {
+        init_tracing(false);
+    }
+    match command {
         Command::Wallet { account_index } => wallet(account_index),
         Command::Sim(args) => run_async(sim(*args)),
         Command::Sandbox {
@@ -236,6 +240,7 @@ async fn rebuild(data: DataArgs) -> ExitCode {
 }
 
 fn run_gateway(settings: config::Settings, sandbox: bool) -> ExitCode {
+    init_tracing(settings.server.log_format == "json");
     actix_web::rt::System::new().block_on(async move {
         let started = if sandbox {
             app::start_sandbox(&settings).await
@@ -288,13 +293,17 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn init_tracing() {
+fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 fn run_async(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {

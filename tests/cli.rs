@@ -212,3 +212,64 @@ async fn sim_serves_both_simulators_standalone() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// No Docker engine runs here: the Dockerfile is checked against the tree instead. Every path
+/// it copies exists, it builds with the README's command, and it runs this package's binary.
+#[test]
+fn the_dockerfile_builds_what_the_readme_says_from_paths_that_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let build = "cargo build --release --locked";
+    assert!(readme.contains(build), "the README names the build command");
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l.starts_with("RUN ") && l.contains(build)),
+        "the Dockerfile builds with the README's command"
+    );
+    let mut copied = 0;
+    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ")) {
+        let parts: Vec<&str> = line.split_whitespace().skip(1).collect();
+        if parts[0].starts_with("--from=") {
+            // The binary from the build stage: this package's binary name.
+            assert!(
+                parts[1].ends_with(&format!("/release/{}", env!("CARGO_PKG_NAME"))),
+                "{line}"
+            );
+            continue;
+        }
+        for source in &parts[..parts.len() - 1] {
+            assert!(
+                root.join(source).exists(),
+                "{line}: {source} does not exist"
+            );
+            copied += 1;
+        }
+    }
+    assert!(copied >= 5, "the build stage copies the workspace");
+    let entry = format!("/usr/local/bin/{}", env!("CARGO_PKG_NAME"));
+    assert!(dockerfile.contains(&format!("ENTRYPOINT [\"{entry}\"]")));
+    assert!(
+        dockerfile.contains(r#"CMD ["serve", "--config", "/etc/fragment-gateway/config.toml"]"#)
+    );
+    assert!(
+        dockerfile.contains("USER gateway")
+            && dockerfile.contains("VOLUME /var/lib/fragment-gateway")
+    );
+    // The members the workspace needs are all copied.
+    for member in [
+        "events",
+        "projections",
+        "src",
+        "config",
+        "benches",
+        "Cargo.lock",
+    ] {
+        assert!(
+            dockerfile.contains(&format!("COPY {member}"))
+                || dockerfile.contains(&format!(" {member} ")),
+            "{member}"
+        );
+    }
+}
