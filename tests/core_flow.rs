@@ -914,3 +914,57 @@ async fn a_new_order_is_priced_while_the_only_owner_session_waits_for_the_chain(
         Prices::default().stars(50) + Prices::default().stars(100)
     );
 }
+
+#[actix_web::test]
+async fn a_shutdown_ends_waiting_requests_and_leaves_a_broadcast_payment_to_the_next_start() {
+    // Blocks only on demand: the first payment stays on its way to the chain.
+    let w = world_with_blocks(Duration::ZERO).await;
+    w.ton.fund(payer().wallet.address(), Nanoton::from_ton(5));
+    let (core, store) = w.core_with(config(Policy::default()), None).await;
+    let mut orders = vec![];
+    for _ in 0..2 {
+        let o = core
+            .create_order(Product::Stars { amount: 50 }, &alice(), None)
+            .await
+            .unwrap();
+        orders.push(o.order_id);
+    }
+    let first = core
+        .pay_order(orders[0], payer(), None, None)
+        .await
+        .unwrap();
+    eventually("the first payment is broadcast", || w.ton.pending() == 1).await;
+    // The same wallet: the second waits for the first.
+    let second = core
+        .pay_order(orders[1], payer(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(second.position, Some(1));
+
+    core.shutdown(Duration::from_millis(500)).await;
+    let models = core.projections().snapshot();
+    let waiting = models.orders.request(&second.request.request_id).unwrap();
+    assert_eq!(waiting.status.as_str(), "failed");
+    assert_eq!(waiting.error_code.as_deref(), Some("SERVICE_UNAVAILABLE"));
+    assert!(waiting.error.as_deref().unwrap().contains("no funds moved"));
+    assert_eq!(models.orders.order(&orders[1]).unwrap().status, "created");
+    // The broadcast one is left as it is, recorded, for the next start.
+    let running = models.orders.request(&first.request.request_id).unwrap();
+    assert_eq!(running.status.as_str(), "processing");
+    assert!(running.submitted);
+    store.kill();
+
+    let (core, _) = w.core_with(config(Policy::default()), None).await;
+    let blocks = || {
+        w.ton.produce_block();
+        true
+    };
+    eventually("the broadcast payment completes after the restart", || {
+        blocks() && core.order(orders[0]).unwrap().status == "success"
+    })
+    .await;
+    assert_eq!(
+        w.ton.balance(&w.fragment.payment_address()).as_u64(),
+        Prices::default().stars(50)
+    );
+}

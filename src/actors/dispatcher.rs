@@ -53,6 +53,8 @@ pub struct Dispatcher {
     running: usize,
     idle_waiters: Vec<oneshot::Sender<()>>,
     tick: Duration,
+    /// Shutting down: nothing new starts; what runs may finish.
+    stopping: bool,
 }
 
 impl Dispatcher {
@@ -65,10 +67,19 @@ impl Dispatcher {
             running: 0,
             idle_waiters: Vec::new(),
             tick,
+            stopping: false,
         }
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            if self.running == 0 {
+                for w in self.idle_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+            return;
+        }
         self.time_out_overdue();
         let mut i = 0;
         while i < self.waiting.len() {
@@ -193,6 +204,49 @@ impl Handler<Finished> for Dispatcher {
         }
         self.running -= 1;
         self.pump(ctx);
+    }
+}
+
+/// Shutting down (API.md, "Restarts"): payments already running may finish, but nothing new
+/// starts. Requests still waiting end now, failed with SERVICE_UNAVAILABLE and no funds
+/// moved, and their orders can be paid again after the restart; their seeds are dropped.
+/// Recorded submissions waiting for their wallet are left to the next start's reconciliation.
+/// Answers once every waiting request's end is recorded.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for Dispatcher {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Stop, _: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
+        let ended: Vec<_> = self
+            .waiting
+            .drain(..)
+            .filter_map(|w| match w {
+                Work::Pay(job) => Some((job.order.order_id, job.request_id)),
+                Work::Reconcile(..) => None,
+            })
+            .collect();
+        let sh = Arc::clone(&self.sh);
+        Box::pin(async move {
+            for (order_id, request_id) in ended {
+                let cmd = OrderCommand::Abandon {
+                    request_id,
+                    error_code: "SERVICE_UNAVAILABLE".into(),
+                    error: "the service shut down before the payment was made; no funds moved. The order can be paid again until it expires".into(),
+                    now: Utc::now(),
+                };
+                if let Err(e) = sh
+                    .registry
+                    .order(order_id, cmd, EventMetadata::correlated(request_id))
+                    .await
+                {
+                    // The next start abandons it instead.
+                    tracing::warn!(%order_id, error = %e, "cannot end a waiting request at shutdown");
+                }
+            }
+        })
     }
 }
 

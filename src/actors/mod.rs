@@ -588,9 +588,11 @@ impl Core {
         Ok(())
     }
 
-    /// Lets running payments reach a recorded state (within `grace`), then stops side
+    /// Ends the requests still waiting (their seeds go with the process; API.md "Restarts"),
+    /// lets running payments reach a recorded state (within `grace`), then stops side
     /// effects and the projection runner, whose checkpoint it writes.
     pub async fn shutdown(&self, grace: Duration) {
+        let _ = tokio::time::timeout(grace, self.dispatcher.send(dispatcher::Stop)).await;
         let _ = tokio::time::timeout(grace, self.drain()).await;
         self.sh.liveness.kill();
         self.sh.runner.stop().await;
