@@ -671,3 +671,44 @@ async fn wallets_resolve_and_report_balances_without_a_seed_in_the_url() {
     assert_error(status, &body, 400, "VALIDATION_ERROR");
     t.app.stop().await;
 }
+
+#[actix_web::test]
+async fn fragment_down_is_a_502_and_the_api_stays_up() {
+    let t = spawn(&[]).await;
+    t.sandbox()
+        .fragment
+        .faults()
+        .set_config(fragment_gateway::sim::faults::FaultConfig {
+            latency: Duration::ZERO,
+            error_rate: 1.0,
+        });
+    let (status, body) = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@alice", "amount": 50}),
+        )
+        .await;
+    assert_error(status, &body, 502, "FRAGMENT_ERROR");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fragment.com"),
+        "{body}"
+    );
+    // Reads that do not need Fragment still answer.
+    assert_eq!(t.get("/health").await.0, 200);
+    assert_eq!(t.get("/api/v1/queue/status").await.0, 200);
+    t.sandbox()
+        .fragment
+        .faults()
+        .set_config(fragment_gateway::sim::faults::FaultConfig::default());
+    let (status, body) = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@alice", "amount": 50}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    t.app.stop().await;
+}

@@ -263,3 +263,72 @@ requests_per_minute = 0
         "two orders of 50 Stars at 0.25 TON"
     );
 }
+
+#[tokio::test]
+async fn serve_names_what_is_missing_and_no_kyc_needs_owner_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    let run = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run("[ton]\napi_url = \"\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("missing setting ton.api_url"), "{err}");
+    let (code, err) = run("[network]\nname = \"moonnet\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("network.name"), "{err}");
+    let (code, err) = run("[commission]\nrate_no_kyc = \"2\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("commission.rate_no_kyc"), "{err}");
+    let (code, err) = run("[fragment]\nowner_cookies_file = \"/nonexistent/cookies\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("fragment.owner_cookies_file"), "{err}");
+
+    // Without owner cookies the service runs, KYC only; a no-KYC order says why not.
+    let sim = Proc::spawn(&[
+        "sim",
+        "--ton-listen",
+        "127.0.0.1:0",
+        "--fragment-listen",
+        "127.0.0.1:0",
+    ]);
+    let fragment = sim.line("fragment.com simulator:");
+    let ton = sim.line("TON simulator (toncenter API v2/v3):");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[ton]\napi_url = \"{ton}\"\nrequests_per_second = \"unlimited\"\n[fragment]\nbase_url = \"{fragment}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let (_gateway, api) = serve(&config);
+    let r = reqwest::Client::new()
+        .post(format!("{api}/stars/create"))
+        .json(&json!({"username": "@alice", "amount": 50}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"]["error_code"], "OWNER_COOKIES_NOT_CONFIGURED",
+        "{body}"
+    );
+    let health: Value = reqwest::get(format!("{}/health", api.trim_end_matches("/api/v1")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["data"]["network"], "mainnet");
+    assert_eq!(health["data"]["no_kyc_available"], false);
+}
