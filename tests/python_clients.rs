@@ -1,8 +1,10 @@
-//! Public Python clients from PyPI, run against our simulators: proof that the simulators
-//! speak the protocols real clients speak, not just our own reading of them.
+//! Public Python clients from PyPI, run against our code: a Fragment client against our
+//! fragment.com simulator (proof that it speaks the protocol real clients speak, not just our
+//! own reading of it), and the original service's own SDK against the gateway (proof that
+//! API.md's compatibility promise holds for the real thing).
 //!
-//! The first run creates a virtualenv under target/ from tests/python/requirements.txt
-//! (PyPI must be reachable then; `FG_PYTHON` overrides the `python3` used to create it).
+//! The first run creates a virtualenv per requirements file under target/ (PyPI must be
+//! reachable then; `FG_PYTHON` overrides the `python3` used to create it).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,7 +57,7 @@ fn virtualenv(name: &str, requirements: &Path) -> PathBuf {
                 "-r",
             ])
             .arg(requirements),
-        "installing tests/python/requirements.txt from PyPI",
+        &format!("installing {} from PyPI", requirements.display()),
     );
     std::fs::write(&stamp, wanted).expect("stamp");
     python
@@ -199,4 +201,191 @@ async fn fragment_api_py_buys_from_the_fragment_simulator() {
     for case in summary["error_cases"].as_array().unwrap() {
         assert_eq!(case["pass"], true, "{case:#}");
     }
+}
+
+/// A `fragment-gateway sandbox` process on free ports with a fresh data directory, as a user
+/// starts it. Dropping it kills and reaps the process, so a failing test leaves nothing running.
+struct Sandbox {
+    process: std::process::Child,
+    url: String,
+    /// The demo wallet's base64 seed and address, as the sandbox prints them.
+    seed: String,
+    wallet_address: String,
+    stderr_log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// Blocking: waits (30 s at most) for the banner with the URL and the demo wallet.
+    fn start() -> Sandbox {
+        use std::io::BufRead;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stderr_log = dir.path().join("stderr.log");
+        let mut process = Command::new(env!("CARGO_BIN_EXE_fragment-gateway"))
+            .arg("sandbox")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("FG_SANDBOX__TON_LISTEN", "127.0.0.1:0")
+            .env("FG_SANDBOX__FRAGMENT_LISTEN", "127.0.0.1:0")
+            .env("FG_SANDBOX__BLOCK_TIME_MS", "100")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).expect("stderr log"))
+            .spawn()
+            .expect("the fragment-gateway binary starts");
+        // A thread reads stdout to its end, so the process never blocks on a full pipe, and
+        // hands over the lines while someone listens.
+        let stdout = std::io::BufReader::new(process.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut sandbox = Sandbox {
+            process,
+            url: String::new(),
+            seed: String::new(),
+            wallet_address: String::new(),
+            stderr_log,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut after_warning = false;
+        while sandbox.seed.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|e| {
+                panic!(
+                    "the sandbox did not print its URL, demo wallet and seed ({e}):\n{}",
+                    sandbox.log()
+                )
+            });
+            if let Some(url) = line.strip_prefix("fragment-gateway sandbox: ") {
+                sandbox.url = url.trim().to_string();
+            } else if let Some(rest) = line.trim().strip_prefix("demo wallet ") {
+                sandbox.wallet_address = rest.split_whitespace().next().unwrap_or("").into();
+            } else if after_warning {
+                sandbox.seed = line.trim().to_string();
+            }
+            after_warning = line.trim_start().starts_with("WARNING");
+        }
+        assert!(
+            !sandbox.url.is_empty() && !sandbox.wallet_address.is_empty(),
+            "the sandbox's banner lacks its URL or demo wallet"
+        );
+        sandbox
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// The base64 seed of a valid TON mnemonic other than the sandbox's demo one: a wallet that
+/// holds nothing on the simulated chain.
+fn unfunded_seed() -> String {
+    let vectors: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/ton_vectors.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let words = vectors["seeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "ton_food_brand")
+        .expect("the ton_food_brand vector")["mnemonic"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, words)
+}
+
+/// Runs tests/python/sdk_check.py with the SDK release pinned in `requirements` against a
+/// fresh sandbox; the script checks every public method and the exceptions our error codes
+/// become, and reports each failed check.
+async fn sdk_works_against_the_sandbox(venv: &'static str, requirements: &'static str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let requirements = root.join(requirements);
+    let pinned = std::fs::read_to_string(&requirements)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("fragment-stars-api==")
+                .map(str::to_string)
+        })
+        .expect("fragment-stars-api is pinned");
+    let python = tokio::task::spawn_blocking(move || virtualenv(venv, &requirements))
+        .await
+        .unwrap();
+    let sandbox = tokio::task::spawn_blocking(Sandbox::start).await.unwrap();
+    let unfunded = unfunded_seed();
+    assert_ne!(
+        unfunded, sandbox.seed,
+        "the unfunded wallet must not be the sandbox's demo wallet"
+    );
+
+    let out = tokio::process::Command::new(&python)
+        .arg(root.join("tests/python/sdk_check.py"))
+        .arg(&sandbox.url)
+        .args(["--seed", &sandbox.seed])
+        .args(["--wallet-address", &sandbox.wallet_address])
+        .args(["--unfunded-seed", &unfunded])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .unwrap_or_else(|_| panic!("sdk_check.py did not finish:\n{}", sandbox.log()))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "sdk_check.py output is not JSON ({e}):\n{stdout}\n{stderr}\nserver log:\n{}",
+            sandbox.log()
+        )
+    });
+    assert_eq!(summary["sdk_version"], pinned.as_str(), "{summary:#}");
+    assert_eq!(
+        summary["failures"],
+        serde_json::json!([]),
+        "the SDK found problems:\n{:#}\nwhat it saw:\n{:#}\nend of the server log:\n{}",
+        summary["failures"],
+        summary["seen"],
+        tail(&sandbox.log(), 6000)
+    );
+    assert!(
+        out.status.success(),
+        "sdk_check.py failed:\n{stdout}\n{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_2_1_buys_and_reads_through_the_sandbox() {
+    sdk_works_against_the_sandbox("sdk-2.1", "tests/python/requirements-sdk-2.1.txt").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_2_0_buys_and_reads_through_the_sandbox() {
+    sdk_works_against_the_sandbox("sdk-2.0", "tests/python/requirements-sdk-2.0.txt").await;
 }
