@@ -168,7 +168,7 @@ async fn health_rates_prices_and_queue_answer_in_the_envelope() {
         (&json!(1.0), &json!(0.0))
     );
     assert_eq!(r["rate_no_kyc_decimal"], json!(0.01));
-    assert_eq!(r["rate_with_kyc_decimal"], json!(0));
+    assert_eq!(r["rate_with_kyc_decimal"], json!(0.0));
     assert!(r["updated_at"].as_str().unwrap().ends_with('Z'));
 
     let prices = Prices::default();

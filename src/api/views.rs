@@ -21,9 +21,16 @@ fn opt_time(t: Option<DateTime<Utc>>) -> Value {
     t.map_or(Value::Null, |t| Value::String(time(t)))
 }
 
-/// A rate as a JSON number (`0.01`), from its exact decimal text.
+/// A rate as a JSON number (`0.01`, `0.0`), from its exact decimal text; always with a
+/// fraction, so that clients reading floats get floats.
 pub fn rate(r: Decimal) -> Value {
-    serde_json::from_str(&r.normalize().to_string()).unwrap_or(Value::Null)
+    let r = r.normalize();
+    let text = if r.scale() == 0 {
+        format!("{r}.0")
+    } else {
+        r.to_string()
+    };
+    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 /// A rate in percent (`1.0` for 0.01).
@@ -184,7 +191,7 @@ mod tests {
     #[test]
     fn rates_are_numbers_and_money_is_exact_text() {
         assert_eq!(rate(Decimal::new(1, 2)), json!(0.01));
-        assert_eq!(rate(Decimal::ZERO), json!(0));
+        assert_eq!(rate(Decimal::ZERO), json!(0.0));
         assert_eq!(percent(Decimal::new(1, 2)), json!(1.0));
         assert_eq!(percent(Decimal::new(25, 3)), json!(2.5));
         assert_eq!(ton(761_234_567), "0.761234567");
