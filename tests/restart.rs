@@ -23,13 +23,25 @@ struct Proc {
 
 impl Proc {
     fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        Proc::spawn_logging(args, None)
+    }
+
+    /// With `log`, the process logs everything (debug) to that file.
+    fn spawn_logging(args: &[&str], log: Option<&std::path::Path>) -> Proc {
+        let mut command = Command::new(BIN);
+        command.args(args).stdout(Stdio::piped());
+        match log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                command.env("RUST_LOG", "debug").stderr(file)
+            }
+            None => command.env("RUST_LOG", "warn").stderr(Stdio::inherit()),
+        };
+        let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -99,7 +111,11 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
 }
 
 fn serve(config: &std::path::Path) -> (Proc, String) {
-    let p = Proc::spawn(&["serve", "--config", config.to_str().unwrap()]);
+    serve_logging(config, None)
+}
+
+fn serve_logging(config: &std::path::Path, log: Option<&std::path::Path>) -> (Proc, String) {
+    let p = Proc::spawn_logging(&["serve", "--config", config.to_str().unwrap()], log);
     let url = p.line("fragment-gateway serving on ");
     let url = url.split_whitespace().next().unwrap().to_string();
     (p, format!("{url}/api/v1"))
@@ -175,7 +191,8 @@ requests_per_minute = 0
     )
     .unwrap();
 
-    let (gateway, api) = serve(&config);
+    let log = dir.path().join("gateway.log");
+    let (gateway, api) = serve_logging(&config, Some(&log));
     let create = async |api: &str| {
         let o = http
             .post(
@@ -210,7 +227,7 @@ requests_per_minute = 0
     assert_eq!(r["data"]["status"], "queued", "{r}");
 
     gateway.kill();
-    let (_gateway, api) = serve(&config);
+    let (_gateway, api) = serve_logging(&config, Some(&log));
 
     // The waiting request lost its seed with the process: it ends, no funds moved, and its
     // order can be paid again.
@@ -262,6 +279,35 @@ requests_per_minute = 0
         balance["result"], "500000000",
         "two orders of 50 Stars at 0.25 TON"
     );
+
+    // Neither the seed nor the operator's cookies reached the logs (at debug level) or the
+    // data directory.
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("DEBUG"), "the gateway logged at debug level");
+    let mut secrets: Vec<String> = login["cookies"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| name.as_str() != "stel_dt")
+        .map(|(_, v)| v.as_str().unwrap().to_string())
+        .collect();
+    secrets.push(seed[..40].to_string());
+    let words: Vec<&str> = WORDS.split(' ').collect();
+    secrets.extend(words.windows(3).map(|w| w.join(" ")));
+    let mut places = vec![("the gateway's log".to_string(), logs)];
+    for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        places.push((
+            path.display().to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    for (place, text) in &places {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "a secret is in {place}");
+        }
+    }
 }
 
 #[tokio::test]
