@@ -712,3 +712,66 @@ async fn fragment_down_is_a_502_and_the_api_stays_up() {
     assert_eq!(status, 200, "{body}");
     t.app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_request_stuck_in_the_queue_times_out_with_no_funds_moved() {
+    let t = spawn(&[("FG_ORDERS__QUEUE_TIMEOUT_SECONDS", "1")]).await;
+    let (other_seed, other) = unfunded_seed();
+    t.sandbox().ton.fund(other.address(), Nanoton::from_ton(5));
+    let mut orders = vec![];
+    for _ in 0..2 {
+        let (_, body) = t
+            .post(
+                "/api/v1/stars/create",
+                json!({"username": "@alice", "amount": 50}),
+            )
+            .await;
+        orders.push(body["data"]["order_id"].as_str().unwrap().to_string());
+    }
+    // One owner session, and a slow Fragment: the first payment holds the session for
+    // seconds, and the second (another wallet) waits past its second in the queue.
+    t.sandbox()
+        .fragment
+        .faults()
+        .set_config(fragment_gateway::sim::faults::FaultConfig {
+            latency: Duration::from_millis(400),
+            error_rate: 0.0,
+        });
+    let (_, first) = t
+        .post(
+            &format!("/api/v1/orders/{}/pay", orders[0]),
+            json!({"seed": t.seed}),
+        )
+        .await;
+    let (_, second) = t
+        .post(
+            &format!("/api/v1/orders/{}/pay", orders[1]),
+            json!({"seed": other_seed}),
+        )
+        .await;
+    let waited = t
+        .wait_request(second["data"]["request_id"].as_str().unwrap())
+        .await;
+    assert_eq!(waited["status"], "timeout", "{waited}");
+    assert_eq!(waited["error_code"], "QUEUE_TIMEOUT");
+    assert!(
+        waited["error"].as_str().unwrap().contains("no funds moved"),
+        "{waited}"
+    );
+    assert_eq!(waited["started_at"], Value::Null);
+    let (_, order) = t.get(&format!("/api/v1/orders/{}", orders[1])).await;
+    assert_eq!(
+        order["data"]["status"], "created",
+        "the order can be paid again"
+    );
+    assert_eq!(
+        t.sandbox().ton.balance(other.address()),
+        Nanoton::from_ton(5),
+        "the waiting wallet paid nothing"
+    );
+    let done = t
+        .wait_request(first["data"]["request_id"].as_str().unwrap())
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    t.app.stop().await;
+}
