@@ -673,7 +673,7 @@ async fn wallets_resolve_and_report_balances_without_a_seed_in_the_url() {
 }
 
 #[actix_web::test]
-async fn fragment_down_is_a_502_and_the_api_stays_up() {
+async fn a_dependency_down_is_a_502_or_503_and_the_api_stays_up() {
     let t = spawn(&[]).await;
     t.sandbox()
         .fragment
@@ -710,6 +710,30 @@ async fn fragment_down_is_a_502_and_the_api_stays_up() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    let order_id = body["data"]["order_id"].as_str().unwrap().to_string();
+
+    // The TON API down: 503 with Retry-After, and the internals stay inside.
+    t.sandbox()
+        .ton
+        .faults()
+        .set_config(fragment_gateway::sim::faults::FaultConfig {
+            latency: Duration::ZERO,
+            error_rate: 1.0,
+        });
+    let r = t
+        .http
+        .post(format!("{}/api/v1/orders/{order_id}/pay", t.base))
+        .json(&json!({"seed": t.seed}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_error(503, &body, 503, "SERVICE_UNAVAILABLE");
+    assert!(!body.to_string().contains("127.0.0.1"), "{body}");
+    let (_, order) = t.get(&format!("/api/v1/orders/{order_id}")).await;
+    assert_eq!(order["data"]["status"], "created", "nothing was queued");
     t.app.stop().await;
 }
 
