@@ -150,6 +150,7 @@ async fn start(
         requests_per_minute: settings.rate_limit.requests_per_minute,
         burst: settings.rate_limit.burst,
         shutdown_timeout: settings.server.shutdown_grace_seconds,
+        admin_key: settings.admin.key.clone(),
     };
     let server = api::serve(listener, state, http).map_err(|error| StartError::Listen {
         addr: listen,

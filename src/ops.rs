@@ -158,18 +158,38 @@ pub async fn audit(
     store: &Arc<dyn EventStore>,
     target: AuditTarget,
 ) -> Result<AuditReport, OpsError> {
+    audit_with(store, target, None).await
+}
+
+/// A wallet's commission account and the orders it paid for (newest first), from `models`.
+/// A wallet's own stream holds its commission account; the orders it paid for live in their
+/// streams, found through the history projection.
+pub fn wallet_account(models: &ReadModels, raw: &str) -> (WalletCommission, Vec<HistoryItem>) {
+    (
+        models.commission.wallet(raw),
+        models.history.page(&models.orders, raw, 0, usize::MAX),
+    )
+}
+
+/// `audit`, with a wallet's account and orders given by the caller: the running service
+/// passes its live read models' (`wallet_account`) instead of folding the whole log again.
+/// Without them, a wallet's are folded from the whole log. `wallet` is ignored for an order.
+pub async fn audit_with(
+    store: &Arc<dyn EventStore>,
+    target: AuditTarget,
+    wallet: Option<(WalletCommission, Vec<HistoryItem>)>,
+) -> Result<AuditReport, OpsError> {
     let stream = target.stream().to_string();
     let recorded = read_stream_all(store.as_ref(), &stream).await?;
     let events: Vec<AuditLine> = recorded.iter().map(audit_line).collect();
-    let (commission, orders) = match &target {
-        AuditTarget::Order { .. } => (None, vec![]),
-        AuditTarget::Wallet { address } => {
-            // A wallet's own stream holds its commission account; the orders it paid for
-            // live in their streams, found through the history projection.
+    let (commission, orders) = match (&target, wallet) {
+        (AuditTarget::Order { .. }, _) => (None, vec![]),
+        (AuditTarget::Wallet { address }, None) => {
             let models = runner::rebuild(store).await?;
-            let orders = models.history.page(&models.orders, address, 0, usize::MAX);
-            (Some(models.commission.wallet(address)), orders)
+            let (commission, orders) = wallet_account(&models, address);
+            (Some(commission), orders)
         }
+        (AuditTarget::Wallet { .. }, Some((commission, orders))) => (Some(commission), orders),
     };
     if events.is_empty() && orders.is_empty() {
         let what = match &target {
@@ -187,7 +207,8 @@ pub async fn audit(
     })
 }
 
-fn audit_line(r: &RecordedEvent) -> AuditLine {
+/// One stored event as `audit` shows it.
+pub fn audit_line(r: &RecordedEvent) -> AuditLine {
     let (summary, data) = match Event::from_recorded(r) {
         Ok(event) => (summary(&event), event.data()),
         Err(e) => (

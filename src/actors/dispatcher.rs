@@ -1,7 +1,8 @@
 //! The queue dispatcher: starts waiting work in FIFO order when its wallet and its Fragment
 //! session are free. One in-flight transfer per wallet (its seqno is sequential); one flow
 //! per Fragment session (the site keeps one current purchase per session); the owner's
-//! sessions form a pool. Requests that wait past their deadline time out here.
+//! sessions form a pool, which the operator can replace while payments run (`owners`).
+//! Requests that wait past their deadline time out here.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use chrono::Utc;
 use events::{EventMetadata, OrderCreated, PaymentSubmitted};
 use tokio::sync::oneshot;
 
+use super::owners::OwnerPool;
 use super::payment::{self, Job};
 use super::Shared;
 use crate::domain::OrderCommand;
@@ -42,14 +44,21 @@ enum Task {
 enum Lane {
     None,
     Client,
-    Owner(usize),
+    /// An owner session, by its lane (`owners::OwnerSession::lane`), not by its position:
+    /// the pool can be replaced while the payment runs.
+    Owner(u64),
 }
 
 pub struct Dispatcher {
     sh: Arc<Shared>,
     waiting: VecDeque<Work>,
     busy_wallets: HashSet<String>,
-    owners: Vec<(FragmentSession, bool)>,
+    owners: Arc<OwnerPool>,
+    /// Owner sessions running a payment. Kept by lane, so that a payment started before a
+    /// replacement keeps its session busy until it finishes, even if the same Fragment
+    /// session is in the new list at another position; sessions no longer in the pool just
+    /// leave this set when their payment ends.
+    busy_owners: HashSet<u64>,
     running: usize,
     idle_waiters: Vec<oneshot::Sender<()>>,
     tick: Duration,
@@ -58,12 +67,13 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(sh: Arc<Shared>, owners: Vec<FragmentSession>, tick: Duration) -> Dispatcher {
+    pub fn new(sh: Arc<Shared>, owners: Arc<OwnerPool>, tick: Duration) -> Dispatcher {
         Dispatcher {
             sh,
             waiting: VecDeque::new(),
             busy_wallets: HashSet::new(),
-            owners: owners.into_iter().map(|s| (s, false)).collect(),
+            owners,
+            busy_owners: HashSet::new(),
             running: 0,
             idle_waiters: Vec::new(),
             tick,
@@ -81,6 +91,8 @@ impl Dispatcher {
             return;
         }
         self.time_out_overdue();
+        // One look at the pool per round; a replacement meanwhile is seen at the next round.
+        let owners = self.owners.sessions();
         let mut i = 0;
         while i < self.waiting.len() {
             let wallet = self.waiting[i].wallet();
@@ -88,11 +100,15 @@ impl Dispatcher {
                 i += 1;
                 continue;
             }
-            let lane = match &self.waiting[i] {
-                Work::Reconcile(..) => Lane::None,
-                Work::Pay(job) if job.client_session.is_some() => Lane::Client,
-                Work::Pay(_) => match self.owners.iter().position(|(_, busy)| !busy) {
-                    Some(n) => Lane::Owner(n),
+            let (lane, owner) = match &self.waiting[i] {
+                Work::Reconcile(..) => (Lane::None, None),
+                Work::Pay(job) if job.client_session.is_some() => (Lane::Client, None),
+                Work::Pay(_) => match owners
+                    .iter()
+                    .enumerate()
+                    .find(|(_, o)| !self.busy_owners.contains(&o.lane))
+                {
+                    Some((n, o)) => (Lane::Owner(o.lane), Some((n, o.session.clone()))),
                     None => {
                         i += 1;
                         continue;
@@ -107,10 +123,10 @@ impl Dispatcher {
             let task = match work {
                 Work::Reconcile(order, submitted) => Task::Reconcile(order, submitted),
                 Work::Pay(job) => {
-                    let (session, name) = match lane {
-                        Lane::Owner(n) => {
-                            self.owners[n].1 = true;
-                            (self.owners[n].0.clone(), format!("owner:{n}"))
+                    let (session, name) = match (lane, owner) {
+                        (Lane::Owner(l), Some((n, session))) => {
+                            self.busy_owners.insert(l);
+                            (session, format!("owner:{n}"))
                         }
                         _ => {
                             let own = job.client_session.clone();
@@ -199,8 +215,8 @@ impl Handler<Finished> for Dispatcher {
     type Result = ();
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
         self.busy_wallets.remove(&msg.wallet);
-        if let Lane::Owner(n) = msg.lane {
-            self.owners[n].1 = false;
+        if let Lane::Owner(l) = msg.lane {
+            self.busy_owners.remove(&l);
         }
         self.running -= 1;
         self.pump(ctx);
@@ -260,6 +276,18 @@ impl Handler<WhenIdle> for Dispatcher {
     type Result = ();
     fn handle(&mut self, msg: WhenIdle, ctx: &mut Self::Context) {
         self.idle_waiters.push(msg.0);
+        self.pump(ctx);
+    }
+}
+
+/// The owner sessions were replaced: waiting payments may start on the new ones now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OwnersChanged;
+
+impl Handler<OwnersChanged> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, _: OwnersChanged, ctx: &mut Self::Context) {
         self.pump(ctx);
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod dispatcher;
+pub mod owners;
 pub mod payment;
 pub mod registry;
 pub mod runner;
@@ -29,7 +30,7 @@ use uuid::Uuid;
 use crate::domain::order::{Payer, WalletFunds};
 use crate::domain::{DomainError, OrderCommand, Policy, Username};
 use crate::fragment::{
-    Flow, FragmentClient, FragmentCookies, FragmentError, FragmentSession, Purchase, SessionRole,
+    Flow, FragmentClient, FragmentCookies, FragmentError, Purchase, SessionRole,
 };
 use crate::store::{EventStore, StoreError};
 use crate::ton::client::{TonApiError, TonCenterClient};
@@ -107,7 +108,8 @@ impl Default for CoreConfig {
 pub struct Services {
     pub fragment: FragmentClient,
     pub chain: TonCenterClient,
-    /// The operator's sessions for no-KYC purchases, used as a pool.
+    /// The operator's sessions for no-KYC purchases at start, used as a pool. `Core::start`
+    /// moves them into the pool (`owners::OwnerPool`), which the admin API can replace.
     pub owner_cookies: Vec<FragmentCookies>,
     /// Where collected commission goes; `None` means debt accrues but is never collected.
     pub fee_address: Option<ParsedAddress>,
@@ -170,7 +172,8 @@ pub struct Core {
     sh: Arc<Shared>,
     dispatcher: Addr<dispatcher::Dispatcher>,
     scheduler: Addr<scheduler::ExpiryScheduler>,
-    owners: Arc<Vec<FragmentSession>>,
+    /// The operator's sessions, shared with the dispatcher; replaceable at runtime.
+    owners: Arc<owners::OwnerPool>,
     next_owner: Arc<AtomicUsize>,
     prices: Arc<std::sync::Mutex<Option<(Instant, PriceList)>>>,
 }
@@ -190,16 +193,17 @@ impl Core {
     /// left unfinished.
     pub async fn start(
         config: CoreConfig,
-        services: Services,
+        mut services: Services,
         store: Arc<dyn EventStore>,
         liveness: Liveness,
     ) -> Result<Core, CoreError> {
         let runner = ProjectionRunner::start(Arc::clone(&store), config.checkpoint.clone()).await?;
-        let owners: Vec<FragmentSession> = services
-            .owner_cookies
-            .iter()
-            .map(|c| services.fragment.session(c.clone(), SessionRole::Owner))
-            .collect();
+        // Taken out of `services`, so that after a replacement no copy of the old cookies
+        // outlives the sessions made from them.
+        let owners = Arc::new(owners::OwnerPool::new(
+            services.fragment.clone(),
+            std::mem::take(&mut services.owner_cookies),
+        ));
         let mut fingerprint_key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut fingerprint_key);
         let sh = Arc::new(Shared {
@@ -216,13 +220,13 @@ impl Core {
             services,
         });
         let dispatcher =
-            dispatcher::Dispatcher::new(Arc::clone(&sh), owners.clone(), config.tick).start();
+            dispatcher::Dispatcher::new(Arc::clone(&sh), Arc::clone(&owners), config.tick).start();
         let scheduler = scheduler::ExpiryScheduler::new(Arc::clone(&sh), config.tick).start();
         let core = Core {
             sh,
             dispatcher,
             scheduler,
-            owners: Arc::new(owners),
+            owners,
             next_owner: Arc::new(AtomicUsize::new(0)),
             prices: Arc::new(std::sync::Mutex::new(None)),
         };
@@ -307,12 +311,13 @@ impl Core {
     /// A flow on an owner session: the first free one, taking turns; if all are busy (with
     /// payments), the next in turn once it is free.
     async fn owner_flow(&self) -> Result<Flow, CoreError> {
-        let count = self.owners.len();
+        let owners = self.owners.sessions();
+        let count = owners.len();
         if count == 0 {
             return Err(CoreError::OwnerCookiesNotConfigured);
         }
         let first = self.next_owner.fetch_add(1, Ordering::Relaxed) % count;
-        let turn = |i: usize| &self.owners[(first + i) % count];
+        let turn = |i: usize| &owners[(first + i) % count].session;
         if let Some(flow) = (0..count).find_map(|i| turn(i).try_begin()) {
             return Ok(flow);
         }
@@ -512,6 +517,17 @@ impl Core {
     /// Whether no-KYC orders can be taken (the operator configured Fragment sessions).
     pub fn has_owner_sessions(&self) -> bool {
         !self.owners.is_empty()
+    }
+
+    /// Makes `cookies` the operator's Fragment sessions from now on. Payments already running
+    /// on a previous session finish on it; new orders, prices and payments use the new ones.
+    /// An empty list turns no-KYC orders off (OWNER_COOKIES_NOT_CONFIGURED).
+    pub fn replace_owner_sessions(&self, cookies: Vec<FragmentCookies>) -> owners::Replaced {
+        let replaced = self.owners.replace(cookies);
+        // Payments waiting for an owner session may start on a new one now, not at the next
+        // tick.
+        self.dispatcher.do_send(dispatcher::OwnersChanged);
+        replaced
     }
 
     /// Fragment's current prices, read on an owner session (or `cookies`' session), kept for

@@ -106,6 +106,19 @@ impl ProjectionRunner {
         *self.position.borrow()
     }
 
+    /// Puts `models` in place of the live ones if both are at the same position, and says
+    /// whether it did. Events are folded under the write lock, so at the same position both
+    /// describe the same log; the runner then goes on folding from there. If the live
+    /// models moved on meanwhile, nothing changes.
+    pub fn replace_at_same_position(&self, models: ReadModels) -> bool {
+        let mut live = self.models.write().expect("read models poisoned");
+        if live.position != models.position {
+            return false;
+        }
+        *live = models;
+        true
+    }
+
     /// Waits until the models include position `p`.
     pub async fn wait_for(&self, p: u64) {
         let mut rx = self.position.clone();
@@ -141,6 +154,23 @@ pub async fn rebuild(store: &Arc<dyn EventStore>) -> Result<ReadModels, StoreErr
     let mut models = ReadModels::new();
     Subscription::new(Arc::clone(store), 0)
         .drain_now_with(|event| apply(&mut models, &event))
+        .await?;
+    Ok(models)
+}
+
+/// Folds the log from position 0 up to `up_to` and no further: the models as they should be
+/// at that position, to compare with live ones that reached it.
+pub async fn rebuild_until(
+    store: &Arc<dyn EventStore>,
+    up_to: u64,
+) -> Result<ReadModels, StoreError> {
+    let mut models = ReadModels::new();
+    Subscription::new(Arc::clone(store), 0)
+        .drain_now_with(|event| {
+            if event.position <= up_to {
+                apply(&mut models, &event)
+            }
+        })
         .await?;
     Ok(models)
 }

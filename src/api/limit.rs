@@ -1,6 +1,7 @@
 //! Per-IP rate limiting of the client routes (`/api/…`): a token bucket per address that
 //! refills at `requests_per_minute` and holds `burst` requests. Over the limit: 429
 //! RATE_LIMIT_EXCEEDED with `Retry-After` (whole seconds until a token is back).
+//! The admin API keeps its own `Limiter` for wrong keys (`admin.rs`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -42,6 +43,16 @@ impl Limiter {
 
     /// Takes a token for `ip` at `now`; `Err(seconds)` to wait when there is none.
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+        self.token(ip, now, true)
+    }
+
+    /// Whether `ip` has a token at `now`, without taking it: for budgets spent only by some
+    /// outcomes (the admin API's failed logins), checked before the outcome is known.
+    pub fn peek(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+        self.token(ip, now, false)
+    }
+
+    fn token(&self, ip: IpAddr, now: Instant, take: bool) -> Result<(), u64> {
         if self.per_second == 0.0 {
             return Ok(());
         }
@@ -61,7 +72,9 @@ impl Limiter {
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if take {
+                bucket.tokens -= 1.0;
+            }
             Ok(())
         } else {
             Err(((1.0 - bucket.tokens) / self.per_second).ceil().max(1.0) as u64)
@@ -125,5 +138,11 @@ mod tests {
         assert_eq!(slow.check(a, t), Ok(()));
         assert_eq!(slow.check(a, t), Err(10));
         assert_eq!(Limiter::new(0, 0).check(a, t), Ok(()));
+        // Peeking takes nothing.
+        let peeked = Limiter::new(60, 1);
+        assert_eq!(peeked.peek(a, t), Ok(()));
+        assert_eq!(peeked.peek(a, t), Ok(()));
+        assert_eq!(peeked.check(a, t), Ok(()));
+        assert_eq!(peeked.peek(a, t), Err(1));
     }
 }

@@ -7,7 +7,9 @@
 //! - `views`: the JSON shapes of orders, requests, history.
 //! - `error`: `ApiError`, the one mapping from failures to codes.
 //! - `limit`: the per-IP token bucket.
+//! - `admin`: the operator's API (`/admin/*`) and its key check.
 
+pub mod admin;
 pub mod error;
 pub mod input;
 pub mod limit;
@@ -47,6 +49,8 @@ pub struct HttpSettings {
     pub burst: u32,
     /// Seconds actix waits for in-flight requests when stopping.
     pub shutdown_timeout: u64,
+    /// `X-Admin-Key` for `/admin/*`; empty disables the admin API.
+    pub admin_key: crate::config::Secret,
 }
 
 /// Starts serving on `listener` (bind port 0 for tests and read the port from the listener).
@@ -57,12 +61,14 @@ pub fn serve(
 ) -> std::io::Result<Server> {
     let state = web::Data::new(state);
     let limiter = Arc::new(limit::Limiter::new(http.requests_per_minute, http.burst));
+    let admin = web::Data::new(admin::AdminAuth::new(&http.admin_key));
     let body_limit = http.body_limit_bytes;
     let server =
         HttpServer::new(move || {
             let limiter = Arc::clone(&limiter);
             App::new()
                 .app_data(state.clone())
+                .app_data(admin.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(body_limit)
@@ -77,6 +83,7 @@ pub fn serve(
                     limit::middleware(Arc::clone(&limiter), req, next)
                 }))
                 .configure(routes::configure)
+                .configure(admin::configure)
                 .default_service(web::to(|req: actix_web::HttpRequest| async move {
                     ApiError::not_found(format!(
                         "no route {} {}; see the API documentation for the endpoints",

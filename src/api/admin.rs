@@ -1,0 +1,752 @@
+//! The operator's API, `/admin/*` (API.md, "Admin API"; docs/admin-api.md): lists from the
+//! read models, the audit of a stream, commission totals and settlements, the owner's
+//! Fragment sessions, and a check of the read models against the log.
+//!
+//! Every route needs `X-Admin-Key`, compared in constant time with `admin.key`; without a
+//! configured key the whole API answers 401. Wrong keys are counted per IP address, and an
+//! address that spent its small budget is refused before its key is even compared, so the
+//! key cannot be guessed faster than that budget. The key is never logged.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::{web, HttpRequest, ResponseError};
+use chrono::Utc;
+use events::{EventMetadata, OrderMode, StreamName};
+use hmac::{Hmac, Mac};
+use projections::{OrderView, ReadModels, RequestView, WalletCommission};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::error::{ApiError, FieldError};
+use super::limit::Limiter;
+use super::routes::{ok, Reply};
+use super::{views, AppState};
+use crate::actors::{runner, CoreError};
+use crate::config::Secret;
+use crate::domain::{DomainError, WalletCommand};
+use crate::fragment::FragmentCookies;
+use crate::ops::{self, AuditLine, AuditTarget, OpsError};
+use crate::store::read_stream_all;
+use crate::ton::{address, Nanoton, ParsedAddress};
+
+/// Wrong keys an address may send: a burst of this many, then this many a minute.
+const FAILED_LOGINS_PER_MINUTE: u32 = 10;
+const FAILED_LOGINS_BURST: u32 = 10;
+
+/// Page sizes of the lists.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+/// A shorter key is accepted, with a warning at start.
+const SHORT_KEY: usize = 16;
+
+/// Checks `X-Admin-Key`.
+pub struct AdminAuth {
+    /// HMAC-SHA256 of the configured key under `mac_key`; `None`: the admin API is off.
+    /// Why a MAC and not the key: comparing two fixed-length digests in constant time
+    /// reveals neither the key's bytes nor its length, and the key itself is not kept.
+    expected: Option<[u8; 32]>,
+    /// Random per process.
+    mac_key: [u8; 32],
+    failures: Limiter,
+}
+
+impl AdminAuth {
+    pub fn new(key: &Secret) -> AdminAuth {
+        let mut mac_key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut mac_key);
+        let mut auth = AdminAuth {
+            expected: None,
+            mac_key,
+            failures: Limiter::new(FAILED_LOGINS_PER_MINUTE, FAILED_LOGINS_BURST),
+        };
+        let key = key.expose().trim();
+        if key.is_empty() {
+            tracing::info!("admin.key is not set: the admin API is disabled");
+        } else {
+            if key.chars().count() < SHORT_KEY {
+                tracing::warn!(
+                    "admin.key is shorter than {SHORT_KEY} characters; use a long random key"
+                );
+            }
+            auth.expected = Some(auth.mac(key.as_bytes()).finalize().into_bytes().into());
+        }
+        auth
+    }
+
+    fn mac(&self, bytes: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.mac_key).expect("any key length");
+        mac.update(bytes);
+        mac
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.expected.is_some()
+    }
+
+    /// Constant time: `verify_slice` compares the digests without an early exit.
+    fn accepts(&self, given: &[u8]) -> bool {
+        match &self.expected {
+            Some(expected) => self.mac(given.trim_ascii()).verify_slice(expected).is_ok(),
+            None => false,
+        }
+    }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(401, "UNAUTHORIZED", message)
+}
+
+/// The guard in front of every `/admin` route (unknown ones too).
+pub async fn guard(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    let refused = match req.app_data::<web::Data<AdminAuth>>() {
+        None => Some(ApiError::internal(
+            &"the admin API's key check is not configured",
+        )),
+        Some(auth) => check(auth, &req),
+    };
+    if let Some(error) = refused {
+        return Ok(req
+            .into_response(error.error_response())
+            .map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+fn check(auth: &AdminAuth, req: &ServiceRequest) -> Option<ApiError> {
+    if !auth.enabled() {
+        return Some(unauthorized(
+            "the admin API is disabled: set admin.key (FG_ADMIN__KEY) to enable it",
+        ));
+    }
+    let ip = req.peer_addr().map(|a| a.ip());
+    let now = Instant::now();
+    if let Some(ip) = ip {
+        if let Err(wait) = auth.failures.peek(ip, now) {
+            return Some(
+                ApiError::new(
+                    429,
+                    "RATE_LIMIT_EXCEEDED",
+                    format!("too many wrong admin keys from this address; retry in {wait} s"),
+                )
+                .with_retry_after(wait),
+            );
+        }
+    }
+    let Some(given) = req.headers().get("X-Admin-Key") else {
+        return Some(unauthorized("the X-Admin-Key header is required"));
+    };
+    if auth.accepts(given.as_bytes()) {
+        return None;
+    }
+    if let Some(ip) = ip {
+        let _ = auth.failures.check(ip, now);
+    }
+    // The address, never the key.
+    tracing::warn!(peer = ?ip, path = %req.path(), "wrong admin key");
+    Some(unauthorized("the X-Admin-Key is not valid"))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/admin")
+            .wrap(actix_web::middleware::from_fn(guard))
+            .route("/orders", web::get().to(orders))
+            .route("/orders/unconfirmed", web::get().to(unconfirmed))
+            .route("/requests", web::get().to(requests))
+            .route("/audit/{target}", web::get().to(audit))
+            .route("/streams/{stream}/events", web::get().to(stream_events))
+            .route("/commission", web::get().to(commission))
+            .route("/owner-cookies", web::post().to(owner_cookies))
+            .route("/projections/rebuild", web::post().to(rebuild))
+            .route("/wallets/{address}/settle", web::post().to(settle)),
+    );
+}
+
+/// A query string checked against the parameters a route knows: a misspelt filter is an
+/// error, not a silently unfiltered list.
+struct Query {
+    params: HashMap<String, String>,
+    errors: Vec<FieldError>,
+}
+
+impl Query {
+    fn parse(req: &HttpRequest, known: &[&str]) -> Result<Query, ApiError> {
+        let mut params = HashMap::new();
+        let mut errors = vec![];
+        for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+            if !known.contains(&k.as_ref()) {
+                errors.push(FieldError::new(
+                    k.as_ref(),
+                    format!("is not a parameter of this route ({})", known.join(", ")),
+                ));
+            }
+            params.insert(k.into_owned(), v.trim().to_string());
+        }
+        Ok(Query { params, errors })
+    }
+
+    fn get(&self, field: &str) -> Option<&str> {
+        self.params
+            .get(field)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    /// Comma-separated values, each one of `allowed`; `None` when absent.
+    fn any_of(&mut self, field: &str, allowed: &[&str]) -> Option<HashSet<String>> {
+        let raw = self.get(field)?.to_string();
+        let values: HashSet<String> = raw.split(',').map(|s| s.trim().to_string()).collect();
+        if values.iter().any(|v| !allowed.contains(&v.as_str())) {
+            self.fail(
+                field,
+                format!(
+                    "must be one or more of {}, separated by commas",
+                    allowed.join(", ")
+                ),
+            );
+            return None;
+        }
+        Some(values)
+    }
+
+    /// A wallet address in any form, as the raw form the read models key wallets by.
+    fn wallet(&mut self, field: &str) -> Option<String> {
+        let raw = self.get(field)?.to_string();
+        match ParsedAddress::parse(&raw) {
+            Ok(a) => Some(address::raw(&a.address)),
+            Err(e) => {
+                self.fail(field, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn flag(&mut self, field: &str) -> bool {
+        match self.get(field) {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(_) => {
+                self.fail(field, "must be true or false");
+                false
+            }
+        }
+    }
+
+    fn number(&mut self, field: &str, default: usize, min: usize, max: usize) -> usize {
+        let Some(raw) = self.get(field) else {
+            return default;
+        };
+        match raw.parse::<usize>() {
+            Ok(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.fail(field, format!("must be a whole number from {min} to {max}"));
+                default
+            }
+        }
+    }
+
+    /// `limit` and `offset`.
+    fn page(&mut self) -> Page {
+        Page {
+            limit: self.number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+            offset: self.number("offset", 0, 0, u32::MAX as usize),
+        }
+    }
+
+    fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.errors))
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Page {
+    limit: usize,
+    offset: usize,
+}
+
+impl Page {
+    /// One page of `items` (already filtered, newest first) with the total.
+    fn answer<T>(self, items: impl Iterator<Item = T>, view: impl Fn(T) -> Value) -> Value {
+        let mut total = 0usize;
+        let mut page = vec![];
+        for item in items {
+            if total >= self.offset && page.len() < self.limit {
+                page.push(view(item));
+            }
+            total += 1;
+        }
+        json!({"items": page, "total": total, "limit": self.limit, "offset": self.offset})
+    }
+}
+
+const ORDER_STATUSES: [&str; 6] = [
+    "created",
+    "queued",
+    "processing",
+    "success",
+    "failed",
+    "expired",
+];
+const REQUEST_STATUSES: [&str; 5] = ["queued", "processing", "completed", "failed", "timeout"];
+
+/// The raw address of the wallet that paid an order last (the request keeps it raw).
+fn order_wallet<'a>(m: &'a ReadModels, o: &OrderView) -> Option<&'a str> {
+    let request = m.orders.request(&o.request_id?)?;
+    Some(request.wallet_address.as_str())
+}
+
+/// Orders, newest first. Order ids are UUIDv7, so key order is creation order.
+async fn orders(state: web::Data<AppState>, req: HttpRequest) -> Reply {
+    let mut q = Query::parse(
+        &req,
+        &["status", "mode", "wallet_address", "limit", "offset"],
+    )?;
+    let statuses = q.any_of("status", &ORDER_STATUSES);
+    let modes = q.any_of("mode", &["kyc", "no_kyc"]);
+    let wallet = q.wallet("wallet_address");
+    let page = q.page();
+    q.finish()?;
+    let guard = state.core.projections().read();
+    let m: &ReadModels = &guard;
+    let items = m.orders.orders.values().rev().filter(|o| {
+        statuses.as_ref().is_none_or(|s| s.contains(&o.status))
+            && modes.as_ref().is_none_or(|s| s.contains(mode_name(o.mode)))
+            && wallet
+                .as_deref()
+                .is_none_or(|w| order_wallet(m, o) == Some(w))
+    });
+    ok(page.answer(items, views::order))
+}
+
+fn mode_name(m: OrderMode) -> &'static str {
+    m.as_str()
+}
+
+/// Orders paid for whose delivery Fragment never confirmed: the operator's follow-up list.
+async fn unconfirmed(state: web::Data<AppState>, req: HttpRequest) -> Reply {
+    let mut q = Query::parse(&req, &["limit", "offset"])?;
+    let page = q.page();
+    q.finish()?;
+    let m = state.core.projections().read();
+    let items = m
+        .orders
+        .orders
+        .values()
+        .rev()
+        .filter(|o| o.delivery_confirmed == Some(false));
+    ok(page.answer(items, views::order))
+}
+
+/// Payment requests, newest first (UUIDv7 ids).
+async fn requests(state: web::Data<AppState>, req: HttpRequest) -> Reply {
+    let mut q = Query::parse(&req, &["status", "wallet_address", "limit", "offset"])?;
+    let statuses = q.any_of("status", &REQUEST_STATUSES);
+    let wallet = q.wallet("wallet_address");
+    let page = q.page();
+    q.finish()?;
+    let m = state.core.projections().read();
+    let items = m.orders.requests.values().rev().filter(|r| {
+        statuses
+            .as_ref()
+            .is_none_or(|s| s.contains(r.status.as_str()))
+            && wallet.as_deref().is_none_or(|w| r.wallet_address == w)
+    });
+    ok(page.answer(items, |r: &RequestView| {
+        let position = m.queue.position(&r.request_id);
+        let wait = position.map_or(0, |p| m.queue.estimated_wait_seconds(p));
+        views::request(r, position, wait, true)
+    }))
+}
+
+fn friendly(state: &AppState, raw: &str) -> Option<String> {
+    ParsedAddress::parse(raw)
+        .ok()
+        .map(|a| address::friendly(&a.address, false, state.wallet_network.is_testnet()))
+}
+
+fn wallet_commission(state: &AppState, raw: &str, c: &WalletCommission) -> Value {
+    json!({
+        "wallet_address": friendly(state, raw),
+        "wallet_address_raw": raw,
+        "debt_ton": views::ton(c.debt_nanoton),
+        "accrued_total_ton": views::ton(c.accrued_total_nanoton),
+        "collected_total_ton": views::ton(c.collected_total_nanoton),
+        "settled_total_ton": views::ton(c.settled_total_nanoton),
+        "failed_collections": c.failed_collections,
+        "debt_limit_exceeded": c.debt_nanoton > state.core.policy().debt_limit_nanoton,
+        "updated_at": c.updated_at.map(views::time),
+    })
+}
+
+/// The operator's totals and the wallets that owe (or, with `all`, every wallet charged),
+/// largest debt first.
+async fn commission(state: web::Data<AppState>, req: HttpRequest) -> Reply {
+    let mut q = Query::parse(&req, &["all", "limit", "offset"])?;
+    let all = q.flag("all");
+    let page = q.page();
+    q.finish()?;
+    let m = state.core.projections().read();
+    let t = &m.commission.totals;
+    let mut wallets: Vec<(&String, &WalletCommission)> = m
+        .commission
+        .wallets
+        .iter()
+        .filter(|(_, c)| all || c.debt_nanoton > 0)
+        .collect();
+    wallets.sort_by(|a, b| b.1.debt_nanoton.cmp(&a.1.debt_nanoton).then(a.0.cmp(b.0)));
+    let mut data = page.answer(wallets.into_iter(), |(raw, c)| {
+        wallet_commission(&state, raw, c)
+    });
+    let p = state.core.policy();
+    data["totals"] = json!({
+        "accrued_ton": views::ton(t.accrued_nanoton),
+        "collected_ton": views::ton(t.collected_nanoton),
+        "settled_ton": views::ton(t.settled_nanoton),
+        "outstanding_ton": views::ton(t.outstanding_nanoton),
+        "wallets_with_debt": t.wallets_with_debt,
+        "failed_collections": t.failed_collections,
+    });
+    data["rate_no_kyc_decimal"] = views::rate(p.rate_no_kyc);
+    data["rate_with_kyc_decimal"] = views::rate(p.rate_kyc);
+    data["collection_threshold_ton"] = json!(views::ton(p.collection_threshold_nanoton));
+    data["debt_limit_ton"] = json!(views::ton(p.debt_limit_nanoton));
+    ok(data)
+}
+
+fn audit_event(line: &AuditLine) -> Value {
+    json!({
+        "position": line.position,
+        "version": line.version,
+        "recorded_at": views::time(line.recorded_at),
+        "event_type": line.event_type,
+        "schema_version": line.schema_version,
+        "summary": line.summary,
+        "correlation_id": line.correlation_id,
+        "causation_id": line.causation_id,
+        "data": line.data,
+    })
+}
+
+fn ops_error(e: OpsError, target: &AuditTarget) -> ApiError {
+    match e {
+        OpsError::NotFound(what) => match target {
+            AuditTarget::Order { .. } => {
+                ApiError::new(404, "ORDER_NOT_FOUND", format!("no events for {what}"))
+            }
+            AuditTarget::Wallet { .. } => ApiError::not_found(format!("no events for {what}")),
+        },
+        OpsError::BadTarget(_) => {
+            ApiError::validation(vec![FieldError::new("target", e.to_string())])
+        }
+        OpsError::Store(e) => CoreError::Store(e).into(),
+        other => ApiError::internal(&other),
+    }
+}
+
+/// The history of an order id, a wallet address (any form) or a stream name: its events,
+/// and for a wallet its commission account and the orders it paid for.
+async fn audit(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
+    let target = AuditTarget::parse(&path)
+        .map_err(|e| ApiError::validation(vec![FieldError::new("target", e.to_string())]))?;
+    let wallet = match &target {
+        // The live models, not a fold of the whole log as the offline command does.
+        AuditTarget::Wallet { address } => Some(ops::wallet_account(
+            &state.core.projections().read(),
+            address,
+        )),
+        AuditTarget::Order { .. } => None,
+    };
+    let report = ops::audit_with(state.core.store(), target.clone(), wallet)
+        .await
+        .map_err(|e| ops_error(e, &target))?;
+    let commission = match (&report.target, &report.commission) {
+        (AuditTarget::Wallet { address }, Some(c)) => wallet_commission(&state, address, c),
+        _ => Value::Null,
+    };
+    ok(json!({
+        "target": report.target,
+        "stream": report.stream,
+        "events": report.events.iter().map(audit_event).collect::<Vec<_>>(),
+        "commission": commission,
+        "orders": report.orders.iter().map(views::history_item).collect::<Vec<_>>(),
+    }))
+}
+
+/// One stream's events, by its name (`order-<uuid>`, `wallet-<raw address>`).
+async fn stream_events(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
+    let stream = StreamName::parse(path.trim()).map_err(|_| {
+        ApiError::validation(vec![FieldError::new(
+            "stream",
+            "must be a stream name: order-<uuid> or wallet-<workchain>:<64 hex digits>",
+        )])
+    })?;
+    let name = stream.to_string();
+    let recorded = read_stream_all(state.core.store().as_ref(), &name)
+        .await
+        .map_err(|e| ApiError::from(CoreError::Store(e)))?;
+    if recorded.is_empty() {
+        return Err(ApiError::not_found(format!("no events in stream {name}")));
+    }
+    let events: Vec<Value> = recorded
+        .iter()
+        .map(|r| audit_event(&ops::audit_line(r)))
+        .collect();
+    ok(json!({"stream": name, "version": recorded.len(), "events": events}))
+}
+
+/// Replaces the operator's Fragment sessions. Body: `{"fragment_cookies": [<base64>, …]}`,
+/// one string instead of the list, or the string or list alone.
+async fn owner_cookies(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
+    let mut body = body.into_inner();
+    let given = match &mut body {
+        Value::Object(map) => map.remove("fragment_cookies").unwrap_or(Value::Null),
+        other => std::mem::take(other),
+    };
+    // Each value leaves the JSON tree into a buffer wiped on drop.
+    let encoded: Vec<Zeroizing<String>> = match given {
+        Value::String(s) => vec![Zeroizing::new(s)],
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            let mut errors = vec![];
+            for (i, item) in items.into_iter().enumerate() {
+                match item {
+                    Value::String(s) => out.push(Zeroizing::new(s)),
+                    _ => errors.push(FieldError::new(
+                        format!("fragment_cookies[{i}]"),
+                        "must be a string: the base64 of the cookies' JSON",
+                    )),
+                }
+            }
+            if !errors.is_empty() {
+                return Err(ApiError::validation(errors));
+            }
+            out
+        }
+        Value::Null => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "fragment_cookies",
+                "is required: a list of the operator's fragment_cookies (base64 of the cookies' JSON), one per session",
+            )]))
+        }
+        _ => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "fragment_cookies",
+                "must be a base64 string or a list of them",
+            )]))
+        }
+    };
+    let mut cookies = Vec::with_capacity(encoded.len());
+    let mut errors = vec![];
+    for (i, e) in encoded.iter().enumerate() {
+        match FragmentCookies::parse_kyc(e.trim()) {
+            Ok(c) => cookies.push(c),
+            // Cookie errors name cookies, never values.
+            Err(err) => errors.push(FieldError::new(
+                format!("fragment_cookies[{i}]"),
+                err.to_string(),
+            )),
+        }
+    }
+    drop(encoded);
+    if !errors.is_empty() {
+        return Err(ApiError {
+            details: errors,
+            ..ApiError::new(
+                400,
+                "INVALID_COOKIES",
+                "Invalid cookies: every session needs stel_ssid, stel_token and stel_ton_token; the sessions were not replaced",
+            )
+        });
+    }
+    let r = state.core.replace_owner_sessions(cookies);
+    tracing::info!(
+        sessions = r.sessions,
+        previous = r.previous,
+        kept = r.kept,
+        "the operator's Fragment sessions were replaced"
+    );
+    ok(json!({
+        "sessions": r.sessions,
+        "previous_sessions": r.previous,
+        "kept_sessions": r.kept,
+        "duplicates_ignored": r.duplicates,
+        "no_kyc_available": r.sessions > 0,
+        "message": "the operator's Fragment sessions were replaced; payments already running finish on the sessions they started with",
+    }))
+}
+
+/// Folds the log from position 0 up to where the live read models are and compares; with
+/// `?replace=true`, a rebuild that differs takes the live models' place.
+async fn rebuild(state: web::Data<AppState>, req: HttpRequest) -> Reply {
+    let mut q = Query::parse(&req, &["replace"])?;
+    let replace = q.flag("replace");
+    q.finish()?;
+    let runner = state.core.projections();
+    let started = Instant::now();
+    let live = runner.snapshot();
+    let rebuilt = runner::rebuild_until(state.core.store(), live.position)
+        .await
+        .map_err(|e| ApiError::from(CoreError::Store(e)))?;
+    let differing: Vec<&str> = [
+        ("orders", live.orders != rebuilt.orders),
+        ("queue", live.queue != rebuilt.queue),
+        ("commission", live.commission != rebuilt.commission),
+        ("history", live.history != rebuilt.history),
+    ]
+    .into_iter()
+    .filter_map(|(name, differs)| differs.then_some(name))
+    .collect();
+    let equal = differing.is_empty() && live.position == rebuilt.position;
+    let counts = json!({
+        "orders": rebuilt.orders.orders.len(),
+        "requests": rebuilt.orders.requests.len(),
+        "wallets": rebuilt.commission.wallets.len(),
+    });
+    let position = rebuilt.position;
+    let replaced = replace && !equal && runner.replace_at_same_position(rebuilt);
+    if !equal {
+        tracing::warn!(
+            position,
+            differing = ?differing,
+            replaced,
+            "the live read models differ from a rebuild from the log"
+        );
+    }
+    let message = match (equal, replace, replaced) {
+        (true, _, _) => "the live read models equal a rebuild from the log",
+        (false, false, _) => "the live read models DIFFER from a rebuild from the log; ?replace=true puts the rebuild in their place",
+        (false, true, true) => "the live read models differed from a rebuild from the log and were replaced by it",
+        (false, true, false) => "the live read models differ from a rebuild from the log; new events arrived meanwhile, so they were not replaced: try again",
+    };
+    ok(json!({
+        "position": position,
+        "live_position": live.position,
+        "equal": equal,
+        "differing": differing,
+        "replaced": replaced,
+        "counts": counts,
+        "elapsed_ms": started.elapsed().as_millis() as u64,
+        "message": message,
+    }))
+}
+
+/// Longest settlement reference kept (it is stored in the event).
+const MAX_REFERENCE: usize = 200;
+
+/// Records that a wallet paid (part of) its debt outside a purchase.
+async fn settle(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<Value>,
+) -> Reply {
+    let mut errors = vec![];
+    let wallet = match ParsedAddress::parse(&path) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            errors.push(FieldError::new("address", e.to_string()));
+            None
+        }
+    };
+    let Value::Object(body) = body.into_inner() else {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    };
+    let text = |field: &str, errors: &mut Vec<FieldError>| match body.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new(field, "is required"));
+            None
+        }
+        Some(Value::String(_)) => {
+            errors.push(FieldError::new(field, "must not be empty"));
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError::new(field, "must be a string"));
+            None
+        }
+    };
+    let amount = text("amount_ton", &mut errors).and_then(|s| match Nanoton::parse_ton(&s) {
+        Ok(n) if n.as_u64() > 0 => Some(n.as_u64()),
+        Ok(_) => {
+            errors.push(FieldError::new("amount_ton", "must be more than 0"));
+            None
+        }
+        Err(e) => {
+            errors.push(FieldError::new("amount_ton", e.to_string()));
+            None
+        }
+    });
+    let reference = text("reference", &mut errors).and_then(|r| {
+        if r.chars().count() > MAX_REFERENCE || r.chars().any(char::is_control) {
+            errors.push(FieldError::new(
+                "reference",
+                format!("must be at most {MAX_REFERENCE} characters, without control characters"),
+            ));
+            None
+        } else {
+            Some(r)
+        }
+    });
+    let (Some(wallet), Some(amount), Some(reference)) = (wallet, amount, reference) else {
+        return Err(ApiError::validation(errors));
+    };
+    let raw = address::raw(&wallet.address);
+    let command = WalletCommand::SettleDebt {
+        amount_nanoton: amount,
+        reference,
+        now: Utc::now(),
+    };
+    let (after, position) = state
+        .core
+        .registry()
+        .wallet(&raw, command, EventMetadata::correlated(Uuid::now_v7()))
+        .await
+        .map_err(|e| match e {
+            CoreError::Domain(DomainError::SettlementExceedsDebt { debt_nanoton, .. }) => {
+                ApiError::validation(vec![FieldError::new(
+                    "amount_ton",
+                    format!(
+                        "is more than the wallet's debt of {} TON",
+                        views::ton(debt_nanoton)
+                    ),
+                )])
+            }
+            other => other.into(),
+        })?;
+    // The lists and balances read right after this answer show the settlement.
+    state
+        .core
+        .projections()
+        .wait_for(position.unwrap_or(0))
+        .await;
+    let policy = state.core.policy();
+    ok(json!({
+        "wallet_address": friendly(&state, &raw),
+        "wallet_address_raw": raw,
+        "settled_ton": views::ton(amount),
+        "debt_ton": views::ton(after.debt_nanoton),
+        "settled_total_ton": views::ton(after.settled_total_nanoton),
+        "debt_limit_exceeded": after.debt_nanoton > policy.debt_limit_nanoton,
+    }))
+}
