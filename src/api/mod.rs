@@ -11,6 +11,7 @@
 pub mod error;
 pub mod input;
 pub mod limit;
+pub mod openapi;
 pub mod routes;
 pub mod views;
 
