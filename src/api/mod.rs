@@ -13,6 +13,7 @@ pub mod admin;
 pub mod error;
 pub mod input;
 pub mod limit;
+pub mod openapi;
 pub mod routes;
 pub mod views;
 

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, FieldError};
 use super::input::{resolve_wallet, Fields, ResolvedWallet, WalletChoice};
+use super::openapi::{self as doc, errors, openapi_json};
 use super::{views, AppState};
 use crate::domain::{PremiumMonths, Username};
 use crate::fragment::FragmentCookies;
@@ -20,34 +21,64 @@ pub fn ok(data: Value) -> Reply {
     Ok(HttpResponse::Ok().json(json!({"success": true, "data": data})))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health)).service(
-        web::scope("/api/v1")
-            .route("/stars/buy", web::post().to(stars_buy))
-            .route("/stars/create", web::post().to(stars_create))
-            .route("/orders/stars", web::post().to(stars_create))
-            .route("/premium/create", web::post().to(premium_create))
-            .route("/orders/premium", web::post().to(premium_create))
-            .route("/stars/pay", web::post().to(pay_from_body))
-            .route("/orders/{order_id}/pay", web::post().to(pay_from_path))
-            .route("/orders/{order_id}", web::get().to(get_order))
-            .route("/queue/status", web::get().to(queue_status))
-            .route("/queue/{request_id}", web::get().to(get_request))
-            .route("/queue", web::get().to(queue_length))
-            .route(
-                "/premium/check-eligibility",
-                web::post().to(premium_eligibility),
-            )
-            .route("/premium/buy", web::post().to(premium_buy))
-            .route("/wallet/resolve", web::post().to(wallet_resolve))
-            .route("/wallet/balance", web::get().to(wallet_balance))
-            .route("/commission/balance", web::get().to(commission_balance))
-            .route("/commission/rates", web::get().to(commission_rates))
-            .route("/transactions", web::get().to(transactions))
-            .route("/prices", web::get().to(prices)),
-    );
+/// One route of the server: its method (lowercase, as OpenAPI writes it), its path (actix and
+/// OpenAPI share the `{name}` syntax) and the name of its handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub handler: &'static str,
 }
 
+/// Declares the route table once, so that what `configure` registers and what the OpenAPI
+/// document must describe (tests/openapi.rs) cannot drift apart.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:ident,)+) => {
+        /// Every route the server answers, in matching order (`/queue/status` before
+        /// `/queue/{request_id}`). Aliases are routes to the same handler.
+        pub const ROUTES: &[Route] = &[$(Route {
+            method: stringify!($method),
+            path: $path,
+            handler: stringify!($handler),
+        },)+];
+
+        /// Registers `ROUTES`. Requests that match none fall through to the app's default
+        /// service (404 NOT_FOUND in the envelope).
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)+
+        }
+    };
+}
+
+routes! {
+    get "/health" => health,
+    get "/openapi.json" => openapi_json,
+    post "/api/v1/stars/buy" => stars_buy,
+    post "/api/v1/stars/create" => stars_create,
+    post "/api/v1/orders/stars" => stars_create,
+    post "/api/v1/premium/create" => premium_create,
+    post "/api/v1/orders/premium" => premium_create,
+    post "/api/v1/stars/pay" => pay_from_body,
+    post "/api/v1/orders/{order_id}/pay" => pay_from_path,
+    get "/api/v1/orders/{order_id}" => get_order,
+    get "/api/v1/queue/status" => queue_status,
+    get "/api/v1/queue/{request_id}" => get_request,
+    get "/api/v1/queue" => queue_length,
+    post "/api/v1/premium/check-eligibility" => premium_eligibility,
+    post "/api/v1/premium/buy" => premium_buy,
+    post "/api/v1/wallet/resolve" => wallet_resolve,
+    get "/api/v1/wallet/balance" => wallet_balance,
+    get "/api/v1/commission/balance" => commission_balance,
+    get "/api/v1/commission/rates" => commission_rates,
+    get "/api/v1/transactions" => transactions,
+    get "/api/v1/prices" => prices,
+}
+
+/// Health
+///
+/// Whether the service and its event store answer. Not rate-limited.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "The service's status", body = doc::Envelope<doc::Health>), errors::Health))]
 async fn health(state: web::Data<AppState>) -> Reply {
     let store_ok = state.core.store().head().await.is_ok();
     let queue_length = state.core.projections().read().queue.stats().queue_length;
@@ -87,6 +118,13 @@ async fn create(
     ok(views::order(&order))
 }
 
+/// Order Stars
+///
+/// Creates an order at Fragment's current price once Fragment found the recipient. It can be
+/// paid until `expires_at` (10 minutes by default).
+#[utoipa::path(post, path = "/api/v1/stars/create", tag = "orders",
+    request_body = doc::StarsCreateBody,
+    responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>), errors::StarsCreate))]
 async fn stars_create(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
     let mut f = Fields::new(body.into_inner())?;
     let username = f.username("username")?;
@@ -107,6 +145,13 @@ async fn stars_create(state: web::Data<AppState>, body: web::Json<Value>) -> Rep
     .await
 }
 
+/// Order Premium
+///
+/// Creates an order for a Premium gift at Fragment's current price once Fragment found the
+/// recipient. It can be paid until `expires_at` (10 minutes by default).
+#[utoipa::path(post, path = "/api/v1/premium/create", tag = "premium",
+    request_body = doc::PremiumCreateBody,
+    responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>), errors::PremiumCreate))]
 async fn premium_create(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
     let mut f = Fields::new(body.into_inner())?;
     let username = f.username("username")?;
@@ -213,6 +258,14 @@ fn pay_answer(receipt: &crate::actors::PayReceipt) -> Value {
     })
 }
 
+/// Pay an order
+///
+/// Pays the order from the seed's wallet: checks the balance and the commission debt, then
+/// queues the payment. Paying again from the same wallet returns the same request, never a
+/// second payment. Poll `GET /api/v1/queue/{request_id}` for the outcome.
+#[utoipa::path(post, path = "/api/v1/stars/pay", tag = "orders",
+    request_body = doc::PayBody,
+    responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::Pay))]
 async fn pay_from_body(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
     let mut f = Fields::new(body.into_inner())?;
     let order_id = f.string("order_id");
@@ -229,6 +282,13 @@ async fn pay_from_body(state: web::Data<AppState>, body: web::Json<Value>) -> Re
     pay(&state, order_id, f, payer, cookies).await
 }
 
+/// Pay an order
+///
+/// As `POST /api/v1/stars/pay`, with the order's id in the path.
+#[utoipa::path(post, path = "/api/v1/orders/{order_id}/pay", tag = "orders",
+    params(("order_id" = uuid::Uuid, Path, description = "The order's id (one that is not a UUID is not found)")),
+    request_body = doc::PayPathBody,
+    responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::Pay))]
 async fn pay_from_path(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -271,6 +331,13 @@ async fn buy(
     ok(pay_answer(&receipt))
 }
 
+/// Buy Stars in one call
+///
+/// Creates a Stars order and pays it from the seed's wallet (the seed is checked first, so a
+/// bad seed leaves no order). Poll `GET /api/v1/queue/{request_id}` for the outcome.
+#[utoipa::path(post, path = "/api/v1/stars/buy", tag = "orders",
+    request_body = doc::StarsBuyBody,
+    responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::StarsBuy))]
 async fn stars_buy(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
     let mut f = Fields::new(body.into_inner())?;
     let username = f.username("username")?;
@@ -294,6 +361,13 @@ async fn stars_buy(state: web::Data<AppState>, body: web::Json<Value>) -> Reply 
     .await
 }
 
+/// Gift Premium in one call
+///
+/// Creates a Premium order and pays it from the seed's wallet (the seed is checked first, so a
+/// bad seed leaves no order). Poll `GET /api/v1/queue/{request_id}` for the outcome.
+#[utoipa::path(post, path = "/api/v1/premium/buy", tag = "premium",
+    request_body = doc::PremiumBuyBody,
+    responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::PremiumBuy))]
 async fn premium_buy(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
     let mut f = Fields::new(body.into_inner())?;
     let username = f.username("username")?;
@@ -322,12 +396,22 @@ async fn premium_buy(state: web::Data<AppState>, body: web::Json<Value>) -> Repl
     .await
 }
 
+/// Read an order
+#[utoipa::path(get, path = "/api/v1/orders/{order_id}", tag = "orders",
+    params(("order_id" = uuid::Uuid, Path, description = "The order's id (one that is not a UUID is not found)")),
+    responses((status = 200, description = "The order", body = doc::Envelope<doc::Order>), errors::GetOrder))]
 async fn get_order(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let id = parse_uuid("order_id", &path, ("ORDER_NOT_FOUND", "Order not found"))?;
     let order = state.core.order(id)?;
     ok(views::order(&order))
 }
 
+/// Read a payment request
+///
+/// What a client polls while its payment waits and runs. Not rate-limited.
+#[utoipa::path(get, path = "/api/v1/queue/{request_id}", tag = "queue",
+    params(("request_id" = uuid::Uuid, Path, description = "The request's id (one that is not a UUID is not found)")),
+    responses((status = 200, description = "The queue request", body = doc::Envelope<doc::QueueRequest>), errors::GetRequest))]
 async fn get_request(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let id = parse_uuid(
         "request_id",
@@ -343,6 +427,9 @@ async fn get_request(state: web::Data<AppState>, path: web::Path<String>) -> Rep
     ok(views::request(&request, position, wait, true))
 }
 
+/// Queue statistics
+#[utoipa::path(get, path = "/api/v1/queue/status", tag = "queue",
+    responses((status = 200, description = "Queue statistics", body = doc::Envelope<doc::QueueStatus>), errors::Queue))]
 async fn queue_status(state: web::Data<AppState>) -> Reply {
     let stats = state.core.projections().read().queue.stats();
     let mut data = views::queue_status(&stats);
@@ -352,11 +439,21 @@ async fn queue_status(state: web::Data<AppState>) -> Reply {
     ok(data)
 }
 
+/// Queue length
+#[utoipa::path(get, path = "/api/v1/queue", tag = "queue",
+    responses((status = 200, description = "Requests waiting or running", body = doc::Envelope<doc::QueueLength>), errors::Queue))]
 async fn queue_length(state: web::Data<AppState>) -> Reply {
     let stats = state.core.projections().read().queue.stats();
     ok(json!({"queue_length": stats.queue_length}))
 }
 
+/// Check Premium eligibility
+///
+/// Whether Fragment would let the user be gifted Premium. A user Fragment does not know, or
+/// one who already has Premium, is an answer (`eligible: false`), not an error.
+#[utoipa::path(post, path = "/api/v1/premium/check-eligibility", tag = "premium",
+    request_body = doc::EligibilityBody,
+    responses((status = 200, description = "Eligible or not, and why", body = doc::EligibilityEnvelope), errors::Eligibility))]
 async fn premium_eligibility(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
     let mut f = Fields::new(body.into_inner())?;
     let username = f.username("username")?;
@@ -412,6 +509,12 @@ async fn premium_eligibility(state: web::Data<AppState>, body: web::Json<Value>)
     }
 }
 
+/// Resolve a seed's wallet
+///
+/// The wallet a payment with this seed (and these options) would come from.
+#[utoipa::path(post, path = "/api/v1/wallet/resolve", tag = "wallet",
+    request_body = doc::WalletResolveBody,
+    responses((status = 200, description = "The wallet", body = doc::Envelope<doc::WalletResolved>), errors::WalletResolve))]
 async fn wallet_resolve(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
     let mut f = Fields::new(body.into_inner())?;
     let payer = payer(&state, &mut f).await?;
@@ -479,6 +582,15 @@ fn address_forms(a: &ParsedAddress, testnet: bool) -> (String, String) {
     )
 }
 
+/// Wallet balance
+///
+/// The wallet's balance on chain, by address or by seed (in a header, never in the URL).
+#[utoipa::path(get, path = "/api/v1/wallet/balance", tag = "wallet",
+    params(
+        ("wallet_address" = Option<String>, Query, description = "The wallet, in any TON address form; or send `X-Wallet-Seed`"),
+        ("X-Wallet-Seed" = Option<String>, Header, description = "Base64 of the wallet's mnemonic, instead of `wallet_address`"),
+    ),
+    responses((status = 200, description = "The balance", body = doc::Envelope<doc::WalletBalance>), errors::WalletBalance))]
 async fn wallet_balance(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let (address, version) = queried_wallet(&state, &req).await?;
     let account = state
@@ -503,6 +615,13 @@ async fn wallet_balance(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     }))
 }
 
+/// A wallet's commission debt
+#[utoipa::path(get, path = "/api/v1/commission/balance", tag = "commission",
+    params(
+        ("wallet_address" = Option<String>, Query, description = "The wallet, in any TON address form; or send `X-Wallet-Seed`"),
+        ("X-Wallet-Seed" = Option<String>, Header, description = "Base64 of the wallet's mnemonic, instead of `wallet_address`"),
+    ),
+    responses((status = 200, description = "The wallet's commission account", body = doc::Envelope<doc::CommissionBalance>), errors::WalletQuery))]
 async fn commission_balance(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let (address, _) = queried_wallet(&state, &req).await?;
     let (friendly, raw) = address_forms(&address, state.wallet_network.is_testnet());
@@ -521,6 +640,9 @@ async fn commission_balance(state: web::Data<AppState>, req: HttpRequest) -> Rep
     }))
 }
 
+/// Commission rates
+#[utoipa::path(get, path = "/api/v1/commission/rates", tag = "commission",
+    responses((status = 200, description = "The configured rates and debt limits", body = doc::Envelope<doc::CommissionRates>), errors::Rates))]
 async fn commission_rates(state: web::Data<AppState>) -> Reply {
     let p = state.core.policy();
     ok(json!({
@@ -534,6 +656,17 @@ async fn commission_rates(state: web::Data<AppState>) -> Reply {
     }))
 }
 
+/// A wallet's purchases
+///
+/// Newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/transactions", tag = "wallet",
+    params(
+        ("wallet_address" = Option<String>, Query, description = "The wallet, in any TON address form; or send `X-Wallet-Seed`"),
+        ("X-Wallet-Seed" = Option<String>, Header, description = "Base64 of the wallet's mnemonic, instead of `wallet_address`"),
+        ("limit" = Option<u32>, Query, minimum = 0, maximum = 100, description = "Page size, default 20"),
+        ("offset" = Option<u32>, Query, minimum = 0, description = "Purchases to skip, default 0"),
+    ),
+    responses((status = 200, description = "A page of purchases", body = doc::Envelope<doc::Transactions>), errors::WalletQuery))]
 async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     const MAX_LIMIT: u64 = 100;
     let (address, _) = queried_wallet(&state, &req).await?;
@@ -576,6 +709,11 @@ async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     }))
 }
 
+/// Prices
+///
+/// Fragment's current Stars and Premium prices (cached briefly).
+#[utoipa::path(get, path = "/api/v1/prices", tag = "prices",
+    responses((status = 200, description = "The prices", body = doc::PricesEnvelope), errors::Prices))]
 async fn prices(state: web::Data<AppState>) -> Reply {
     let list = state.core.prices(None).await?;
     let usd = |p: &crate::fragment::Price| p.usd.map(|u| u.round_dp(2).to_string());

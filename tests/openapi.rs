@@ -1,0 +1,687 @@
+//! `GET /openapi.json` against a sandbox gateway: the document covers exactly the routes the
+//! server answers (`routes::ROUTES`, the table `configure` registers), and real answers carry
+//! exactly the properties their documented schemas name, of the documented types.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use fragment_gateway::api::routes::ROUTES;
+use fragment_gateway::app::{self, App};
+use fragment_gateway::config::{Settings, SANDBOX_TOML};
+use serde_json::{json, Value};
+
+struct TestApp {
+    app: App,
+    base: String,
+    http: reqwest::Client,
+    seed: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn(overrides: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env: Vec<(String, String)> = [
+        ("FG_SERVER__LISTEN", "127.0.0.1:0"),
+        ("FG_SANDBOX__TON_LISTEN", "127.0.0.1:0"),
+        ("FG_SANDBOX__FRAGMENT_LISTEN", "127.0.0.1:0"),
+        ("FG_SANDBOX__BLOCK_TIME_MS", "50"),
+        ("FG_SERVER__SHUTDOWN_GRACE_SECONDS", "5"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.push((
+        "FG_STORE__DATA_DIR".into(),
+        dir.path().display().to_string(),
+    ));
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let settings = Settings::load(&[("config/sandbox.toml", SANDBOX_TOML)], env).unwrap();
+    let app = app::start_sandbox(&settings).await.unwrap();
+    let seed = app
+        .sandbox
+        .as_ref()
+        .unwrap()
+        .demo_seed_base64
+        .as_str()
+        .to_string();
+    TestApp {
+        base: format!("http://{}", app.addr),
+        app,
+        http: reqwest::Client::new(),
+        seed,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send("get", path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send("post", path, Some(body)).await
+    }
+
+    async fn document(&self) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/openapi.json", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
+        r.json().await.unwrap()
+    }
+
+    /// Polls the queue request until it has ended.
+    async fn wait_request(&self, request_id: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get(&format!("/api/v1/queue/{request_id}")).await;
+            assert_eq!(status, 200, "{body}");
+            let s = body["data"]["status"].as_str().unwrap().to_string();
+            if ["completed", "failed", "timeout"].contains(&s.as_str()) {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "request {request_id} never ended: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// The (method, path) pairs the document describes.
+fn documented_routes(doc: &Value) -> BTreeSet<(String, String)> {
+    doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| METHODS.contains(&k.as_str()))
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect()
+}
+
+/// `{name}` segments replaced by a fresh UUID.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                segment.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[actix_web::test]
+async fn the_document_describes_exactly_the_routes_the_server_answers() {
+    let t = spawn(&[("FG_RATE_LIMIT__REQUESTS_PER_MINUTE", "0")]).await;
+    let doc = t.document().await;
+    let version = doc["openapi"].as_str().unwrap();
+    assert!(version.starts_with("3.1."), "{version}");
+    assert_eq!(doc["info"]["title"], "fragment-gateway");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(!doc["info"]["description"].as_str().unwrap().is_empty());
+    let tags: BTreeSet<&str> = doc["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    let expected_tags = [
+        "orders",
+        "queue",
+        "premium",
+        "wallet",
+        "commission",
+        "prices",
+        "health",
+    ];
+    assert_eq!(tags, expected_tags.into_iter().collect());
+
+    let served: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    assert_eq!(served.len(), ROUTES.len(), "a route is registered twice");
+    let documented = documented_routes(&doc);
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty() && unserved.is_empty(),
+        "served but not documented: {undocumented:?}; documented but not served: {unserved:?}"
+    );
+
+    // Each operation: a unique id, a tag, a success answer, its errors in the envelope, and
+    // every `$ref` in the document points at a schema it has.
+    let mut ids = BTreeSet::new();
+    for (method, path) in &documented {
+        let op = &doc["paths"][path][method];
+        let id = op["operationId"].as_str().unwrap();
+        assert!(ids.insert(id.to_string()), "operationId {id} twice");
+        let tag = op["tags"][0].as_str().unwrap();
+        assert!(expected_tags.contains(&tag), "{method} {path}: tag {tag}");
+        let responses = op["responses"].as_object().unwrap();
+        assert!(responses.contains_key("200"), "{method} {path}");
+        assert!(responses.contains_key("400"), "{method} {path}");
+        let limited = path.starts_with("/api/") && path != "/api/v1/queue/{request_id}";
+        assert_eq!(
+            responses.contains_key("429"),
+            limited,
+            "{method} {path}: 429"
+        );
+        let declared: BTreeSet<String> = op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "path")
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect();
+        let in_path: BTreeSet<String> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(declared, in_path, "{method} {path}: path parameters");
+        if method == "post" {
+            assert!(
+                op["requestBody"]["content"]["application/json"]["schema"].is_object(),
+                "{method} {path}: request body"
+            );
+        }
+    }
+    let mut refs = vec![];
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for r in refs {
+        let name = r.strip_prefix("#/components/schemas/").unwrap();
+        assert!(doc["components"]["schemas"][name].is_object(), "{r}");
+    }
+
+    // Every documented route answers something other than "no such route".
+    let (status, body) = t.get("/api/v1/no/such/route").await;
+    assert_eq!(
+        (status, &body["error"]["error_code"]),
+        (404, &json!("NOT_FOUND"))
+    );
+    for (method, path) in &documented {
+        let body = (method == "post").then(|| json!({}));
+        let (status, answer) = t.send(method, &concrete(path), body).await;
+        assert!(
+            !(status == 404 && answer["error"]["error_code"] == "NOT_FOUND"),
+            "{method} {path} is documented but not routed: {answer}"
+        );
+        let documented_status = doc["paths"][path][method]["responses"]
+            .get(status.to_string())
+            .is_some();
+        assert!(
+            documented_status,
+            "{method} {path} answered an undocumented {status}: {answer}"
+        );
+    }
+    t.app.stop().await;
+}
+
+#[actix_web::test]
+async fn the_document_is_not_rate_limited() {
+    let t = spawn(&[
+        ("FG_RATE_LIMIT__REQUESTS_PER_MINUTE", "1"),
+        ("FG_RATE_LIMIT__BURST", "1"),
+    ])
+    .await;
+    assert_eq!(t.get("/api/v1/queue").await.0, 200);
+    assert_eq!(t.get("/api/v1/queue").await.0, 429);
+    for _ in 0..5 {
+        t.document().await;
+    }
+    t.app.stop().await;
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => collect_refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+/// Checks JSON values against the document's schemas, strictly: every property of an object
+/// must be documented (as if `additionalProperties` were false), every required one present,
+/// and types, enums, formats, patterns and bounds hold. `$ref`s are followed and `allOf`
+/// members apply together (their properties add up).
+struct Checker<'d> {
+    doc: &'d Value,
+}
+
+impl<'d> Checker<'d> {
+    fn resolve(&self, mut schema: &'d Value) -> &'d Value {
+        while let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+            let name = r.strip_prefix("#/components/schemas/").unwrap();
+            schema = &self.doc["components"]["schemas"][name];
+            assert!(schema.is_object(), "dangling {r}");
+        }
+        schema
+    }
+
+    /// The schemas that all apply to one value: `$ref`s resolved, `allOf`s spread.
+    fn spread(&self, schema: &'d Value, out: &mut Vec<&'d Value>) {
+        let schema = self.resolve(schema);
+        out.push(schema);
+        for member in schema["allOf"].as_array().into_iter().flatten() {
+            self.spread(member, out);
+        }
+    }
+
+    /// The answer of `method path` with `status`, as documented.
+    fn response(&self, method: &str, path: &str, status: u16) -> &'d Value {
+        let schema = &self.doc["paths"][path][method]["responses"][status.to_string()]["content"]
+            ["application/json"]["schema"];
+        assert!(
+            schema.is_object(),
+            "{method} {path} documents no {status} answer"
+        );
+        schema
+    }
+
+    fn errors(&self, schema: &'d Value, value: &Value) -> Vec<String> {
+        let mut errors = vec![];
+        let mut all = vec![];
+        self.spread(schema, &mut all);
+        self.check(&all, value, "$", &mut errors);
+        errors
+    }
+
+    fn check(&self, schemas: &[&'d Value], value: &Value, at: &str, errors: &mut Vec<String>) {
+        for schema in schemas {
+            self.check_scalar(schema, value, at, errors);
+            if let Some(branches) = schema["oneOf"].as_array() {
+                let matching = branches
+                    .iter()
+                    .filter(|b| self.errors(b, value).is_empty())
+                    .count();
+                if matching != 1 {
+                    errors.push(format!(
+                        "{at}: {value} matches {matching} of the oneOf branches"
+                    ));
+                }
+            }
+        }
+        if let Value::Object(map) = value {
+            let mut known: BTreeMap<&str, Vec<&'d Value>> = BTreeMap::new();
+            let mut required = BTreeSet::new();
+            let mut described = false;
+            for schema in schemas {
+                if let Some(props) = schema["properties"].as_object() {
+                    described = true;
+                    for (k, s) in props {
+                        self.spread(s, known.entry(k.as_str()).or_default());
+                    }
+                }
+                for r in schema["required"].as_array().into_iter().flatten() {
+                    required.insert(r.as_str().unwrap());
+                }
+            }
+            for r in &required {
+                if !map.contains_key(*r) {
+                    errors.push(format!("{at}: required property {r} is missing"));
+                }
+            }
+            for (k, v) in map {
+                match known.get(k.as_str()) {
+                    Some(sub) => self.check(sub, v, &format!("{at}.{k}"), errors),
+                    None if described => {
+                        errors.push(format!("{at}: property {k} is not documented"))
+                    }
+                    None => {}
+                }
+            }
+        }
+        if let Value::Array(items) = value {
+            for schema in schemas {
+                if let Some(item_schema) = schema.get("items") {
+                    let mut item_schemas = vec![];
+                    self.spread(item_schema, &mut item_schemas);
+                    for (i, item) in items.iter().enumerate() {
+                        self.check(&item_schemas, item, &format!("{at}[{i}]"), errors);
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_scalar(&self, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+        let types: Vec<&str> = match &schema["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let actual = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let type_ok = types.is_empty()
+            || types.contains(&actual)
+            || (actual == "integer" && types.contains(&"number"));
+        if !type_ok {
+            errors.push(format!("{at}: {value} is {actual}, documented {types:?}"));
+            return;
+        }
+        if let Some(allowed) = schema["enum"].as_array() {
+            if !allowed.contains(value) {
+                errors.push(format!("{at}: {value} is not one of {allowed:?}"));
+            }
+        }
+        if let Value::String(s) = value {
+            let format_ok = match schema["format"].as_str() {
+                Some("date-time") => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
+                Some("uuid") => uuid::Uuid::parse_str(s).is_ok(),
+                _ => true,
+            };
+            if !format_ok {
+                errors.push(format!("{at}: {s:?} is not a {}", schema["format"]));
+            }
+            if let Some(pattern) = schema["pattern"].as_str() {
+                if !regex::Regex::new(pattern).unwrap().is_match(s) {
+                    errors.push(format!("{at}: {s:?} does not match {pattern}"));
+                }
+            }
+        }
+        if let Some(n) = value.as_f64() {
+            if schema["minimum"].as_f64().is_some_and(|min| n < min)
+                || schema["maximum"].as_f64().is_some_and(|max| n > max)
+            {
+                errors.push(format!("{at}: {n} is out of the documented bounds"));
+            }
+        }
+    }
+}
+
+/// Checks a real answer of `method path` against its documented schema.
+fn assert_documented(doc: &Value, method: &str, path: &str, status: u16, body: &Value) {
+    let checker = Checker { doc };
+    let errors = checker.errors(checker.response(method, path, status), body);
+    assert!(
+        errors.is_empty(),
+        "{method} {path} ({status}) does not match its documentation:\n  {}\nanswer: {body}",
+        errors.join("\n  ")
+    );
+}
+
+#[actix_web::test]
+async fn real_answers_match_their_documented_schemas() {
+    let t = spawn(&[("FG_RATE_LIMIT__REQUESTS_PER_MINUTE", "0")]).await;
+    let doc = t.document().await;
+    let check = |method: &str, path: &str, (status, body): &(u16, Value)| {
+        assert_documented(&doc, method, path, *status, body);
+    };
+
+    let r = t.get("/health").await;
+    assert_eq!(r.0, 200);
+    check("get", "/health", &r);
+
+    // A two-step Stars order, paid with the demo wallet, read back once completed.
+    let r = t
+        .post(
+            "/api/v1/orders/stars",
+            json!({"username": "@alice", "amount": 100}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("post", "/api/v1/orders/stars", &r);
+    let order_id = r.1["data"]["order_id"].as_str().unwrap().to_string();
+    let r = t
+        .post(
+            &format!("/api/v1/orders/{order_id}/pay"),
+            json!({"seed": t.seed}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("post", "/api/v1/orders/{order_id}/pay", &r);
+    let request_id = r.1["data"]["request_id"].as_str().unwrap().to_string();
+    let r = t
+        .post(
+            "/api/v1/stars/pay",
+            json!({"order_id": order_id, "seed": t.seed}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("post", "/api/v1/stars/pay", &r);
+    let r = t.get(&format!("/api/v1/queue/{request_id}")).await;
+    check("get", "/api/v1/queue/{request_id}", &r);
+    let done = t.wait_request(&request_id).await;
+    assert_eq!(done["data"]["status"], "completed", "{done}");
+    assert!(done["data"]["result"].is_object());
+    check("get", "/api/v1/queue/{request_id}", &(200, done));
+    let r = t.get(&format!("/api/v1/orders/{order_id}")).await;
+    assert_eq!(r.1["data"]["status"], "success", "{}", r.1);
+    check("get", "/api/v1/orders/{order_id}", &r);
+
+    // A Premium order has `months` where a Stars order has `amount`.
+    let r = t
+        .post(
+            "/api/v1/premium/create",
+            json!({"username": "@bob", "months": 6}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["data"]["months"], 6);
+    check("post", "/api/v1/premium/create", &r);
+
+    // One-shot buys.
+    let r = t
+        .post(
+            "/api/v1/stars/buy",
+            json!({"username": "@alice", "amount": 50, "seed": t.seed, "payment_method": "TON"}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("post", "/api/v1/stars/buy", &r);
+    let r = t
+        .post(
+            "/api/v1/premium/buy",
+            json!({"username": "@bob", "duration": 3, "seed": t.seed}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("post", "/api/v1/premium/buy", &r);
+    let premium = t
+        .wait_request(r.1["data"]["request_id"].as_str().unwrap())
+        .await;
+    assert_eq!(premium["data"]["status"], "completed", "{premium}");
+    check("get", "/api/v1/queue/{request_id}", &(200, premium));
+
+    for path in [
+        "/api/v1/queue/status",
+        "/api/v1/queue",
+        "/api/v1/commission/rates",
+        "/api/v1/prices",
+    ] {
+        let r = t.get(path).await;
+        assert_eq!(r.0, 200, "{path}: {}", r.1);
+        check("get", path, &r);
+    }
+
+    for username in ["@bob", "@premium_pete", "@ghost_user"] {
+        let r = t
+            .post(
+                "/api/v1/premium/check-eligibility",
+                json!({"username": username}),
+            )
+            .await;
+        assert_eq!(r.0, 200, "{}", r.1);
+        check("post", "/api/v1/premium/check-eligibility", &r);
+    }
+
+    // The wallet's side.
+    let r = t
+        .post("/api/v1/wallet/resolve", json!({"seed": t.seed}))
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("post", "/api/v1/wallet/resolve", &r);
+    let wallet = r.1["data"]["wallet_address"].as_str().unwrap().to_string();
+    for path in [
+        "/api/v1/wallet/balance",
+        "/api/v1/commission/balance",
+        "/api/v1/transactions",
+    ] {
+        let r = t.get(&format!("{path}?wallet_address={wallet}")).await;
+        assert_eq!(r.0, 200, "{path}: {}", r.1);
+        check("get", path, &r);
+    }
+    let r = t
+        .get(&format!("/api/v1/transactions?wallet_address={wallet}"))
+        .await;
+    assert!(r.1["data"]["total"].as_u64().unwrap() >= 3, "{}", r.1);
+
+    // Errors: each in its operation's documented statuses and codes.
+    let r = t
+        .post("/api/v1/stars/create", json!({"amount": "lots"}))
+        .await;
+    assert_eq!(r.0, 400);
+    check("post", "/api/v1/stars/create", &r);
+    let r = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "alice", "amount": 50}),
+        )
+        .await;
+    assert_eq!(r.1["error"]["error_code"], "INVALID_USERNAME_FORMAT");
+    check("post", "/api/v1/stars/create", &r);
+    let r = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@ghost_user", "amount": 50}),
+        )
+        .await;
+    assert_eq!(r.0, 404);
+    check("post", "/api/v1/stars/create", &r);
+    let r = t
+        .post(
+            "/api/v1/premium/create",
+            json!({"username": "@premium_pete", "months": 3}),
+        )
+        .await;
+    assert_eq!(r.1["error"]["error_code"], "PREMIUM_ALREADY_ACTIVE");
+    check("post", "/api/v1/premium/create", &r);
+    let r = t
+        .get(&format!("/api/v1/orders/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(r.0, 404);
+    check("get", "/api/v1/orders/{order_id}", &r);
+    let r = t
+        .get(&format!("/api/v1/queue/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(r.0, 404);
+    check("get", "/api/v1/queue/{request_id}", &r);
+    let r = t
+        .get(&format!("/api/v1/wallet/balance?seed={}", t.seed))
+        .await;
+    assert_eq!(r.0, 400);
+    check("get", "/api/v1/wallet/balance", &r);
+    let r = t
+        .post(
+            &format!("/api/v1/orders/{order_id}/pay"),
+            json!({"seed": "bm90IGEgc2VlZA=="}),
+        )
+        .await;
+    assert_eq!(r.1["error"]["error_code"], "INVALID_SEED");
+    check("post", "/api/v1/orders/{order_id}/pay", &r);
+    t.app.stop().await;
+}
+
+#[test]
+fn the_checker_catches_drift() {
+    let doc = serde_json::to_value(fragment_gateway::api::openapi::document()).unwrap();
+    let checker = Checker { doc: &doc };
+    let order = checker.response("get", "/api/v1/orders/{order_id}", 200);
+    let good = json!({"success": true, "data": {
+        "order_id": uuid::Uuid::new_v4(), "type": "stars", "amount": 100, "username": "@alice",
+        "mode": "no_kyc", "status": "created", "price_ton": "0.5", "commission_rate": 0.01,
+        "commission_ton": "0.005", "total_ton": "0.505", "created_at": "2026-01-01T00:00:00.000Z",
+        "expires_at": "2026-01-01T00:10:00.000Z", "wallet_address": null, "request_id": null,
+        "tx_hash": null, "error_code": null, "error": null, "completed_at": null,
+        "delivery_confirmed": null,
+    }});
+    assert_eq!(checker.errors(order, &good), Vec::<String>::new());
+    let drifted = |edit: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        edit(&mut v);
+        checker.errors(order, &v)
+    };
+    assert_eq!(drifted(&|v| v["data"]["new_field"] = json!(1)).len(), 1);
+    assert_eq!(
+        drifted(&|v| {
+            v["data"].as_object_mut().unwrap().remove("expires_at");
+        })
+        .len(),
+        1
+    );
+    assert_eq!(drifted(&|v| v["data"]["price_ton"] = json!(0.5)).len(), 1);
+    assert_eq!(drifted(&|v| v["data"]["price_ton"] = json!("0,5")).len(), 1);
+    assert_eq!(drifted(&|v| v["data"]["amount"] = json!(10)).len(), 1);
+    assert_eq!(drifted(&|v| v["data"]["status"] = json!("paid")).len(), 1);
+    assert_eq!(
+        drifted(&|v| v["data"]["error_code"] = json!("OOPS")).len(),
+        1
+    );
+    assert_eq!(
+        drifted(&|v| v["data"]["created_at"] = json!("today")).len(),
+        1
+    );
+    assert_eq!(drifted(&|v| v["success"] = json!(false)).len(), 1);
+
+    // Errors: the envelope's properties plus the operation's narrowed codes.
+    let not_found = checker.response("get", "/api/v1/orders/{order_id}", 404);
+    let error = json!({"success": false, "error": {"code": 404, "error_code": "ORDER_NOT_FOUND",
+        "message": "Order not found", "details": []}});
+    assert_eq!(checker.errors(not_found, &error), Vec::<String>::new());
+    let mut wrong = error.clone();
+    wrong["error"]["error_code"] = json!("USER_NOT_FOUND");
+    assert_eq!(checker.errors(not_found, &wrong).len(), 1);
+    wrong["error"]["extra"] = json!(true);
+    assert_eq!(checker.errors(not_found, &wrong).len(), 2);
+}
