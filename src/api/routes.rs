@@ -491,7 +491,7 @@ async fn premium_eligibility(state: web::Data<AppState>, body: web::Json<Value>)
             let (code, _) = e.api_code();
             match code {
                 // What Fragment says about the recipient is the answer, not a failure.
-                "PREMIUM_ALREADY_ACTIVE" | "USER_NOT_FOUND" | "NOT_A_USER" | "VALIDATION_ERROR"
+                "PREMIUM_ALREADY_ACTIVE" | "USER_NOT_FOUND"
                     if matches!(e, crate::actors::CoreError::Fragment(_)) =>
                 {
                     answer(json!({
