@@ -1,11 +1,12 @@
 //! The HTTP API over loopback, as a client sees it: a sandbox gateway (both simulators
 //! in-process) on a random port with a fresh data directory per test.
 
+mod sandbox;
+
 use std::time::Duration;
 
 use base64::Engine;
 use fragment_gateway::app::{self, App};
-use fragment_gateway::config::{Settings, SANDBOX_TOML};
 use fragment_gateway::sim::fragment::state::Prices;
 use fragment_gateway::ton::{KeyPair, Nanoton, Network, WalletContract, WalletVersion};
 use serde_json::{json, Value};
@@ -20,39 +21,12 @@ struct TestApp {
 
 async fn spawn(overrides: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let mut env: Vec<(String, String)> = [
-        ("FG_SERVER__LISTEN", "127.0.0.1:0"),
-        ("FG_SANDBOX__TON_LISTEN", "127.0.0.1:0"),
-        ("FG_SANDBOX__FRAGMENT_LISTEN", "127.0.0.1:0"),
-        ("FG_SANDBOX__BLOCK_TIME_MS", "50"),
-        ("FG_SERVER__SHUTDOWN_GRACE_SECONDS", "5"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.push((
-        "FG_STORE__DATA_DIR".into(),
-        dir.path().display().to_string(),
-    ));
-    env.extend(
-        overrides
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    let settings = Settings::load(&[("config/sandbox.toml", SANDBOX_TOML)], env).unwrap();
-    let app = app::start_sandbox(&settings).await.unwrap();
-    let seed = app
-        .sandbox
-        .as_ref()
-        .unwrap()
-        .demo_seed_base64
-        .as_str()
-        .to_string();
+    let started = sandbox::start(dir.path(), overrides).await;
     TestApp {
-        base: format!("http://{}", app.addr),
-        app,
+        base: started.base,
+        app: started.app,
         http: reqwest::Client::new(),
-        seed,
+        seed: started.seed,
         _dir: dir,
     }
 }

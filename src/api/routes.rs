@@ -10,7 +10,7 @@ use super::error::{ApiError, FieldError};
 use super::input::{resolve_wallet, Fields, ResolvedWallet, WalletChoice};
 use super::openapi::{self as doc, errors, openapi_json};
 use super::{views, AppState};
-use crate::domain::{PremiumMonths, Username};
+use crate::domain::PremiumMonths;
 use crate::fragment::FragmentCookies;
 use crate::ton::client::AccountStatus;
 use crate::ton::ParsedAddress;
@@ -108,13 +108,43 @@ fn parse_uuid(
     })
 }
 
-async fn create(
-    state: &AppState,
-    product: Product,
-    username: &Username,
-    cookies: Option<FragmentCookies>,
-) -> Reply {
-    let order = state.core.create_order(product, username, cookies).await?;
+/// Which product a body orders, and how its quantity is read: `amount` of Stars; Premium
+/// `months` under the endpoint's own name, or its alias (`duration` / `months`).
+#[derive(Clone, Copy)]
+enum Ordered {
+    Stars,
+    Premium {
+        field: &'static str,
+        alias: &'static str,
+    },
+}
+
+impl Ordered {
+    fn read(self, f: &mut Fields) -> Option<Product> {
+        match self {
+            Ordered::Stars => f
+                .stars_amount("amount")
+                .map(|a| Product::Stars { amount: a.get() }),
+            Ordered::Premium { field, alias } => {
+                let name = if f.has(field) { field } else { alias };
+                f.months(name, true)
+                    .map(|m| Product::Premium { months: m.get() })
+            }
+        }
+    }
+}
+
+/// Step 1: validates the body and creates the order.
+async fn create(state: &AppState, body: Value, ordered: Ordered) -> Reply {
+    let mut f = Fields::new(body)?;
+    let username = f.username("username")?;
+    let product = ordered.read(&mut f);
+    let cookies = f.cookies()?;
+    let (Some(username), Some(product)) = (username, product) else {
+        return Err(missing(f));
+    };
+    f.finish()?;
+    let order = state.core.create_order(product, &username, cookies).await?;
     ok(views::order(&order))
 }
 
@@ -126,23 +156,7 @@ async fn create(
     request_body = doc::StarsCreateBody,
     responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>), errors::StarsCreate))]
 async fn stars_create(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
-    let mut f = Fields::new(body.into_inner())?;
-    let username = f.username("username")?;
-    let amount = f.stars_amount("amount");
-    let cookies = f.cookies()?;
-    let (Some(username), Some(amount)) = (username, amount) else {
-        return Err(missing(f));
-    };
-    f.finish()?;
-    create(
-        &state,
-        Product::Stars {
-            amount: amount.get(),
-        },
-        &username,
-        cookies,
-    )
-    .await
+    create(&state, body.into_inner(), Ordered::Stars).await
 }
 
 /// Order Premium
@@ -153,26 +167,13 @@ async fn stars_create(state: web::Data<AppState>, body: web::Json<Value>) -> Rep
     request_body = doc::PremiumCreateBody,
     responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>), errors::PremiumCreate))]
 async fn premium_create(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
-    let mut f = Fields::new(body.into_inner())?;
-    let username = f.username("username")?;
-    let field = if f.has("months") {
-        "months"
-    } else {
-        "duration"
-    };
-    let months = f.months(field, true);
-    let cookies = f.cookies()?;
-    let (Some(username), Some(months)) = (username, months) else {
-        return Err(missing(f));
-    };
-    f.finish()?;
     create(
         &state,
-        Product::Premium {
-            months: months.get(),
+        body.into_inner(),
+        Ordered::Premium {
+            field: "months",
+            alias: "duration",
         },
-        &username,
-        cookies,
     )
     .await
 }
@@ -302,15 +303,14 @@ async fn pay_from_path(
 }
 
 /// One-shot buy: the seed is checked before the order exists, so a bad seed leaves nothing.
-async fn buy(
-    state: &AppState,
-    product: Product,
-    username: Username,
-    f: Fields,
-    payer: Option<PayerInput>,
-    cookies: Option<FragmentCookies>,
-) -> Reply {
-    let Some(payer) = payer else {
+async fn buy(state: &AppState, body: Value, ordered: Ordered) -> Reply {
+    let mut f = Fields::new(body)?;
+    let username = f.username("username")?;
+    let product = ordered.read(&mut f);
+    f.payment_method();
+    let payer = payer(state, &mut f).await?;
+    let cookies = f.cookies()?;
+    let (Some(username), Some(product), Some(payer)) = (username, product, payer) else {
         return Err(missing(f));
     };
     f.finish()?;
@@ -339,26 +339,7 @@ async fn buy(
     request_body = doc::StarsBuyBody,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::StarsBuy))]
 async fn stars_buy(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
-    let mut f = Fields::new(body.into_inner())?;
-    let username = f.username("username")?;
-    let amount = f.stars_amount("amount");
-    f.payment_method();
-    let payer = payer(&state, &mut f).await?;
-    let cookies = f.cookies()?;
-    let (Some(username), Some(amount)) = (username, amount) else {
-        return Err(missing(f));
-    };
-    buy(
-        &state,
-        Product::Stars {
-            amount: amount.get(),
-        },
-        username,
-        f,
-        payer,
-        cookies,
-    )
-    .await
+    buy(&state, body.into_inner(), Ordered::Stars).await
 }
 
 /// Gift Premium in one call
@@ -369,29 +350,13 @@ async fn stars_buy(state: web::Data<AppState>, body: web::Json<Value>) -> Reply 
     request_body = doc::PremiumBuyBody,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::PremiumBuy))]
 async fn premium_buy(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
-    let mut f = Fields::new(body.into_inner())?;
-    let username = f.username("username")?;
-    let field = if f.has("duration") {
-        "duration"
-    } else {
-        "months"
-    };
-    let months = f.months(field, true);
-    f.payment_method();
-    let payer = payer(&state, &mut f).await?;
-    let cookies = f.cookies()?;
-    let (Some(username), Some(months)) = (username, months) else {
-        return Err(missing(f));
-    };
     buy(
         &state,
-        Product::Premium {
-            months: months.get(),
+        body.into_inner(),
+        Ordered::Premium {
+            field: "duration",
+            alias: "months",
         },
-        username,
-        f,
-        payer,
-        cookies,
     )
     .await
 }
