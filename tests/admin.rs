@@ -140,18 +140,7 @@ impl TestApp {
 
     /// A fresh operator login on the simulated fragment.com, as `fragment_cookies`.
     fn owner_login(&self) -> (FragmentCookies, String) {
-        let s = self.sandbox();
-        let cookies = s
-            .fragment
-            .login("owner", Some(s.demo_wallet.address()))
-            .unwrap();
-        let object: serde_json::Map<String, Value> = cookies
-            .names()
-            .map(|n| (n.to_string(), json!(cookies.get(n).unwrap())))
-            .collect();
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(Value::Object(object).to_string());
-        (cookies, encoded)
+        sandbox::fragment_login(&self.app, "owner")
     }
 
     /// Stops the gateway and returns every response body seen and the data directory.

@@ -279,21 +279,7 @@ async fn a_one_shot_premium_gift_in_kyc_mode_costs_no_commission() {
     let t = spawn(&[]).await;
     let demo = t.sandbox().demo_wallet.clone();
     // The client's own fragment.com login, exported as a browser would.
-    let cookies = t
-        .sandbox()
-        .fragment
-        .login("client", Some(demo.address()))
-        .unwrap();
-    let export: Vec<Value> = ["stel_ssid", "stel_token", "stel_dt", "stel_ton_token"]
-        .iter()
-        .filter_map(|n| {
-            cookies
-                .get(n)
-                .map(|v| json!({"name": n, "value": v, "domain": ".fragment.com"}))
-        })
-        .collect();
-    let cookies_b64 =
-        base64::engine::general_purpose::STANDARD.encode(serde_json::to_string(&export).unwrap());
+    let (_, cookies_b64) = sandbox::fragment_login(&t.app, "client");
     let price = Prices::default().premium_3;
     let (status, body) = t
         .post(
@@ -321,6 +307,205 @@ async fn a_one_shot_premium_gift_in_kyc_mode_costs_no_commission() {
     t.wait_delivered(request["order_id"].as_str().unwrap())
         .await;
     assert_eq!(t.sandbox().fragment.deliveries().len(), 1);
+    t.app.stop().await;
+}
+
+/// One purchase of the matrix below.
+struct Purchase {
+    product: Value,
+    username: &'static str,
+    kyc: bool,
+    one_shot: bool,
+    price: u64,
+}
+
+#[actix_web::test]
+async fn stars_and_premium_in_both_modes_and_both_flows_are_right_to_the_nanoton() {
+    let t = spawn(&[]).await;
+    let prices = Prices::default();
+    let demo = t.sandbox().demo_wallet.clone();
+    let demo_friendly = demo.friendly_address(false);
+    let start_balance = t.sandbox().ton.balance(&demo.address()).as_u64();
+    let (_, kyc_cookies) = sandbox::fragment_login(&t.app, "client");
+    // Gifting Premium makes the recipient a Premium user, so each gift goes to another one.
+    // The remaining combinations are elsewhere: two-step Stars without KYC and one-shot
+    // Premium with KYC above, one-shot Premium without KYC in tests/openapi.rs and the SDK's.
+    let purchases = [
+        Purchase {
+            product: json!({"amount": 100}),
+            username: "@alice",
+            kyc: false,
+            one_shot: true,
+            price: prices.stars(100),
+        },
+        Purchase {
+            product: json!({"amount": 250}),
+            username: "@bob",
+            kyc: true,
+            one_shot: false,
+            price: prices.stars(250),
+        },
+        Purchase {
+            product: json!({"amount": 50}),
+            username: "@alice",
+            kyc: true,
+            one_shot: true,
+            price: prices.stars(50),
+        },
+        Purchase {
+            product: json!({"months": 6}),
+            username: "@bob",
+            kyc: false,
+            one_shot: false,
+            price: prices.premium_6,
+        },
+        Purchase {
+            product: json!({"months": 12}),
+            username: "@alice",
+            kyc: true,
+            one_shot: false,
+            price: prices.premium_12,
+        },
+    ];
+    let mut debt = 0u64;
+    let mut paid_to_fragment = 0u64;
+    for p in &purchases {
+        let what = format!(
+            "{} to {} ({}, {})",
+            p.product,
+            p.username,
+            if p.kyc { "KYC" } else { "no KYC" },
+            if p.one_shot { "one-shot" } else { "two-step" }
+        );
+        let stars = p.product.get("amount").is_some();
+        let commission = if p.kyc { 0 } else { p.price / 100 };
+        let mut body = p.product.clone();
+        body["username"] = json!(p.username);
+        if p.kyc {
+            body["fragment_cookies"] = json!(kyc_cookies);
+        }
+        let (order_id, request_id) = if p.one_shot {
+            body["seed"] = json!(t.seed);
+            if !stars {
+                // The one-shot Premium route names the months `duration`.
+                body["duration"] = body["months"].take();
+            }
+            let path = if stars {
+                "/api/v1/stars/buy"
+            } else {
+                "/api/v1/premium/buy"
+            };
+            let (status, answer) = t.post(path, body).await;
+            assert_eq!(status, 200, "{what}: {answer}");
+            let paid = &answer["data"];
+            (
+                paid["order_id"].as_str().unwrap().to_string(),
+                paid["request_id"].as_str().unwrap().to_string(),
+            )
+        } else {
+            let path = if stars {
+                "/api/v1/stars/create"
+            } else {
+                "/api/v1/premium/create"
+            };
+            let (status, answer) = t.post(path, body).await;
+            assert_eq!(status, 200, "{what}: {answer}");
+            let order = &answer["data"];
+            assert_eq!(order["status"], "created", "{what}");
+            assert_eq!(
+                order["mode"],
+                if p.kyc { "kyc" } else { "no_kyc" },
+                "{what}"
+            );
+            assert_eq!(order["price_ton"], ton(p.price), "{what}");
+            assert_eq!(
+                order["commission_rate"],
+                json!(if p.kyc { 0.0 } else { 0.01 }),
+                "{what}"
+            );
+            assert_eq!(order["commission_ton"], ton(commission), "{what}");
+            assert_eq!(order["total_ton"], ton(p.price + commission), "{what}");
+            let order_id = order["order_id"].as_str().unwrap().to_string();
+            let mut pay = json!({"seed": t.seed});
+            if p.kyc {
+                // A KYC order is paid on the client's session: its cookies come again.
+                pay["fragment_cookies"] = json!(kyc_cookies);
+            }
+            let (status, answer) = t.post(&format!("/api/v1/orders/{order_id}/pay"), pay).await;
+            assert_eq!(status, 200, "{what}: {answer}");
+            (
+                order_id,
+                answer["data"]["request_id"].as_str().unwrap().to_string(),
+            )
+        };
+        let request = t.wait_request(&request_id).await;
+        assert_eq!(request["status"], "completed", "{what}: {request}");
+        debt += commission;
+        paid_to_fragment += p.price;
+        let result = &request["result"];
+        assert_eq!(
+            result["mode"],
+            if p.kyc { "kyc" } else { "no_kyc" },
+            "{what}"
+        );
+        assert_eq!(result["cost_ton"], ton(p.price), "{what}");
+        assert_eq!(result["commission_ton"], ton(commission), "{what}");
+        // The debt stays under the collection threshold (1 TON): nothing is collected.
+        assert_eq!(result["collected_commission_ton"], "0", "{what}");
+        assert_eq!(result["commission_balance_ton"], ton(debt), "{what}");
+        if stars {
+            assert_eq!(result["stars_amount"], p.product["amount"], "{what}");
+        } else {
+            assert_eq!(result["duration_months"], p.product["months"], "{what}");
+        }
+        t.wait_delivered(&order_id).await;
+        let (_, order) = t.get(&format!("/api/v1/orders/{order_id}")).await;
+        let order = &order["data"];
+        assert_eq!(order["status"], "success", "{what}");
+        assert_eq!(order["total_ton"], ton(p.price + commission), "{what}");
+        assert_eq!(order["wallet_address"], demo_friendly.as_str(), "{what}");
+        assert_eq!(order["tx_hash"], result["transaction_hash"], "{what}");
+    }
+
+    // Fragment got each price once and delivered each purchase once.
+    let sandbox = t.sandbox();
+    let fragment_balance = sandbox.ton.balance(&sandbox.fragment.payment_address());
+    assert_eq!(fragment_balance.as_u64(), paid_to_fragment);
+    assert_eq!(sandbox.fragment.deliveries().len(), purchases.len());
+    // The wallet paid the prices and the network's fees; the commission is owed, not paid.
+    let spent = start_balance - sandbox.ton.balance(&demo.address()).as_u64();
+    let fees = spent - paid_to_fragment;
+    assert!(
+        fees > 0 && fees < purchases.len() as u64 * 50_000_000,
+        "network fees of {} TON for {} payments",
+        ton(fees),
+        purchases.len()
+    );
+    let (_, body) = t
+        .get(&format!(
+            "/api/v1/commission/balance?wallet_address={demo_friendly}"
+        ))
+        .await;
+    assert_eq!(body["data"]["debt_ton"], ton(debt), "{body}");
+    assert_eq!(body["data"]["accrued_total_ton"], ton(debt), "{body}");
+    assert_eq!(body["data"]["collected_total_ton"], "0", "{body}");
+    let (_, body) = t
+        .get(&format!(
+            "/api/v1/transactions?wallet_address={demo_friendly}"
+        ))
+        .await;
+    assert_eq!(body["data"]["total"], purchases.len(), "{body}");
+    let history_cost: u64 = body["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            Nanoton::parse_ton(i["cost_ton"].as_str().unwrap())
+                .unwrap()
+                .as_u64()
+        })
+        .sum();
+    assert_eq!(history_cost, paid_to_fragment);
     t.app.stop().await;
 }
 

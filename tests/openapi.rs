@@ -1,5 +1,5 @@
 //! `GET /openapi.json` against a sandbox gateway: the document covers exactly the routes the
-//! server answers (`routes::ROUTES`, the table `configure` registers), and real answers carry
+//! server answers (`api::all_routes()`, the tables the router registers), and real answers carry
 //! exactly the properties their documented schemas name, of the documented types.
 
 mod sandbox;
@@ -7,7 +7,7 @@ mod sandbox;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use fragment_gateway::api::routes::ROUTES;
+use fragment_gateway::api::all_routes;
 use fragment_gateway::app::App;
 use serde_json::{json, Value};
 
@@ -47,6 +47,31 @@ impl TestApp {
         self.send("get", path, None).await
     }
 
+    /// An admin request with the key the admin test gateways are started with.
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.keyed(method, path, ADMIN_KEY, body).await
+    }
+
+    async fn keyed(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-Admin-Key", key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send("post", path, Some(body)).await
     }
@@ -84,6 +109,8 @@ impl TestApp {
         }
     }
 }
+
+const ADMIN_KEY: &str = "an-admin-key-for-the-openapi-tests";
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -142,14 +169,27 @@ async fn the_document_describes_exactly_the_routes_the_server_answers() {
         "commission",
         "prices",
         "health",
+        "admin",
     ];
     assert_eq!(tags, expected_tags.into_iter().collect());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["admin_key"]["in"],
+        "header"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["admin_key"]["name"],
+        "X-Admin-Key"
+    );
 
-    let served: BTreeSet<(String, String)> = ROUTES
-        .iter()
+    let served: BTreeSet<(String, String)> = all_routes()
         .map(|r| (r.method.to_string(), r.path.to_string()))
         .collect();
-    assert_eq!(served.len(), ROUTES.len(), "a route is registered twice");
+    assert_eq!(
+        served.len(),
+        all_routes().count(),
+        "a route is registered twice"
+    );
+    assert!(served.contains(&("get".into(), "/admin/orders".into())));
     let documented = documented_routes(&doc);
     let undocumented: Vec<_> = served.difference(&documented).collect();
     let unserved: Vec<_> = documented.difference(&served).collect();
@@ -170,12 +210,22 @@ async fn the_document_describes_exactly_the_routes_the_server_answers() {
         let responses = op["responses"].as_object().unwrap();
         assert!(responses.contains_key("200"), "{method} {path}");
         assert!(responses.contains_key("400"), "{method} {path}");
-        let limited = path.starts_with("/api/") && path != "/api/v1/queue/{request_id}";
+        // Client routes are rate-limited, except polling; admin routes lock out wrong keys.
+        let admin = path.starts_with("/admin/");
+        let limited = admin || path.starts_with("/api/") && path != "/api/v1/queue/{request_id}";
         assert_eq!(
             responses.contains_key("429"),
             limited,
             "{method} {path}: 429"
         );
+        assert_eq!(responses.contains_key("401"), admin, "{method} {path}: 401");
+        if admin {
+            assert_eq!(
+                op["security"],
+                json!([{"admin_key": []}]),
+                "{method} {path}"
+            );
+        }
         let declared: BTreeSet<String> = op["parameters"]
             .as_array()
             .into_iter()
@@ -189,7 +239,8 @@ async fn the_document_describes_exactly_the_routes_the_server_answers() {
             .map(str::to_string)
             .collect();
         assert_eq!(declared, in_path, "{method} {path}: path parameters");
-        if method == "post" {
+        // Every POST reads a JSON body, except the rebuild, which reads only its query.
+        if method == "post" && path != "/admin/projections/rebuild" {
             assert!(
                 op["requestBody"]["content"]["application/json"]["schema"].is_object(),
                 "{method} {path}: request body"
@@ -604,6 +655,155 @@ async fn real_answers_match_their_documented_schemas() {
         .await;
     assert_eq!(r.1["error"]["error_code"], "INVALID_SEED");
     check("post", "/api/v1/orders/{order_id}/pay", &r);
+    t.app.stop().await;
+}
+
+#[actix_web::test]
+async fn admin_answers_match_their_documented_schemas() {
+    let t = spawn(&[
+        ("FG_RATE_LIMIT__REQUESTS_PER_MINUTE", "0"),
+        ("FG_ADMIN__KEY", ADMIN_KEY),
+    ])
+    .await;
+    let doc = t.document().await;
+    let check = |method: &str, path: &str, (status, body): &(u16, Value)| {
+        assert_documented(&doc, method, path, *status, body);
+    };
+
+    // Something to list: a completed no-KYC purchase (a commission debt) and an unpaid order.
+    let r = t
+        .post(
+            "/api/v1/stars/buy",
+            json!({"username": "@alice", "amount": 100, "seed": t.seed}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let order_id = r.1["data"]["order_id"].as_str().unwrap().to_string();
+    let done = t
+        .wait_request(r.1["data"]["request_id"].as_str().unwrap())
+        .await;
+    assert_eq!(done["data"]["status"], "completed", "{done}");
+    let wallet = done["data"]["wallet_address"].as_str().unwrap().to_string();
+    let r = t
+        .post(
+            "/api/v1/premium/create",
+            json!({"username": "@bob", "months": 3}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+
+    for (path, filled) in [
+        ("/admin/orders", true),
+        ("/admin/orders/unconfirmed", false),
+        ("/admin/requests", true),
+        ("/admin/commission", true),
+    ] {
+        let r = t.admin("get", path, None).await;
+        assert_eq!(r.0, 200, "{path}: {}", r.1);
+        assert_eq!(
+            !r.1["data"]["items"].as_array().unwrap().is_empty(),
+            filled,
+            "{path}: {}",
+            r.1
+        );
+        check("get", path, &r);
+    }
+    let r = t.admin("get", "/admin/orders?status=created", None).await;
+    assert_eq!(r.1["data"]["total"], 1, "{}", r.1);
+    check("get", "/admin/orders", &r);
+    let r = t.admin("get", "/admin/orders?state=created", None).await;
+    assert_eq!(r.0, 400, "{}", r.1);
+    check("get", "/admin/orders", &r);
+
+    // The audit of an order, of a wallet, and a stream's events.
+    let r = t
+        .admin("get", &format!("/admin/audit/{order_id}"), None)
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert!(r.1["data"]["commission"].is_null());
+    check("get", "/admin/audit/{target}", &r);
+    let r = t
+        .admin("get", &format!("/admin/audit/{wallet}"), None)
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(
+        r.1["data"]["orders"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.1
+    );
+    check("get", "/admin/audit/{target}", &r);
+    let r = t
+        .admin(
+            "get",
+            &format!("/admin/audit/{}", uuid::Uuid::new_v4()),
+            None,
+        )
+        .await;
+    assert_eq!(r.0, 404, "{}", r.1);
+    check("get", "/admin/audit/{target}", &r);
+    let r = t
+        .admin(
+            "get",
+            &format!("/admin/streams/order-{order_id}/events"),
+            None,
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("get", "/admin/streams/{stream}/events", &r);
+    let r = t
+        .admin("get", "/admin/streams/no-such-stream/events", None)
+        .await;
+    assert_eq!(r.0, 400, "{}", r.1);
+    check("get", "/admin/streams/{stream}/events", &r);
+
+    // Settling part of the debt; more than the debt is refused.
+    let path = format!("/admin/wallets/{wallet}/settle");
+    let body = json!({"amount_ton": "0.001", "reference": "openapi test"});
+    let r = t.admin("post", &path, Some(body)).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("post", "/admin/wallets/{address}/settle", &r);
+    let body = json!({"amount_ton": "1000", "reference": "too much"});
+    let r = t.admin("post", &path, Some(body)).await;
+    assert_eq!(r.0, 400, "{}", r.1);
+    check("post", "/admin/wallets/{address}/settle", &r);
+
+    let r = t.admin("post", "/admin/projections/rebuild", None).await;
+    assert_eq!((r.0, &r.1["data"]["equal"]), (200, &json!(true)), "{}", r.1);
+    check("post", "/admin/projections/rebuild", &r);
+
+    let r = t
+        .admin(
+            "post",
+            "/admin/owner-cookies",
+            Some(json!({"fragment_cookies": ["e30="]})),
+        )
+        .await;
+    assert_eq!(r.1["error"]["error_code"], "INVALID_COOKIES", "{}", r.1);
+    check("post", "/admin/owner-cookies", &r);
+    let (_, owner) = sandbox::fragment_login(&t.app, "owner");
+    let body = json!({"fragment_cookies": [owner]});
+    let r = t.admin("post", "/admin/owner-cookies", Some(body)).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("post", "/admin/owner-cookies", &r);
+
+    // Without the key; then an address that sent too many wrong keys.
+    let r = t.get("/admin/orders").await;
+    assert_eq!(r.0, 401, "{}", r.1);
+    check("get", "/admin/orders", &r);
+    let mut locked = None;
+    for _ in 0..20 {
+        let r = t
+            .keyed("get", "/admin/commission", "not-the-key", None)
+            .await;
+        if r.0 == 429 {
+            locked = Some(r);
+            break;
+        }
+        check("get", "/admin/commission", &r);
+    }
+    let locked = locked.expect("wrong keys are limited");
+    check("get", "/admin/commission", &locked);
     t.app.stop().await;
 }
 

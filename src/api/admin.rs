@@ -24,7 +24,8 @@ use zeroize::Zeroizing;
 
 use super::error::{ApiError, FieldError};
 use super::limit::Limiter;
-use super::routes::{ok, Reply};
+use super::openapi::{self as doc, errors};
+use super::routes::{ok, route_table, Reply};
 use super::{views, AppState};
 use crate::actors::{runner, CoreError};
 use crate::config::Secret;
@@ -157,19 +158,28 @@ fn check(auth: &AdminAuth, req: &ServiceRequest) -> Option<ApiError> {
     Some(unauthorized("the X-Admin-Key is not valid"))
 }
 
+route_table! {
+    /// Every admin route (full paths).
+    prefix "/admin" {
+        get "/orders" => orders,
+        get "/orders/unconfirmed" => unconfirmed,
+        get "/requests" => requests,
+        get "/audit/{target}" => audit,
+        get "/streams/{stream}/events" => stream_events,
+        get "/commission" => commission,
+        post "/owner-cookies" => owner_cookies,
+        post "/projections/rebuild" => rebuild,
+        post "/wallets/{address}/settle" => settle,
+    }
+}
+
+/// Registers the admin routes under `/admin`, behind the key check (which also answers
+/// unknown `/admin/` paths, so that they reveal nothing without the key).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin")
             .wrap(actix_web::middleware::from_fn(guard))
-            .route("/orders", web::get().to(orders))
-            .route("/orders/unconfirmed", web::get().to(unconfirmed))
-            .route("/requests", web::get().to(requests))
-            .route("/audit/{target}", web::get().to(audit))
-            .route("/streams/{stream}/events", web::get().to(stream_events))
-            .route("/commission", web::get().to(commission))
-            .route("/owner-cookies", web::post().to(owner_cookies))
-            .route("/projections/rebuild", web::post().to(rebuild))
-            .route("/wallets/{address}/settle", web::post().to(settle)),
+            .configure(register),
     );
 }
 
@@ -314,7 +324,21 @@ fn order_wallet<'a>(m: &'a ReadModels, o: &OrderView) -> Option<&'a str> {
     Some(request.wallet_address.as_str())
 }
 
-/// Orders, newest first. Order ids are UUIDv7, so key order is creation order.
+/// Orders
+///
+/// Orders, newest first, filtered by status, mode and paying wallet. A misspelt parameter is
+/// refused rather than ignored.
+#[utoipa::path(get, path = "/admin/orders", tag = "admin", operation_id = "admin_orders",
+    security(("admin_key" = [])),
+    params(
+        ("status" = Option<String>, Query, description = "`created`, `queued`, `processing`, `success`, `failed`, `expired`, or several separated by commas"),
+        ("mode" = Option<String>, Query, description = "`kyc`, `no_kyc`, or both separated by a comma"),
+        ("wallet_address" = Option<String>, Query, description = "The wallet that paid, in any TON address form"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, default 50"),
+        ("offset" = Option<u32>, Query, minimum = 0, description = "Items to skip, default 0"),
+    ),
+    responses((status = 200, description = "A page of orders", body = doc::Envelope<doc::OrderPage>), errors::AdminList))]
+// Order ids are UUIDv7, so key order is creation order.
 async fn orders(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let mut q = Query::parse(
         &req,
@@ -341,7 +365,17 @@ fn mode_name(m: OrderMode) -> &'static str {
     m.as_str()
 }
 
-/// Orders paid for whose delivery Fragment never confirmed: the operator's follow-up list.
+/// Unconfirmed deliveries
+///
+/// Orders paid for whose delivery Fragment never confirmed (`delivery_confirmed: false`): the
+/// operator's list to follow up with Fragment.
+#[utoipa::path(get, path = "/admin/orders/unconfirmed", tag = "admin", operation_id = "admin_unconfirmed",
+    security(("admin_key" = [])),
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, default 50"),
+        ("offset" = Option<u32>, Query, minimum = 0, description = "Items to skip, default 0"),
+    ),
+    responses((status = 200, description = "A page of orders", body = doc::Envelope<doc::OrderPage>), errors::AdminList))]
 async fn unconfirmed(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let mut q = Query::parse(&req, &["limit", "offset"])?;
     let page = q.page();
@@ -356,7 +390,20 @@ async fn unconfirmed(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     ok(page.answer(items, views::order))
 }
 
-/// Payment requests, newest first (UUIDv7 ids).
+/// Payment requests
+///
+/// Queue requests, newest first, filtered by status and paying wallet; `position` while
+/// queued.
+#[utoipa::path(get, path = "/admin/requests", tag = "admin", operation_id = "admin_requests",
+    security(("admin_key" = [])),
+    params(
+        ("status" = Option<String>, Query, description = "`queued`, `processing`, `completed`, `failed`, `timeout`, or several separated by commas"),
+        ("wallet_address" = Option<String>, Query, description = "The paying wallet, in any TON address form"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, default 50"),
+        ("offset" = Option<u32>, Query, minimum = 0, description = "Items to skip, default 0"),
+    ),
+    responses((status = 200, description = "A page of requests", body = doc::Envelope<doc::RequestPage>), errors::AdminList))]
+// Request ids are UUIDv7: key order is creation order.
 async fn requests(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let mut q = Query::parse(&req, &["status", "wallet_address", "limit", "offset"])?;
     let statuses = q.any_of("status", &REQUEST_STATUSES);
@@ -397,8 +444,18 @@ fn wallet_commission(state: &AppState, raw: &str, c: &WalletCommission) -> Value
     })
 }
 
-/// The operator's totals and the wallets that owe (or, with `all`, every wallet charged),
-/// largest debt first.
+/// Commission
+///
+/// The operator's commission totals and the wallets that owe (with `all=true`, every wallet
+/// ever charged), largest debt first.
+#[utoipa::path(get, path = "/admin/commission", tag = "admin", operation_id = "admin_commission",
+    security(("admin_key" = [])),
+    params(
+        ("all" = Option<bool>, Query, description = "`true`: every wallet ever charged, not only those that owe now"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, default 50"),
+        ("offset" = Option<u32>, Query, minimum = 0, description = "Items to skip, default 0"),
+    ),
+    responses((status = 200, description = "Totals, rates and a page of wallets", body = doc::Envelope<doc::CommissionReport>), errors::AdminList))]
 async fn commission(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let mut q = Query::parse(&req, &["all", "limit", "offset"])?;
     let all = q.flag("all");
@@ -462,8 +519,14 @@ fn ops_error(e: OpsError, target: &AuditTarget) -> ApiError {
     }
 }
 
-/// The history of an order id, a wallet address (any form) or a stream name: its events,
-/// and for a wallet its commission account and the orders it paid for.
+/// Audit
+///
+/// The history of an order id, a wallet address (any form) or a stream name: its events, and
+/// for a wallet its commission account and the orders it paid for.
+#[utoipa::path(get, path = "/admin/audit/{target}", tag = "admin", operation_id = "admin_audit",
+    security(("admin_key" = [])),
+    params(("target" = String, Path, description = "An order id, a wallet address (raw or URL-safe friendly form), or a stream name")),
+    responses((status = 200, description = "The target's events", body = doc::Envelope<doc::Audit>), errors::AdminAudit))]
 async fn audit(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let target = AuditTarget::parse(&path)
         .map_err(|e| ApiError::validation(vec![FieldError::new("target", e.to_string())]))?;
@@ -491,7 +554,13 @@ async fn audit(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     }))
 }
 
-/// One stream's events, by its name (`order-<uuid>`, `wallet-<raw address>`).
+/// A stream's events
+///
+/// One stream's events, by its name (`order-<uuid>`, `wallet-<workchain>:<hex>`).
+#[utoipa::path(get, path = "/admin/streams/{stream}/events", tag = "admin", operation_id = "admin_stream_events",
+    security(("admin_key" = [])),
+    params(("stream" = String, Path, description = "`order-<uuid>` or `wallet-<workchain>:<64 hex digits>`")),
+    responses((status = 200, description = "The stream's events", body = doc::Envelope<doc::StreamEvents>), errors::AdminStream))]
 async fn stream_events(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let stream = StreamName::parse(path.trim()).map_err(|_| {
         ApiError::validation(vec![FieldError::new(
@@ -513,8 +582,15 @@ async fn stream_events(state: web::Data<AppState>, path: web::Path<String>) -> R
     ok(json!({"stream": name, "version": recorded.len(), "events": events}))
 }
 
-/// Replaces the operator's Fragment sessions. Body: `{"fragment_cookies": [<base64>, …]}`,
-/// one string instead of the list, or the string or list alone.
+/// Replace the owner's cookies
+///
+/// Replaces the operator's Fragment sessions used for no-KYC orders, at once and in memory
+/// only. Body: `{"fragment_cookies": [<base64>, …]}`; one string instead of the list, or the
+/// string or list alone, also works. An empty list turns no-KYC orders off.
+#[utoipa::path(post, path = "/admin/owner-cookies", tag = "admin", operation_id = "admin_owner_cookies",
+    security(("admin_key" = [])),
+    request_body = doc::OwnerCookiesBody,
+    responses((status = 200, description = "The sessions now in use", body = doc::Envelope<doc::OwnerCookiesReplaced>), errors::AdminOwnerCookies))]
 async fn owner_cookies(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
     let mut body = body.into_inner();
     let given = match &mut body {
@@ -594,8 +670,14 @@ async fn owner_cookies(state: web::Data<AppState>, body: web::Json<Value>) -> Re
     }))
 }
 
+/// Rebuild the read models
+///
 /// Folds the log from position 0 up to where the live read models are and compares; with
-/// `?replace=true`, a rebuild that differs takes the live models' place.
+/// `replace=true`, a rebuild that differs takes the live models' place.
+#[utoipa::path(post, path = "/admin/projections/rebuild", tag = "admin", operation_id = "admin_rebuild",
+    security(("admin_key" = [])),
+    params(("replace" = Option<bool>, Query, description = "`true`: replace the live read models when they differ")),
+    responses((status = 200, description = "The comparison", body = doc::Envelope<doc::RebuildReport>), errors::AdminRebuild))]
 async fn rebuild(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let mut q = Query::parse(&req, &["replace"])?;
     let replace = q.flag("replace");
@@ -652,7 +734,15 @@ async fn rebuild(state: web::Data<AppState>, req: HttpRequest) -> Reply {
 /// Longest settlement reference kept (it is stored in the event).
 const MAX_REFERENCE: usize = 200;
 
-/// Records that a wallet paid (part of) its debt outside a purchase.
+/// Settle a debt
+///
+/// Records that a wallet paid (part of) its commission debt outside a purchase (a
+/// `DebtSettled` event). The reference is stored in the event: no secrets in it.
+#[utoipa::path(post, path = "/admin/wallets/{address}/settle", tag = "admin", operation_id = "admin_settle",
+    security(("admin_key" = [])),
+    params(("address" = String, Path, description = "The wallet, in any TON address form")),
+    request_body = doc::SettleBody,
+    responses((status = 200, description = "The wallet's account after the settlement", body = doc::Envelope<doc::Settled>), errors::AdminSettle))]
 async fn settle(
     state: web::Data<AppState>,
     path: web::Path<String>,

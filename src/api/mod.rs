@@ -30,6 +30,11 @@ use crate::actors::Core;
 use crate::ton::Network;
 pub use error::{ApiError, FieldError};
 
+/// Every route the server answers: the client API's, then the admin API's.
+pub fn all_routes() -> impl Iterator<Item = &'static routes::Route> {
+    routes::ROUTES.iter().chain(admin::ROUTES)
+}
+
 /// What every handler shares.
 pub struct AppState {
     pub core: Core,

@@ -5,7 +5,7 @@
 //! Handlers read bodies as `Value` (to name every invalid field at once) and `views` builds
 //! answers as `Value`, so the structs here describe JSON and are never serialized.
 //! tests/openapi.rs keeps them honest: it checks that the document covers exactly
-//! `routes::ROUTES` and that real answers carry exactly the documented properties.
+//! `api::all_routes()` (the client and admin route tables) and that real answers carry exactly the documented properties.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -16,7 +16,7 @@ use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::{HeaderBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{OpenApi, ToSchema};
 
-use super::routes::{self, ROUTES};
+use super::{admin, all_routes, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -57,8 +57,18 @@ Buying takes two steps (create an order at Fragment's price, then pay it with th
         routes::commission_rates,
         routes::transactions,
         routes::prices,
+        admin::orders,
+        admin::unconfirmed,
+        admin::requests,
+        admin::audit,
+        admin::stream_events,
+        admin::commission,
+        admin::owner_cookies,
+        admin::rebuild,
+        admin::settle,
     ),
     components(schemas(ErrorEnvelope, ErrorCode, Ton)),
+    modifiers(&AdminKey),
     tags(
         (name = "orders", description = "Stars orders: create and pay in two steps, or buy in one; read an order"),
         (name = "premium", description = "Premium gifts: eligibility, orders, one-shot buys"),
@@ -67,12 +77,32 @@ Buying takes two steps (create an order at Fragment's price, then pay it with th
         (name = "commission", description = "The operator's commission: rates and a wallet's debt"),
         (name = "prices", description = "Fragment's current prices"),
         (name = "health", description = "Service status and this document"),
+        (name = "admin", description = "The operator's API: lists, audit, commission, owner cookies, read models. \
+Every route needs the `X-Admin-Key` header; it is off (401) when no key is configured. Wrong keys \
+are limited per IP address (429 with `Retry-After`, even with the right key). See docs/admin-api.md."),
     ),
 )]
 struct ApiDoc;
 
-/// The document: the handlers' operations, plus each alias route of `routes::ROUTES` as a copy
-/// of its handler's documented operation.
+/// The admin API's `X-Admin-Key` header, as a security scheme its operations name.
+struct AdminKey;
+
+impl utoipa::Modify for AdminKey {
+    fn modify(&self, doc: &mut Document) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Admin-Key",
+                "The operator's admin key (`admin.key`, `FG_ADMIN__KEY`)",
+            ))),
+        );
+    }
+}
+
+/// The document: the handlers' operations, plus each alias route of the route tables
+/// (`api::all_routes`) as a copy of its handler's documented operation.
 pub fn document() -> Document {
     let mut doc = ApiDoc::openapi();
     let documented: Vec<(String, HttpMethod, Operation)> = doc
@@ -85,7 +115,7 @@ pub fn document() -> Document {
                 .map(move |(method, op)| (path.clone(), method, op.clone()))
         })
         .collect();
-    for route in ROUTES {
+    for route in all_routes() {
         let Some(method) = http_method(route.method) else {
             continue;
         };
@@ -502,6 +532,49 @@ errors! {
         429 => [RATE_LIMIT_EXCEEDED],
         500 => [INTERNAL_ERROR, OWNER_COOKIES_NOT_CONFIGURED, OWNER_COOKIES_EXPIRED],
         502 => [FRAGMENT_ERROR],
+    }
+    // Admin routes: 401 without the right key, 429 once an address sent too many wrong ones.
+    AdminList {
+        400 => [VALIDATION_ERROR],
+        401 => [UNAUTHORIZED],
+        429 => [RATE_LIMIT_EXCEEDED],
+        500 => [INTERNAL_ERROR],
+    }
+    AdminAudit {
+        400 => [VALIDATION_ERROR],
+        401 => [UNAUTHORIZED],
+        404 => [ORDER_NOT_FOUND, NOT_FOUND],
+        429 => [RATE_LIMIT_EXCEEDED],
+        500 => [INTERNAL_ERROR],
+        503 => [SERVICE_UNAVAILABLE],
+    }
+    AdminStream {
+        400 => [VALIDATION_ERROR],
+        401 => [UNAUTHORIZED],
+        404 => [NOT_FOUND],
+        429 => [RATE_LIMIT_EXCEEDED],
+        500 => [INTERNAL_ERROR],
+        503 => [SERVICE_UNAVAILABLE],
+    }
+    AdminOwnerCookies {
+        400 => [VALIDATION_ERROR, INVALID_COOKIES],
+        401 => [UNAUTHORIZED],
+        429 => [RATE_LIMIT_EXCEEDED],
+        500 => [INTERNAL_ERROR],
+    }
+    AdminRebuild {
+        400 => [VALIDATION_ERROR],
+        401 => [UNAUTHORIZED],
+        429 => [RATE_LIMIT_EXCEEDED],
+        500 => [INTERNAL_ERROR],
+        503 => [SERVICE_UNAVAILABLE],
+    }
+    AdminSettle {
+        400 => [VALIDATION_ERROR],
+        401 => [UNAUTHORIZED],
+        429 => [RATE_LIMIT_EXCEEDED],
+        500 => [INTERNAL_ERROR],
+        503 => [SERVICE_UNAVAILABLE],
     }
 }
 
@@ -1133,6 +1206,206 @@ pub struct PricesEnvelope {
     pub data: Prices,
     pub stars: StarsPrices,
     pub premium: PremiumPrices,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The admin API (`admin`). Lists are pages: `items`, `total` (every match), `limit`, `offset`.
+
+/// A page of orders, newest first.
+#[derive(ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<Order>,
+    /// Every order that matches.
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// A page of payment requests, newest first.
+#[derive(ToSchema)]
+pub struct RequestPage {
+    pub items: Vec<QueueRequest>,
+    /// Every request that matches.
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+// Mirrors `admin::wallet_commission`.
+/// One wallet's commission account.
+#[derive(ToSchema)]
+pub struct WalletCommission {
+    /// Non-bounceable form.
+    #[schema(required = true)]
+    pub wallet_address: Option<String>,
+    pub wallet_address_raw: String,
+    /// Accrued and neither collected nor settled.
+    pub debt_ton: Ton,
+    pub accrued_total_ton: Ton,
+    pub collected_total_ton: Ton,
+    /// Paid outside purchases, as the operator recorded it.
+    pub settled_total_ton: Ton,
+    /// Collections whose wallet message failed on chain.
+    pub failed_collections: u64,
+    pub debt_limit_exceeded: bool,
+    #[schema(required = true)]
+    pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(ToSchema)]
+pub struct CommissionTotals {
+    pub accrued_ton: Ton,
+    pub collected_ton: Ton,
+    pub settled_ton: Ton,
+    /// Accrued and neither collected nor settled, over all wallets.
+    pub outstanding_ton: Ton,
+    pub wallets_with_debt: u64,
+    pub failed_collections: u64,
+}
+
+/// The operator's commission: totals, the rates in force, and a page of wallets, largest debt
+/// first.
+#[derive(ToSchema)]
+pub struct CommissionReport {
+    pub items: Vec<WalletCommission>,
+    /// Every wallet that matches.
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+    pub totals: CommissionTotals,
+    #[schema(example = 0.01)]
+    pub rate_no_kyc_decimal: f64,
+    #[schema(example = 0.0)]
+    pub rate_with_kyc_decimal: f64,
+    pub collection_threshold_ton: Ton,
+    pub debt_limit_ton: Ton,
+}
+
+// Mirrors `ops::AuditTarget`.
+/// What was audited: an order, or a wallet by its raw address.
+#[derive(ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuditTarget {
+    Order { order_id: uuid::Uuid },
+    Wallet { address: String },
+}
+
+// Mirrors `admin::audit_event`.
+/// One stored event.
+#[derive(ToSchema)]
+pub struct AuditEvent {
+    /// Its place in the whole log.
+    pub position: u64,
+    /// Its place in its stream, from 1.
+    pub version: u64,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    #[schema(example = "OrderCreated")]
+    pub event_type: String,
+    pub schema_version: u16,
+    /// The key fields in words, as `fragment-gateway audit` prints them.
+    pub summary: String,
+    #[schema(required = true)]
+    pub correlation_id: Option<uuid::Uuid>,
+    #[schema(required = true)]
+    pub causation_id: Option<uuid::Uuid>,
+    /// The stored event, upcast to the current schema; amounts in nanoton.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// An order's or a wallet's history.
+#[derive(ToSchema)]
+pub struct Audit {
+    pub target: AuditTarget,
+    /// The stream read, `order-<uuid>` or `wallet-<raw address>`.
+    pub stream: String,
+    pub events: Vec<AuditEvent>,
+    /// A wallet's commission account; null for an order.
+    #[schema(required = true)]
+    pub commission: Option<WalletCommission>,
+    /// What a wallet paid for (empty for an order).
+    pub orders: Vec<HistoryItem>,
+}
+
+#[derive(ToSchema)]
+pub struct StreamEvents {
+    pub stream: String,
+    /// The number of events in the stream.
+    pub version: u64,
+    pub events: Vec<AuditEvent>,
+}
+
+/// The operator's Fragment sessions, each the base64 of the cookies' JSON as in the client
+/// API's `fragment_cookies` (with `stel_ssid`, `stel_token` and `stel_ton_token`).
+#[derive(ToSchema)]
+pub struct OwnerCookiesBody {
+    pub fragment_cookies: Vec<String>,
+}
+
+#[derive(ToSchema)]
+pub struct OwnerCookiesReplaced {
+    /// Sessions in use now.
+    pub sessions: u64,
+    pub previous_sessions: u64,
+    /// Sessions sent again unchanged, kept with their state.
+    pub kept_sessions: u64,
+    /// Entries with a `stel_ssid` already in the list.
+    pub duplicates_ignored: u64,
+    pub no_kyc_available: bool,
+    pub message: String,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadModel {
+    Orders,
+    Queue,
+    Commission,
+    History,
+}
+
+#[derive(ToSchema)]
+pub struct RebuildCounts {
+    pub orders: u64,
+    pub requests: u64,
+    pub wallets: u64,
+}
+
+/// A rebuild of the read models from the log, compared with the live ones.
+#[derive(ToSchema)]
+pub struct RebuildReport {
+    /// The log position the rebuild folded up to.
+    pub position: u64,
+    /// The live read models' position.
+    pub live_position: u64,
+    pub equal: bool,
+    /// The read models that differ.
+    pub differing: Vec<ReadModel>,
+    pub replaced: bool,
+    pub counts: RebuildCounts,
+    pub elapsed_ms: u64,
+    pub message: String,
+}
+
+#[derive(ToSchema)]
+pub struct SettleBody {
+    /// What the wallet paid, in TON; at most its debt.
+    pub amount_ton: Ton,
+    /// Where the payment came from (stored in the event: no secrets).
+    #[schema(max_length = 200, example = "bank transfer 42")]
+    pub reference: String,
+}
+
+#[derive(ToSchema)]
+pub struct Settled {
+    #[schema(required = true)]
+    pub wallet_address: Option<String>,
+    pub wallet_address_raw: String,
+    pub settled_ton: Ton,
+    /// The debt after the settlement.
+    pub debt_ton: Ton,
+    pub settled_total_ton: Ton,
+    pub debt_limit_exceeded: bool,
 }
 
 #[cfg(test)]

@@ -30,27 +30,36 @@ pub struct Route {
     pub handler: &'static str,
 }
 
-/// Declares the route table once, so that what `configure` registers and what the OpenAPI
-/// document must describe (tests/openapi.rs) cannot drift apart.
-macro_rules! routes {
-    ($($method:ident $path:literal => $handler:ident,)+) => {
-        /// Every route the server answers, in matching order (`/queue/status` before
-        /// `/queue/{request_id}`). Aliases are routes to the same handler.
-        pub const ROUTES: &[Route] = &[$(Route {
+/// Declares a route table once, so that what `register` adds to a service config and what the
+/// OpenAPI document must describe (tests/openapi.rs) cannot drift apart. `prefix` is the scope
+/// the table is registered under (the table holds full paths; `register` the scope's own).
+macro_rules! route_table {
+    ($(#[$doc:meta])* prefix $prefix:literal { $($method:ident $path:literal => $handler:ident,)+ }) => {
+        $(#[$doc])*
+        pub const ROUTES: &[$crate::api::routes::Route] = &[$($crate::api::routes::Route {
             method: stringify!($method),
-            path: $path,
+            path: concat!($prefix, $path),
             handler: stringify!($handler),
         },)+];
 
-        /// Registers `ROUTES`. Requests that match none fall through to the app's default
-        /// service (404 NOT_FOUND in the envelope).
-        pub fn configure(cfg: &mut web::ServiceConfig) {
-            $(cfg.route($path, web::$method().to($handler));)+
+        /// Registers `ROUTES` (paths relative to the scope of `prefix`).
+        fn register(cfg: &mut actix_web::web::ServiceConfig) {
+            $(cfg.route($path, actix_web::web::$method().to($handler));)+
         }
     };
 }
+pub(crate) use route_table;
 
-routes! {
+/// Registers the client routes. Requests that match none fall through to the app's default
+/// service (404 NOT_FOUND in the envelope).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    register(cfg);
+}
+
+route_table! {
+    /// Every client route, in matching order (`/queue/status` before `/queue/{request_id}`).
+    /// Aliases are routes to the same handler.
+    prefix "" {
     get "/health" => health,
     get "/openapi.json" => openapi_json,
     post "/api/v1/stars/buy" => stars_buy,
@@ -72,7 +81,7 @@ routes! {
     get "/api/v1/commission/rates" => commission_rates,
     get "/api/v1/transactions" => transactions,
     get "/api/v1/prices" => prices,
-}
+}}
 
 /// Health
 ///

@@ -45,3 +45,25 @@ pub async fn start(dir: &Path, overrides: &[(&str, &str)]) -> Started {
         seed,
     }
 }
+
+/// A fresh login of `who` on the sandbox's fragment.com with the demo wallet connected, and
+/// its cookies as the API takes `fragment_cookies`: base64 of a browser's cookie export.
+#[allow(dead_code)] // not every test binary logs in
+pub fn fragment_login(
+    app: &App,
+    who: &str,
+) -> (fragment_gateway::fragment::FragmentCookies, String) {
+    use base64::Engine;
+    let sandbox = app.sandbox.as_ref().unwrap();
+    let cookies = sandbox
+        .fragment
+        .login(who, Some(sandbox.demo_wallet.address()))
+        .unwrap();
+    let export: Vec<serde_json::Value> = cookies
+        .names()
+        .map(|n| serde_json::json!({"name": n, "value": cookies.get(n).unwrap(), "domain": ".fragment.com"}))
+        .collect();
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(serde_json::to_string(&export).unwrap());
+    (cookies, encoded)
+}
