@@ -325,7 +325,7 @@ async fn stars_and_premium_in_both_modes_and_both_flows_are_right_to_the_nanoton
     let prices = Prices::default();
     let demo = t.sandbox().demo_wallet.clone();
     let demo_friendly = demo.friendly_address(false);
-    let start_balance = t.sandbox().ton.balance(&demo.address()).as_u64();
+    let start_balance = t.sandbox().ton.balance(demo.address()).as_u64();
     let (_, kyc_cookies) = sandbox::fragment_login(&t.app, "client");
     // Gifting Premium makes the recipient a Premium user, so each gift goes to another one.
     // The remaining combinations are elsewhere: two-step Stars without KYC and one-shot
@@ -473,7 +473,7 @@ async fn stars_and_premium_in_both_modes_and_both_flows_are_right_to_the_nanoton
     assert_eq!(fragment_balance.as_u64(), paid_to_fragment);
     assert_eq!(sandbox.fragment.deliveries().len(), purchases.len());
     // The wallet paid the prices and the network's fees; the commission is owed, not paid.
-    let spent = start_balance - sandbox.ton.balance(&demo.address()).as_u64();
+    let spent = start_balance - sandbox.ton.balance(demo.address()).as_u64();
     let fees = spent - paid_to_fragment;
     assert!(
         fees > 0 && fees < purchases.len() as u64 * 50_000_000,
