@@ -1,7 +1,11 @@
-//! The `wallet` and `sim` subcommands, run as a user runs them.
+//! The binary as a user runs it: the `wallet` and `sim` subcommands, the README's curl
+//! walkthrough against `sandbox`, and the Dockerfile's agreement with the README.
+
+mod spawned;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
@@ -272,4 +276,240 @@ fn the_dockerfile_builds_what_the_readme_says_from_paths_that_exist() {
             "{member}"
         );
     }
+}
+
+/// One step of a README shell block: a command (continuation lines joined) and, when the
+/// README shows it, its output (`…` standing for anything).
+#[derive(Debug)]
+struct Step {
+    command: String,
+    expected: Option<String>,
+}
+
+/// The steps of the first `sh` block after `heading` in the README. A `# …` line under a
+/// command is its output when it looks like output (JSON, a string, a number); other comment
+/// lines are prose. A trailing `# a → b → c` comment says the output moves through those
+/// states: the step waits for the last.
+fn readme_steps(heading: &str) -> Vec<Step> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find(heading).expect("the walkthrough's heading")..];
+    let block = section
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a sh block")
+        .0;
+    let mut steps: Vec<Step> = vec![];
+    let mut pending = String::new();
+    for line in block.lines() {
+        let line = line.trim_end();
+        if let Some(comment) = line.trim_start().strip_prefix('#') {
+            let comment = comment.trim();
+            let looks_like_output = comment.starts_with(['{', '[', '"'])
+                || comment.chars().next().is_some_and(|c| c.is_ascii_digit());
+            if let (true, Some(last)) = (looks_like_output, steps.last_mut()) {
+                assert!(last.expected.is_none(), "two outputs for {}", last.command);
+                last.expected = Some(comment.to_string());
+            }
+            continue;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(continued) = line.strip_suffix('\\') {
+            pending.push_str(continued);
+            continue;
+        }
+        pending.push_str(line);
+        let full = std::mem::take(&mut pending);
+        let (command, expected) = match full.split_once("  #") {
+            Some((command, states)) if states.contains('→') => {
+                let last = states.rsplit('→').next().unwrap().trim();
+                (command.trim().to_string(), Some(format!("\"{last}\"")))
+            }
+            _ => (full.trim().to_string(), None),
+        };
+        steps.push(Step { command, expected });
+    }
+    steps
+}
+
+/// Whether `actual` is `expected` up to whitespace, `…` matching anything.
+fn matches_shown(expected: &str, actual: &str) -> bool {
+    let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+    let (expected, actual) = (squeeze(expected), squeeze(actual));
+    let mut parts = expected.split('…');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = actual.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// Runs `command` in bash with `vars` as environment variables; its stdout, trimmed.
+fn bash(command: &str, vars: &[(String, String)]) -> Result<String, String> {
+    let out = Command::new("bash")
+        .args(["-c", &format!("set -o pipefail\n{command}")])
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("bash could not run: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "exit {:?}: {stdout} {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+#[test]
+fn the_readme_walkthrough_works_as_written() {
+    let tools = bash("command -v curl && command -v jq", &[]);
+    assert!(
+        tools.is_ok(),
+        "the README's walkthrough uses curl and jq: install them (apt-get install curl jq)"
+    );
+    let sandbox = spawned::Sandbox::start();
+    let steps = readme_steps("## A purchase with curl (sandbox)");
+    assert!(steps.len() >= 10, "{steps:#?}");
+    let mut vars: Vec<(String, String)> = vec![];
+    for step in &steps {
+        let context = || {
+            format!(
+                "README step `{}`\nserver log:\n{}",
+                step.command,
+                sandbox.log()
+            )
+        };
+        // Assignments: the two the reader fills in, and those that capture an answer.
+        if let Some((name, value)) = step
+            .command
+            .split_once('=')
+            .filter(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        {
+            let value = match name {
+                "API" => {
+                    // The documented address; the test's sandbox is on a free port instead.
+                    assert_eq!(value, "http://127.0.0.1:8080/api/v1", "{}", context());
+                    format!("{}/api/v1", sandbox.url)
+                }
+                "SEED" => {
+                    assert!(value.starts_with('<'), "{}", context());
+                    sandbox.seed.clone()
+                }
+                _ => {
+                    let got = bash(&format!("{}\nprintf %s \"${name}\"", step.command), &vars)
+                        .unwrap_or_else(|e| panic!("{e}\n{}", context()));
+                    assert!(
+                        !got.is_empty() && got != "null",
+                        "{name} is {got:?}\n{}",
+                        context()
+                    );
+                    got
+                }
+            };
+            vars.retain(|(n, _)| n != name);
+            vars.push((name.to_string(), value));
+            continue;
+        }
+        // Reads are repeated until they show what the README shows, as a reader polls.
+        let repeatable = !step.command.contains("-XPOST");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = bash(&step.command, &vars).unwrap_or_else(|e| panic!("{e}\n{}", context()));
+            let Some(expected) = &step.expected else {
+                assert!(!got.is_empty() && got != "null", "{got:?}\n{}", context());
+                break;
+            };
+            if matches_shown(expected, &got) {
+                break;
+            }
+            assert!(
+                repeatable && Instant::now() < deadline,
+                "the README shows {expected}\nbut it printed {got}\n{}",
+                context()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // The README's wallet address is the demo wallet the sandbox prints.
+    let shown = steps
+        .iter()
+        .find_map(|s| s.command.split_once("wallet_address=").map(|(_, a)| a))
+        .expect("a step with the wallet's address");
+    assert!(shown.starts_with(&sandbox.wallet_address), "{shown}");
+
+    // The faucet command under the block funds another wallet.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let faucet = readme
+        .split('`')
+        .find(|s| s.contains("/sim/faucet") && s.starts_with("curl"))
+        .expect("the README's faucet command");
+    let (host, _) = sandbox
+        .faucet
+        .trim_start_matches("http://")
+        .split_once('/')
+        .unwrap();
+    let other = "UQBjQJuBWjnGocXFxoX_2tZ6ypXzxN7LTnEeUg0PIj6BC42Z";
+    let command = faucet
+        .replace("127.0.0.1:8081", host)
+        .replace("<any form>", other)
+        .replace("<nanoton>", "1500000000");
+    assert_ne!(command, faucet, "the faucet command names 127.0.0.1:8081");
+    bash(&command, &[]).unwrap_or_else(|e| panic!("{e}: {command}"));
+    let api = format!("{}/api/v1", sandbox.url);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let balance = bash(
+            &format!(
+                "curl -s '{api}/wallet/balance?wallet_address={other}' | jq -r .data.balance_ton"
+            ),
+            &[],
+        )
+        .unwrap();
+        if balance == "1.5" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the faucet's TON never arrived: {balance}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn readme_steps_are_read_as_a_reader_reads_them() {
+    assert!(matches_shown(
+        r#"{"a": "8652…", "b": "0.5"}"#,
+        "{\n  \"a\": \"86529f\",\n  \"b\": \"0.5\"\n}"
+    ));
+    assert!(!matches_shown(
+        r#"{"a": "8652…", "b": "0.5"}"#,
+        r#"{"a": "86529f", "b": "0.6"}"#
+    ));
+    assert!(!matches_shown("2", "12"));
+    assert!(matches_shown("\"completed\"", "\"completed\""));
+    let steps = readme_steps("## A purchase with curl (sandbox)");
+    let poll = steps
+        .iter()
+        .find(|s| s.command.ends_with("jq .data.status"))
+        .expect("the polling step");
+    assert_eq!(poll.expected.as_deref(), Some("\"completed\""));
+    assert!(steps.iter().all(|s| !s.command.contains('#')), "{steps:#?}");
 }

@@ -6,6 +6,8 @@
 //! The first run creates a virtualenv per requirements file under target/ (PyPI must be
 //! reachable then; `FG_PYTHON` overrides the `python3` used to create it).
 
+mod spawned;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -203,93 +205,6 @@ async fn fragment_api_py_buys_from_the_fragment_simulator() {
     }
 }
 
-/// A `fragment-gateway sandbox` process on free ports with a fresh data directory, as a user
-/// starts it. Dropping it kills and reaps the process, so a failing test leaves nothing running.
-struct Sandbox {
-    process: std::process::Child,
-    url: String,
-    /// The demo wallet's base64 seed and address, as the sandbox prints them.
-    seed: String,
-    wallet_address: String,
-    stderr_log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    /// Blocking: waits (30 s at most) for the banner with the URL and the demo wallet.
-    fn start() -> Sandbox {
-        use std::io::BufRead;
-
-        let dir = tempfile::tempdir().expect("tempdir");
-        let stderr_log = dir.path().join("stderr.log");
-        let mut process = Command::new(env!("CARGO_BIN_EXE_fragment-gateway"))
-            .arg("sandbox")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .env("FG_SANDBOX__TON_LISTEN", "127.0.0.1:0")
-            .env("FG_SANDBOX__FRAGMENT_LISTEN", "127.0.0.1:0")
-            .env("FG_SANDBOX__BLOCK_TIME_MS", "100")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_log).expect("stderr log"))
-            .spawn()
-            .expect("the fragment-gateway binary starts");
-        // A thread reads stdout to its end, so the process never blocks on a full pipe, and
-        // hands over the lines while someone listens.
-        let stdout = std::io::BufReader::new(process.stdout.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let mut sandbox = Sandbox {
-            process,
-            url: String::new(),
-            seed: String::new(),
-            wallet_address: String::new(),
-            stderr_log,
-            _dir: dir,
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let mut after_warning = false;
-        while sandbox.seed.is_empty() {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|e| {
-                panic!(
-                    "the sandbox did not print its URL, demo wallet and seed ({e}):\n{}",
-                    sandbox.log()
-                )
-            });
-            if let Some(url) = line.strip_prefix("fragment-gateway sandbox: ") {
-                sandbox.url = url.trim().to_string();
-            } else if let Some(rest) = line.trim().strip_prefix("demo wallet ") {
-                sandbox.wallet_address = rest.split_whitespace().next().unwrap_or("").into();
-            } else if after_warning {
-                sandbox.seed = line.trim().to_string();
-            }
-            after_warning = line.trim_start().starts_with("WARNING");
-        }
-        assert!(
-            !sandbox.url.is_empty() && !sandbox.wallet_address.is_empty(),
-            "the sandbox's banner lacks its URL or demo wallet"
-        );
-        sandbox
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
 fn tail(text: &str, max: usize) -> &str {
     let mut start = text.len().saturating_sub(max);
     while !text.is_char_boundary(start) {
@@ -338,7 +253,9 @@ async fn sdk_works_against_the_sandbox(venv: &'static str, requirements: &'stati
     let python = tokio::task::spawn_blocking(move || virtualenv(venv, &requirements))
         .await
         .unwrap();
-    let sandbox = tokio::task::spawn_blocking(Sandbox::start).await.unwrap();
+    let sandbox = tokio::task::spawn_blocking(spawned::Sandbox::start)
+        .await
+        .unwrap();
     let unfunded = unfunded_seed();
     assert_ne!(
         unfunded, sandbox.seed,

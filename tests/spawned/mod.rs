@@ -1,0 +1,102 @@
+//! A `fragment-gateway sandbox` process, started as a user starts it (the README's run
+//! command, on free ports): for the tests that drive the binary from outside.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// A `fragment-gateway sandbox` process on free ports with a fresh data directory, as a user
+/// starts it. Dropping it kills and reaps the process, so a failing test leaves nothing running.
+pub struct Sandbox {
+    process: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The demo wallet's base64 seed and address, as the sandbox prints them.
+    pub seed: String,
+    pub wallet_address: String,
+    /// The TON simulator's faucet, `http://127.0.0.1:<port>/sim/faucet`.
+    pub faucet: String,
+    stderr_log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// Blocking: waits (30 s at most) for the banner with the URL and the demo wallet.
+    pub fn start() -> Sandbox {
+        use std::io::BufRead;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stderr_log = dir.path().join("stderr.log");
+        let mut process = Command::new(env!("CARGO_BIN_EXE_fragment-gateway"))
+            .arg("sandbox")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("FG_SANDBOX__TON_LISTEN", "127.0.0.1:0")
+            .env("FG_SANDBOX__FRAGMENT_LISTEN", "127.0.0.1:0")
+            .env("FG_SANDBOX__BLOCK_TIME_MS", "100")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).expect("stderr log"))
+            .spawn()
+            .expect("the fragment-gateway binary starts");
+        // A thread reads stdout to its end, so the process never blocks on a full pipe, and
+        // hands over the lines while someone listens.
+        let stdout = std::io::BufReader::new(process.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut sandbox = Sandbox {
+            process,
+            url: String::new(),
+            seed: String::new(),
+            wallet_address: String::new(),
+            faucet: String::new(),
+            stderr_log,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut after_warning = false;
+        while sandbox.seed.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|e| {
+                panic!(
+                    "the sandbox did not print its URL, demo wallet and seed ({e}):\n{}",
+                    sandbox.log()
+                )
+            });
+            if let Some(url) = line.strip_prefix("fragment-gateway sandbox: ") {
+                sandbox.url = url.trim().to_string();
+            } else if let Some((_, rest)) = line.split_once("(faucet: POST ") {
+                sandbox.faucet = rest.split_whitespace().next().unwrap_or("").into();
+            } else if let Some(rest) = line.trim().strip_prefix("demo wallet ") {
+                sandbox.wallet_address = rest.split_whitespace().next().unwrap_or("").into();
+            } else if after_warning {
+                sandbox.seed = line.trim().to_string();
+            }
+            after_warning = line.trim_start().starts_with("WARNING");
+        }
+        assert!(
+            !sandbox.url.is_empty()
+                && !sandbox.wallet_address.is_empty()
+                && !sandbox.faucet.is_empty(),
+            "the sandbox's banner lacks its URL, demo wallet or faucet"
+        );
+        sandbox
+    }
+
+    /// What the process wrote to stderr (its log).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
