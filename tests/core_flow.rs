@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use events::{Event, OrderMode, Product, StreamName};
-use fragment_gateway::actors::{CoreConfig, CoreError};
+use fragment_gateway::actors::{Core, CoreConfig, CoreError};
 use fragment_gateway::domain::{DomainError, Policy, Username};
 use fragment_gateway::sim::faults::FaultConfig;
 use fragment_gateway::sim::fragment::state::Prices;
@@ -457,18 +457,25 @@ fn slow_fragment(w: &World, ms: u64) {
     });
 }
 
-#[actix_web::test]
-async fn a_request_that_waits_past_the_queue_timeout_ends_and_moves_no_funds() {
-    let w = world().await;
+/// Two orders (50 and 100 Stars), paid from two wallets funded with `FUNDED` each while
+/// Fragment answers `fragment_latency_ms` late: on the only owner session, the first payment
+/// runs for seconds and the second request (the other wallet) waits behind it.
+struct Queued {
+    core: Core,
+    store: std::sync::Arc<dyn fragment_gateway::store::EventStore>,
+    first: Uuid,
+    second: Uuid,
+    /// The second order's request, waiting.
+    waiting: Uuid,
+}
+
+const FUNDED: u64 = 5_000_000_000;
+
+async fn second_waits_behind_first(w: &World, policy: Policy, fragment_latency_ms: u64) -> Queued {
     let (first_payer, second_payer) = (payer(), payer_n(1));
-    let funded = Nanoton::from_ton(5);
-    w.ton.fund(first_payer.wallet.address(), funded);
-    w.ton.fund(second_payer.wallet.address(), funded);
-    let second_address = second_payer.wallet.address().clone();
-    let policy = Policy {
-        queue_timeout: chrono::Duration::seconds(1),
-        ..Policy::default()
-    };
+    for p in [&first_payer, &second_payer] {
+        w.ton.fund(p.wallet.address(), Nanoton::new(FUNDED));
+    }
     let (core, store) = w.core(policy, None).await;
     let first = core
         .create_order(Product::Stars { amount: 50 }, &alice(), None)
@@ -478,18 +485,40 @@ async fn a_request_that_waits_past_the_queue_timeout_ends_and_moves_no_funds() {
         .create_order(Product::Stars { amount: 100 }, &alice(), None)
         .await
         .unwrap();
-
-    // One owner session: while Fragment is slow, the first payment holds it for seconds and
-    // the second request (another wallet) waits behind it.
-    slow_fragment(&w, 400);
+    slow_fragment(w, fragment_latency_ms);
     core.pay_order(first.order_id, first_payer, None, None)
         .await
         .unwrap();
     let waiting = core
-        .pay_order(second.order_id, payer_n(1), None, None)
+        .pay_order(second.order_id, second_payer, None, None)
         .await
         .unwrap();
-    let request_id = waiting.request.request_id;
+    Queued {
+        core,
+        store,
+        first: first.order_id,
+        second: second.order_id,
+        waiting: waiting.request.request_id,
+    }
+}
+
+#[actix_web::test]
+async fn a_request_that_waits_past_the_queue_timeout_ends_and_moves_no_funds() {
+    let w = world().await;
+    let second_payer = payer_n(1);
+    let second_address = second_payer.wallet.address().clone();
+    let funded = Nanoton::new(FUNDED);
+    let policy = Policy {
+        queue_timeout: chrono::Duration::seconds(1),
+        ..Policy::default()
+    };
+    let Queued {
+        core,
+        store,
+        first,
+        second,
+        waiting: request_id,
+    } = second_waits_behind_first(&w, policy, 400).await;
     eventually("the waiting request times out", || {
         core.request(request_id)
             .is_ok_and(|r| r.status.as_str() == "timeout")
@@ -499,11 +528,11 @@ async fn a_request_that_waits_past_the_queue_timeout_ends_and_moves_no_funds() {
     assert_eq!(request.error_code.as_deref(), Some("QUEUE_TIMEOUT"));
     assert_eq!(request.started_at, None);
     assert!(request.error.unwrap().contains("no funds moved"));
-    let reopened = core.order(second.order_id).unwrap();
+    let reopened = core.order(second).unwrap();
     assert_eq!(reopened.status, "created");
     assert_eq!(reopened.error_code.as_deref(), Some("QUEUE_TIMEOUT"));
     assert_eq!(
-        event_types(&*store, &order_stream(second.order_id)).await,
+        event_types(&*store, &order_stream(second)).await,
         ["OrderCreated", "OrderPaid", "OrderQueued", "OrderTimedOut"]
     );
     assert_eq!(w.ton.balance(&second_address), funded, "no funds moved");
@@ -511,20 +540,20 @@ async fn a_request_that_waits_past_the_queue_timeout_ends_and_moves_no_funds() {
 
     w.fragment.faults().set_config(FaultConfig::default());
     core.drain().await.unwrap();
-    assert_eq!(core.order(first.order_id).unwrap().status, "success");
+    assert_eq!(core.order(first).unwrap().status, "success");
     assert_eq!(w.fragment.deliveries().len(), 1);
     assert_eq!(w.ton.balance(&second_address), funded, "no funds moved");
     assert_eq!(core.projections().snapshot().queue.stats().timed_out, 1);
 
     // The order can be paid again, and this time it goes through.
     let again = core
-        .pay_order(second.order_id, second_payer, None, None)
+        .pay_order(second, second_payer, None, None)
         .await
         .unwrap();
     assert!(again.new_request);
     assert_ne!(again.request.request_id, request_id);
     core.drain().await.unwrap();
-    assert_eq!(core.order(second.order_id).unwrap().status, "success");
+    assert_eq!(core.order(second).unwrap().status, "success");
     assert_eq!(w.fragment.deliveries().len(), 2);
     assert_eq!(
         w.ton.balance(&w.fragment.payment_address()).as_u64(),
@@ -535,34 +564,18 @@ async fn a_request_that_waits_past_the_queue_timeout_ends_and_moves_no_funds() {
 #[actix_web::test]
 async fn an_order_whose_time_ran_out_in_the_queue_expires_when_the_queue_gives_it_back() {
     let w = world().await;
-    let (first_payer, second_payer) = (payer(), payer_n(1));
-    w.ton
-        .fund(first_payer.wallet.address(), Nanoton::from_ton(5));
-    w.ton
-        .fund(second_payer.wallet.address(), Nanoton::from_ton(5));
     // The order's 1 s are up while it waits; the queue gives up on it a second later.
     let policy = Policy {
         order_ttl: chrono::Duration::seconds(1),
         queue_timeout: chrono::Duration::seconds(2),
         ..Policy::default()
     };
-    let (core, store) = w.core(policy, None).await;
-    let first = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
-    let second = core
-        .create_order(Product::Stars { amount: 100 }, &alice(), None)
-        .await
-        .unwrap();
-    slow_fragment(&w, 700);
-    core.pay_order(first.order_id, first_payer, None, None)
-        .await
-        .unwrap();
-    core.pay_order(second.order_id, second_payer, None, None)
-        .await
-        .unwrap();
-    let id = second.order_id;
+    let Queued {
+        core,
+        store,
+        second: id,
+        ..
+    } = second_waits_behind_first(&w, policy, 700).await;
     eventually("the unpaid order expires", || {
         core.order(id).unwrap().status == "expired"
     })
