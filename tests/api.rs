@@ -550,6 +550,26 @@ async fn every_client_mistake_gets_its_code_and_says_what_to_fix() {
         .contains("larger than"));
     let (status, body) = t.get("/api/v1/no/such/route").await;
     assert_error(status, &body, 404, "NOT_FOUND");
+    // A route with another method is no route either: the envelope, never a bare 405.
+    let (status, body) = t.get("/api/v1/stars/create").await;
+    assert_error(status, &body, 404, "NOT_FOUND");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("GET /api/v1/stars/create"),
+        "{body}"
+    );
+    let (status, body) = t
+        .post(
+            &format!("/api/v1/orders/{}", uuid::Uuid::new_v4()),
+            json!({}),
+        )
+        .await;
+    assert_error(status, &body, 404, "NOT_FOUND");
+    // `stars` is not an order id: the GET alias of the order route answers.
+    let (status, body) = t.get("/api/v1/orders/stars").await;
+    assert_error(status, &body, 404, "ORDER_NOT_FOUND");
 
     // Fields, each named.
     let (status, body) = t
@@ -770,6 +790,14 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_but_polling_is_never_t
             .await;
         assert_eq!(status, 404);
         assert_eq!(t.get("/health").await.0, 200);
+    }
+    // The same routes spelt with percent-escapes count the same: the router decodes them.
+    for path in [
+        "/%61pi/v1/queue",
+        "/api/v1/queue/%73tatus",
+        "/api/v1/%71ueue",
+    ] {
+        assert_eq!(t.get(path).await.0, 429, "{path}");
     }
     t.app.stop().await;
 }

@@ -90,10 +90,17 @@ pub async fn middleware(
     // Reading a queue request is what a client's wait loop does every couple of seconds (the
     // original SDK: every 2 s for 5 minutes); counting it would throttle a waiting buyer
     // into thinking the purchase failed. It only reads a projection.
+    // Decided on the decoded path the router matches, not the raw one: `/%61pi/…` reaches the
+    // same handlers as `/api/…` and must count the same.
+    let path = req.match_info().as_str();
     let polling = req.method() == actix_web::http::Method::GET
-        && req.path().starts_with("/api/v1/queue/")
-        && req.path() != "/api/v1/queue/status";
-    let limited = req.path().starts_with("/api/") && !polling;
+        && path.starts_with("/api/v1/queue/")
+        && path != "/api/v1/queue/status";
+    // Everything counts except polling, health checks, this API's document, and the admin
+    // API (which limits wrong keys itself).
+    let exempt =
+        polling || path == "/health" || path == "/openapi.json" || path.starts_with("/admin/");
+    let limited = !exempt;
     if let (true, Some(peer)) = (limited, req.peer_addr()) {
         if let Err(wait) = limiter.check(peer.ip(), Instant::now()) {
             let error = ApiError::new(

@@ -42,13 +42,27 @@ macro_rules! route_table {
             handler: stringify!($handler),
         },)+];
 
-        /// Registers `ROUTES` (paths relative to the scope of `prefix`).
+        /// Registers `ROUTES` (paths relative to the scope of `prefix`). Each resource is
+        /// guarded by its method, so a request with another method falls through to the next
+        /// matching route or to the default service's 404 in the envelope, never to actix's
+        /// bodiless 405.
         fn register(cfg: &mut actix_web::web::ServiceConfig) {
-            $(cfg.route($path, actix_web::web::$method().to($handler));)+
+            $(cfg.service(
+                actix_web::web::resource($path)
+                    .guard($crate::api::routes::method_guard(stringify!($method)))
+                    .to($handler),
+            );)+
         }
     };
 }
 pub(crate) use route_table;
+
+/// The guard of a route table's method name (`get`, `post`).
+pub(crate) fn method_guard(method: &str) -> impl actix_web::guard::Guard {
+    let method = actix_web::http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .expect("route tables name HTTP methods");
+    actix_web::guard::Method(method)
+}
 
 /// Registers the client routes. Requests that match none fall through to the app's default
 /// service (404 NOT_FOUND in the envelope).
