@@ -502,6 +502,16 @@ async fn lists_audit_commission_rebuild_and_settlement_after_a_purchase() {
 #[actix_web::test]
 async fn new_owner_cookies_take_over_and_never_leave_memory() {
     let t = spawn(&[("FG_ADMIN__KEY", KEY)]).await;
+    // An option this route does not have is refused before anything changes.
+    let (_, first_encoded) = t.owner_login();
+    let (status, body) = t
+        .admin_post(
+            "/admin/owner-cookies?dry_run=1",
+            json!({"fragment_cookies": [first_encoded]}),
+        )
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    assert_eq!(body["error"]["details"][0]["field"], "dry_run", "{body}");
     // Cookies that cannot be a session are refused, naming the entry; nothing changes.
     let (status, body) = t
         .admin_post(

@@ -597,6 +597,37 @@ async fn every_client_mistake_gets_its_code_and_says_what_to_fix() {
         )
         .await;
     assert_error(status, &body, 400, "VALIDATION_ERROR");
+    // Missing months are named as each route documents them; the alias is read as well.
+    for (path, named, alias) in [
+        ("/api/v1/premium/create", "months", "duration"),
+        ("/api/v1/premium/buy", "duration", "months"),
+        ("/api/v1/premium/check-eligibility", "months", "duration"),
+    ] {
+        let (status, body) = t
+            .post(
+                path,
+                json!({"username": "@bob", "seed": t.seed, "months": null}),
+            )
+            .await;
+        if path.ends_with("eligibility") {
+            // Optional there (3 by default).
+            assert_eq!(status, 200, "{body}");
+        } else {
+            assert_error(status, &body, 400, "VALIDATION_ERROR");
+            assert_eq!(
+                body["error"]["details"][0]["field"], named,
+                "{path}: {body}"
+            );
+        }
+        let (status, body) = t
+            .post(path, json!({"username": "@bob", "seed": t.seed, alias: 5}))
+            .await;
+        assert_error(status, &body, 400, "VALIDATION_ERROR");
+        assert_eq!(
+            body["error"]["details"][0]["field"], alias,
+            "{path}: {body}"
+        );
+    }
     let (status, body) = t
         .post(
             "/api/v1/stars/create",
@@ -834,6 +865,18 @@ async fn wallets_resolve_and_report_balances_without_a_seed_in_the_url() {
         .await;
     assert_error(status, &body, 400, "VALIDATION_ERROR");
     assert_eq!(body["error"]["details"][0]["field"], "wallet_address");
+    // A TON mnemonic has one key: another account is the index's mistake, not the seed's.
+    let (status, body) = t
+        .post(
+            "/api/v1/wallet/resolve",
+            json!({"seed": t.seed, "account_index": 1}),
+        )
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    assert_eq!(
+        body["error"]["details"][0]["field"], "account_index",
+        "{body}"
+    );
 
     let r = t
         .http

@@ -191,19 +191,21 @@ struct Query {
 }
 
 impl Query {
-    fn parse(req: &HttpRequest, known: &[&str]) -> Result<Query, ApiError> {
+    fn parse(req: &HttpRequest, known: &[&str]) -> Query {
         let mut params = HashMap::new();
         let mut errors = vec![];
         for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
             if !known.contains(&k.as_ref()) {
-                errors.push(FieldError::new(
-                    k.as_ref(),
-                    format!("is not a parameter of this route ({})", known.join(", ")),
-                ));
+                let message = if known.is_empty() {
+                    "is not a parameter: this route takes none".to_string()
+                } else {
+                    format!("is not a parameter of this route ({})", known.join(", "))
+                };
+                errors.push(FieldError::new(k.as_ref(), message));
             }
             params.insert(k.into_owned(), v.trim().to_string());
         }
-        Ok(Query { params, errors })
+        Query { params, errors }
     }
 
     fn get(&self, field: &str) -> Option<&str> {
@@ -343,7 +345,7 @@ async fn orders(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let mut q = Query::parse(
         &req,
         &["status", "mode", "wallet_address", "limit", "offset"],
-    )?;
+    );
     let statuses = q.any_of("status", &ORDER_STATUSES);
     let modes = q.any_of("mode", &["kyc", "no_kyc"]);
     let wallet = q.wallet("wallet_address");
@@ -377,7 +379,7 @@ fn mode_name(m: OrderMode) -> &'static str {
     ),
     responses((status = 200, description = "A page of orders", body = doc::Envelope<doc::OrderPage>), errors::AdminList))]
 async fn unconfirmed(state: web::Data<AppState>, req: HttpRequest) -> Reply {
-    let mut q = Query::parse(&req, &["limit", "offset"])?;
+    let mut q = Query::parse(&req, &["limit", "offset"]);
     let page = q.page();
     q.finish()?;
     let m = state.core.projections().read();
@@ -405,7 +407,7 @@ async fn unconfirmed(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     responses((status = 200, description = "A page of requests", body = doc::Envelope<doc::RequestPage>), errors::AdminList))]
 // Request ids are UUIDv7: key order is creation order.
 async fn requests(state: web::Data<AppState>, req: HttpRequest) -> Reply {
-    let mut q = Query::parse(&req, &["status", "wallet_address", "limit", "offset"])?;
+    let mut q = Query::parse(&req, &["status", "wallet_address", "limit", "offset"]);
     let statuses = q.any_of("status", &REQUEST_STATUSES);
     let wallet = q.wallet("wallet_address");
     let page = q.page();
@@ -457,7 +459,7 @@ fn wallet_commission(state: &AppState, raw: &str, c: &WalletCommission) -> Value
     ),
     responses((status = 200, description = "Totals, rates and a page of wallets", body = doc::Envelope<doc::CommissionReport>), errors::AdminList))]
 async fn commission(state: web::Data<AppState>, req: HttpRequest) -> Reply {
-    let mut q = Query::parse(&req, &["all", "limit", "offset"])?;
+    let mut q = Query::parse(&req, &["all", "limit", "offset"]);
     let all = q.flag("all");
     let page = q.page();
     q.finish()?;
@@ -527,7 +529,8 @@ fn ops_error(e: OpsError, target: &AuditTarget) -> ApiError {
     security(("admin_key" = [])),
     params(("target" = String, Path, description = "An order id, a wallet address (raw or URL-safe friendly form), or a stream name")),
     responses((status = 200, description = "The target's events", body = doc::Envelope<doc::Audit>), errors::AdminAudit))]
-async fn audit(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
+async fn audit(state: web::Data<AppState>, path: web::Path<String>, req: HttpRequest) -> Reply {
+    Query::parse(&req, &[]).finish()?;
     let target = AuditTarget::parse(&path)
         .map_err(|e| ApiError::validation(vec![FieldError::new("target", e.to_string())]))?;
     let wallet = match &target {
@@ -561,7 +564,12 @@ async fn audit(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     security(("admin_key" = [])),
     params(("stream" = String, Path, description = "`order-<uuid>` or `wallet-<workchain>:<64 hex digits>`")),
     responses((status = 200, description = "The stream's events", body = doc::Envelope<doc::StreamEvents>), errors::AdminStream))]
-async fn stream_events(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
+async fn stream_events(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Reply {
+    Query::parse(&req, &[]).finish()?;
     let stream = StreamName::parse(path.trim()).map_err(|_| {
         ApiError::validation(vec![FieldError::new(
             "stream",
@@ -591,7 +599,13 @@ async fn stream_events(state: web::Data<AppState>, path: web::Path<String>) -> R
     security(("admin_key" = [])),
     request_body = doc::OwnerCookiesBody,
     responses((status = 200, description = "The sessions now in use", body = doc::Envelope<doc::OwnerCookiesReplaced>), errors::AdminOwnerCookies))]
-async fn owner_cookies(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
+async fn owner_cookies(
+    state: web::Data<AppState>,
+    body: web::Json<Value>,
+    req: HttpRequest,
+) -> Reply {
+    // A misspelt option (`?dry_run=1`) must not replace the sessions for real.
+    Query::parse(&req, &[]).finish()?;
     let mut body = body.into_inner();
     let given = match &mut body {
         Value::Object(map) => map.remove("fragment_cookies").unwrap_or(Value::Null),
@@ -679,7 +693,7 @@ async fn owner_cookies(state: web::Data<AppState>, body: web::Json<Value>) -> Re
     params(("replace" = Option<bool>, Query, description = "`true`: replace the live read models when they differ")),
     responses((status = 200, description = "The comparison", body = doc::Envelope<doc::RebuildReport>), errors::AdminRebuild))]
 async fn rebuild(state: web::Data<AppState>, req: HttpRequest) -> Reply {
-    let mut q = Query::parse(&req, &["replace"])?;
+    let mut q = Query::parse(&req, &["replace"]);
     let replace = q.flag("replace");
     q.finish()?;
     let runner = state.core.projections();
@@ -747,7 +761,9 @@ async fn settle(
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<Value>,
+    req: HttpRequest,
 ) -> Reply {
+    Query::parse(&req, &[]).finish()?;
     let mut errors = vec![];
     let wallet = match ParsedAddress::parse(&path) {
         Ok(a) => Some(a),

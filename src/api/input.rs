@@ -8,7 +8,9 @@ use super::error::{ApiError, FieldError};
 use crate::actors::PayerKey;
 use crate::domain::{PremiumMonths, StarsAmount, Username};
 use crate::fragment::FragmentCookies;
-use crate::ton::{Network, ParsedAddress, Seed, SeedFormat, WalletContract, WalletVersion};
+use crate::ton::{
+    Network, ParsedAddress, Seed, SeedError, SeedFormat, WalletContract, WalletVersion,
+};
 
 /// Collects field errors while values are taken out of a body.
 pub struct Fields {
@@ -107,6 +109,22 @@ impl Fields {
                 None
             }
         }
+    }
+
+    /// Months of Premium under `field`, or under `alias` when only that one is sent; a
+    /// missing value is reported on `field`, the name the endpoint documents.
+    pub fn months_or_alias(
+        &mut self,
+        field: &str,
+        alias: &str,
+        required: bool,
+    ) -> Option<PremiumMonths> {
+        let name = if !self.has(field) && self.has(alias) {
+            alias
+        } else {
+            field
+        };
+        self.months(name, required)
     }
 
     pub fn months(&mut self, field: &str, required: bool) -> Option<PremiumMonths> {
@@ -237,7 +255,13 @@ pub fn resolve_wallet(
     network: Network,
 ) -> Result<ResolvedWallet, ApiError> {
     let seed = Seed::from_base64(seed)?;
-    let key = seed.derive_key(choice.account_index)?;
+    // The seed is valid: an index it cannot take is the `account_index` field's mistake.
+    let key = seed.derive_key(choice.account_index).map_err(|e| match e {
+        SeedError::AccountIndexNotApplicable | SeedError::AccountIndexOutOfRange => {
+            ApiError::validation(vec![FieldError::new("account_index", e.to_string())])
+        }
+        other => other.into(),
+    })?;
     let format = seed.format();
     drop(seed);
     let account_index = match format {

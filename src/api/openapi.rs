@@ -1,11 +1,12 @@
-//! The OpenAPI 3.1 document of the client API (`GET /openapi.json`), generated from the code:
-//! `#[utoipa::path]` on each handler in `routes` says its method, path, parameters, body and
-//! answers; this module holds the schemas those name and assembles the document.
+//! The OpenAPI 3.1 document of the API (`GET /openapi.json`), generated from the code:
+//! `#[utoipa::path]` on each handler in `routes` (client) and `admin` says its method, path,
+//! parameters, body and answers; this module holds the schemas those name, the error tables,
+//! and assembles the document.
 //!
-//! Handlers read bodies as `Value` (to name every invalid field at once) and `views` builds
-//! answers as `Value`, so the structs here describe JSON and are never serialized.
-//! tests/openapi.rs keeps them honest: it checks that the document covers exactly
-//! `api::all_routes()` (the client and admin route tables) and that real answers carry exactly the documented properties.
+//! Handlers read bodies as `Value` (to name every invalid field at once) and build answers as
+//! `Value`, so the structs here describe JSON and are never serialized. tests/openapi.rs keeps
+//! them honest: it checks that the document covers exactly `api::all_routes()` (the client
+//! and admin route tables) and that real answers carry exactly the documented properties.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -659,8 +660,9 @@ pub struct StarsCreateBody {
 pub struct PremiumCreateBody {
     /// The recipient.
     pub username: Username,
-    #[schema(schema_with = months)]
-    pub months: u8,
+    /// Required, unless sent as `duration`.
+    #[schema(schema_with = optional_months)]
+    pub months: Option<u8>,
     /// Accepted instead of `months`.
     #[schema(schema_with = optional_months)]
     pub duration: Option<u8>,
@@ -719,8 +721,9 @@ pub struct StarsBuyBody {
 #[derive(ToSchema)]
 pub struct PremiumBuyBody {
     pub username: Username,
-    #[schema(schema_with = months)]
-    pub duration: u8,
+    /// Required, unless sent as `months`.
+    #[schema(schema_with = optional_months)]
+    pub duration: Option<u8>,
     /// Accepted instead of `duration`.
     #[schema(schema_with = optional_months)]
     pub months: Option<u8>,
@@ -1389,7 +1392,7 @@ pub struct RebuildReport {
 
 #[derive(ToSchema)]
 pub struct SettleBody {
-    /// What the wallet paid, in TON; at most its debt.
+    /// What the wallet paid, in TON: more than 0 and at most its debt.
     pub amount_ton: Ton,
     /// Where the payment came from (stored in the event: no secrets).
     #[schema(max_length = 200, example = "bank transfer 42")]

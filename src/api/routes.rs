@@ -1,5 +1,6 @@
-//! The client endpoints of API.md. Each handler validates its input into domain values, asks
-//! the core, and shapes the answer with `views`.
+//! The client endpoints of API.md. Each handler validates its input into domain values
+//! (`input`), asks the core, and shapes the answer: the shared shapes (orders, requests,
+//! history) come from `views`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -148,11 +149,9 @@ impl Ordered {
             Ordered::Stars => f
                 .stars_amount("amount")
                 .map(|a| Product::Stars { amount: a.get() }),
-            Ordered::Premium { field, alias } => {
-                let name = if f.has(field) { field } else { alias };
-                f.months(name, true)
-                    .map(|m| Product::Premium { months: m.get() })
-            }
+            Ordered::Premium { field, alias } => f
+                .months_or_alias(field, alias, true)
+                .map(|m| Product::Premium { months: m.get() }),
         }
     }
 }
@@ -295,7 +294,8 @@ async fn pay_from_body(state: web::Data<AppState>, body: web::Json<Value>) -> Re
     let order_id = f.string("order_id");
     let payer = payer(&state, &mut f).await?;
     let cookies = f.cookies()?;
-    let Some(order_id) = order_id else {
+    // Every missing field is named before an id that cannot exist is looked up.
+    let (Some(order_id), Some(_)) = (order_id, &payer) else {
         return Err(missing(f));
     };
     let order_id = parse_uuid(
@@ -445,12 +445,7 @@ async fn queue_length(state: web::Data<AppState>) -> Reply {
 async fn premium_eligibility(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
     let mut f = Fields::new(body.into_inner())?;
     let username = f.username("username")?;
-    let field = if f.has("duration") {
-        "duration"
-    } else {
-        "months"
-    };
-    let months = f.months(field, false);
+    let months = f.months_or_alias("months", "duration", false);
     let cookies = f.cookies()?;
     let Some(username) = username else {
         return Err(missing(f));

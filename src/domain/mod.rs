@@ -48,7 +48,7 @@ pub enum DomainError {
         balance_nanoton: u64,
         needed_nanoton: u64,
     },
-    #[error("no payment request {0} on this order")]
+    #[error("payment request {0} not found")]
     UnknownRequest(Uuid),
     #[error("a different wallet message was already signed for this request")]
     AlreadySubmitted,
