@@ -929,6 +929,46 @@ async fn a_new_order_is_priced_while_the_only_owner_session_waits_for_the_chain(
 }
 
 #[actix_web::test]
+async fn a_new_order_does_not_wait_past_owner_wait_for_a_busy_owner_session() {
+    let w = world().await;
+    let p = payer();
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    let cfg = CoreConfig {
+        owner_wait: Duration::from_millis(300),
+        ..config(Policy::default())
+    };
+    let (core, _) = w.core_with(cfg, None).await;
+    let first = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    // Fragment answers slowly: the payment holds the only owner session for seconds.
+    slow_fragment(&w, 1000);
+    let receipt = core.pay_order(first.order_id, p, None, None).await.unwrap();
+    let request_id = receipt.request.request_id;
+    eventually("the payment runs", || {
+        core.request(request_id).unwrap().status.as_str() == "processing"
+    })
+    .await;
+    let refused = core
+        .create_order(Product::Stars { amount: 100 }, &alice(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, CoreError::Unavailable(m) if m.contains("busy")),
+        "{refused:?}"
+    );
+    assert_eq!(refused.api_code(), ("SERVICE_UNAVAILABLE", 503));
+    // Once the payment is done, orders are priced again.
+    w.fragment.faults().set_config(FaultConfig::default());
+    core.drain().await.unwrap();
+    assert_eq!(core.order(first.order_id).unwrap().status, "success");
+    core.create_order(Product::Stars { amount: 100 }, &alice(), None)
+        .await
+        .unwrap();
+}
+
+#[actix_web::test]
 async fn a_shutdown_ends_waiting_requests_and_leaves_a_broadcast_payment_to_the_next_start() {
     // Blocks only on demand: the first payment stays on its way to the chain.
     let w = world_with_blocks(Duration::ZERO).await;

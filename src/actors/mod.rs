@@ -88,6 +88,10 @@ pub struct CoreConfig {
     pub poll_interval: Duration,
     /// How long to wait for Fragment to report a paid purchase delivered.
     pub delivery_timeout: Duration,
+    /// How long pricing, a new order or an eligibility check waits for an owner session
+    /// when all of them are busy with payments; then SERVICE_UNAVAILABLE (retry shortly),
+    /// rather than a request hanging past the client's own timeout.
+    pub owner_wait: Duration,
 }
 
 impl Default for CoreConfig {
@@ -100,6 +104,7 @@ impl Default for CoreConfig {
             sign_ttl_secs: 120,
             poll_interval: Duration::from_secs(2),
             delivery_timeout: Duration::from_secs(120),
+            owner_wait: Duration::from_secs(20),
         }
     }
 }
@@ -321,7 +326,15 @@ impl Core {
         if let Some(flow) = (0..count).find_map(|i| turn(i).try_begin()) {
             return Ok(flow);
         }
-        Ok(turn(0).begin().await)
+        let wait = self.sh.config.owner_wait;
+        tokio::time::timeout(wait, turn(0).begin())
+            .await
+            .map_err(|_| {
+                CoreError::Unavailable(format!(
+                    "every owner session stayed busy with payments for {} s",
+                    wait.as_secs_f64()
+                ))
+            })
     }
 
     fn fingerprint(&self, cookies: &FragmentCookies) -> String {

@@ -106,6 +106,7 @@ pub fn config(policy: Policy) -> CoreConfig {
         sign_ttl_secs: 20,
         poll_interval: Duration::from_millis(50),
         delivery_timeout: Duration::from_secs(10),
+        owner_wait: Duration::from_secs(10),
         checkpoint: None,
     }
 }
