@@ -152,6 +152,10 @@ async fn start(
         burst: settings.rate_limit.burst,
         shutdown_timeout: settings.server.shutdown_grace_seconds,
         admin_key: settings.admin.key.clone(),
+        trusted_proxies: settings
+            .server
+            .trusted_proxies()
+            .map_err(|e| StartError::Config(e.to_string()))?,
     };
     let server = api::serve(listener, state, http).map_err(|error| StartError::Listen {
         addr: listen,

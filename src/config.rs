@@ -96,6 +96,23 @@ pub struct ServerSettings {
     pub shutdown_grace_seconds: u64,
     /// `text` for a terminal, `json` for log collectors.
     pub log_format: String,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client for
+    /// rate limits; empty: the connection's peer is the client.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl ServerSettings {
+    /// `trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<crate::api::limit::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|s| crate::api::limit::IpNet::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(|error| ConfigError::Invalid {
+                key: "server.trusted_proxies",
+                error,
+            })
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -255,6 +272,7 @@ impl Settings {
                 })?;
         settings.policy()?;
         settings.ton.pacing()?;
+        settings.server.trusted_proxies()?;
         if !["text", "json"].contains(&settings.server.log_format.as_str()) {
             return Err(ConfigError::Invalid {
                 key: "server.log_format",
@@ -460,6 +478,22 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("commission.debt_limit_ton"), "{err}");
+        let err = Settings::load(
+            &[],
+            env(&[("FG_SERVER__TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/40")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("server.trusted_proxies") && err.contains("10.0.0.0/40"),
+            "{err}"
+        );
+        let s = Settings::load(
+            &[],
+            env(&[("FG_SERVER__TRUSTED_PROXIES", "127.0.0.1, fd00::/8")]),
+        )
+        .unwrap();
+        assert_eq!(s.server.trusted_proxies().unwrap().len(), 2);
     }
 
     #[test]

@@ -834,6 +834,39 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_but_polling_is_never_t
 }
 
 #[actix_web::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    let limited = |t: &TestApp, forwarded_for: &'static str| {
+        let request = t
+            .http
+            .get(format!("{}/api/v1/queue", t.base))
+            .header("X-Forwarded-For", forwarded_for);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let settings = [
+        ("FG_RATE_LIMIT__REQUESTS_PER_MINUTE", "1"),
+        ("FG_RATE_LIMIT__BURST", "1"),
+    ];
+    // Not behind a proxy: X-Forwarded-For is the client's own claim and changes nothing.
+    let t = spawn(&settings).await;
+    assert_eq!(limited(&t, "198.51.100.1").await, 200);
+    assert_eq!(limited(&t, "198.51.100.2").await, 429);
+    t.app.stop().await;
+    // Behind a trusted proxy (loopback here): each forwarded client has its own bucket, and
+    // what a client prepends to the header is not believed.
+    let t = spawn(&[
+        settings[0],
+        settings[1],
+        ("FG_SERVER__TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    assert_eq!(limited(&t, "198.51.100.1").await, 200);
+    assert_eq!(limited(&t, "198.51.100.1").await, 429);
+    assert_eq!(limited(&t, "203.0.113.9, 198.51.100.1").await, 429);
+    assert_eq!(limited(&t, "198.51.100.2").await, 200);
+    t.app.stop().await;
+}
+
+#[actix_web::test]
 async fn wallets_resolve_and_report_balances_without_a_seed_in_the_url() {
     let t = spawn(&[]).await;
     let demo = t.sandbox().demo_wallet.clone();

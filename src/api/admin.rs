@@ -130,7 +130,12 @@ fn check(auth: &AdminAuth, req: &ServiceRequest) -> Option<ApiError> {
             "the admin API is disabled: set admin.key (FG_ADMIN__KEY) to enable it",
         ));
     }
-    let ip = req.peer_addr().map(|a| a.ip());
+    // Behind a trusted proxy, the client it names: otherwise one stranger's wrong keys
+    // would lock the operator out too.
+    let ip = match req.app_data::<web::Data<super::limit::ClientIps>>() {
+        Some(clients) => clients.of(req),
+        None => req.peer_addr().map(|a| a.ip()),
+    };
     let now = Instant::now();
     if let Some(ip) = ip {
         if let Err(wait) = auth.failures.peek(ip, now) {

@@ -57,6 +57,8 @@ pub struct HttpSettings {
     pub shutdown_timeout: u64,
     /// `X-Admin-Key` for `/admin/*`; empty disables the admin API.
     pub admin_key: crate::config::Secret,
+    /// Proxies whose `X-Forwarded-For` names the client (rate limits, admin lockout).
+    pub trusted_proxies: Vec<limit::IpNet>,
 }
 
 /// Starts serving on `listener` (bind port 0 for tests and read the port from the listener).
@@ -67,14 +69,17 @@ pub fn serve(
 ) -> std::io::Result<Server> {
     let state = web::Data::new(state);
     let limiter = Arc::new(limit::Limiter::new(http.requests_per_minute, http.burst));
+    let clients = web::Data::new(limit::ClientIps::new(http.trusted_proxies.clone()));
     let admin = web::Data::new(admin::AdminAuth::new(&http.admin_key));
     let body_limit = http.body_limit_bytes;
     let server =
         HttpServer::new(move || {
             let limiter = Arc::clone(&limiter);
+            let ips = clients.clone().into_inner();
             App::new()
                 .app_data(state.clone())
                 .app_data(admin.clone())
+                .app_data(clients.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(body_limit)
@@ -86,7 +91,7 @@ pub fn serve(
                 }))
                 .wrap(actix_web::middleware::from_fn(refuse_seed_in_url))
                 .wrap(actix_web::middleware::from_fn(move |req, next| {
-                    limit::middleware(Arc::clone(&limiter), req, next)
+                    limit::middleware(Arc::clone(&limiter), Arc::clone(&ips), req, next)
                 }))
                 .configure(routes::configure)
                 .configure(admin::configure)
