@@ -14,7 +14,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{web, HttpRequest, ResponseError};
 use chrono::Utc;
-use events::{EventMetadata, OrderMode, StreamName};
+use events::{EventMetadata, StreamName};
 use hmac::{Hmac, Mac};
 use projections::{OrderView, ReadModels, RequestView, WalletCommission};
 use serde_json::{json, Value};
@@ -360,16 +360,12 @@ async fn orders(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let m: &ReadModels = &guard;
     let items = m.orders.orders.values().rev().filter(|o| {
         statuses.as_ref().is_none_or(|s| s.contains(&o.status))
-            && modes.as_ref().is_none_or(|s| s.contains(mode_name(o.mode)))
+            && modes.as_ref().is_none_or(|s| s.contains(o.mode.as_str()))
             && wallet
                 .as_deref()
                 .is_none_or(|w| order_wallet(m, o) == Some(w))
     });
     ok(page.answer(items, views::order))
-}
-
-fn mode_name(m: OrderMode) -> &'static str {
-    m.as_str()
 }
 
 /// Unconfirmed deliveries
@@ -427,7 +423,7 @@ async fn requests(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     ok(page.answer(items, |r: &RequestView| {
         let position = m.queue.position(&r.request_id);
         let wait = position.map_or(0, |p| m.queue.estimated_wait_seconds(p));
-        views::request(r, position, wait, true)
+        views::request(r, position, wait)
     }))
 }
 
@@ -438,17 +434,11 @@ fn friendly(state: &AppState, raw: &str) -> Option<String> {
 }
 
 fn wallet_commission(state: &AppState, raw: &str, c: &WalletCommission) -> Value {
-    json!({
-        "wallet_address": friendly(state, raw),
-        "wallet_address_raw": raw,
-        "debt_ton": views::ton(c.debt_nanoton),
-        "accrued_total_ton": views::ton(c.accrued_total_nanoton),
-        "collected_total_ton": views::ton(c.collected_total_nanoton),
-        "settled_total_ton": views::ton(c.settled_total_nanoton),
-        "failed_collections": c.failed_collections,
-        "debt_limit_exceeded": c.debt_nanoton > state.core.policy().debt_limit_nanoton,
-        "updated_at": c.updated_at.map(views::time),
-    })
+    let debt_limit = state.core.policy().debt_limit_nanoton;
+    let mut account = views::commission_account(friendly(state, raw), raw, c, debt_limit);
+    account.insert("failed_collections".into(), json!(c.failed_collections));
+    account.insert("updated_at".into(), json!(c.updated_at.map(views::time)));
+    Value::Object(account)
 }
 
 /// Commission

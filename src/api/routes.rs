@@ -412,7 +412,7 @@ async fn get_request(state: web::Data<AppState>, path: web::Path<String>) -> Rep
         let p = m.queue.position(&id);
         (p, p.map_or(0, |p| m.queue.estimated_wait_seconds(p)))
     };
-    ok(views::request(&request, position, wait, true))
+    ok(views::request(&request, position, wait))
 }
 
 /// Queue statistics
@@ -610,17 +610,16 @@ async fn commission_balance(state: web::Data<AppState>, req: HttpRequest) -> Rep
     let (friendly, raw) = address_forms(&address, state.wallet_network.is_testnet());
     let c = state.core.projections().read().commission.wallet(&raw);
     let p = state.core.policy();
-    ok(json!({
-        "wallet_address": friendly,
-        "wallet_address_raw": raw,
-        "debt_ton": views::ton(c.debt_nanoton),
-        "accrued_total_ton": views::ton(c.accrued_total_nanoton),
-        "collected_total_ton": views::ton(c.collected_total_nanoton),
-        "settled_total_ton": views::ton(c.settled_total_nanoton),
-        "debt_limit_ton": views::ton(p.debt_limit_nanoton),
-        "collection_threshold_ton": views::ton(p.collection_threshold_nanoton),
-        "debt_limit_exceeded": c.debt_nanoton > p.debt_limit_nanoton,
-    }))
+    let mut account = views::commission_account(Some(friendly), &raw, &c, p.debt_limit_nanoton);
+    account.insert(
+        "debt_limit_ton".into(),
+        json!(views::ton(p.debt_limit_nanoton)),
+    );
+    account.insert(
+        "collection_threshold_ton".into(),
+        json!(views::ton(p.collection_threshold_nanoton)),
+    );
+    ok(Value::Object(account))
 }
 
 /// Commission rates

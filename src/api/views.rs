@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use events::{OrderMode, Product};
-use projections::{HistoryItem, OrderView, QueueStats, RequestView};
+use projections::{HistoryItem, OrderView, QueueStats, RequestView, WalletCommission};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
@@ -90,12 +90,7 @@ pub fn order(o: &OrderView) -> Value {
 }
 
 /// The queue request (API.md, "The queue request").
-pub fn request(
-    r: &RequestView,
-    position: Option<u64>,
-    estimated_wait_seconds: u64,
-    friendly: bool,
-) -> Value {
+pub fn request(r: &RequestView, position: Option<u64>, estimated_wait_seconds: u64) -> Value {
     let mut out = Map::new();
     out.insert("request_id".into(), json!(r.request_id));
     out.insert("id".into(), json!(r.request_id));
@@ -137,7 +132,7 @@ pub fn request(
         "started_at": opt_time(r.started_at),
         "completed_at": opt_time(r.completed_at),
         "queue_deadline": time(r.queue_deadline),
-        "wallet_address": if friendly { &r.wallet_friendly } else { &r.wallet_address },
+        "wallet_address": r.wallet_friendly,
         "wallet_address_raw": r.wallet_address,
         "wallet_version": r.wallet_version,
         "error": r.error,
@@ -148,6 +143,29 @@ pub fn request(
         out.extend(rest);
     }
     Value::Object(out)
+}
+
+/// A wallet's commission account: the fields the client's balance and the admin's lists
+/// share. `friendly` is the non-bounceable form of `raw`.
+pub fn commission_account(
+    friendly: Option<String>,
+    raw: &str,
+    c: &WalletCommission,
+    debt_limit_nanoton: u64,
+) -> Map<String, Value> {
+    let json = json!({
+        "wallet_address": friendly,
+        "wallet_address_raw": raw,
+        "debt_ton": ton(c.debt_nanoton),
+        "accrued_total_ton": ton(c.accrued_total_nanoton),
+        "collected_total_ton": ton(c.collected_total_nanoton),
+        "settled_total_ton": ton(c.settled_total_nanoton),
+        "debt_limit_exceeded": c.debt_nanoton > debt_limit_nanoton,
+    });
+    match json {
+        Value::Object(map) => map,
+        _ => unreachable!("json! of an object literal"),
+    }
 }
 
 pub fn queue_status(s: &QueueStats) -> Value {
