@@ -693,6 +693,22 @@ async fn every_client_mistake_gets_its_code_and_says_what_to_fix() {
         )
         .await;
     assert_error(status, &body, 400, "INVALID_COOKIES");
+    // Blank cookies are a mistake, not a request for no-KYC mode (which charges commission).
+    let (status, body) = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@alice", "amount": 50, "fragment_cookies": "  "}),
+        )
+        .await;
+    assert_error(status, &body, 400, "INVALID_COOKIES");
+    let (status, body) = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@alice", "amount": 50, "fragment_cookies": 7}),
+        )
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    assert_eq!(body["error"]["details"][0]["field"], "fragment_cookies");
     let (status, body) = t
         .get(&format!("/api/v1/wallet/balance?seed={}", t.seed))
         .await;

@@ -176,11 +176,22 @@ impl Fields {
     }
 
     /// Present cookies select KYC mode; they must parse and hold the KYC cookies.
+    /// `fragment_cookies`, taken out of the body into a buffer wiped on drop. Absent or null:
+    /// no-KYC mode. Present, even empty, it must be valid: a blank value is a mistake
+    /// (INVALID_COOKIES), never a silent switch to the mode that charges commission.
     pub fn cookies(&mut self) -> Result<Option<FragmentCookies>, ApiError> {
-        let Some(raw) = self.optional_string("fragment_cookies") else {
-            return Ok(None);
+        let raw = match self.body.remove("fragment_cookies") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) => zeroize::Zeroizing::new(s),
+            Some(_) => {
+                self.fail(
+                    "fragment_cookies",
+                    "must be a string: the base64 of your fragment.com cookies' JSON",
+                );
+                return Ok(None);
+            }
         };
-        FragmentCookies::parse_kyc(&raw)
+        FragmentCookies::parse_kyc(raw.trim())
             .map(Some)
             .map_err(ApiError::from)
     }
