@@ -6,59 +6,12 @@ mod sandbox;
 use std::time::Duration;
 
 use base64::Engine;
-use fragment_gateway::app::{self, App};
 use fragment_gateway::sim::fragment::state::Prices;
 use fragment_gateway::ton::{KeyPair, Nanoton, Network, WalletContract, WalletVersion};
+use sandbox::{spawn, TestApp};
 use serde_json::{json, Value};
 
-struct TestApp {
-    app: App,
-    base: String,
-    http: reqwest::Client,
-    seed: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn spawn(overrides: &[(&str, &str)]) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let started = sandbox::start(dir.path(), overrides).await;
-    TestApp {
-        base: started.base,
-        app: started.app,
-        http: reqwest::Client::new(),
-        seed: started.seed,
-        _dir: dir,
-    }
-}
-
 impl TestApp {
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
-    }
-
-    fn sandbox(&self) -> &app::Sandbox {
-        self.app.sandbox.as_ref().unwrap()
-    }
-
     /// Polls the order until Fragment confirmed its delivery.
     async fn wait_delivered(&self, order_id: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -70,24 +23,6 @@ impl TestApp {
             assert!(
                 std::time::Instant::now() < deadline,
                 "never delivered: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Polls the queue request until it has ended.
-    async fn wait_request(&self, request_id: &str) -> Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let (status, body) = self.get(&format!("/api/v1/queue/{request_id}")).await;
-            assert_eq!(status, 200, "{body}");
-            let s = body["data"]["status"].as_str().unwrap().to_string();
-            if ["completed", "failed", "timeout"].contains(&s.as_str()) {
-                return body["data"].clone();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "request {request_id} never ended: {body}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -5,48 +5,12 @@
 mod sandbox;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use fragment_gateway::api::all_routes;
-use fragment_gateway::app::App;
+use sandbox::{spawn, TestApp};
 use serde_json::{json, Value};
 
-struct TestApp {
-    app: App,
-    base: String,
-    http: reqwest::Client,
-    seed: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn spawn(overrides: &[(&str, &str)]) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let started = sandbox::start(dir.path(), overrides).await;
-    TestApp {
-        base: started.base,
-        app: started.app,
-        http: reqwest::Client::new(),
-        seed: started.seed,
-        _dir: dir,
-    }
-}
-
 impl TestApp {
-    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let r = request.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.send("get", path, None).await
-    }
-
     /// An admin request with the key the admin test gateways are started with.
     async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         self.keyed(method, path, ADMIN_KEY, body).await
@@ -59,21 +23,8 @@ impl TestApp {
         key: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("X-Admin-Key", key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let r = request.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send("post", path, Some(body)).await
+        self.send_with(method, path, &[("X-Admin-Key", key)], body)
+            .await
     }
 
     async fn document(&self) -> Value {
@@ -89,24 +40,6 @@ impl TestApp {
             .unwrap()
             .starts_with("application/json"));
         r.json().await.unwrap()
-    }
-
-    /// Polls the queue request until it has ended.
-    async fn wait_request(&self, request_id: &str) -> Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let (status, body) = self.get(&format!("/api/v1/queue/{request_id}")).await;
-            assert_eq!(status, 200, "{body}");
-            let s = body["data"]["status"].as_str().unwrap().to_string();
-            if ["completed", "failed", "timeout"].contains(&s.as_str()) {
-                return body;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "request {request_id} never ended: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 }
 
@@ -517,7 +450,7 @@ async fn real_answers_match_their_documented_schemas() {
     check("post", "/api/v1/stars/pay", &r);
     let r = t.get(&format!("/api/v1/queue/{request_id}")).await;
     check("get", "/api/v1/queue/{request_id}", &r);
-    let done = t.wait_request(&request_id).await;
+    let done = t.wait_request_answer(&request_id).await;
     assert_eq!(done["data"]["status"], "completed", "{done}");
     assert!(done["data"]["result"].is_object());
     check("get", "/api/v1/queue/{request_id}", &(200, done));
@@ -554,7 +487,7 @@ async fn real_answers_match_their_documented_schemas() {
     assert_eq!(r.0, 200, "{}", r.1);
     check("post", "/api/v1/premium/buy", &r);
     let premium = t
-        .wait_request(r.1["data"]["request_id"].as_str().unwrap())
+        .wait_request_answer(r.1["data"]["request_id"].as_str().unwrap())
         .await;
     assert_eq!(premium["data"]["status"], "completed", "{premium}");
     check("get", "/api/v1/queue/{request_id}", &(200, premium));
@@ -680,7 +613,7 @@ async fn admin_answers_match_their_documented_schemas() {
     assert_eq!(r.0, 200, "{}", r.1);
     let order_id = r.1["data"]["order_id"].as_str().unwrap().to_string();
     let done = t
-        .wait_request(r.1["data"]["request_id"].as_str().unwrap())
+        .wait_request_answer(r.1["data"]["request_id"].as_str().unwrap())
         .await;
     assert_eq!(done["data"]["status"], "completed", "{done}");
     let wallet = done["data"]["wallet_address"].as_str().unwrap().to_string();

@@ -67,3 +67,98 @@ pub fn fragment_login(
         base64::engine::general_purpose::STANDARD.encode(serde_json::to_string(&export).unwrap());
     (cookies, encoded)
 }
+
+/// A sandbox gateway on a fresh data directory, with an HTTP client for it.
+#[allow(dead_code)] // each test binary uses its part
+pub struct TestApp {
+    pub app: App,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    pub http: reqwest::Client,
+    /// The demo wallet's seed, as the API takes it.
+    pub seed: String,
+    _dir: tempfile::TempDir,
+}
+
+/// `start` on a fresh temporary directory, removed when the `TestApp` is dropped.
+#[allow(dead_code)]
+pub async fn spawn(overrides: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let started = start(dir.path(), overrides).await;
+    TestApp {
+        app: started.app,
+        base: started.base,
+        http: reqwest::Client::new(),
+        seed: started.seed,
+        _dir: dir,
+    }
+}
+
+#[allow(dead_code)]
+impl TestApp {
+    /// `method` (lowercase, as OpenAPI writes it) `path`, with a JSON body when given.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.send_with(method, path, &[], body).await
+    }
+
+    /// `send` with extra headers.
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send("get", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send("post", path, Some(body)).await
+    }
+
+    pub fn sandbox(&self) -> &app::Sandbox {
+        self.app.sandbox.as_ref().unwrap()
+    }
+
+    /// Polls the queue request until it has ended (60 s at most): the whole answer.
+    pub async fn wait_request_answer(&self, request_id: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get(&format!("/api/v1/queue/{request_id}")).await;
+            assert_eq!(status, 200, "{body}");
+            let s = body["data"]["status"].as_str().unwrap().to_string();
+            if ["completed", "failed", "timeout"].contains(&s.as_str()) {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "request {request_id} never ended: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls the queue request until it has ended: the request (`data`).
+    pub async fn wait_request(&self, request_id: &str) -> serde_json::Value {
+        self.wait_request_answer(request_id).await["data"].clone()
+    }
+}
