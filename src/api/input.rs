@@ -175,8 +175,8 @@ impl Fields {
         }
     }
 
-    /// Present cookies select KYC mode; they must parse and hold the KYC cookies.
-    /// `fragment_cookies`, taken out of the body into a buffer wiped on drop. Absent or null:
+    /// `fragment_cookies`: present, they select KYC mode and must parse and hold the KYC
+    /// cookies. Taken out of the body into a buffer wiped on drop. Absent or null:
     /// no-KYC mode. Present, even empty, it must be valid: a blank value is a mistake
     /// (INVALID_COOKIES), never a silent switch to the mode that charges commission.
     pub fn cookies(&mut self) -> Result<Option<FragmentCookies>, ApiError> {

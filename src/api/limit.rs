@@ -1,4 +1,4 @@
-//! Per-IP rate limiting of the client routes: a token bucket per client that refills at
+//! Per-client rate limiting of the API: a token bucket per client that refills at
 //! `requests_per_minute` and holds `burst` requests. Over the limit: 429 RATE_LIMIT_EXCEEDED
 //! with `Retry-After` (whole seconds until a token is back). The admin API keeps its own
 //! `Limiter` for wrong keys (`admin.rs`).
@@ -210,12 +210,12 @@ pub async fn middleware(
     req: ServiceRequest,
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
-    // Reading a queue request is what a client's wait loop does every couple of seconds (the
-    // original SDK: every 2 s for 5 minutes); counting it would throttle a waiting buyer
-    // into thinking the purchase failed. It only reads a projection.
     // Decided on the decoded path the router matches, not the raw one: `/%61pi/…` reaches the
     // same handlers as `/api/…` and must count the same.
     let path = req.match_info().as_str();
+    // Reading a queue request is what a client's wait loop does every couple of seconds (the
+    // original SDK: every 2 s for 5 minutes); counting it would throttle a waiting buyer
+    // into thinking the purchase failed. It only reads a projection.
     let polling = req.method() == actix_web::http::Method::GET
         && path.starts_with("/api/v1/queue/")
         && path != "/api/v1/queue/status";

@@ -75,28 +75,29 @@ route_table! {
     /// Every client route, in matching order (`/queue/status` before `/queue/{request_id}`).
     /// Aliases are routes to the same handler.
     prefix "" {
-    get "/health" => health,
-    get "/openapi.json" => openapi_json,
-    post "/api/v1/stars/buy" => stars_buy,
-    post "/api/v1/stars/create" => stars_create,
-    post "/api/v1/orders/stars" => stars_create,
-    post "/api/v1/premium/create" => premium_create,
-    post "/api/v1/orders/premium" => premium_create,
-    post "/api/v1/stars/pay" => pay_from_body,
-    post "/api/v1/orders/{order_id}/pay" => pay_from_path,
-    get "/api/v1/orders/{order_id}" => get_order,
-    get "/api/v1/queue/status" => queue_status,
-    get "/api/v1/queue/{request_id}" => get_request,
-    get "/api/v1/queue" => queue_length,
-    post "/api/v1/premium/check-eligibility" => premium_eligibility,
-    post "/api/v1/premium/buy" => premium_buy,
-    post "/api/v1/wallet/resolve" => wallet_resolve,
-    get "/api/v1/wallet/balance" => wallet_balance,
-    get "/api/v1/commission/balance" => commission_balance,
-    get "/api/v1/commission/rates" => commission_rates,
-    get "/api/v1/transactions" => transactions,
-    get "/api/v1/prices" => prices,
-}}
+        get "/health" => health,
+        get "/openapi.json" => openapi_json,
+        post "/api/v1/stars/buy" => stars_buy,
+        post "/api/v1/stars/create" => stars_create,
+        post "/api/v1/orders/stars" => stars_create,
+        post "/api/v1/premium/create" => premium_create,
+        post "/api/v1/orders/premium" => premium_create,
+        post "/api/v1/stars/pay" => pay_from_body,
+        post "/api/v1/orders/{order_id}/pay" => pay_from_path,
+        get "/api/v1/orders/{order_id}" => get_order,
+        get "/api/v1/queue/status" => queue_status,
+        get "/api/v1/queue/{request_id}" => get_request,
+        get "/api/v1/queue" => queue_length,
+        post "/api/v1/premium/check-eligibility" => premium_eligibility,
+        post "/api/v1/premium/buy" => premium_buy,
+        post "/api/v1/wallet/resolve" => wallet_resolve,
+        get "/api/v1/wallet/balance" => wallet_balance,
+        get "/api/v1/commission/balance" => commission_balance,
+        get "/api/v1/commission/rates" => commission_rates,
+        get "/api/v1/transactions" => transactions,
+        get "/api/v1/prices" => prices,
+    }
+}
 
 /// Health
 ///
