@@ -322,7 +322,7 @@ pub struct FieldError {
 /// - `UNAUTHORIZED` (401): admin API only.
 /// - `USER_NOT_FOUND` (404): Fragment does not know the recipient (or it is a bot or channel).
 /// - `ORDER_NOT_FOUND`, `REQUEST_NOT_FOUND` (404): unknown (or malformed) id.
-/// - `NOT_FOUND` (404): no such route.
+/// - `NOT_FOUND` (404): no such route, or not with this method.
 /// - `QUEUE_TIMEOUT` (408): only in a queue request's `error_code`: it waited too long, no
 ///   funds moved.
 /// - `RATE_LIMIT_EXCEEDED` (429): per-IP limit; see `Retry-After`.
