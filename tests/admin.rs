@@ -14,6 +14,7 @@ use fragment_gateway::fragment::FragmentCookies;
 use fragment_gateway::sim::faults::FaultConfig;
 use fragment_gateway::sim::fragment::state::Prices;
 use fragment_gateway::ton::Nanoton;
+use sandbox::assert_error;
 use serde_json::{json, Value};
 
 const KEY: &str = "test-admin-key-0123456789abcdef";
@@ -143,20 +144,20 @@ impl TestApp {
         sandbox::fragment_login(&self.app, "owner")
     }
 
+    /// Stops the gateway and checks that none of these sessions' cookie values was ever in
+    /// a response or reached the data directory.
+    async fn assert_cookies_stayed_in_memory(self, sessions: &[&FragmentCookies]) {
+        let cookie_values: Vec<String> = sessions.iter().flat_map(|c| secrets(c)).collect();
+        let (seen, dir) = self.stop().await;
+        assert_absent("the responses", seen.as_bytes(), &cookie_values);
+        assert_not_in_dir(dir.path(), &cookie_values);
+    }
+
     /// Stops the gateway and returns every response body seen and the data directory.
     async fn stop(self) -> (String, tempfile::TempDir) {
         self.app.stop().await;
         (self.seen.into_inner().unwrap(), self.dir)
     }
-}
-
-fn assert_error(status: u16, body: &Value, http: u16, code: &str) {
-    assert_eq!(status, http, "{body}");
-    assert_eq!(body["success"], false, "{body}");
-    assert_eq!(body["error"]["code"], http, "{body}");
-    assert_eq!(body["error"]["error_code"], code, "{body}");
-    assert!(body["error"]["details"].is_array(), "{body}");
-    assert!(!body["error"]["message"].as_str().unwrap().is_empty());
 }
 
 fn ton(nanoton: u64) -> String {
@@ -262,15 +263,7 @@ async fn wrong_keys_get_401_and_an_address_that_keeps_guessing_is_stopped() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 429);
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=6).contains(&retry), "{retry}");
-    let body: Value = r.json().await.unwrap();
-    assert_error(429, &body, 429, "RATE_LIMIT_EXCEEDED");
+    sandbox::assert_rate_limited(r, 6).await;
     // The client API is not affected.
     assert_eq!(t.get("/api/v1/queue").await.0, 200);
     t.stop().await;
@@ -590,11 +583,7 @@ async fn new_owner_cookies_take_over_and_never_leave_memory() {
         .await;
     assert_error(status, &body, 500, "OWNER_COOKIES_NOT_CONFIGURED");
 
-    let mut cookie_values = secrets(&first);
-    cookie_values.extend(secrets(&second));
-    let (seen, dir) = t.stop().await;
-    assert_absent("the responses", seen.as_bytes(), &cookie_values);
-    assert_not_in_dir(dir.path(), &cookie_values);
+    t.assert_cookies_stayed_in_memory(&[&first, &second]).await;
 }
 
 #[actix_web::test]
@@ -650,11 +639,7 @@ async fn a_payment_running_on_a_replaced_session_finishes_on_it() {
     assert_eq!(order["delivery_confirmed"], true, "{order}");
     assert_eq!(t.sandbox().fragment.deliveries().len(), 2);
 
-    let mut cookie_values = secrets(&first);
-    cookie_values.extend(secrets(&second));
-    let (seen, dir) = t.stop().await;
-    assert_absent("the responses", seen.as_bytes(), &cookie_values);
-    assert_not_in_dir(dir.path(), &cookie_values);
+    t.assert_cookies_stayed_in_memory(&[&first, &second]).await;
 }
 
 #[actix_web::test]

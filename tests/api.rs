@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use fragment_gateway::sim::fragment::state::Prices;
 use fragment_gateway::ton::{KeyPair, Nanoton, Network, WalletContract, WalletVersion};
-use sandbox::{spawn, TestApp};
+use sandbox::{assert_error, assert_rate_limited, spawn, TestApp};
 use serde_json::{json, Value};
 
 impl TestApp {
@@ -27,15 +27,6 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-fn assert_error(status: u16, body: &Value, http: u16, code: &str) {
-    assert_eq!(status, http, "{body}");
-    assert_eq!(body["success"], false, "{body}");
-    assert_eq!(body["error"]["code"], http, "{body}");
-    assert_eq!(body["error"]["error_code"], code, "{body}");
-    assert!(body["error"]["details"].is_array(), "{body}");
-    assert!(!body["error"]["message"].as_str().unwrap().is_empty());
 }
 
 fn ton(nanoton: u64) -> String {
@@ -756,15 +747,7 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_but_polling_is_never_t
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 429);
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=10).contains(&retry), "{retry}");
-    let body: Value = r.json().await.unwrap();
-    assert_error(429, &body, 429, "RATE_LIMIT_EXCEEDED");
+    assert_rate_limited(r, 10).await;
     // A waiting client's polls and /health are not counted.
     for _ in 0..5 {
         let (status, _) = t

@@ -842,8 +842,9 @@ async fn settle(
         .wait_for(position.unwrap_or(0))
         .await;
     let policy = state.core.policy();
+    let testnet = state.wallet_network.is_testnet();
     ok(json!({
-        "wallet_address": friendly(&state, &raw),
+        "wallet_address": address::friendly(&wallet.address, false, testnet),
         "wallet_address_raw": raw,
         "settled_ton": views::ton(amount),
         "debt_ton": views::ton(after.debt_nanoton),

@@ -128,12 +128,17 @@ impl ClientIps {
     }
 
     pub fn of(&self, req: &ServiceRequest) -> Option<IpAddr> {
+        let peer = req.peer_addr().map(|a| a.ip());
+        if peer.is_none_or(|p| !self.trusts(p)) {
+            // The common case, without reading the headers.
+            return peer;
+        }
         let forwarded: Vec<&str> = req
             .headers()
             .get_all("x-forwarded-for")
             .filter_map(|v| v.to_str().ok())
             .collect();
-        self.client(req.peer_addr().map(|a| a.ip()), &forwarded)
+        self.client(peer, &forwarded)
     }
 }
 

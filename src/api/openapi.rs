@@ -672,13 +672,14 @@ pub struct PremiumCreateBody {
 
 /// The wallet a payment comes from: the seed's default wallet (v4r2 for a 24-word TON
 /// mnemonic, v5r1 for a BIP39 one) unless `wallet_address` or `wallet_version` picks another.
+/// The body of `POST /api/v1/orders/{order_id}/pay`; part of every other paying body.
 #[derive(ToSchema)]
-pub struct PayBody {
-    pub order_id: uuid::Uuid,
+pub struct Payer {
     /// Base64 of the wallet's mnemonic words (24 TON words, or 12/24 BIP39 words). Held in
     /// memory only while needed; never in a URL.
     pub seed: String,
-    /// The client's fragment.com cookies, required to pay an order created in KYC mode.
+    /// The client's fragment.com cookies: a one-shot buy with them is in KYC mode, and
+    /// paying an order created in KYC mode needs them again.
     pub fragment_cookies: Option<String>,
     /// One of this seed's wallets, in any TON address form.
     pub wallet_address: Option<String>,
@@ -689,15 +690,12 @@ pub struct PayBody {
     pub account_index: Option<u32>,
 }
 
-/// `PayBody` without `order_id`, which is in the path.
+/// A payment of the order `order_id`.
 #[derive(ToSchema)]
-pub struct PayPathBody {
-    pub seed: String,
-    pub fragment_cookies: Option<String>,
-    pub wallet_address: Option<String>,
-    pub wallet_version: Option<WalletVersion>,
-    #[schema(minimum = 0, maximum = 2147483647)]
-    pub account_index: Option<u32>,
+pub struct PayBody {
+    pub order_id: uuid::Uuid,
+    #[serde(flatten)]
+    pub payer: Payer,
 }
 
 #[derive(ToSchema)]
@@ -705,17 +703,13 @@ pub struct StarsBuyBody {
     pub username: Username,
     #[schema(minimum = 50, maximum = 1000000, example = 100)]
     pub amount: u32,
-    pub seed: String,
-    pub fragment_cookies: Option<String>,
     /// Only TON is supported.
     #[schema(pattern = "^[Tt][Oo][Nn]$", example = "ton")]
     pub payment_method: Option<String>,
     /// Accepted for compatibility with the original service's clients; not used.
     pub fragment_local_storage: Option<String>,
-    pub wallet_address: Option<String>,
-    pub wallet_version: Option<WalletVersion>,
-    #[schema(minimum = 0, maximum = 2147483647)]
-    pub account_index: Option<u32>,
+    #[serde(flatten)]
+    pub payer: Payer,
 }
 
 #[derive(ToSchema)]
@@ -727,15 +721,11 @@ pub struct PremiumBuyBody {
     /// Accepted instead of `duration`.
     #[schema(schema_with = optional_months)]
     pub months: Option<u8>,
-    pub seed: String,
-    pub fragment_cookies: Option<String>,
     /// Only TON is supported.
     #[schema(pattern = "^[Tt][Oo][Nn]$", example = "ton")]
     pub payment_method: Option<String>,
-    pub wallet_address: Option<String>,
-    pub wallet_version: Option<WalletVersion>,
-    #[schema(minimum = 0, maximum = 2147483647)]
-    pub account_index: Option<u32>,
+    #[serde(flatten)]
+    pub payer: Payer,
 }
 
 #[derive(ToSchema)]

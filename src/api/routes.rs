@@ -14,7 +14,7 @@ use super::{views, AppState};
 use crate::domain::PremiumMonths;
 use crate::fragment::FragmentCookies;
 use crate::ton::client::AccountStatus;
-use crate::ton::ParsedAddress;
+use crate::ton::{ParsedAddress, TonAddress};
 
 pub type Reply = Result<HttpResponse, ApiError>;
 
@@ -312,7 +312,7 @@ async fn pay_from_body(state: web::Data<AppState>, body: web::Json<Value>) -> Re
 /// As `POST /api/v1/stars/pay`, with the order's id in the path.
 #[utoipa::path(post, path = "/api/v1/orders/{order_id}/pay", tag = "orders",
     params(("order_id" = uuid::Uuid, Path, description = "The order's id (one that is not a UUID is not found)")),
-    request_body = doc::PayPathBody,
+    request_body = doc::Payer,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::Pay))]
 async fn pay_from_path(
     state: web::Data<AppState>,
@@ -519,20 +519,26 @@ async fn wallet_resolve(state: web::Data<AppState>, body: web::Json<Value>) -> R
     }))
 }
 
+type QueryMap = std::collections::HashMap<String, String>;
+
+fn query_map(req: &HttpRequest) -> Result<QueryMap, ApiError> {
+    web::Query::<QueryMap>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|_| ApiError::bad_request("the query string is malformed"))
+}
+
 /// The wallet a read-only query is about: `?wallet_address=`, or the `X-Wallet-Seed` header
-/// (never a seed in the URL).
+/// (never a seed in the URL); with its version when the seed told it.
 async fn queried_wallet(
     state: &AppState,
     req: &HttpRequest,
-) -> Result<(ParsedAddress, Option<crate::ton::WalletVersion>), ApiError> {
-    let query =
-        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-            .map_err(|_| ApiError::bad_request("the query string is malformed"))?;
+    query: &QueryMap,
+) -> Result<(TonAddress, Option<crate::ton::WalletVersion>), ApiError> {
     if let Some(raw) = query.get("wallet_address").filter(|s| !s.trim().is_empty()) {
-        let address = ParsedAddress::parse(raw).map_err(|e| {
+        let parsed = ParsedAddress::parse(raw).map_err(|e| {
             ApiError::validation(vec![FieldError::new("wallet_address", e.to_string())])
         })?;
-        return Ok((address, None));
+        return Ok((parsed.address, None));
     }
     if let Some(seed) = req.headers().get("X-Wallet-Seed") {
         let seed = seed
@@ -549,9 +555,7 @@ async fn queried_wallet(
             network: state.wallet_network,
         };
         let w = input.resolve().await?.payer.wallet;
-        let address =
-            ParsedAddress::parse(&w.friendly_address(false)).map_err(|e| ApiError::internal(&e))?;
-        return Ok((address, Some(w.version())));
+        return Ok((w.address().clone(), Some(w.version())));
     }
     Err(ApiError::validation(vec![FieldError::new(
         "wallet_address",
@@ -559,10 +563,11 @@ async fn queried_wallet(
     )]))
 }
 
-fn address_forms(a: &ParsedAddress, testnet: bool) -> (String, String) {
+/// A wallet's non-bounceable and raw forms.
+fn address_forms(a: &TonAddress, testnet: bool) -> (String, String) {
     (
-        crate::ton::address::friendly(&a.address, false, testnet),
-        crate::ton::address::raw(&a.address),
+        crate::ton::address::friendly(a, false, testnet),
+        crate::ton::address::raw(a),
     )
 }
 
@@ -576,11 +581,11 @@ fn address_forms(a: &ParsedAddress, testnet: bool) -> (String, String) {
     ),
     responses((status = 200, description = "The balance", body = doc::Envelope<doc::WalletBalance>), errors::WalletBalance))]
 async fn wallet_balance(state: web::Data<AppState>, req: HttpRequest) -> Reply {
-    let (address, version) = queried_wallet(&state, &req).await?;
+    let (address, version) = queried_wallet(&state, &req, &query_map(&req)?).await?;
     let account = state
         .core
         .chain()
-        .account_state(&address.address)
+        .account_state(&address)
         .await
         .map_err(|e| ApiError::unavailable(&e))?;
     let version = version.or_else(|| account.wallet().ok().flatten().map(|(v, _)| v));
@@ -607,7 +612,7 @@ async fn wallet_balance(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     ),
     responses((status = 200, description = "The wallet's commission account", body = doc::Envelope<doc::CommissionBalance>), errors::WalletQuery))]
 async fn commission_balance(state: web::Data<AppState>, req: HttpRequest) -> Reply {
-    let (address, _) = queried_wallet(&state, &req).await?;
+    let (address, _) = queried_wallet(&state, &req, &query_map(&req)?).await?;
     let (friendly, raw) = address_forms(&address, state.wallet_network.is_testnet());
     let c = state.core.projections().read().commission.wallet(&raw);
     let p = state.core.policy();
@@ -652,10 +657,8 @@ async fn commission_rates(state: web::Data<AppState>) -> Reply {
     responses((status = 200, description = "A page of purchases", body = doc::Envelope<doc::Transactions>), errors::WalletQuery))]
 async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     const MAX_LIMIT: u64 = 100;
-    let (address, _) = queried_wallet(&state, &req).await?;
-    let query =
-        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-            .map_err(|_| ApiError::bad_request("the query string is malformed"))?;
+    let query = query_map(&req)?;
+    // The page is checked before a seed in the header costs a key derivation.
     let mut errors = vec![];
     let mut number = |field: &str, default: u64, max: u64| match query.get(field) {
         None => default,
@@ -675,6 +678,7 @@ async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
+    let (address, _) = queried_wallet(&state, &req, &query).await?;
     let (friendly, raw) = address_forms(&address, state.wallet_network.is_testnet());
     let m = state.core.projections().read();
     let items: Vec<Value> = m

@@ -162,3 +162,28 @@ impl TestApp {
         self.wait_request_answer(request_id).await["data"].clone()
     }
 }
+
+/// An error answer in the envelope: the status, its code, `details`, a message.
+#[allow(dead_code)]
+pub fn assert_error(status: u16, body: &serde_json::Value, http: u16, code: &str) {
+    assert_eq!(status, http, "{body}");
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["error"]["code"], http, "{body}");
+    assert_eq!(body["error"]["error_code"], code, "{body}");
+    assert!(body["error"]["details"].is_array(), "{body}");
+    assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+}
+
+/// A 429 RATE_LIMIT_EXCEEDED in the envelope, with `Retry-After` from 1 to `max_retry` s.
+#[allow(dead_code)]
+pub async fn assert_rate_limited(r: reqwest::Response, max_retry: u64) {
+    assert_eq!(r.status().as_u16(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=max_retry).contains(&retry), "{retry}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_error(429, &body, 429, "RATE_LIMIT_EXCEEDED");
+}
