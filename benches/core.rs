@@ -64,8 +64,8 @@ fn order_events(n: u64) -> (Uuid, Vec<Event>, Event) {
     let order_id = Uuid::from_u128(n as u128 + 1);
     let request_id = Uuid::from_u128((1 << 64) + n as u128);
     let raw = wallet(n % WALLETS);
-    let price = 250_000_000 + n * 5_000_000;
-    let commission = price / 100;
+    let price = Nanoton::new(250_000_000 + n * 5_000_000);
+    let commission = Nanoton::new(price.as_u64() / 100);
     let order = vec![
         OrderCreated {
             order_id,
@@ -78,7 +78,7 @@ fn order_events(n: u64) -> (Uuid, Vec<Event>, Event) {
             price_nanoton: price,
             commission_rate: Decimal::new(1, 2),
             commission_nanoton: commission,
-            total_nanoton: price + commission,
+            total_nanoton: price.checked_add(commission).unwrap(),
             created_at: t,
             expires_at: t + chrono::Duration::minutes(10),
         }
@@ -90,8 +90,8 @@ fn order_events(n: u64) -> (Uuid, Vec<Event>, Event) {
             wallet_friendly: "UQBGJpNLunAgG11Y3VXkUv5Tz-v3HnbuTU88c2XhGXwWWSax".into(),
             wallet_version: "v4r2".into(),
             account_index: None,
-            balance_nanoton: 60_000_000_000,
-            debt_nanoton: 0,
+            balance_nanoton: Nanoton::new(60_000_000_000),
+            debt_nanoton: Nanoton::new(0),
             paid_at: t,
         }
         .into(),
@@ -130,7 +130,7 @@ fn order_events(n: u64) -> (Uuid, Vec<Event>, Event) {
             }],
             fragment_request_id: "yFSXMbt8y71z".into(),
             purchase_nanoton: price,
-            collection_nanoton: 0,
+            collection_nanoton: Nanoton::new(0),
             submitted_at: t,
         }
         .into(),
@@ -141,9 +141,9 @@ fn order_events(n: u64) -> (Uuid, Vec<Event>, Event) {
             tx_lt: 47_000_000_000_000 + n,
             cost_nanoton: price,
             commission_nanoton: commission,
-            collected_nanoton: 0,
+            collected_nanoton: Nanoton::new(0),
             debt_after_nanoton: commission,
-            network_fee_nanoton: 1_600_000,
+            network_fee_nanoton: Nanoton::new(1_600_000),
             completed_at: t + chrono::Duration::seconds(2),
         }
         .into(),

@@ -305,9 +305,7 @@ impl Settings {
     pub fn policy(&self) -> Result<Policy, ConfigError> {
         let c = &self.commission;
         let ton = |key: &'static str, s: &str| {
-            Nanoton::parse_ton(s)
-                .map(Nanoton::as_u64)
-                .map_err(|e| ConfigError::Invalid {
+            Nanoton::parse_ton(s).map_err(|e| ConfigError::Invalid {
                     key,
                     error: format!("{s:?} is not an amount of TON: {e}"),
                 })
@@ -349,6 +347,8 @@ impl Settings {
                 "commission.network_fee_reserve_ton",
                 &c.network_fee_reserve_ton,
             )?,
+            // Known once the fee address is parsed; `Core::start` sets it from the services.
+            collection_enabled: !c.fee_address.trim().is_empty(),
         })
     }
 }
@@ -419,7 +419,14 @@ mod tests {
     fn the_built_in_defaults_are_the_documented_policy() {
         let s = Settings::load(&[], env(&[])).unwrap();
         let p = s.policy().unwrap();
-        assert_eq!(p, Policy::default());
+        // The built-in configuration names no fee address, so it collects nothing.
+        assert_eq!(
+            p,
+            Policy {
+                collection_enabled: false,
+                ..Policy::default()
+            }
+        );
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
         assert!(s.admin.key.is_empty());
     }

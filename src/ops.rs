@@ -233,8 +233,18 @@ fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn ton(nanoton: u64) -> String {
-    Nanoton::new(nanoton).to_string()
+fn ton(amount: Nanoton) -> String {
+    amount.to_string()
+}
+
+/// A sum an audit computed, or what went wrong with it.
+fn sum_text(sum: Option<Nanoton>) -> String {
+    sum.map_or_else(|| "a sum too large for nanoton".into(), ton)
+}
+
+fn amounts_text(amounts: &[Nanoton]) -> String {
+    let list: Vec<String> = amounts.iter().map(|a| ton(*a)).collect();
+    format!("[{}]", list.join(", "))
 }
 
 fn product(p: &events::Product) -> String {
@@ -283,7 +293,7 @@ pub fn summary(event: &Event) -> String {
             e.message_hash,
             ton(e.purchase_nanoton),
             e.fragment_request_id,
-            if e.collection_nanoton > 0 {
+            if !e.collection_nanoton.is_zero() {
                 format!(" + {} commission collection", ton(e.collection_nanoton))
             } else {
                 String::new()
@@ -410,14 +420,14 @@ impl AuditReport {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ReplayTotals {
     /// Paid to Fragment by fulfilled orders.
-    pub purchases_nanoton: u64,
+    pub purchases_nanoton: Nanoton,
     pub stars_delivered: u64,
     pub premium_months_delivered: u64,
-    pub network_fees_nanoton: u64,
-    pub commission_accrued_nanoton: u64,
-    pub commission_collected_nanoton: u64,
-    pub commission_settled_nanoton: u64,
-    pub commission_outstanding_nanoton: u64,
+    pub network_fees_nanoton: Nanoton,
+    pub commission_accrued_nanoton: Nanoton,
+    pub commission_collected_nanoton: Nanoton,
+    pub commission_settled_nanoton: Nanoton,
+    pub commission_outstanding_nanoton: Nanoton,
     pub failed_collections: u64,
 }
 
@@ -542,13 +552,13 @@ impl ReplayReport {
 #[derive(Default)]
 struct Ledger {
     /// Order → (commission, collected) of its OrderFulfilled events.
-    fulfilled: BTreeMap<Uuid, Vec<(u64, u64)>>,
-    accrued: BTreeMap<Uuid, Vec<u64>>,
-    collected: BTreeMap<Uuid, Vec<u64>>,
+    fulfilled: BTreeMap<Uuid, Vec<(Nanoton, Nanoton)>>,
+    accrued: BTreeMap<Uuid, Vec<Nanoton>>,
+    collected: BTreeMap<Uuid, Vec<Nanoton>>,
     submitted: BTreeMap<Uuid, u64>,
     products: BTreeMap<Uuid, events::Product>,
     /// Wallet → (accrued − collected − settled, last recorded debt).
-    wallet_debt: BTreeMap<String, (i128, u64)>,
+    wallet_debt: BTreeMap<String, (i128, Nanoton)>,
 }
 
 /// Folds the whole log into the read models, counting and cross-checking as it goes.
@@ -643,7 +653,8 @@ pub async fn replay(store: &Arc<dyn EventStore>) -> Result<ReplayReport, OpsErro
 }
 
 fn tally(event: &Event, totals: &mut ReplayTotals, ledger: &mut Ledger) {
-    let debt = |ledger: &mut Ledger, wallet: &str, delta: i128, after: u64| {
+    // Signed, wide sums: an audit adds up what the log says, even a log that is wrong.
+    let debt = |ledger: &mut Ledger, wallet: &str, delta: i128, after: Nanoton| {
         let entry = ledger.wallet_debt.entry(wallet.to_string()).or_default();
         entry.0 += delta;
         entry.1 = after;
@@ -662,8 +673,10 @@ fn tally(event: &Event, totals: &mut ReplayTotals, ledger: &mut Ledger) {
                 }
                 None => {}
             }
-            totals.purchases_nanoton += e.cost_nanoton;
-            totals.network_fees_nanoton += e.network_fee_nanoton;
+            totals.purchases_nanoton = totals.purchases_nanoton.saturating_add(e.cost_nanoton);
+            totals.network_fees_nanoton = totals
+                .network_fees_nanoton
+                .saturating_add(e.network_fee_nanoton);
             ledger
                 .fulfilled
                 .entry(e.order_id)
@@ -680,7 +693,7 @@ fn tally(event: &Event, totals: &mut ReplayTotals, ledger: &mut Ledger) {
             debt(
                 ledger,
                 &e.wallet_address,
-                e.amount_nanoton as i128,
+                i128::from(e.amount_nanoton.as_u64()),
                 e.debt_after_nanoton,
             );
         }
@@ -693,14 +706,14 @@ fn tally(event: &Event, totals: &mut ReplayTotals, ledger: &mut Ledger) {
             debt(
                 ledger,
                 &e.wallet_address,
-                -(e.amount_nanoton as i128),
+                -(i128::from(e.amount_nanoton.as_u64())),
                 e.debt_after_nanoton,
             );
         }
         Event::DebtSettled(e) => debt(
             ledger,
             &e.wallet_address,
-            -(e.amount_nanoton as i128),
+            -(i128::from(e.amount_nanoton.as_u64())),
             e.debt_after_nanoton,
         ),
         _ => {}
@@ -739,34 +752,38 @@ fn checks(ledger: &Ledger, models: &ReadModels) -> Vec<Check> {
 
     let mut accrual = vec![];
     for (order, outcomes) in &ledger.fulfilled {
-        let commission: u64 = outcomes.iter().map(|o| o.0).sum();
-        let accrued: Vec<u64> = ledger.accrued.get(order).cloned().unwrap_or_default();
-        let expected: Vec<u64> = if commission > 0 {
-            vec![commission]
-        } else {
-            vec![]
-        };
-        if accrued != expected {
+        let commission = Nanoton::checked_sum(outcomes.iter().map(|o| o.0));
+        let accrued: Vec<Nanoton> = ledger.accrued.get(order).cloned().unwrap_or_default();
+        let expected: Option<Vec<Nanoton>> =
+            commission.map(|c| if c.is_zero() { vec![] } else { vec![c] });
+        if expected.as_ref() != Some(&accrued) {
             accrual.push(format!(
-                "order {order}: fulfilled with commission {commission} nanoton, accrued {accrued:?}"
+                "order {order}: fulfilled with commission {}, accrued {}",
+                sum_text(commission),
+                amounts_text(&accrued)
             ));
         }
     }
     for (order, amounts) in &ledger.accrued {
         if !ledger.fulfilled.contains_key(order) && !pending.contains(order) {
             accrual.push(format!(
-                "order {order}: commission {amounts:?} accrued without a payment on chain"
+                "order {order}: commission {} accrued without a payment on chain",
+                amounts_text(amounts)
             ));
         }
     }
 
     let mut collection = vec![];
     for (order, outcomes) in &ledger.fulfilled {
-        let collected: u64 = outcomes.iter().map(|o| o.1).sum();
-        let recorded: u64 = ledger.collected.get(order).map_or(0, |v| v.iter().sum());
-        if collected != recorded {
+        let collected = Nanoton::checked_sum(outcomes.iter().map(|o| o.1));
+        let recorded = Nanoton::checked_sum(
+            ledger.collected.get(order).into_iter().flatten().copied(),
+        );
+        if collected.is_none() || collected != recorded {
             collection.push(format!(
-                "order {order}: its payment collected {collected} nanoton, the wallet recorded {recorded}"
+                "order {order}: its payment collected {}, the wallet recorded {}",
+                sum_text(collected),
+                sum_text(recorded)
             ));
         }
     }
@@ -780,7 +797,7 @@ fn checks(ledger: &Ledger, models: &ReadModels) -> Vec<Check> {
 
     let mut debts = vec![];
     for (wallet, (sum, last)) in &ledger.wallet_debt {
-        if *sum != *last as i128 {
+        if *sum != i128::from(last.as_u64()) {
             debts.push(format!(
                 "wallet {wallet}: accrued − collected − settled = {sum} nanoton, but its last event says the debt is {last}"
             ));

@@ -47,10 +47,10 @@ async fn a_no_kyc_purchase_runs_through_the_actors_to_the_nanoton() {
         .unwrap();
     let price = Prices::default().stars(50);
     assert_eq!(order.status, "created");
-    assert_eq!(order.price_nanoton, price);
+    assert_eq!(order.price_nanoton.as_u64(), price);
     // 1 %, rounded half away from zero.
     let commission = (price as u128 + 50) / 100;
-    assert_eq!(order.commission_nanoton as u128, commission);
+    assert_eq!(u128::from(order.commission_nanoton.as_u64()), commission);
 
     let raw = p.wallet.raw_address();
     let receipt = core.pay_order(order.order_id, p, None, None).await.unwrap();
@@ -62,7 +62,7 @@ async fn a_no_kyc_purchase_runs_through_the_actors_to_the_nanoton() {
     assert_eq!(order.delivery_confirmed, Some(true));
     let request = core.request(receipt.request.request_id).unwrap();
     let result = request.result.unwrap();
-    assert_eq!(result.cost_nanoton, price);
+    assert_eq!(result.cost_nanoton.as_u64(), price);
     assert_eq!(result.commission_balance_nanoton, order.commission_nanoton);
     assert_eq!(w.fragment.deliveries().len(), 1);
     assert_eq!(w.ton.balance(&w.fragment.payment_address()).as_u64(), price);
@@ -96,7 +96,7 @@ async fn collection_rides_along_with_a_purchase_once_the_debt_reaches_the_thresh
     // A 0.1 TON threshold and a 10 % rate: the first order's commission alone reaches it.
     let policy = Policy {
         rate_no_kyc: "0.10".parse().unwrap(),
-        collection_threshold_nanoton: 100_000_000,
+        collection_threshold_nanoton: Nanoton::new(100_000_000),
         ..Policy::default()
     };
     let (core, _) = w.core(policy, None).await;
@@ -111,9 +111,9 @@ async fn collection_rides_along_with_a_purchase_once_the_debt_reaches_the_thresh
     let wallet = core.projections().snapshot().commission.wallet(&raw);
     assert_eq!(wallet.accrued_total_nanoton, order.commission_nanoton);
     assert_eq!(wallet.collected_total_nanoton, order.commission_nanoton);
-    assert_eq!(wallet.debt_nanoton, 0);
+    assert_eq!(wallet.debt_nanoton, Nanoton::new(0));
     assert_eq!(
-        w.ton.balance(&w.fee.address).as_u64(),
+        w.ton.balance(&w.fee.address),
         order.commission_nanoton
     );
 }
@@ -205,10 +205,10 @@ async fn a_kyc_purchase_runs_on_the_clients_own_session_with_no_commission() {
         .unwrap();
     let price = Prices::default().stars(50);
     assert_eq!(order.mode, OrderMode::Kyc);
-    assert_eq!(order.price_nanoton, price);
+    assert_eq!(order.price_nanoton.as_u64(), price);
     assert_eq!(order.commission_rate, Decimal::ZERO);
-    assert_eq!(order.commission_nanoton, 0);
-    assert_eq!(order.total_nanoton, price);
+    assert_eq!(order.commission_nanoton, Nanoton::new(0));
+    assert_eq!(order.total_nanoton.as_u64(), price);
 
     // The cookies were never stored: a KYC order paid without them is refused, and nothing
     // is queued.
@@ -245,10 +245,10 @@ async fn a_kyc_purchase_runs_on_the_clients_own_session_with_no_commission() {
         .unwrap()
         .result
         .unwrap();
-    assert_eq!(result.cost_nanoton, price);
-    assert_eq!(result.commission_nanoton, 0);
-    assert_eq!(result.collected_nanoton, 0);
-    assert_eq!(result.commission_balance_nanoton, 0);
+    assert_eq!(result.cost_nanoton.as_u64(), price);
+    assert_eq!(result.commission_nanoton, Nanoton::new(0));
+    assert_eq!(result.collected_nanoton, Nanoton::new(0));
+    assert_eq!(result.commission_balance_nanoton, Nanoton::new(0));
 
     let events = stream_events(&*store, &order_stream(order.order_id)).await;
     let started = events.iter().find_map(|e| match e {
@@ -269,11 +269,11 @@ async fn a_kyc_purchase_runs_on_the_clients_own_session_with_no_commission() {
         .collect();
     assert_eq!(submitted.len(), 1);
     assert_eq!(submitted[0].messages.len(), 1, "no commission message");
-    assert_eq!(submitted[0].collection_nanoton, 0);
+    assert_eq!(submitted[0].collection_nanoton, Nanoton::new(0));
     let fee = events
         .iter()
         .find_map(|e| match e {
-            Event::OrderFulfilled(f) => Some(f.network_fee_nanoton),
+            Event::OrderFulfilled(f) => Some(f.network_fee_nanoton.as_u64()),
             _ => None,
         })
         .unwrap();
@@ -295,8 +295,8 @@ async fn a_kyc_purchase_runs_on_the_clients_own_session_with_no_commission() {
         "a KYC order accrues no commission"
     );
     let wallet = core.projections().snapshot().commission.wallet(&raw);
-    assert_eq!(wallet.debt_nanoton, 0);
-    assert_eq!(wallet.accrued_total_nanoton, 0);
+    assert_eq!(wallet.debt_nanoton, Nanoton::new(0));
+    assert_eq!(wallet.accrued_total_nanoton, Nanoton::new(0));
 }
 
 #[actix_web::test]
@@ -320,9 +320,9 @@ async fn a_premium_gift_to_a_user_without_premium_is_bought_at_the_fragment_pric
     assert_eq!(order.product, Product::Premium { months: 3 });
     assert_eq!(order.mode, OrderMode::NoKyc);
     assert_eq!(order.username, "bob");
-    assert_eq!(order.price_nanoton, price);
-    assert_eq!(order.commission_nanoton, commission);
-    assert_eq!(order.total_nanoton, price + commission);
+    assert_eq!(order.price_nanoton.as_u64(), price);
+    assert_eq!(order.commission_nanoton.as_u64(), commission);
+    assert_eq!(order.total_nanoton.as_u64(), price + commission);
 
     let receipt = core.pay_order(order.order_id, p, None, None).await.unwrap();
     core.drain().await.unwrap();
@@ -334,13 +334,13 @@ async fn a_premium_gift_to_a_user_without_premium_is_bought_at_the_fragment_pric
         .unwrap()
         .result
         .unwrap();
-    assert_eq!(result.cost_nanoton, price);
-    assert_eq!(result.commission_nanoton, commission);
+    assert_eq!(result.cost_nanoton.as_u64(), price);
+    assert_eq!(result.commission_nanoton.as_u64(), commission);
     assert_eq!(
-        result.collected_nanoton, 0,
+        result.collected_nanoton.as_u64(), 0,
         "below the collection threshold"
     );
-    assert_eq!(result.commission_balance_nanoton, commission);
+    assert_eq!(result.commission_balance_nanoton.as_u64(), commission);
 
     let deliveries = w.fragment.deliveries();
     assert_eq!(deliveries.len(), 1);
@@ -364,7 +364,8 @@ async fn a_premium_gift_to_a_user_without_premium_is_bought_at_the_fragment_pric
             .snapshot()
             .commission
             .wallet(&raw)
-            .debt_nanoton,
+            .debt_nanoton
+            .as_u64(),
         commission
     );
 }
@@ -602,7 +603,7 @@ async fn an_under_funded_wallet_is_refused_before_anything_is_queued() {
     let policy = Policy::default();
     let price = Prices::default().stars(50);
     // Below the collection threshold no commission is due now: price + fee reserve.
-    let needed = price + policy.network_fee_reserve_nanoton;
+    let needed = price + policy.network_fee_reserve_nanoton.as_u64();
     w.ton.fund(&address, Nanoton::new(needed - 1));
     let (core, store) = w.core(policy, None).await;
     let order = core
@@ -621,7 +622,7 @@ async fn an_under_funded_wallet_is_refused_before_anything_is_queued() {
             CoreError::Domain(DomainError::InsufficientBalance {
                 balance_nanoton,
                 needed_nanoton,
-            }) if balance_nanoton == needed - 1 && needed_nanoton == needed
+            }) if balance_nanoton.as_u64() == needed - 1 && needed_nanoton.as_u64() == needed
         ),
         "{err:?}"
     );
@@ -661,8 +662,8 @@ async fn a_wallet_over_its_debt_limit_cannot_pay_new_orders() {
     // below the 10 TON collection threshold, so nothing collects it.
     let policy = Policy {
         rate_no_kyc: "0.5".parse().unwrap(),
-        debt_limit_nanoton: 100_000_000,
-        collection_threshold_nanoton: 10_000_000_000,
+        debt_limit_nanoton: Nanoton::new(100_000_000),
+        collection_threshold_nanoton: Nanoton::new(10_000_000_000),
         ..Policy::default()
     };
     let (core, store) = w.core(policy, None).await;
@@ -670,7 +671,7 @@ async fn a_wallet_over_its_debt_limit_cannot_pay_new_orders() {
         .create_order(Product::Stars { amount: 50 }, &alice(), None)
         .await
         .unwrap();
-    assert_eq!(first.commission_nanoton, 125_000_000);
+    assert_eq!(first.commission_nanoton, Nanoton::new(125_000_000));
     core.pay_order(first.order_id, p, None, None).await.unwrap();
     core.drain().await.unwrap();
     assert_eq!(core.order(first.order_id).unwrap().status, "success");
@@ -680,7 +681,7 @@ async fn a_wallet_over_its_debt_limit_cannot_pay_new_orders() {
             .commission
             .wallet(&raw)
             .debt_nanoton,
-        125_000_000
+        Nanoton::new(125_000_000)
     );
     let balance = w.ton.balance(&address);
     let sent = w.ton.broadcasts().len();
@@ -698,9 +699,10 @@ async fn a_wallet_over_its_debt_limit_cannot_pay_new_orders() {
         matches!(
             err,
             CoreError::Domain(DomainError::DebtLimitExceeded {
-                debt_nanoton: 125_000_000,
-                limit_nanoton: 100_000_000,
-            })
+                debt_nanoton,
+                limit_nanoton,
+            }) if debt_nanoton == Nanoton::new(125_000_000)
+                && limit_nanoton == Nanoton::new(100_000_000)
         ),
         "{err:?}"
     );
@@ -902,7 +904,7 @@ async fn a_new_order_is_priced_while_the_only_owner_session_waits_for_the_chain(
     .await
     .expect("creating an order waited for the running payment")
     .unwrap();
-    assert_eq!(second.price_nanoton, Prices::default().stars(100));
+    assert_eq!(second.price_nanoton.as_u64(), Prices::default().stars(100));
     assert_eq!(core.order(first.order_id).unwrap().status, "processing");
 
     // Then the chain moves, and both purchases complete on that session, in turn.

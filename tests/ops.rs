@@ -199,8 +199,8 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
     let policy = Policy {
         order_ttl: chrono::Duration::seconds(5),
         rate_no_kyc: "0.02".parse().unwrap(),
-        collection_threshold_nanoton: 150_000_000,
-        debt_limit_nanoton: 2_000_000_000,
+        collection_threshold_nanoton: Nanoton::new(150_000_000),
+        debt_limit_nanoton: Nanoton::new(2_000_000_000),
         ..Policy::default()
     };
     let config = CoreConfig {
@@ -256,20 +256,21 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
         .filter(|id| live.orders.order(id).unwrap().status == "success")
         .count();
     assert!(successes > 0, "the run fulfilled nothing");
-    let fulfilled_costs: u64 = live
-        .orders
-        .requests
-        .values()
-        .filter_map(|r| r.result.as_ref())
-        .map(|r| r.cost_nanoton)
-        .sum();
+    let fulfilled_costs = Nanoton::checked_sum(
+        live.orders
+            .requests
+            .values()
+            .filter_map(|r| r.result.as_ref())
+            .map(|r| r.cost_nanoton),
+    )
+    .unwrap();
     assert_eq!(report.totals.purchases_nanoton, fulfilled_costs);
     assert_eq!(
-        w.ton.balance(&w.fragment.payment_address()).as_u64(),
+        w.ton.balance(&w.fragment.payment_address()),
         fulfilled_costs
     );
     assert_eq!(
-        w.ton.balance(&w.fee.address).as_u64(),
+        w.ton.balance(&w.fee.address),
         report.totals.commission_collected_nanoton
     );
     assert_eq!(w.fragment.deliveries().len(), successes);
@@ -290,10 +291,10 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
     assert_eq!(code, 0, "{err}");
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["events"], head);
-    assert_eq!(json["totals"]["purchases_nanoton"], fulfilled_costs);
+    assert_eq!(json["totals"]["purchases_nanoton"], fulfilled_costs.as_u64());
     assert_eq!(
         json["totals"]["commission_outstanding_nanoton"],
-        live.commission.totals.outstanding_nanoton
+        live.commission.totals.outstanding_nanoton.as_u64()
     );
     assert!(json["checks"]
         .as_array()
@@ -360,7 +361,7 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
     );
     assert_eq!(
         json["commission"]["debt_nanoton"],
-        live.commission.wallet(&raw).debt_nanoton
+        live.commission.wallet(&raw).debt_nanoton.as_u64()
     );
     for event in json["events"].as_array().unwrap() {
         assert!(
@@ -377,6 +378,7 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
 }
 
 fn order_created(order_id: Uuid, commission: u64) -> OrderCreated {
+    let commission = Nanoton::new(commission);
     let now = chrono::Utc::now();
     OrderCreated {
         order_id,
@@ -384,10 +386,10 @@ fn order_created(order_id: Uuid, commission: u64) -> OrderCreated {
         username: "alice".into(),
         mode: OrderMode::NoKyc,
         cookie_fingerprint: None,
-        price_nanoton: 500_000_000,
+        price_nanoton: Nanoton::new(500_000_000),
         commission_rate: "0.01".parse().unwrap(),
         commission_nanoton: commission,
-        total_nanoton: 500_000_000 + commission,
+        total_nanoton: Nanoton::new(500_000_000).checked_add(commission).unwrap(),
         created_at: now,
         expires_at: now + chrono::Duration::minutes(10),
     }
@@ -424,8 +426,8 @@ async fn replay_names_an_order_whose_commission_was_never_accrued_and_an_unreada
                     wallet_friendly: "UQ...".into(),
                     wallet_version: "v4r2".into(),
                     account_index: None,
-                    balance_nanoton: 1_000_000_000,
-                    debt_nanoton: 0,
+                    balance_nanoton: Nanoton::new(1_000_000_000),
+                    debt_nanoton: Nanoton::new(0),
                     paid_at: now,
                 }
                 .into(),
@@ -435,11 +437,11 @@ async fn replay_names_an_order_whose_commission_was_never_accrued_and_an_unreada
                     request_id,
                     tx_hash: "aa".repeat(32),
                     tx_lt: 7,
-                    cost_nanoton: 500_000_000,
-                    commission_nanoton: 5_000_000,
-                    collected_nanoton: 0,
-                    debt_after_nanoton: 5_000_000,
-                    network_fee_nanoton: 1,
+                    cost_nanoton: Nanoton::new(500_000_000),
+                    commission_nanoton: Nanoton::new(5_000_000),
+                    collected_nanoton: Nanoton::new(0),
+                    debt_after_nanoton: Nanoton::new(5_000_000),
+                    network_fee_nanoton: Nanoton::new(1),
                     completed_at: now,
                 }
                 .into(),

@@ -7,12 +7,14 @@
 //! secret: no seed, no key, no cookie value (a keyed fingerprint of a cookie set at most).
 
 pub mod envelope;
+pub mod money;
 pub mod order;
 pub mod schema;
 pub mod stream;
 pub mod wallet;
 
 pub use envelope::{EventMetadata, ExpectedVersion, NewEvent, RecordedEvent};
+pub use money::Nanoton;
 pub use order::*;
 pub use schema::{DecodeError, Event};
 pub use stream::{StreamName, StreamNameError};

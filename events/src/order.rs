@@ -9,6 +9,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::money::Nanoton;
+
 /// What is bought.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -55,11 +57,11 @@ pub struct OrderCreated {
     /// with the same Fragment account without the log ever holding a cookie.
     pub cookie_fingerprint: Option<String>,
     /// Fragment's price when the order was created.
-    pub price_nanoton: u64,
+    pub price_nanoton: Nanoton,
     pub commission_rate: Decimal,
     /// `price × rate`, rounded half away from zero to the nanoton.
-    pub commission_nanoton: u64,
-    pub total_nanoton: u64,
+    pub commission_nanoton: Nanoton,
+    pub total_nanoton: Nanoton,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -76,8 +78,8 @@ pub struct OrderPaid {
     pub wallet_version: String,
     pub account_index: Option<u32>,
     /// Balance and debt seen by the checks.
-    pub balance_nanoton: u64,
-    pub debt_nanoton: u64,
+    pub balance_nanoton: Nanoton,
+    pub debt_nanoton: Nanoton,
     pub paid_at: DateTime<Utc>,
 }
 
@@ -106,7 +108,7 @@ pub struct OrderProcessingStarted {
 pub struct SubmittedMessage {
     /// Raw form.
     pub destination: String,
-    pub amount_nanoton: u64,
+    pub amount_nanoton: Nanoton,
     pub body_hash: String,
     /// `purchase` (to Fragment) or `commission` (to the operator's fee address).
     pub purpose: String,
@@ -133,9 +135,9 @@ pub struct PaymentSubmitted {
     pub messages: Vec<SubmittedMessage>,
     /// Fragment's request id for the invoice being paid.
     pub fragment_request_id: String,
-    pub purchase_nanoton: u64,
+    pub purchase_nanoton: Nanoton,
     /// Commission debt collected by this transfer (0 when none is due).
-    pub collection_nanoton: u64,
+    pub collection_nanoton: Nanoton,
     pub submitted_at: DateTime<Utc>,
 }
 
@@ -147,13 +149,13 @@ pub struct OrderFulfilled {
     pub tx_hash: String,
     pub tx_lt: u64,
     /// Paid to Fragment.
-    pub cost_nanoton: u64,
-    pub commission_nanoton: u64,
-    pub collected_nanoton: u64,
+    pub cost_nanoton: Nanoton,
+    pub commission_nanoton: Nanoton,
+    pub collected_nanoton: Nanoton,
     /// The wallet's commission debt once this order was accounted.
-    pub debt_after_nanoton: u64,
+    pub debt_after_nanoton: Nanoton,
     /// Network fees the wallet paid for the transaction.
-    pub network_fee_nanoton: u64,
+    pub network_fee_nanoton: Nanoton,
     pub completed_at: DateTime<Utc>,
 }
 

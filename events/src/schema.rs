@@ -223,7 +223,10 @@ fn order_created_v1_to_v2(mut data: Value) -> Result<Value, DecodeError> {
     let commission = nano("commission_ton")?;
     obj.insert("price_nanoton".into(), price.into());
     obj.insert("commission_nanoton".into(), commission.into());
-    obj.insert("total_nanoton".into(), (price + commission).into());
+    let total = price
+        .checked_add(commission)
+        .ok_or_else(|| shape("v1 amounts overflow"))?;
+    obj.insert("total_nanoton".into(), total.into());
     Ok(data)
 }
 
@@ -231,6 +234,7 @@ fn order_created_v1_to_v2(mut data: Value) -> Result<Value, DecodeError> {
 mod tests {
     use super::*;
     use crate::envelope::ExpectedVersion;
+    use crate::money::Nanoton;
     use chrono::{TimeZone, Utc};
     use serde_json::json;
 
@@ -247,10 +251,10 @@ mod tests {
                 username: "alice".into(),
                 mode: OrderMode::Kyc,
                 cookie_fingerprint: Some("9f2c".repeat(16)),
-                price_nanoton: 1_234_567_890,
+                price_nanoton: Nanoton::new(1_234_567_890),
                 commission_rate: Decimal::ZERO,
-                commission_nanoton: 0,
-                total_nanoton: 1_234_567_890,
+                commission_nanoton: Nanoton::new(0),
+                total_nanoton: Nanoton::new(1_234_567_890),
                 created_at: t,
                 expires_at: t + chrono::Duration::minutes(10),
             }
@@ -262,8 +266,8 @@ mod tests {
                 wallet_friendly: "UQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq9Zx".into(),
                 wallet_version: "v4r2".into(),
                 account_index: None,
-                balance_nanoton: 5_000_000_000,
-                debt_nanoton: 0,
+                balance_nanoton: Nanoton::new(5_000_000_000),
+                debt_nanoton: Nanoton::new(0),
                 paid_at: t,
             }
             .into(),
@@ -294,13 +298,13 @@ mod tests {
                 boc: "te6cckEBAQEAAgAAAEysuc0=".into(),
                 messages: vec![SubmittedMessage {
                     destination: format!("0:{}", "cd".repeat(32)),
-                    amount_nanoton: 1_234_567_890,
+                    amount_nanoton: Nanoton::new(1_234_567_890),
                     body_hash: "44".repeat(32),
                     purpose: "purchase".into(),
                 }],
                 fragment_request_id: "abc123".into(),
-                purchase_nanoton: 1_234_567_890,
-                collection_nanoton: 0,
+                purchase_nanoton: Nanoton::new(1_234_567_890),
+                collection_nanoton: Nanoton::new(0),
                 submitted_at: t,
             }
             .into(),
@@ -309,11 +313,11 @@ mod tests {
                 request_id,
                 tx_hash: "55".repeat(32),
                 tx_lt: 42,
-                cost_nanoton: 1_234_567_890,
-                commission_nanoton: 0,
-                collected_nanoton: 0,
-                debt_after_nanoton: 0,
-                network_fee_nanoton: 3_000_000,
+                cost_nanoton: Nanoton::new(1_234_567_890),
+                commission_nanoton: Nanoton::new(0),
+                collected_nanoton: Nanoton::new(0),
+                debt_after_nanoton: Nanoton::new(0),
+                network_fee_nanoton: Nanoton::new(3_000_000),
                 completed_at: t,
             }
             .into(),
@@ -362,18 +366,18 @@ mod tests {
             CommissionAccrued {
                 wallet_address: wallet.clone(),
                 order_id,
-                amount_nanoton: 12_345_679,
-                debt_after_nanoton: 12_345_679,
-                accrued_total_after_nanoton: 12_345_679,
+                amount_nanoton: Nanoton::new(12_345_679),
+                debt_after_nanoton: Nanoton::new(12_345_679),
+                accrued_total_after_nanoton: Nanoton::new(12_345_679),
                 at: t,
             }
             .into(),
             CommissionCollected {
                 wallet_address: wallet.clone(),
                 order_id,
-                amount_nanoton: 1_000_000_000,
-                debt_after_nanoton: 0,
-                collected_total_after_nanoton: 1_000_000_000,
+                amount_nanoton: Nanoton::new(1_000_000_000),
+                debt_after_nanoton: Nanoton::new(0),
+                collected_total_after_nanoton: Nanoton::new(1_000_000_000),
                 tx_hash: "55".repeat(32),
                 at: t,
             }
@@ -381,22 +385,22 @@ mod tests {
             CommissionCollectionFailed {
                 wallet_address: wallet.clone(),
                 order_id,
-                amount_nanoton: 1_000_000_000,
+                amount_nanoton: Nanoton::new(1_000_000_000),
                 tx_hash: "55".repeat(32),
                 at: t,
             }
             .into(),
             DebtLimitReached {
                 wallet_address: wallet.clone(),
-                debt_nanoton: 2_100_000_000,
-                limit_nanoton: 2_000_000_000,
+                debt_nanoton: Nanoton::new(2_100_000_000),
+                limit_nanoton: Nanoton::new(2_000_000_000),
                 at: t,
             }
             .into(),
             DebtSettled {
                 wallet_address: wallet,
-                amount_nanoton: 2_100_000_000,
-                debt_after_nanoton: 0,
+                amount_nanoton: Nanoton::new(2_100_000_000),
+                debt_after_nanoton: Nanoton::new(0),
                 reference: "ticket 17".into(),
                 at: t,
             }
@@ -473,9 +477,9 @@ mod tests {
         };
         assert_eq!(e.order_id, id);
         assert_eq!(e.product, Product::Premium { months: 6 });
-        assert_eq!(e.price_nanoton, 12_500_000_000);
-        assert_eq!(e.commission_nanoton, 125_000_000);
-        assert_eq!(e.total_nanoton, 12_625_000_000);
+        assert_eq!(e.price_nanoton, Nanoton::new(12_500_000_000));
+        assert_eq!(e.commission_nanoton, Nanoton::new(125_000_000));
+        assert_eq!(e.total_nanoton, Nanoton::new(12_625_000_000));
         assert_eq!(e.commission_rate, "0.01".parse::<Decimal>().unwrap());
     }
 

@@ -5,14 +5,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::money::Nanoton;
+
 /// A no-KYC order paid from this wallet succeeded: its commission is now owed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommissionAccrued {
     pub wallet_address: String,
     pub order_id: Uuid,
-    pub amount_nanoton: u64,
-    pub debt_after_nanoton: u64,
-    pub accrued_total_after_nanoton: u64,
+    pub amount_nanoton: Nanoton,
+    pub debt_after_nanoton: Nanoton,
+    pub accrued_total_after_nanoton: Nanoton,
     pub at: DateTime<Utc>,
 }
 
@@ -22,9 +24,9 @@ pub struct CommissionCollected {
     pub wallet_address: String,
     /// The order whose transfer carried the collection.
     pub order_id: Uuid,
-    pub amount_nanoton: u64,
-    pub debt_after_nanoton: u64,
-    pub collected_total_after_nanoton: u64,
+    pub amount_nanoton: Nanoton,
+    pub debt_after_nanoton: Nanoton,
+    pub collected_total_after_nanoton: Nanoton,
     pub tx_hash: String,
     pub at: DateTime<Utc>,
 }
@@ -35,7 +37,7 @@ pub struct CommissionCollected {
 pub struct CommissionCollectionFailed {
     pub wallet_address: String,
     pub order_id: Uuid,
-    pub amount_nanoton: u64,
+    pub amount_nanoton: Nanoton,
     pub tx_hash: String,
     pub at: DateTime<Utc>,
 }
@@ -45,8 +47,8 @@ pub struct CommissionCollectionFailed {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DebtLimitReached {
     pub wallet_address: String,
-    pub debt_nanoton: u64,
-    pub limit_nanoton: u64,
+    pub debt_nanoton: Nanoton,
+    pub limit_nanoton: Nanoton,
     pub at: DateTime<Utc>,
 }
 
@@ -54,8 +56,8 @@ pub struct DebtLimitReached {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DebtSettled {
     pub wallet_address: String,
-    pub amount_nanoton: u64,
-    pub debt_after_nanoton: u64,
+    pub amount_nanoton: Nanoton,
+    pub debt_after_nanoton: Nanoton,
     /// Free text from the operator: a transaction hash, a ticket.
     pub reference: String,
     pub at: DateTime<Utc>,

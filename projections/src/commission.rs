@@ -1,31 +1,32 @@
 //! Commission balances per wallet and the operator's totals, copied from the wallet events
-//! (which carry the debt they leave).
+//! (which carry the debt they leave). The totals add events' amounts up with saturating
+//! sums: a fold must go on whatever the log holds, and no real total nears 18 billion TON.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use events::Event;
+use events::{Event, Nanoton};
 use serde::{Deserialize, Serialize};
 
 use crate::EventContext;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WalletCommission {
-    pub debt_nanoton: u64,
-    pub accrued_total_nanoton: u64,
-    pub collected_total_nanoton: u64,
-    pub settled_total_nanoton: u64,
+    pub debt_nanoton: Nanoton,
+    pub accrued_total_nanoton: Nanoton,
+    pub collected_total_nanoton: Nanoton,
+    pub settled_total_nanoton: Nanoton,
     pub failed_collections: u64,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorTotals {
-    pub accrued_nanoton: u64,
-    pub collected_nanoton: u64,
-    pub settled_nanoton: u64,
+    pub accrued_nanoton: Nanoton,
+    pub collected_nanoton: Nanoton,
+    pub settled_nanoton: Nanoton,
     /// Sum of every wallet's current debt.
-    pub outstanding_nanoton: u64,
+    pub outstanding_nanoton: Nanoton,
     pub wallets_with_debt: u64,
     pub failed_collections: u64,
 }
@@ -56,12 +57,12 @@ impl CommissionBalances {
             Event::CommissionAccrued(e) => {
                 wallet.debt_nanoton = e.debt_after_nanoton;
                 wallet.accrued_total_nanoton = e.accrued_total_after_nanoton;
-                self.totals.accrued_nanoton += e.amount_nanoton;
+                self.totals.accrued_nanoton = self.totals.accrued_nanoton.saturating_add(e.amount_nanoton);
             }
             Event::CommissionCollected(e) => {
                 wallet.debt_nanoton = e.debt_after_nanoton;
                 wallet.collected_total_nanoton = e.collected_total_after_nanoton;
-                self.totals.collected_nanoton += e.amount_nanoton;
+                self.totals.collected_nanoton = self.totals.collected_nanoton.saturating_add(e.amount_nanoton);
             }
             Event::CommissionCollectionFailed(_) => {
                 wallet.failed_collections += 1;
@@ -69,16 +70,20 @@ impl CommissionBalances {
             }
             Event::DebtSettled(e) => {
                 wallet.debt_nanoton = e.debt_after_nanoton;
-                wallet.settled_total_nanoton += e.amount_nanoton;
-                self.totals.settled_nanoton += e.amount_nanoton;
+                wallet.settled_total_nanoton = wallet.settled_total_nanoton.saturating_add(e.amount_nanoton);
+                self.totals.settled_nanoton = self.totals.settled_nanoton.saturating_add(e.amount_nanoton);
             }
             _ => {}
         }
         wallet.updated_at = Some(at);
         let debt_after = wallet.debt_nanoton;
-        self.totals.outstanding_nanoton =
-            self.totals.outstanding_nanoton - debt_before + debt_after;
-        match (debt_before > 0, debt_after > 0) {
+        // The outstanding total includes `debt_before`, so taking it out cannot go below zero.
+        self.totals.outstanding_nanoton = self
+            .totals
+            .outstanding_nanoton
+            .saturating_sub(debt_before)
+            .saturating_add(debt_after);
+        match (!debt_before.is_zero(), !debt_after.is_zero()) {
             (false, true) => self.totals.wallets_with_debt += 1,
             (true, false) => self.totals.wallets_with_debt -= 1,
             _ => {}

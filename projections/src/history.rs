@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use events::{Event, Product};
+use events::{Event, Nanoton, Product};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -25,8 +25,8 @@ pub struct HistoryItem {
     pub product: Product,
     pub username: String,
     /// What the wallet paid Fragment (the quoted price until the payment is on chain).
-    pub cost_nanoton: u64,
-    pub commission_nanoton: u64,
+    pub cost_nanoton: Nanoton,
+    pub commission_nanoton: Nanoton,
     /// The request's status: queued, processing, completed, failed, timeout.
     pub status: String,
     pub tx_hash: Option<String>,

@@ -133,21 +133,21 @@ mod tests {
 
         fn order(&mut self, n: u128, mode: OrderMode) -> Uuid {
             let id = Uuid::from_u128(n);
-            let commission = if mode == OrderMode::NoKyc {
+            let commission = Nanoton::new(if mode == OrderMode::NoKyc {
                 10_000_000
             } else {
                 0
-            };
+            });
             self.push(OrderCreated {
                 order_id: id,
                 product: Product::Stars { amount: 100 },
                 username: "alice".into(),
                 mode,
                 cookie_fingerprint: None,
-                price_nanoton: 1_000_000_000,
+                price_nanoton: Nanoton::new(1_000_000_000),
                 commission_rate: Decimal::new(1, 2),
                 commission_nanoton: commission,
-                total_nanoton: 1_000_000_000 + commission,
+                total_nanoton: Nanoton::new(1_000_000_000).checked_add(commission).unwrap(),
                 created_at: self.t0,
                 expires_at: self.at(600),
             });
@@ -163,8 +163,8 @@ mod tests {
                 wallet_friendly: format!("friendly-{wallet}"),
                 wallet_version: "v4r2".into(),
                 account_index: None,
-                balance_nanoton: 9,
-                debt_nanoton: 0,
+                balance_nanoton: Nanoton::new(9),
+                debt_nanoton: Nanoton::new(0),
                 paid_at: self.at(at),
             });
             self.push(OrderQueued {
@@ -227,11 +227,11 @@ mod tests {
             request_id: r,
             tx_hash: "ff".into(),
             tx_lt: 1,
-            cost_nanoton: 999_000_000,
-            commission_nanoton: 10_000_000,
-            collected_nanoton: 0,
-            debt_after_nanoton: 10_000_000,
-            network_fee_nanoton: 5,
+            cost_nanoton: Nanoton::new(999_000_000),
+            commission_nanoton: Nanoton::new(10_000_000),
+            collected_nanoton: Nanoton::new(0),
+            debt_after_nanoton: Nanoton::new(10_000_000),
+            network_fee_nanoton: Nanoton::new(5),
             completed_at: log.at(22),
         });
         let q = log.models.queue.stats();
@@ -252,12 +252,12 @@ mod tests {
             .result
             .clone()
             .unwrap();
-        assert_eq!(result.commission_balance_nanoton, 10_000_000);
+        assert_eq!(result.commission_balance_nanoton, Nanoton::new(10_000_000));
         let page = log.models.history.page(&log.models.orders, A, 0, 10);
         assert_eq!(page.len(), 1);
         assert_eq!(
             (page[0].cost_nanoton, page[0].status.as_str()),
-            (999_000_000, "completed")
+            (Nanoton::new(999_000_000), "completed")
         );
         assert!(log
             .models
@@ -293,36 +293,36 @@ mod tests {
         log.push(CommissionAccrued {
             wallet_address: A.into(),
             order_id: Uuid::from_u128(1),
-            amount_nanoton: 600,
-            debt_after_nanoton: 600,
-            accrued_total_after_nanoton: 600,
+            amount_nanoton: Nanoton::new(600),
+            debt_after_nanoton: Nanoton::new(600),
+            accrued_total_after_nanoton: Nanoton::new(600),
             at: t,
         });
         log.push(CommissionAccrued {
             wallet_address: B.into(),
             order_id: Uuid::from_u128(2),
-            amount_nanoton: 50,
-            debt_after_nanoton: 50,
-            accrued_total_after_nanoton: 50,
+            amount_nanoton: Nanoton::new(50),
+            debt_after_nanoton: Nanoton::new(50),
+            accrued_total_after_nanoton: Nanoton::new(50),
             at: t,
         });
         log.push(CommissionCollected {
             wallet_address: A.into(),
             order_id: Uuid::from_u128(3),
-            amount_nanoton: 600,
-            debt_after_nanoton: 0,
-            collected_total_after_nanoton: 600,
+            amount_nanoton: Nanoton::new(600),
+            debt_after_nanoton: Nanoton::new(0),
+            collected_total_after_nanoton: Nanoton::new(600),
             tx_hash: "t".into(),
             at: t,
         });
         let c = &log.models.commission;
-        assert_eq!(c.wallet(A).debt_nanoton, 0);
-        assert_eq!(c.wallet(A).collected_total_nanoton, 600);
-        assert_eq!(c.totals.outstanding_nanoton, 50);
+        assert_eq!(c.wallet(A).debt_nanoton, Nanoton::new(0));
+        assert_eq!(c.wallet(A).collected_total_nanoton, Nanoton::new(600));
+        assert_eq!(c.totals.outstanding_nanoton, Nanoton::new(50));
         assert_eq!(c.totals.wallets_with_debt, 1);
         assert_eq!(
             (c.totals.accrued_nanoton, c.totals.collected_nanoton),
-            (650, 600)
+            (Nanoton::new(650), Nanoton::new(600))
         );
     }
 

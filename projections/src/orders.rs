@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use events::{Event, OrderMode, Product};
+use events::{Event, Nanoton, OrderMode, Product};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -19,10 +19,10 @@ pub struct OrderView {
     pub mode: OrderMode,
     /// `created`, `queued`, `processing`, `success`, `failed`, `expired`.
     pub status: String,
-    pub price_nanoton: u64,
+    pub price_nanoton: Nanoton,
     pub commission_rate: Decimal,
-    pub commission_nanoton: u64,
-    pub total_nanoton: u64,
+    pub commission_nanoton: Nanoton,
+    pub total_nanoton: Nanoton,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub wallet_address: Option<String>,
@@ -63,11 +63,11 @@ impl RequestStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestResult {
     pub transaction_hash: String,
-    pub cost_nanoton: u64,
-    pub commission_nanoton: u64,
-    pub collected_nanoton: u64,
+    pub cost_nanoton: Nanoton,
+    pub commission_nanoton: Nanoton,
+    pub collected_nanoton: Nanoton,
     /// The wallet's debt after this order.
-    pub commission_balance_nanoton: u64,
+    pub commission_balance_nanoton: Nanoton,
     pub completed_at: DateTime<Utc>,
 }
 

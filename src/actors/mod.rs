@@ -34,7 +34,7 @@ use crate::fragment::{
 };
 use crate::store::{EventStore, StoreError};
 use crate::ton::client::{TonApiError, TonCenterClient};
-use crate::ton::ParsedAddress;
+use crate::ton::{Nanoton, ParsedAddress};
 
 pub use payment::{Job, PayerKey};
 pub use runner::ProjectionRunner;
@@ -197,11 +197,14 @@ impl Core {
     /// Starts the core on `store` (inside an actix system) and recovers what a previous run
     /// left unfinished.
     pub async fn start(
-        config: CoreConfig,
+        mut config: CoreConfig,
         mut services: Services,
         store: Arc<dyn EventStore>,
         liveness: Liveness,
     ) -> Result<Core, CoreError> {
+        // Debt is collected only into a fee address: the policy learns whether there is one
+        // here, so the rule that says what a payment needs cannot disagree with the payment.
+        config.policy.collection_enabled = services.fee_address.is_some();
         let runner = ProjectionRunner::start(Arc::clone(&store), config.checkpoint.clone()).await?;
         // Taken out of `services`, so that after a replacement no copy of the old cookies
         // outlives the sessions made from them.
@@ -397,7 +400,7 @@ impl Core {
             username: username.as_str().to_string(),
             mode,
             cookie_fingerprint: fingerprint,
-            price_nanoton: price.as_u64(),
+            price_nanoton: price,
             now: Utc::now(),
         };
         let (state, position) = self
@@ -455,13 +458,13 @@ impl Core {
         let funds = if state.status == Some(crate::domain::OrderStatus::Created) {
             let chain = self.sh.services.chain.wallet_state(&payer.wallet).await?;
             WalletFunds {
-                balance_nanoton: chain.balance.as_u64(),
+                balance_nanoton: chain.balance,
                 debt_nanoton: self.sh.registry.wallet_state(&raw).await?.debt_nanoton,
             }
         } else {
             WalletFunds {
-                balance_nanoton: 0,
-                debt_nanoton: 0,
+                balance_nanoton: Nanoton::ZERO,
+                debt_nanoton: Nanoton::ZERO,
             }
         };
         let request_id = Uuid::now_v7();

@@ -11,7 +11,6 @@ use events::{EventMetadata, OrderCreated, PaymentSubmitted, SubmittedMessage};
 use uuid::Uuid;
 
 use super::{CoreError, Shared};
-use crate::domain::policy::collection_due;
 use crate::domain::wallet::PurchaseSettlement;
 use crate::domain::{OrderCommand, Username, WalletCommand};
 use crate::fragment::{Flow, FragmentSession, Fulfilment, LinkExpectations, Purchase, SessionRole};
@@ -95,7 +94,7 @@ async fn prepare(sh: &Shared, job: &Job, flow: &mut Flow) -> Result<Prepared, Re
             req_id: &invoice.req_id,
             purchase,
             invoice_amount: invoice.amount,
-            max_amount: Nanoton::new(order.price_nanoton),
+            max_amount: order.price_nanoton,
             fragment_addresses: sh.services.fragment.payment_addresses(),
             payer: wallet.address(),
             now,
@@ -127,38 +126,39 @@ async fn prepare(sh: &Shared, job: &Job, flow: &mut Flow) -> Result<Prepared, Re
             )
         })?
         .debt_nanoton;
-    let fee_address = sh.services.fee_address.clone();
-    let collection = match &fee_address {
-        Some(_) => collection_due(
-            debt,
-            order.commission_nanoton,
-            sh.config.policy.collection_threshold_nanoton,
-        ),
-        None => 0,
-    };
-    let needed =
-        invoice.amount.as_u64() + collection + sh.config.policy.network_fee_reserve_nanoton;
-    if state.balance.as_u64() < needed {
+    // The one balance rule (`Policy::payment_needs`), now at the amount Fragment invoiced.
+    let needs = sh
+        .config
+        .policy
+        .payment_needs(invoice.amount, order.commission_nanoton, debt)
+        .map_err(|e| Refusal::new("INTERNAL_ERROR", format!("{e}; no funds moved")))?;
+    if state.balance < needs.total {
         return Err(Refusal::new(
             "INSUFFICIENT_BALANCE",
             format!(
                 "the wallet holds {} TON; this payment needs {} TON (price, commission due and network fees); no funds moved",
                 state.balance.to_ton_string(),
-                Nanoton::new(needed).to_ton_string()
+                needs.total.to_ton_string()
             ),
         ));
     }
     let mut messages = vec![checked.message.clone()];
-    if let (Some(fee), true) = (&fee_address, collection > 0) {
-        messages.push(OutgoingMessage::to(
-            fee.clone(),
-            Nanoton::new(collection),
-            MessageBody::comment(format!(
-                "fragment-gateway commission, order {}",
-                order.order_id
-            )),
-        ));
-    }
+    // `collection_due` is zero unless a fee address is configured (the core sets the
+    // policy's `collection_enabled` from it), so a due collection always has somewhere to go.
+    let collection = match &sh.services.fee_address {
+        Some(fee) if !needs.collection.is_zero() => {
+            messages.push(OutgoingMessage::to(
+                fee.clone(),
+                needs.collection,
+                MessageBody::comment(format!(
+                    "fragment-gateway commission, order {}",
+                    order.order_id
+                )),
+            ));
+            needs.collection
+        }
+        _ => Nanoton::ZERO,
+    };
     let params = TransferParams {
         seqno: state.seqno,
         valid_until: checked.sign_until(now, sh.config.sign_ttl_secs),
@@ -187,14 +187,14 @@ async fn prepare(sh: &Shared, job: &Job, flow: &mut Flow) -> Result<Prepared, Re
             .enumerate()
             .map(|(i, m)| SubmittedMessage {
                 destination: address::raw(&m.destination),
-                amount_nanoton: m.amount.as_u64(),
+                amount_nanoton: m.amount,
                 body_hash: m.body_hash.to_hex(),
                 purpose: if i == 0 { "purchase" } else { "commission" }.into(),
             })
             .collect(),
         fragment_request_id: invoice.req_id.clone(),
-        purchase_nanoton: invoice.amount.as_u64(),
-        collection_nanoton: if messages.len() > 1 { collection } else { 0 },
+        purchase_nanoton: invoice.amount,
+        collection_nanoton: collection,
         submitted_at: Utc::now(),
     };
     Ok(Prepared {
@@ -368,7 +368,7 @@ fn rebuild_transfer(s: &PaymentSubmitted) -> Result<SignedTransfer, CoreError> {
             .map(|m| {
                 Ok(ExpectedMessage {
                     destination: addr(&m.destination)?,
-                    amount: Nanoton::new(m.amount_nanoton),
+                    amount: m.amount_nanoton,
                     body_hash: hash(&m.body_hash)?,
                 })
             })
@@ -446,7 +446,7 @@ async fn settle(
             let paid = tx.out_msgs.iter().any(|m| {
                 m.destination.as_ref().map(address::raw).as_deref()
                     == Some(purchase.destination.as_str())
-                    && m.value.as_u64() == purchase.amount_nanoton
+                    && m.value == purchase.amount_nanoton
                     && m.body_hash.as_ref().map(|h| h.to_hex()).as_deref()
                         == Some(purchase.body_hash.as_str())
             });
@@ -506,10 +506,10 @@ async fn settle(
         collected_nanoton: if collection_sent {
             submitted.collection_nanoton
         } else {
-            0
+            Nanoton::ZERO
         },
         debt_after_nanoton: debt_after,
-        network_fee_nanoton: tx.total_fees.as_u64(),
+        network_fee_nanoton: tx.total_fees,
         completed_at: Utc::now(),
     }));
     match sh.registry.order(order_id, fulfil, meta).await {

@@ -464,7 +464,7 @@ async fn commission(state: web::Data<AppState>, req: HttpRequest) -> Reply {
         .commission
         .wallets
         .iter()
-        .filter(|(_, c)| all || c.debt_nanoton > 0)
+        .filter(|(_, c)| all || !c.debt_nanoton.is_zero())
         .collect();
     wallets.sort_by(|a, b| b.1.debt_nanoton.cmp(&a.1.debt_nanoton).then(a.0.cmp(b.0)));
     let mut data = page.answer(wallets.into_iter(), |(raw, c)| {
@@ -788,7 +788,7 @@ async fn settle(
         }
     };
     let amount = text("amount_ton", &mut errors).and_then(|s| match Nanoton::parse_ton(&s) {
-        Ok(n) if n.as_u64() > 0 => Some(n.as_u64()),
+        Ok(n) if !n.is_zero() => Some(n),
         Ok(_) => {
             errors.push(FieldError::new("amount_ton", "must be more than 0"));
             None

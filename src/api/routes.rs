@@ -14,7 +14,7 @@ use super::{views, AppState};
 use crate::domain::PremiumMonths;
 use crate::fragment::FragmentCookies;
 use crate::ton::client::AccountStatus;
-use crate::ton::{ParsedAddress, TonAddress};
+use crate::ton::{Nanoton, ParsedAddress, TonAddress};
 
 pub type Reply = Result<HttpResponse, ApiError>;
 
@@ -594,7 +594,7 @@ async fn wallet_balance(state: web::Data<AppState>, req: HttpRequest) -> Reply {
         "wallet_address": friendly,
         "wallet_address_raw": raw,
         "wallet_version": version.map(|v| v.as_str()),
-        "balance_ton": views::ton(account.balance.as_u64()),
+        "balance_ton": views::ton(account.balance),
         "balance_nanoton": account.balance.as_u64().to_string(),
         "state": match account.status {
             AccountStatus::Active => "active",
@@ -705,30 +705,30 @@ async fn prices(state: web::Data<AppState>) -> Reply {
     let list = state.core.prices(None).await?;
     let usd = |p: &crate::fragment::Price| p.usd.map(|u| u.round_dp(2).to_string());
     let (min_count, min_price) = &list.stars_minimum;
-    let per_star_nanoton = min_price.ton.as_u64() / u64::from(*min_count);
+    let per_star = Nanoton::new(min_price.ton.as_u64() / u64::from(*min_count));
     let packages: Vec<Value> = list
         .stars_packages
         .iter()
-        .map(|(n, p)| json!({"amount": n, "price_ton": views::ton(p.ton.as_u64()), "price_usd": usd(p)}))
+        .map(|(n, p)| json!({"amount": n, "price_ton": views::ton(p.ton), "price_usd": usd(p)}))
         .collect();
     let premium_list: Vec<Value> = list
         .premium
         .iter()
-        .map(|(m, p)| json!({"months": m.get(), "price_ton": views::ton(p.ton.as_u64()), "price_usd": usd(p)}))
+        .map(|(m, p)| json!({"months": m.get(), "price_ton": views::ton(p.ton), "price_usd": usd(p)}))
         .collect();
     // Keyed as the original service's documentation names them (`3_months.base_ton`).
     let mut premium_by_months = serde_json::Map::new();
     for (m, p) in &list.premium {
         premium_by_months.insert(
             format!("{}_months", m.get()),
-            json!({"months": m.get(), "base_ton": views::ton(p.ton.as_u64()), "base_usd": usd(p)}),
+            json!({"months": m.get(), "base_ton": views::ton(p.ton), "base_usd": usd(p)}),
         );
     }
     let stars = json!({
-        "price_per_star_ton": views::ton(per_star_nanoton),
+        "price_per_star_ton": views::ton(per_star),
         "price_per_star_usd": min_price.usd.map(|u| (u / rust_decimal::Decimal::from(*min_count)).round_dp(6).to_string()),
         "minimum_amount": min_count,
-        "minimum_price_ton": views::ton(min_price.ton.as_u64()),
+        "minimum_price_ton": views::ton(min_price.ton),
         "packages": packages,
     });
     let premium = json!(premium_by_months);

@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value};
 
 use crate::ton::Nanoton;
 
-pub fn ton(nanoton: u64) -> String {
-    Nanoton::new(nanoton).to_ton_string()
+pub fn ton(amount: Nanoton) -> String {
+    amount.to_ton_string()
 }
 
 pub fn time(t: DateTime<Utc>) -> String {
@@ -151,7 +151,7 @@ pub fn commission_account(
     friendly: Option<String>,
     raw: &str,
     c: &WalletCommission,
-    debt_limit_nanoton: u64,
+    debt_limit_nanoton: Nanoton,
 ) -> Map<String, Value> {
     let json = json!({
         "wallet_address": friendly,
@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(rate(Decimal::ZERO), json!(0.0));
         assert_eq!(percent(Decimal::new(1, 2)), json!(1.0));
         assert_eq!(percent(Decimal::new(25, 3)), json!(2.5));
-        assert_eq!(ton(761_234_567), "0.761234567");
-        assert_eq!(ton(2_000_000_000), "2");
+        assert_eq!(ton(Nanoton::new(761_234_567)), "0.761234567");
+        assert_eq!(ton(Nanoton::from_ton(2)), "2");
     }
 }

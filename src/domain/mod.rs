@@ -15,7 +15,7 @@ pub use wallet::{WalletCommand, WalletState};
 
 use uuid::Uuid;
 
-use crate::ton::amount::Nanoton;
+use events::Nanoton;
 
 /// Why a command was refused. `api_code` maps each to API.md's codes; the messages tell the
 /// client what to do.
@@ -37,16 +37,16 @@ pub enum DomainError {
     #[error("this order was created with fragment_cookies (KYC mode); send the same account's fragment_cookies with the payment")]
     KycCookiesRequired,
     #[error("the wallet's unpaid commission ({} TON) is over the limit of {} TON; settle it before paying new orders",
-        Nanoton::new(*debt_nanoton).to_ton_string(), Nanoton::new(*limit_nanoton).to_ton_string())]
+        debt_nanoton.to_ton_string(), limit_nanoton.to_ton_string())]
     DebtLimitExceeded {
-        debt_nanoton: u64,
-        limit_nanoton: u64,
+        debt_nanoton: Nanoton,
+        limit_nanoton: Nanoton,
     },
     #[error("the wallet holds {} TON; this payment needs {} TON (price, commission due and network fees)",
-        Nanoton::new(*balance_nanoton).to_ton_string(), Nanoton::new(*needed_nanoton).to_ton_string())]
+        balance_nanoton.to_ton_string(), needed_nanoton.to_ton_string())]
     InsufficientBalance {
-        balance_nanoton: u64,
-        needed_nanoton: u64,
+        balance_nanoton: Nanoton,
+        needed_nanoton: Nanoton,
     },
     #[error("payment request {0} not found")]
     UnknownRequest(Uuid),
@@ -57,14 +57,19 @@ pub enum DomainError {
     #[error("not due yet")]
     TooEarly,
     #[error(
-        "a settlement of {amount_nanoton} nanoton does not fit the debt of {debt_nanoton} nanoton"
+        "a settlement of {} TON does not fit the debt of {} TON",
+        amount_nanoton.to_ton_string(), debt_nanoton.to_ton_string()
     )]
     SettlementExceedsDebt {
-        amount_nanoton: u64,
-        debt_nanoton: u64,
+        amount_nanoton: Nanoton,
+        debt_nanoton: Nanoton,
     },
     #[error("invalid configuration: {0}")]
     Misconfigured(&'static str),
+    /// An amount of money that does not fit: only an absurd configuration or a corrupted
+    /// log can get here, so it is an internal error, never a wrapped number.
+    #[error("the {0} amount does not fit in nanoton")]
+    AmountOverflow(&'static str),
 }
 
 impl DomainError {
@@ -84,7 +89,8 @@ impl DomainError {
             | DomainError::AlreadySubmitted
             | DomainError::NotSubmitted
             | DomainError::TooEarly
-            | DomainError::Misconfigured(_) => "INTERNAL_ERROR",
+            | DomainError::Misconfigured(_)
+            | DomainError::AmountOverflow(_) => "INTERNAL_ERROR",
         }
     }
 
@@ -96,7 +102,8 @@ impl DomainError {
             | DomainError::AlreadySubmitted
             | DomainError::NotSubmitted
             | DomainError::TooEarly
-            | DomainError::Misconfigured(_) => 500,
+            | DomainError::Misconfigured(_)
+            | DomainError::AmountOverflow(_) => 500,
             DomainError::OrderExpired
             | DomainError::WrongStatus { .. }
             | DomainError::PaidByAnotherWallet { .. }

@@ -14,8 +14,9 @@ use events::{
     OrderFailed, OrderFulfilled, OrderMode, OrderPaid, OrderPaymentAbandoned,
     OrderProcessingStarted, OrderQueued, OrderTimedOut, PaymentSubmitted, Product,
 };
+use events::Nanoton;
 
-use super::policy::{collection_due, commission_for, Policy};
+use super::policy::{commission_for, Policy};
 use super::DomainError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -87,8 +88,8 @@ pub struct Payer {
 /// commission debt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalletFunds {
-    pub balance_nanoton: u64,
-    pub debt_nanoton: u64,
+    pub balance_nanoton: Nanoton,
+    pub debt_nanoton: Nanoton,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -99,7 +100,7 @@ pub enum OrderCommand {
         username: String,
         mode: OrderMode,
         cookie_fingerprint: Option<String>,
-        price_nanoton: u64,
+        price_nanoton: Nanoton,
         now: DateTime<Utc>,
     },
     Pay {
@@ -148,19 +149,6 @@ pub enum OrderCommand {
         reason: String,
         now: DateTime<Utc>,
     },
-}
-
-/// The amount a wallet must hold to pay `order`: the price, the debt this transfer would
-/// collect, and the network fee reserve.
-pub fn required_balance(order: &OrderCreated, debt_nanoton: u64, policy: &Policy) -> u64 {
-    order
-        .price_nanoton
-        .saturating_add(collection_due(
-            debt_nanoton,
-            order.commission_nanoton,
-            policy.collection_threshold_nanoton,
-        ))
-        .saturating_add(policy.network_fee_reserve_nanoton)
 }
 
 impl OrderState {
@@ -282,7 +270,7 @@ pub fn decide(
                     .ok_or(DomainError::Misconfigured("commission rate"))?;
                 let total = price_nanoton
                     .checked_add(commission)
-                    .ok_or(DomainError::Misconfigured("commission rate"))?;
+                    .ok_or(DomainError::AmountOverflow("order total"))?;
                 Ok(vec![OrderCreated {
                     order_id,
                     product,
@@ -339,7 +327,13 @@ pub fn decide(
                     limit_nanoton: policy.debt_limit_nanoton,
                 });
             }
-            let needed = required_balance(order, funds.debt_nanoton, policy);
+            let needed = policy
+                .payment_needs(
+                    order.price_nanoton,
+                    order.commission_nanoton,
+                    funds.debt_nanoton,
+                )?
+                .total;
             if funds.balance_nanoton < needed {
                 return Err(DomainError::InsufficientBalance {
                     balance_nanoton: funds.balance_nanoton,
@@ -564,7 +558,7 @@ mod tests {
             username: "alice".into(),
             mode,
             cookie_fingerprint: None,
-            price_nanoton: price,
+            price_nanoton: Nanoton::new(price),
             now: t0(),
         };
         given(&[], cmd).unwrap().remove(0)
@@ -575,8 +569,8 @@ mod tests {
             request_id: Uuid::from_u128(7),
             payer: payer(addr),
             funds: WalletFunds {
-                balance_nanoton: balance,
-                debt_nanoton: debt,
+                balance_nanoton: Nanoton::new(balance),
+                debt_nanoton: Nanoton::new(debt),
             },
             has_cookies: false,
             now: at,
@@ -619,8 +613,8 @@ mod tests {
             boc: String::new(),
             messages: vec![],
             fragment_request_id: "r".into(),
-            purchase_nanoton: 1_000_000_000,
-            collection_nanoton: 0,
+            purchase_nanoton: Nanoton::new(1_000_000_000),
+            collection_nanoton: Nanoton::new(0),
             submitted_at: t0() + Duration::minutes(2),
         }
     }
@@ -641,15 +635,15 @@ mod tests {
         let Event::OrderCreated(no_kyc) = created(OrderMode::NoKyc, 761_234_567) else {
             panic!()
         };
-        assert_eq!(no_kyc.commission_nanoton, 7_612_346);
-        assert_eq!(no_kyc.total_nanoton, 761_234_567 + 7_612_346);
+        assert_eq!(no_kyc.commission_nanoton, Nanoton::new(7_612_346));
+        assert_eq!(no_kyc.total_nanoton, Nanoton::new(761_234_567 + 7_612_346));
         assert_eq!(no_kyc.expires_at, t0() + Duration::minutes(10));
         let Event::OrderCreated(kyc) = created(OrderMode::Kyc, 761_234_567) else {
             panic!()
         };
         assert_eq!(
             (kyc.commission_nanoton, kyc.total_nanoton),
-            (0, 761_234_567)
+            (Nanoton::ZERO, Nanoton::new(761_234_567))
         );
         let again = given(
             &[created(OrderMode::Kyc, 1)],
@@ -725,15 +719,15 @@ mod tests {
     #[test]
     fn the_balance_must_cover_price_collection_and_fees() {
         let events = [created(OrderMode::NoKyc, 1_000_000_000)];
-        let fees = Policy::default().network_fee_reserve_nanoton;
+        let fees = Policy::default().network_fee_reserve_nanoton.as_u64();
         // No debt due: price + fee reserve.
         let exact = 1_000_000_000 + fees;
         assert!(given(&events, pay(WALLET, exact, 0, t0())).is_ok());
         assert_eq!(
             given(&events, pay(WALLET, exact - 1, 0, t0())),
             Err(DomainError::InsufficientBalance {
-                balance_nanoton: exact - 1,
-                needed_nanoton: exact
+                balance_nanoton: Nanoton::new(exact - 1),
+                needed_nanoton: Nanoton::new(exact)
             })
         );
         // Debt 0.995 + this order's commission 0.01 reaches the 1 TON threshold: the
@@ -747,7 +741,7 @@ mod tests {
     #[test]
     fn a_wallet_over_the_debt_limit_cannot_pay() {
         let events = [created(OrderMode::NoKyc, 1_000_000_000)];
-        let limit = Policy::default().debt_limit_nanoton;
+        let limit = Policy::default().debt_limit_nanoton.as_u64();
         let rich = 100_000_000_000;
         assert!(given(&events, pay(WALLET, rich, limit, t0())).is_ok());
         let over = given(&events, pay(WALLET, rich, limit + 1, t0()));
@@ -835,11 +829,11 @@ mod tests {
             request_id: Uuid::from_u128(7),
             tx_hash: "cc".into(),
             tx_lt: 1,
-            cost_nanoton: 1_000_000_000,
-            commission_nanoton: 10_000_000,
-            collected_nanoton: 0,
-            debt_after_nanoton: 10_000_000,
-            network_fee_nanoton: 1,
+            cost_nanoton: Nanoton::new(1_000_000_000),
+            commission_nanoton: Nanoton::new(10_000_000),
+            collected_nanoton: Nanoton::new(0),
+            debt_after_nanoton: Nanoton::new(10_000_000),
+            network_fee_nanoton: Nanoton::new(1),
             completed_at: t0() + Duration::minutes(3),
         }
     }

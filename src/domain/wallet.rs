@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use events::{
     CommissionAccrued, CommissionCollected, CommissionCollectionFailed, DebtLimitReached,
-    DebtSettled, Event,
+    DebtSettled, Event, Nanoton,
 };
 
 use super::policy::Policy;
@@ -16,10 +16,10 @@ use super::DomainError;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WalletState {
-    pub debt_nanoton: u64,
-    pub accrued_total_nanoton: u64,
-    pub collected_total_nanoton: u64,
-    pub settled_total_nanoton: u64,
+    pub debt_nanoton: Nanoton,
+    pub accrued_total_nanoton: Nanoton,
+    pub collected_total_nanoton: Nanoton,
+    pub settled_total_nanoton: Nanoton,
     /// Orders already accounted: settling an order's outcome twice (a retry after a crash
     /// between the wallet's and the order's append) must not charge twice.
     pub accounted_orders: HashSet<Uuid>,
@@ -31,9 +31,9 @@ pub struct WalletState {
 pub struct PurchaseSettlement {
     pub order_id: Uuid,
     /// The order's commission (0 in KYC mode).
-    pub commission_nanoton: u64,
+    pub commission_nanoton: Nanoton,
     /// Debt the transfer was signed to collect.
-    pub collection_nanoton: u64,
+    pub collection_nanoton: Nanoton,
     /// Whether the chain shows the collection message sent as signed.
     pub collection_sent: bool,
     pub tx_hash: String,
@@ -45,7 +45,7 @@ pub enum WalletCommand {
     SettlePurchase(PurchaseSettlement),
     /// The operator records a payment of debt made outside a purchase.
     SettleDebt {
-        amount_nanoton: u64,
+        amount_nanoton: Nanoton,
         reference: String,
         now: DateTime<Utc>,
     },
@@ -70,7 +70,9 @@ impl WalletState {
             }
             Event::DebtSettled(e) => {
                 self.debt_nanoton = e.debt_after_nanoton;
-                self.settled_total_nanoton += e.amount_nanoton;
+                // A fold records what happened; the decision that wrote the event checked
+                // this sum, so it cannot overflow on a log this build wrote.
+                self.settled_total_nanoton = self.settled_total_nanoton.saturating_add(e.amount_nanoton);
             }
             _ => {}
         }
@@ -98,8 +100,10 @@ pub fn decide(
             if state.accounted_orders.contains(&s.order_id) {
                 return Ok(vec![]);
             }
-            if s.commission_nanoton > 0 {
-                debt = debt.saturating_add(s.commission_nanoton);
+            if !s.commission_nanoton.is_zero() {
+                debt = debt
+                    .checked_add(s.commission_nanoton)
+                    .ok_or(DomainError::AmountOverflow("debt"))?;
                 events.push(
                     CommissionAccrued {
                         wallet_address: wallet_address.to_string(),
@@ -108,13 +112,14 @@ pub fn decide(
                         debt_after_nanoton: debt,
                         accrued_total_after_nanoton: state
                             .accrued_total_nanoton
-                            .saturating_add(s.commission_nanoton),
+                            .checked_add(s.commission_nanoton)
+                            .ok_or(DomainError::AmountOverflow("accrued total"))?,
                         at: s.now,
                     }
                     .into(),
                 );
             }
-            if s.collection_nanoton > 0 && s.collection_sent {
+            if !s.collection_nanoton.is_zero() && s.collection_sent {
                 // The transfer may collect more than is owed now only if a settlement
                 // landed between signing and confirmation; the debt floors at zero and the
                 // event records exactly what was paid.
@@ -127,13 +132,14 @@ pub fn decide(
                         debt_after_nanoton: debt,
                         collected_total_after_nanoton: state
                             .collected_total_nanoton
-                            .saturating_add(s.collection_nanoton),
+                            .checked_add(s.collection_nanoton)
+                            .ok_or(DomainError::AmountOverflow("collected total"))?,
                         tx_hash: s.tx_hash.clone(),
                         at: s.now,
                     }
                     .into(),
                 );
-            } else if s.collection_nanoton > 0 {
+            } else if !s.collection_nanoton.is_zero() {
                 events.push(
                     CommissionCollectionFailed {
                         wallet_address: wallet_address.to_string(),
@@ -152,13 +158,15 @@ pub fn decide(
             reference,
             now,
         } => {
-            if amount_nanoton == 0 || amount_nanoton > state.debt_nanoton {
-                return Err(DomainError::SettlementExceedsDebt {
-                    amount_nanoton,
-                    debt_nanoton: state.debt_nanoton,
-                });
-            }
-            debt -= amount_nanoton;
+            debt = match state.debt_nanoton.checked_sub(amount_nanoton) {
+                Some(after) if !amount_nanoton.is_zero() => after,
+                _ => {
+                    return Err(DomainError::SettlementExceedsDebt {
+                        amount_nanoton,
+                        debt_nanoton: state.debt_nanoton,
+                    })
+                }
+            };
             events.push(
                 DebtSettled {
                     wallet_address: wallet_address.to_string(),
@@ -201,8 +209,8 @@ mod tests {
     fn settle(order: u128, commission: u64, collection: u64, sent: bool) -> WalletCommand {
         WalletCommand::SettlePurchase(PurchaseSettlement {
             order_id: Uuid::from_u128(order),
-            commission_nanoton: commission,
-            collection_nanoton: collection,
+            commission_nanoton: Nanoton::new(commission),
+            collection_nanoton: Nanoton::new(collection),
             collection_sent: sent,
             tx_hash: "tx".into(),
             now: now(),
@@ -228,12 +236,12 @@ mod tests {
             settle(1, 10_000_000, 0, false),
             settle(2, 5, 0, false),
         ]);
-        assert_eq!(state.debt_nanoton, 10_000_005);
-        assert_eq!(state.accrued_total_nanoton, 10_000_005);
+        assert_eq!(state.debt_nanoton, Nanoton::new(10_000_005));
+        assert_eq!(state.accrued_total_nanoton, Nanoton::new(10_000_005));
         let Event::CommissionAccrued(last) = events.last().unwrap() else {
             panic!()
         };
-        assert_eq!(last.debt_after_nanoton, 10_000_005);
+        assert_eq!(last.debt_after_nanoton, Nanoton::new(10_000_005));
     }
 
     #[test]
@@ -249,9 +257,9 @@ mod tests {
             settle(1, 995_000_000, 0, false),
             settle(2, 10_000_000, 1_005_000_000, true),
         ]);
-        assert_eq!(state.debt_nanoton, 0);
-        assert_eq!(state.collected_total_nanoton, 1_005_000_000);
-        assert_eq!(state.accrued_total_nanoton, 1_005_000_000);
+        assert_eq!(state.debt_nanoton, Nanoton::new(0));
+        assert_eq!(state.collected_total_nanoton, Nanoton::new(1_005_000_000));
+        assert_eq!(state.accrued_total_nanoton, Nanoton::new(1_005_000_000));
         assert!(matches!(events[2], Event::CommissionCollected(_)));
     }
 
@@ -262,7 +270,7 @@ mod tests {
             settle(1, 10_000_000, 0, false),
         ]);
         assert_eq!(events.len(), 1);
-        assert_eq!(state.debt_nanoton, 10_000_000);
+        assert_eq!(state.debt_nanoton, Nanoton::new(10_000_000));
     }
 
     #[test]
@@ -271,7 +279,7 @@ mod tests {
             settle(1, 1_500_000_000, 0, false),
             settle(2, 600_000_000, 2_100_000_000, false),
         ]);
-        assert_eq!(state.debt_nanoton, 2_100_000_000);
+        assert_eq!(state.debt_nanoton, Nanoton::new(2_100_000_000));
         let kinds: Vec<_> = events.iter().map(Event::event_type).collect();
         assert_eq!(
             kinds,
@@ -289,13 +297,13 @@ mod tests {
         let policy = Policy::default();
         let (state, _) = run(vec![settle(1, 2_500_000_000, 0, false)]);
         let too_much = WalletCommand::SettleDebt {
-            amount_nanoton: 2_500_000_001,
+            amount_nanoton: Nanoton::new(2_500_000_001),
             reference: "r".into(),
             now: now(),
         };
         assert!(decide(&state, W, too_much, &policy).is_err());
         let ok = WalletCommand::SettleDebt {
-            amount_nanoton: 2_000_000_000,
+            amount_nanoton: Nanoton::new(2_000_000_000),
             reference: "r".into(),
             now: now(),
         };
@@ -303,7 +311,7 @@ mod tests {
         let Event::DebtSettled(s) = &events[0] else {
             panic!()
         };
-        assert_eq!(s.debt_after_nanoton, 500_000_000);
+        assert_eq!(s.debt_after_nanoton, Nanoton::new(500_000_000));
         assert_eq!(events.len(), 1, "within the limit now: no DebtLimitReached");
     }
 }
