@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use events::{Event, OrderMode, Product, StreamName};
-use fragment_gateway::actors::{Core, CoreConfig, CoreError};
+use fragment_gateway::actors::{Core, CoreConfig, CoreError, Services};
 use fragment_gateway::domain::{DomainError, Policy, Username};
 use fragment_gateway::sim::faults::FaultConfig;
 use fragment_gateway::sim::fragment::state::Prices;
@@ -116,6 +116,42 @@ async fn collection_rides_along_with_a_purchase_once_the_debt_reaches_the_thresh
         w.ton.balance(&w.fee.address),
         order.commission_nanoton
     );
+}
+
+#[actix_web::test]
+async fn without_a_fee_address_a_payment_is_not_asked_for_a_collection_that_never_happens() {
+    let w = world().await;
+    let p = payer();
+    let address = p.wallet.address().clone();
+    let raw = p.wallet.raw_address();
+    // A threshold the first order's commission alone reaches: with a fee address, this
+    // payment would carry the commission too. Without one, nothing is ever collected, so
+    // the wallet needs the price and the fee reserve only.
+    let policy = Policy {
+        collection_threshold_nanoton: Nanoton::new(1),
+        ..Policy::default()
+    };
+    let price = Prices::default().stars(100);
+    let needed = price + policy.network_fee_reserve_nanoton.as_u64();
+    w.ton.fund(&address, Nanoton::new(needed));
+    let services = Services {
+        fee_address: None,
+        ..w.services()
+    };
+    let (core, _) = w.core_with_services(config(policy), services, None).await;
+    let order = core
+        .create_order(Product::Stars { amount: 100 }, &alice(), None)
+        .await
+        .unwrap();
+    assert!(!order.commission_nanoton.is_zero());
+    let receipt = core.pay_order(order.order_id, p, None, None).await;
+    assert!(receipt.is_ok(), "refused: {:?}", receipt.err());
+    core.drain().await.unwrap();
+    assert_eq!(core.order(order.order_id).unwrap().status, "success");
+    let wallet = core.projections().snapshot().commission.wallet(&raw);
+    assert_eq!(wallet.debt_nanoton, order.commission_nanoton, "accrued, not collected");
+    assert_eq!(w.ton.balance(&w.fee.address), Nanoton::ZERO);
+    assert_eq!(w.ton.balance(&w.fragment.payment_address()).as_u64(), price);
 }
 
 /// Kills the core right after the `nth` event of `event_type`, restarts it on the same data

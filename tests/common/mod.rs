@@ -166,12 +166,22 @@ impl World {
         config: CoreConfig,
         halt: Option<(&'static str, usize)>,
     ) -> (Core, Arc<Halting>) {
+        self.core_with_services(config, self.services(), halt).await
+    }
+
+    /// `core_with` on services of the test's making (another fee address, other clients).
+    pub async fn core_with_services(
+        &self,
+        config: CoreConfig,
+        services: Services,
+        halt: Option<(&'static str, usize)>,
+    ) -> (Core, Arc<Halting>) {
         let liveness = Liveness::default();
         let sqlite = self.open_store().await;
         let store = Arc::new(Halting::new(Arc::new(sqlite), halt, liveness.clone()));
         let core = Core::start(
             config,
-            self.services(),
+            services,
             Arc::clone(&store) as Arc<dyn EventStore>,
             liveness,
         )
