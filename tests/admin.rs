@@ -466,6 +466,27 @@ async fn lists_audit_commission_rebuild_and_settlement_after_a_purchase() {
     assert_eq!(body["data"]["settled_ton"], ton(part));
     assert_eq!(body["data"]["debt_ton"], ton(commission - part));
     assert_eq!(body["data"]["wallet_address"], demo.as_str());
+    assert_eq!(body["data"]["already_recorded"], false);
+    // The operator's retry (a timeout, a double click) settles nothing more; the same
+    // reference with another amount is refused by name.
+    let (status, body) = t
+        .admin_post(
+            &settle,
+            json!({"amount_ton": ton(part), "reference": "bank transfer 42"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["already_recorded"], true, "{body}");
+    assert_eq!(body["data"]["debt_ton"], ton(commission - part));
+    assert_eq!(body["data"]["settled_total_ton"], ton(part));
+    let (status, body) = t
+        .admin_post(
+            &settle,
+            json!({"amount_ton": ton(part / 2), "reference": "bank transfer 42"}),
+        )
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    assert_eq!(body["error"]["details"][0]["field"], "reference", "{body}");
     // Every view agrees at once.
     let (_, body) = t
         .get(&format!("/api/v1/commission/balance?wallet_address={demo}"))

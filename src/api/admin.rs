@@ -833,6 +833,9 @@ async fn settle(
                     ),
                 )])
             }
+            CoreError::Domain(e @ DomainError::SettlementReferenceReused { .. }) => {
+                ApiError::validation(vec![FieldError::new("reference", e.to_string())])
+            }
             other => other.into(),
         })?;
     // The lists and balances read right after this answer show the settlement.
@@ -850,5 +853,7 @@ async fn settle(
         "debt_ton": views::ton(after.debt_nanoton),
         "settled_total_ton": views::ton(after.settled_total_nanoton),
         "debt_limit_exceeded": after.debt_nanoton > policy.debt_limit_nanoton,
+        // A retry of a settlement already recorded under this reference changed nothing.
+        "already_recorded": position.is_none(),
     }))
 }

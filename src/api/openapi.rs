@@ -1399,6 +1399,9 @@ pub struct Settled {
     pub debt_ton: Ton,
     pub settled_total_ton: Ton,
     pub debt_limit_exceeded: bool,
+    /// True when this settlement had been recorded before under the same reference (a
+    /// retry): nothing was settled again.
+    pub already_recorded: bool,
 }
 
 #[cfg(test)]

@@ -64,6 +64,14 @@ pub enum DomainError {
         amount_nanoton: Nanoton,
         debt_nanoton: Nanoton,
     },
+    #[error(
+        "the reference {reference:?} already recorded a settlement of {} TON; a new settlement needs its own reference",
+        recorded_nanoton.to_ton_string()
+    )]
+    SettlementReferenceReused {
+        reference: String,
+        recorded_nanoton: Nanoton,
+    },
     #[error("invalid configuration: {0}")]
     Misconfigured(&'static str),
     /// An amount of money that does not fit: only an absurd configuration or a corrupted
@@ -84,7 +92,8 @@ impl DomainError {
             DomainError::WrongStatus { .. }
             | DomainError::PaidByAnotherWallet { .. }
             | DomainError::KycCookiesRequired
-            | DomainError::SettlementExceedsDebt { .. } => "VALIDATION_ERROR",
+            | DomainError::SettlementExceedsDebt { .. }
+            | DomainError::SettlementReferenceReused { .. } => "VALIDATION_ERROR",
             DomainError::OrderExists(_)
             | DomainError::AlreadySubmitted
             | DomainError::NotSubmitted
@@ -110,7 +119,8 @@ impl DomainError {
             | DomainError::KycCookiesRequired
             | DomainError::DebtLimitExceeded { .. }
             | DomainError::InsufficientBalance { .. }
-            | DomainError::SettlementExceedsDebt { .. } => 400,
+            | DomainError::SettlementExceedsDebt { .. }
+            | DomainError::SettlementReferenceReused { .. } => 400,
         }
     }
 }

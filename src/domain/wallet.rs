@@ -1,7 +1,7 @@
 //! A wallet's commission account: debt accrues when a no-KYC order it paid succeeds, and is
 //! collected inside the wallet message of a later purchase (see `policy::collection_due`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -23,6 +23,10 @@ pub struct WalletState {
     /// Orders already accounted: settling an order's outcome twice (a retry after a crash
     /// between the wallet's and the order's append) must not charge twice.
     pub accounted_orders: HashSet<Uuid>,
+    /// Settlements recorded, by their reference: the operator's retry of a settlement (a
+    /// timeout, a double click) must not settle twice, so a reference names one settlement
+    /// of one wallet.
+    pub settlements: HashMap<String, Nanoton>,
     pub version: u64,
 }
 
@@ -43,7 +47,8 @@ pub struct PurchaseSettlement {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WalletCommand {
     SettlePurchase(PurchaseSettlement),
-    /// The operator records a payment of debt made outside a purchase.
+    /// The operator records a payment of debt made outside a purchase. Its `reference`
+    /// identifies it: the same settlement sent again changes nothing.
     SettleDebt {
         amount_nanoton: Nanoton,
         reference: String,
@@ -73,6 +78,7 @@ impl WalletState {
                 // A fold records what happened; the decision that wrote the event checked
                 // this sum, so it cannot overflow on a log this build wrote.
                 self.settled_total_nanoton = self.settled_total_nanoton.saturating_add(e.amount_nanoton);
+                self.settlements.insert(e.reference.clone(), e.amount_nanoton);
             }
             _ => {}
         }
@@ -158,6 +164,16 @@ pub fn decide(
             reference,
             now,
         } => {
+            match state.settlements.get(&reference) {
+                Some(recorded) if *recorded == amount_nanoton => return Ok(vec![]),
+                Some(recorded) => {
+                    return Err(DomainError::SettlementReferenceReused {
+                        reference,
+                        recorded_nanoton: *recorded,
+                    })
+                }
+                None => {}
+            }
             debt = match state.debt_nanoton.checked_sub(amount_nanoton) {
                 Some(after) if !amount_nanoton.is_zero() => after,
                 _ => {
@@ -313,5 +329,42 @@ mod tests {
         };
         assert_eq!(s.debt_after_nanoton, Nanoton::new(500_000_000));
         assert_eq!(events.len(), 1, "within the limit now: no DebtLimitReached");
+    }
+
+    #[test]
+    fn a_settlement_sent_again_under_its_reference_is_recorded_once() {
+        let policy = Policy::default();
+        let (mut state, _) = run(vec![settle(1, 1_500_000_000, 0, false)]);
+        let settle_debt = |amount: u64, reference: &str| WalletCommand::SettleDebt {
+            amount_nanoton: Nanoton::new(amount),
+            reference: reference.into(),
+            now: now(),
+        };
+        let first = decide(&state, W, settle_debt(500_000_000, "bank 42"), &policy).unwrap();
+        assert_eq!(first.len(), 1);
+        for e in &first {
+            state.evolve(e);
+        }
+        // A retry: nothing new, the debt is settled once.
+        assert_eq!(
+            decide(&state, W, settle_debt(500_000_000, "bank 42"), &policy),
+            Ok(vec![])
+        );
+        assert_eq!(state.debt_nanoton, Nanoton::new(1_000_000_000));
+        // The same reference for another amount is a mistake, not a second settlement.
+        assert_eq!(
+            decide(&state, W, settle_debt(400_000_000, "bank 42"), &policy),
+            Err(DomainError::SettlementReferenceReused {
+                reference: "bank 42".into(),
+                recorded_nanoton: Nanoton::new(500_000_000),
+            })
+        );
+        // Another reference is another settlement.
+        assert_eq!(
+            decide(&state, W, settle_debt(500_000_000, "bank 43"), &policy)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }
