@@ -17,6 +17,7 @@ use super::owners::OwnerPool;
 use super::payment::{self, Job};
 use super::Shared;
 use crate::domain::OrderCommand;
+use crate::fragment::client::SessionId;
 use crate::fragment::FragmentSession;
 
 pub enum Work {
@@ -40,13 +41,13 @@ enum Task {
     Reconcile(Box<OrderCreated>, Box<PaymentSubmitted>),
 }
 
+/// The Fragment session a task holds, by its identity (`FragmentSession::id`), never by a
+/// position: the owner pool can be replaced while a payment runs, and a client's session is
+/// the same session whichever wallet pays with its cookies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lane {
     None,
-    Client,
-    /// An owner session, by its lane (`owners::OwnerSession::lane`), not by its position:
-    /// the pool can be replaced while the payment runs.
-    Owner(u64),
+    Session(SessionId),
 }
 
 pub struct Dispatcher {
@@ -54,11 +55,11 @@ pub struct Dispatcher {
     waiting: VecDeque<Work>,
     busy_wallets: HashSet<String>,
     owners: Arc<OwnerPool>,
-    /// Owner sessions running a payment. Kept by lane, so that a payment started before a
-    /// replacement keeps its session busy until it finishes, even if the same Fragment
-    /// session is in the new list at another position; sessions no longer in the pool just
-    /// leave this set when their payment ends.
-    busy_owners: HashSet<u64>,
+    /// Fragment sessions running a payment, owner's and clients' alike. Kept by identity,
+    /// so that a payment started before a replacement keeps its session busy until it
+    /// finishes, even if the same Fragment session is in the new list at another position,
+    /// and so that two wallets paying with one client's cookies take turns.
+    busy_sessions: HashSet<SessionId>,
     running: usize,
     idle_waiters: Vec<oneshot::Sender<()>>,
     tick: Duration,
@@ -73,7 +74,7 @@ impl Dispatcher {
             waiting: VecDeque::new(),
             busy_wallets: HashSet::new(),
             owners,
-            busy_owners: HashSet::new(),
+            busy_sessions: HashSet::new(),
             running: 0,
             idle_waiters: Vec::new(),
             tick,
@@ -102,33 +103,41 @@ impl Dispatcher {
             }
             let (lane, owner) = match &self.waiting[i] {
                 Work::Reconcile(..) => (Lane::None, None),
-                Work::Pay(job) if job.client_session.is_some() => (Lane::Client, None),
-                Work::Pay(_) => match owners
-                    .iter()
-                    .enumerate()
-                    .find(|(_, o)| !self.busy_owners.contains(&o.lane))
-                {
-                    Some((n, o)) => (Lane::Owner(o.lane), Some((n, o.session.clone()))),
-                    None => {
+                Work::Pay(job) => match &job.client_session {
+                    // The client's own session: one payment at a time on it, whichever
+                    // wallet pays.
+                    Some(own) if self.busy_sessions.contains(&own.id()) => {
                         i += 1;
                         continue;
                     }
+                    Some(own) => (Lane::Session(own.id()), None),
+                    None => match owners
+                        .iter()
+                        .enumerate()
+                        .find(|(_, o)| !self.busy_sessions.contains(&o.lane))
+                    {
+                        Some((n, o)) => (Lane::Session(o.lane), Some((n, o.session.clone()))),
+                        None => {
+                            i += 1;
+                            continue;
+                        }
+                    },
                 },
             };
             let Some(work) = self.waiting.remove(i) else {
                 break;
             };
             self.busy_wallets.insert(wallet.clone());
+            if let Lane::Session(id) = lane {
+                self.busy_sessions.insert(id);
+            }
             self.running += 1;
             let task = match work {
                 Work::Reconcile(order, submitted) => Task::Reconcile(order, submitted),
                 Work::Pay(job) => {
-                    let (session, name) = match (lane, owner) {
-                        (Lane::Owner(l), Some((n, session))) => {
-                            self.busy_owners.insert(l);
-                            (session, format!("owner:{n}"))
-                        }
-                        _ => {
+                    let (session, name) = match owner {
+                        Some((n, session)) => (session, format!("owner:{n}")),
+                        None => {
                             let own = job.client_session.clone();
                             (own.expect("a client lane has a session"), "client".into())
                         }
@@ -215,8 +224,8 @@ impl Handler<Finished> for Dispatcher {
     type Result = ();
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
         self.busy_wallets.remove(&msg.wallet);
-        if let Lane::Owner(l) = msg.lane {
-            self.busy_owners.remove(&l);
+        if let Lane::Session(id) = msg.lane {
+            self.busy_sessions.remove(&id);
         }
         self.running -= 1;
         self.pump(ctx);

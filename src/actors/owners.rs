@@ -12,18 +12,18 @@ use std::sync::{Arc, RwLock};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::fragment::cookies::SSID;
+use crate::fragment::client::SessionId;
 use crate::fragment::{FragmentClient, FragmentCookies, FragmentSession, SessionRole};
 
 /// One operator session of the pool.
 #[derive(Clone)]
 pub struct OwnerSession {
-    /// Which Fragment session this is: a keyed digest of its `stel_ssid`, the cookie
-    /// Fragment keeps a session's state (its current purchase) under. It stays the same
-    /// across replacements, so the dispatcher, which runs one payment per lane, does not
+    /// Which Fragment session this is (`FragmentSession::id`: a keyed digest of its
+    /// `stel_ssid`, the cookie Fragment keeps a session's state under). It stays the same
+    /// across replacements, so the dispatcher, which runs one payment per session, does not
     /// start a second payment on a session that a payment from before the replacement is
     /// still using — whatever the session's position in the new list.
-    pub lane: u64,
+    pub lane: SessionId,
     pub session: FragmentSession,
     /// Keyed digest of the whole cookie set: an identical set sent again keeps its session
     /// (and the API hash that session has cached) instead of starting a new one. A set with
@@ -90,7 +90,7 @@ impl OwnerPool {
         let mut next: Vec<OwnerSession> = Vec::with_capacity(cookies.len());
         let (mut kept, mut duplicates) = (0, 0);
         for c in cookies {
-            let lane = self.lane(&c);
+            let lane = self.client.session_id(&c);
             if next.iter().any(|s| s.lane == lane) {
                 duplicates += 1;
                 continue;
@@ -116,16 +116,6 @@ impl OwnerPool {
         };
         *current = Arc::from(next);
         replaced
-    }
-
-    fn lane(&self, cookies: &FragmentCookies) -> u64 {
-        // Owner cookies are checked for `stel_ssid` before they get here; a set without one
-        // is its own lane by its whole content.
-        let digest = match cookies.get(SSID) {
-            Some(ssid) => self.digest(b"ssid", ssid.as_bytes()),
-            None => self.digest(b"cookies", cookies.header().as_bytes()),
-        };
-        u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
     }
 
     fn digest(&self, domain: &[u8], data: &[u8]) -> [u8; 32] {

@@ -93,6 +93,7 @@ async fn prepare(sh: &Shared, job: &Job, flow: &mut Flow) -> Result<Prepared, Re
         .check(&LinkExpectations {
             req_id: &invoice.req_id,
             purchase,
+            recipient: &order.username,
             invoice_amount: invoice.amount,
             max_amount: order.price_nanoton,
             fragment_addresses: sh.services.fragment.payment_addresses(),

@@ -9,8 +9,12 @@
 //! request at Fragment; that is harmless (unpaid requests expire), and the flow goes on with
 //! the one it got.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -183,6 +187,78 @@ pub struct FragmentClient {
     http: reqwest::Client,
     config: Arc<FragmentConfig>,
     payment_addresses: Arc<[TonAddress]>,
+    sessions: Arc<SessionTurns>,
+}
+
+/// Who may use each Fragment session now. Fragment keeps a session's purchase state under
+/// its `stel_ssid`, so two flows on one `stel_ssid` must never overlap, whoever started
+/// them: the operator's pool, two wallets paying with the same client cookies, a price
+/// lookup. Every `FragmentSession` made for the same `stel_ssid` shares one turn lock from
+/// here, however many session objects the callers made.
+///
+/// Sessions are known by a keyed digest of their `stel_ssid` (`SessionId`), never by the
+/// cookie itself, so neither this map nor anything that records an id (a lane in the
+/// dispatcher, an event naming the session that bought an order) holds a secret. With a
+/// persistent key (`FragmentClient::with_session_key`) the id stays the same across
+/// restarts, which lets a restarted service find the session that bought an order.
+struct SessionTurns {
+    key: [u8; 32],
+    /// Weak: a session nobody uses any more leaves nothing behind but a dead entry, swept as
+    /// new sessions come.
+    turns: std::sync::Mutex<HashMap<SessionId, Weak<Mutex<()>>>>,
+}
+
+/// A Fragment session's identity: a keyed digest of its `stel_ssid` (of the whole cookie
+/// set when it has none). Says nothing about the cookies to anyone without the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId([u8; 16]);
+
+impl SessionId {
+    /// Hex, for events and logs.
+    pub fn to_hex(self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<SessionId> {
+        let bytes = hex::decode(s).ok()?;
+        Some(SessionId(bytes.try_into().ok()?))
+    }
+}
+
+impl SessionTurns {
+    fn new(key: [u8; 32]) -> SessionTurns {
+        SessionTurns {
+            key,
+            turns: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn id(&self, cookies: &FragmentCookies) -> SessionId {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        match cookies.get(cookies::SSID) {
+            Some(ssid) => {
+                mac.update(b"stel_ssid\0");
+                mac.update(ssid.as_bytes());
+            }
+            None => {
+                mac.update(b"cookies\0");
+                mac.update(cookies.header().as_bytes());
+            }
+        }
+        let digest = mac.finalize().into_bytes();
+        SessionId(digest[..16].try_into().expect("16 bytes"))
+    }
+
+    fn turn(&self, id: SessionId) -> Arc<Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(turn) = turns.get(&id).and_then(Weak::upgrade) {
+            return turn;
+        }
+        turns.retain(|_, t| t.strong_count() > 0);
+        let turn = Arc::new(Mutex::new(()));
+        turns.insert(id, Arc::downgrade(&turn));
+        turn
+    }
 }
 
 impl FragmentClient {
@@ -200,11 +276,26 @@ impl FragmentClient {
             .user_agent(config.user_agent.clone())
             .build()
             .map_err(|e| FragmentError::Misconfigured(format!("HTTP client setup: {e}")))?;
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
         Ok(FragmentClient {
             http,
             config: Arc::new(config),
             payment_addresses: payment_addresses.into(),
+            sessions: Arc::new(SessionTurns::new(key)),
         })
+    }
+
+    /// The same client, naming sessions with `key` (kept by the operator across restarts)
+    /// instead of a key random to this process. Sessions made before keep their turns.
+    pub fn with_session_key(mut self, key: [u8; 32]) -> FragmentClient {
+        self.sessions = Arc::new(SessionTurns::new(key));
+        self
+    }
+
+    /// The identity `cookies`' session has in this client (see `SessionId`).
+    pub fn session_id(&self, cookies: &FragmentCookies) -> SessionId {
+        self.sessions.id(cookies)
     }
 
     pub fn config(&self) -> &FragmentConfig {
@@ -215,11 +306,15 @@ impl FragmentClient {
         &self.payment_addresses
     }
 
-    /// A session on these cookies. Flows on one session run one at a time.
+    /// A session on these cookies. Flows on one Fragment session run one at a time, also
+    /// across session objects made from cookies of the same `stel_ssid`.
     pub fn session(&self, cookies: FragmentCookies, role: SessionRole) -> FragmentSession {
+        let id = self.sessions.id(&cookies);
         FragmentSession {
             client: self.clone(),
             role,
+            id,
+            turn: self.sessions.turn(id),
             state: Arc::new(Mutex::new(SessionState {
                 cookies,
                 hash: None,
@@ -249,6 +344,9 @@ struct SessionState {
 pub struct FragmentSession {
     client: FragmentClient,
     role: SessionRole,
+    id: SessionId,
+    /// Shared by every session object of this `stel_ssid` (see `SessionTurns`).
+    turn: Arc<Mutex<()>>,
     state: Arc<Mutex<SessionState>>,
 }
 
@@ -257,30 +355,43 @@ impl FragmentSession {
         self.role
     }
 
-    /// Exclusive use of the session until the returned flow is dropped.
+    /// Which Fragment session this is (the same for every object of one `stel_ssid`).
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Exclusive use of the Fragment session until the returned flow is dropped. The turn
+    /// comes first: with it held, this object's own state is free (whoever else held it
+    /// held the turn too).
     pub async fn begin(&self) -> Flow {
+        let turn = Arc::clone(&self.turn).lock_owned().await;
         Flow {
             client: self.client.clone(),
             role: self.role,
             state: Arc::clone(&self.state).lock_owned().await,
+            _turn: turn,
         }
     }
 
     /// Exclusive use of the session if nobody has it now.
     pub fn try_begin(&self) -> Option<Flow> {
+        let turn = Arc::clone(&self.turn).try_lock_owned().ok()?;
         Some(Flow {
             client: self.client.clone(),
             role: self.role,
             state: Arc::clone(&self.state).try_lock_owned().ok()?,
+            _turn: turn,
         })
     }
 }
 
-/// A flow holding its session exclusively.
+/// A flow holding its Fragment session exclusively.
 pub struct Flow {
     client: FragmentClient,
     role: SessionRole,
     state: OwnedMutexGuard<SessionState>,
+    /// Held for the flow's life: no other flow on this `stel_ssid` runs meanwhile.
+    _turn: OwnedMutexGuard<()>,
 }
 
 /// TON Connect `account` of a wallet.

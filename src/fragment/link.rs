@@ -37,6 +37,10 @@ pub enum LinkError {
     WrongPayer(String),
     #[error("the link confirms request {link}, not this order's request {ours}")]
     WrongRequest { link: String, ours: String },
+    #[error("the link does not name the request it pays (no confirm_params.id)")]
+    NoRequest,
+    #[error("the link's payment comment names {named}, not this order's recipient @{ours}")]
+    WrongRecipient { named: String, ours: String },
     #[error("the link's payment comment {0:?} does not name what this order buys")]
     PayloadMismatch(String),
 }
@@ -67,6 +71,8 @@ pub struct LinkExpectations<'a> {
     pub req_id: &'a str,
     /// What the order buys; the payment comment must name it.
     pub purchase: Purchase,
+    /// Who receives it (without `@`): a comment that names a recipient must name this one.
+    pub recipient: &'a str,
     /// What the init call quoted for this request.
     pub invoice_amount: Nanoton,
     /// The most the order allows paying Fragment.
@@ -107,6 +113,18 @@ fn names_purchase(comment: &str, purchase: Purchase) -> bool {
                     .any(|d| d == m.get().to_string())
         }
     }
+}
+
+/// The `@username` a comment names, if any. Today's payloads name only the quantity and a
+/// reference (FRAGMENT_PROTOCOL.md §3); should Fragment ever name the recipient, a link for
+/// someone else is refused instead of paid.
+fn named_recipient(comment: &str) -> Option<&str> {
+    let at = comment.find('@')?;
+    let name = &comment[at + 1..];
+    let end = name
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(name.len());
+    Some(&name[..end]).filter(|n| !n.is_empty())
 }
 
 fn bad(what: &str) -> FragmentError {
@@ -174,17 +192,19 @@ impl PaymentLink {
             [m] => m,
             more => return Err(LinkError::TooManyMessages(more.len())),
         };
-        if let Some(id) = self.confirm_params.get("id") {
-            let id = id
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| id.to_string());
-            if id != e.req_id {
-                return Err(LinkError::WrongRequest {
-                    link: id,
-                    ours: e.req_id.to_string(),
-                });
-            }
+        // The link must say which request it pays, and it must be ours: a site that answered
+        // with the session's latest request instead (two flows on one session, or a change
+        // at Fragment) would otherwise have us pay another order's invoice of the same size.
+        let id = self.confirm_params.get("id").ok_or(LinkError::NoRequest)?;
+        let id = id
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| id.to_string());
+        if id != e.req_id {
+            return Err(LinkError::WrongRequest {
+                link: id,
+                ours: e.req_id.to_string(),
+            });
         }
         if let Some(from) = &self.from {
             match address::parse_address(from) {
@@ -232,6 +252,14 @@ impl PaymentLink {
         if !names_purchase(&comment, e.purchase) {
             return Err(LinkError::PayloadMismatch(comment));
         }
+        if let Some(named) = named_recipient(&comment) {
+            if !named.eq_ignore_ascii_case(e.recipient) {
+                return Err(LinkError::WrongRecipient {
+                    named: format!("@{named}"),
+                    ours: e.recipient.to_string(),
+                });
+            }
+        }
         let message = OutgoingMessage::to(destination, m.amount, body);
         Ok(CheckedPayment {
             message,
@@ -274,6 +302,7 @@ mod tests {
         l.check(&LinkExpectations {
             req_id: "Ab12",
             purchase: fifty(),
+            recipient: "alice",
             invoice_amount: Nanoton::new(673_400_000),
             max_amount: Nanoton::new(700_000_000),
             fragment_addresses: &fragment,
@@ -329,6 +358,7 @@ mod tests {
         let base = LinkExpectations {
             req_id: "Ab12",
             purchase: fifty(),
+            recipient: "alice",
             invoice_amount: Nanoton::new(673_400_000),
             max_amount: Nanoton::new(600_000_000),
             fragment_addresses: &fragment,
@@ -386,6 +416,39 @@ mod tests {
                 Err(LinkError::PayloadMismatch(_))
             ));
         }
+    }
+
+    #[test]
+    fn a_link_that_does_not_name_our_request_or_our_recipient_is_refused() {
+        let mut unnamed = link(one("673400000"));
+        unnamed.confirm_params.remove("id");
+        assert_eq!(check(&unnamed), Err(LinkError::NoRequest));
+        let mut other = link(one("673400000"));
+        other
+            .confirm_params
+            .insert("id".into(), Value::String("Zz99".into()));
+        assert!(matches!(
+            check(&other),
+            Err(LinkError::WrongRequest { .. })
+        ));
+        // A comment naming someone else's @username (should Fragment ever name one).
+        let cell = crate::sim::fragment::payload::cell("50 Telegram Stars to @bob \n\nRef#x")
+            .unwrap();
+        let to_bob = crate::sim::fragment::payload::encode(&cell).unwrap();
+        let named = json!([{"address": FRAGMENT, "amount": "673400000", "payload": to_bob}]);
+        assert_eq!(
+            check(&link(named)),
+            Err(LinkError::WrongRecipient {
+                named: "@bob".into(),
+                ours: "alice".into()
+            })
+        );
+        let cell = crate::sim::fragment::payload::cell("50 Telegram Stars to @Alice").unwrap();
+        let to_alice = crate::sim::fragment::payload::encode(&cell).unwrap();
+        let named = json!([{"address": FRAGMENT, "amount": "673400000", "payload": to_alice}]);
+        assert!(check(&link(named)).is_ok());
+        assert_eq!(named_recipient("100 Telegram Stars \n\nRef#Ab1"), None);
+        assert_eq!(named_recipient("x @ y"), None);
     }
 
     #[test]
