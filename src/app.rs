@@ -115,6 +115,7 @@ fn core_config(settings: &Settings, dir: &DataDir, fast: bool) -> Result<CoreCon
         poll_interval: Duration::from_millis(if fast { 300 } else { 2000 }),
         delivery_timeout: Duration::from_secs(settings.fragment.delivery_timeout_seconds),
         owner_wait: CoreConfig::default().owner_wait,
+        hooks: Default::default(),
     })
 }
 

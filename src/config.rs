@@ -306,9 +306,9 @@ impl Settings {
         let c = &self.commission;
         let ton = |key: &'static str, s: &str| {
             Nanoton::parse_ton(s).map_err(|e| ConfigError::Invalid {
-                    key,
-                    error: format!("{s:?} is not an amount of TON: {e}"),
-                })
+                key,
+                error: format!("{s:?} is not an amount of TON: {e}"),
+            })
         };
         let rate = |key: &'static str, r: Decimal| {
             if r >= Decimal::ZERO && r < Decimal::ONE {

@@ -776,9 +776,8 @@ fn checks(ledger: &Ledger, models: &ReadModels) -> Vec<Check> {
     let mut collection = vec![];
     for (order, outcomes) in &ledger.fulfilled {
         let collected = Nanoton::checked_sum(outcomes.iter().map(|o| o.1));
-        let recorded = Nanoton::checked_sum(
-            ledger.collected.get(order).into_iter().flatten().copied(),
-        );
+        let recorded =
+            Nanoton::checked_sum(ledger.collected.get(order).into_iter().flatten().copied());
         if collected.is_none() || collected != recorded {
             collection.push(format!(
                 "order {order}: its payment collected {}, the wallet recorded {}",

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use common::*;
 use events::{Event, OrderMode, Product, StreamName};
-use fragment_gateway::actors::{Core, CoreConfig, CoreError, Services};
-use fragment_gateway::domain::{DomainError, Policy, Username};
+use fragment_gateway::actors::{Core, CoreConfig, CoreError, Hooks, PaymentHooks, Services, Step};
+use fragment_gateway::domain::order::{Payer, WalletFunds};
+use fragment_gateway::domain::{DomainError, OrderCommand, Policy, Username};
 use fragment_gateway::sim::faults::FaultConfig;
 use fragment_gateway::sim::fragment::state::Prices;
 use fragment_gateway::ton::Nanoton;
@@ -112,10 +113,7 @@ async fn collection_rides_along_with_a_purchase_once_the_debt_reaches_the_thresh
     assert_eq!(wallet.accrued_total_nanoton, order.commission_nanoton);
     assert_eq!(wallet.collected_total_nanoton, order.commission_nanoton);
     assert_eq!(wallet.debt_nanoton, Nanoton::new(0));
-    assert_eq!(
-        w.ton.balance(&w.fee.address),
-        order.commission_nanoton
-    );
+    assert_eq!(w.ton.balance(&w.fee.address), order.commission_nanoton);
 }
 
 #[actix_web::test]
@@ -149,7 +147,10 @@ async fn without_a_fee_address_a_payment_is_not_asked_for_a_collection_that_neve
     core.drain().await.unwrap();
     assert_eq!(core.order(order.order_id).unwrap().status, "success");
     let wallet = core.projections().snapshot().commission.wallet(&raw);
-    assert_eq!(wallet.debt_nanoton, order.commission_nanoton, "accrued, not collected");
+    assert_eq!(
+        wallet.debt_nanoton, order.commission_nanoton,
+        "accrued, not collected"
+    );
     assert_eq!(w.ton.balance(&w.fee.address), Nanoton::ZERO);
     assert_eq!(w.ton.balance(&w.fragment.payment_address()).as_u64(), price);
 }
@@ -373,7 +374,8 @@ async fn a_premium_gift_to_a_user_without_premium_is_bought_at_the_fragment_pric
     assert_eq!(result.cost_nanoton.as_u64(), price);
     assert_eq!(result.commission_nanoton.as_u64(), commission);
     assert_eq!(
-        result.collected_nanoton.as_u64(), 0,
+        result.collected_nanoton.as_u64(),
+        0,
         "below the collection threshold"
     );
     assert_eq!(result.commission_balance_nanoton.as_u64(), commission);
@@ -1058,4 +1060,158 @@ async fn a_shutdown_ends_waiting_requests_and_leaves_a_broadcast_payment_to_the_
         w.ton.balance(&w.fragment.payment_address()).as_u64(),
         Prices::default().stars(50)
     );
+}
+
+/// Panics the first time a payment reaches `step`.
+struct PanicAt {
+    step: Step,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl PaymentHooks for PanicAt {
+    fn at(&self, step: Step, _: Uuid) {
+        if step == self.step && !self.fired.swap(true, Ordering::SeqCst) {
+            panic!("injected panic at {step:?}");
+        }
+    }
+}
+
+/// A payment task that panics at `step`, then a second order paid from the same wallet.
+/// Returns the core, the first request's final view and the second order's status.
+async fn panic_at(step: Step) -> (World, projections::RequestView, String) {
+    let w = world().await;
+    w.ton.fund(payer().wallet.address(), Nanoton::from_ton(5));
+    let config = CoreConfig {
+        hooks: Hooks::new(PanicAt {
+            step,
+            fired: false.into(),
+        }),
+        ..config(Policy::default())
+    };
+    let (core, _) = w.core_with(config, None).await;
+    let first = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    let second = core
+        .create_order(Product::Stars { amount: 100 }, &alice(), None)
+        .await
+        .unwrap();
+    let receipt = core
+        .pay_order(first.order_id, payer(), None, None)
+        .await
+        .unwrap();
+    core.pay_order(second.order_id, payer(), None, None)
+        .await
+        .unwrap();
+    // Before, the panicked task never gave its wallet back: the second payment waited for
+    // ever and so did this.
+    tokio::time::timeout(Duration::from_secs(30), core.drain())
+        .await
+        .expect("the queue drains after a panic")
+        .unwrap();
+    let request = core.request(receipt.request.request_id).unwrap();
+    let second = core.order(second.order_id).unwrap().status;
+    (w, request, second)
+}
+
+#[actix_web::test]
+async fn a_panic_before_signing_ends_the_request_with_no_funds_moved_and_frees_the_wallet() {
+    let (w, request, second) = panic_at(Step::Started).await;
+    assert_eq!(request.status.as_str(), "failed");
+    assert_eq!(request.error_code.as_deref(), Some("INTERNAL_ERROR"));
+    assert!(
+        request.error.as_deref().unwrap().contains("no funds moved"),
+        "{request:?}"
+    );
+    // Nothing was sent for it, the order is payable again, and the wallet paid the next.
+    assert_eq!(second, "success");
+    assert_eq!(w.ton.broadcasts().len(), 1);
+    assert_eq!(w.fragment.deliveries().len(), 1);
+}
+
+#[actix_web::test]
+async fn a_panic_after_recording_leaves_the_payment_to_the_chain_never_to_no_funds_moved() {
+    let (w, request, second) = panic_at(Step::Recorded).await;
+    // The recorded message was finished from the chain: sent once, and it paid.
+    assert_eq!(request.status.as_str(), "completed", "{request:?}");
+    assert_eq!(second, "success");
+    assert_eq!(w.fragment.deliveries().len(), 2);
+    let sent = w.ton.broadcasts();
+    let distinct: std::collections::HashSet<_> = sent.iter().collect();
+    assert_eq!(distinct.len(), 2, "two messages, none signed twice");
+}
+
+#[actix_web::test]
+async fn a_payment_whose_caller_went_away_mid_hand_off_still_ends() {
+    let w = world().await;
+    w.ton.fund(payer().wallet.address(), Nanoton::from_ton(5));
+    let policy = Policy {
+        queue_timeout: chrono::Duration::seconds(3),
+        ..Policy::default()
+    };
+    let (core, store) = w.core_with(config(policy.clone()), None).await;
+    let order = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    // The client hangs up while its payment is being recorded: the HTTP handler's future
+    // is dropped there.
+    store.slow_appends("OrderPaid", Duration::from_millis(500));
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(200),
+        core.pay_order(order.order_id, payer(), None, None),
+    )
+    .await;
+    assert!(dropped.is_err(), "the call was cut short");
+    store.slow_appends("OrderPaid", Duration::ZERO);
+    // Whoever holds it, a recorded payment ends within the queue timeout: here it is paid.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3 + 10);
+    loop {
+        let status = core.order(order.order_id).unwrap().status;
+        if status == "success" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the order is still {status}: the payment was recorded and never run"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A payment recorded by someone who never queued it (here: the registry directly, as
+    // the old hand-off did) is timed out at its deadline, no funds moved.
+    let lost = core
+        .create_order(Product::Stars { amount: 100 }, &alice(), None)
+        .await
+        .unwrap();
+    let p = payer();
+    let pay = OrderCommand::Pay {
+        request_id: Uuid::now_v7(),
+        payer: Payer {
+            wallet_address: p.wallet.raw_address(),
+            wallet_friendly: p.wallet.friendly_address(false),
+            wallet_version: "v4r2".into(),
+            account_index: None,
+        },
+        funds: WalletFunds {
+            balance_nanoton: Nanoton::from_ton(5),
+            debt_nanoton: Nanoton::ZERO,
+        },
+        has_cookies: false,
+        now: chrono::Utc::now(),
+    };
+    core.registry()
+        .order(lost.order_id, pay, events::EventMetadata::default())
+        .await
+        .unwrap();
+    eventually("the unheld request times out", || {
+        core.order(lost.order_id).unwrap().status == "created"
+    })
+    .await;
+    let request = core
+        .request(core.order(lost.order_id).unwrap().request_id.unwrap())
+        .unwrap();
+    assert_eq!(request.status.as_str(), "timeout");
+    assert_eq!(w.fragment.deliveries().len(), 1);
 }

@@ -142,10 +142,17 @@ impl World {
 
     /// The payment step's checks of a link, with the quoted amount as the order's limit (and
     /// one second of validity needed, so that invoices with a short life can be tested).
-    fn check_link(&self, link: &PaymentLink, invoice: &Invoice, p: &Payer) -> CheckedPayment {
+    fn check_link(
+        &self,
+        link: &PaymentLink,
+        invoice: &Invoice,
+        p: &Payer,
+        recipient: &str,
+    ) -> CheckedPayment {
         link.check(&LinkExpectations {
             req_id: &invoice.req_id,
             purchase: invoice.purchase,
+            recipient: recipient.trim_start_matches('@'),
             invoice_amount: invoice.amount,
             max_amount: invoice.amount,
             fragment_addresses: self.client.payment_addresses(),
@@ -189,7 +196,7 @@ impl World {
         let r = flow.search_recipient(&user(name), purchase).await.unwrap();
         let invoice = flow.init_purchase(&r, purchase).await.unwrap();
         let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
-        let checked = self.check_link(&link, &invoice, p);
+        let checked = self.check_link(&link, &invoice, p, name);
         (invoice, link, checked)
     }
 
@@ -276,7 +283,7 @@ async fn a_stars_purchase_on_the_operators_session_is_delivered() {
     let invoice = flow.init_purchase(&recipient, stars(50)).await.unwrap();
     assert_eq!(invoice.amount, expected);
     let link = flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
-    let checked = w.check_link(&link, &invoice, &p);
+    let checked = w.check_link(&link, &invoice, &p, "alice");
     w.pay_confirm_and_wait(&mut flow, &p, &invoice, &link, checked)
         .await;
 
@@ -318,7 +325,7 @@ async fn a_premium_gift_on_the_clients_own_session_is_delivered() {
     let invoice = flow.init_purchase(&recipient, months(3)).await.unwrap();
     assert_eq!(invoice.amount, Nanoton::new(prices.premium_3));
     let link = flow.payment_link(&invoice, &p.wallet, true).await.unwrap();
-    let checked = w.check_link(&link, &invoice, &p);
+    let checked = w.check_link(&link, &invoice, &p, "bob");
     w.pay_confirm_and_wait(&mut flow, &p, &invoice, &link, checked)
         .await;
     assert_eq!(w.fragment.deliveries()[0].quantity, 3);

@@ -291,7 +291,10 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
     assert_eq!(code, 0, "{err}");
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["events"], head);
-    assert_eq!(json["totals"]["purchases_nanoton"], fulfilled_costs.as_u64());
+    assert_eq!(
+        json["totals"]["purchases_nanoton"],
+        fulfilled_costs.as_u64()
+    );
     assert_eq!(
         json["totals"]["commission_outstanding_nanoton"],
         live.commission.totals.outstanding_nanoton.as_u64()

@@ -236,6 +236,9 @@ mod tests {
         assert_eq!(Nanoton(u64::MAX).checked_add(Nanoton(1)), None);
         assert_eq!(Nanoton(1).checked_sub(Nanoton(2)), None);
         assert_eq!(Nanoton(1).saturating_sub(Nanoton(2)), Nanoton::ZERO);
-        assert_eq!(Nanoton(u64::MAX).saturating_add(Nanoton(1)), Nanoton(u64::MAX));
+        assert_eq!(
+            Nanoton(u64::MAX).saturating_add(Nanoton(1)),
+            Nanoton(u64::MAX)
+        );
     }
 }

@@ -57,12 +57,16 @@ impl CommissionBalances {
             Event::CommissionAccrued(e) => {
                 wallet.debt_nanoton = e.debt_after_nanoton;
                 wallet.accrued_total_nanoton = e.accrued_total_after_nanoton;
-                self.totals.accrued_nanoton = self.totals.accrued_nanoton.saturating_add(e.amount_nanoton);
+                self.totals.accrued_nanoton =
+                    self.totals.accrued_nanoton.saturating_add(e.amount_nanoton);
             }
             Event::CommissionCollected(e) => {
                 wallet.debt_nanoton = e.debt_after_nanoton;
                 wallet.collected_total_nanoton = e.collected_total_after_nanoton;
-                self.totals.collected_nanoton = self.totals.collected_nanoton.saturating_add(e.amount_nanoton);
+                self.totals.collected_nanoton = self
+                    .totals
+                    .collected_nanoton
+                    .saturating_add(e.amount_nanoton);
             }
             Event::CommissionCollectionFailed(_) => {
                 wallet.failed_collections += 1;
@@ -70,8 +74,11 @@ impl CommissionBalances {
             }
             Event::DebtSettled(e) => {
                 wallet.debt_nanoton = e.debt_after_nanoton;
-                wallet.settled_total_nanoton = wallet.settled_total_nanoton.saturating_add(e.amount_nanoton);
-                self.totals.settled_nanoton = self.totals.settled_nanoton.saturating_add(e.amount_nanoton);
+                wallet.settled_total_nanoton = wallet
+                    .settled_total_nanoton
+                    .saturating_add(e.amount_nanoton);
+                self.totals.settled_nanoton =
+                    self.totals.settled_nanoton.saturating_add(e.amount_nanoton);
             }
             _ => {}
         }

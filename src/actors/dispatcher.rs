@@ -1,28 +1,43 @@
-//! The queue dispatcher: starts waiting work in FIFO order when its wallet and its Fragment
-//! session are free. One in-flight transfer per wallet (its seqno is sequential); one flow
-//! per Fragment session (the site keeps one current purchase per session); the owner's
-//! sessions form a pool, which the operator can replace while payments run (`owners`).
-//! Requests that wait past their deadline time out here.
+//! The queue dispatcher: takes paid orders into the queue and starts waiting work in FIFO
+//! order when its wallet and its Fragment session are free. One in-flight transfer per
+//! wallet (its seqno is sequential); one flow per Fragment session (the site keeps one
+//! current purchase per session); the owner's sessions form a pool, which the operator can
+//! replace while payments run (`owners`). Requests that wait past their deadline time out
+//! here.
+//!
+//! Nothing queued is ever left without a holder: the dispatcher itself records a payment
+//! (`Enqueue`) and queues it in the same step, so a client that goes away mid-request cannot
+//! leave a `queued` order nobody runs; a task that panics or is dropped still hands its
+//! wallet and session back (`Release`) and its request still ends; and a sweep times out any
+//! queued request past its deadline that the dispatcher does not hold, whoever lost it.
 
 use std::collections::{HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
 use events::{EventMetadata, OrderCreated, PaymentSubmitted};
+use futures_util::FutureExt;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
+use super::aggregate::Executed;
 use super::owners::OwnerPool;
-use super::payment::{self, Job};
-use super::Shared;
-use crate::domain::OrderCommand;
+use super::payment::{self, Job, PayerKey};
+use super::{CoreError, Shared};
+use crate::domain::{OrderCommand, OrderState, OrderStatus};
 use crate::fragment::client::SessionId;
 use crate::fragment::FragmentSession;
 
+/// How often (in ticks) the dispatcher looks for queued requests it does not hold.
+const SWEEP_EVERY_TICKS: u32 = 20;
+
 pub enum Work {
     Pay(Box<Job>),
-    /// A submission recorded before a restart: needs its wallet, no Fragment session.
+    /// A submission recorded before a restart (or by a payment task that failed after
+    /// recording it): needs its wallet, no Fragment session.
     Reconcile(Box<OrderCreated>, Box<PaymentSubmitted>),
 }
 
@@ -31,6 +46,13 @@ impl Work {
         match self {
             Work::Pay(job) => job.payer.wallet.raw_address(),
             Work::Reconcile(_, s) => s.wallet_address.clone(),
+        }
+    }
+
+    fn request_id(&self) -> Uuid {
+        match self {
+            Work::Pay(job) => job.request_id,
+            Work::Reconcile(_, s) => s.request_id,
         }
     }
 }
@@ -54,15 +76,19 @@ pub struct Dispatcher {
     sh: Arc<Shared>,
     waiting: VecDeque<Work>,
     busy_wallets: HashSet<String>,
+    /// Requests whose task runs now.
+    running: HashSet<Uuid>,
     owners: Arc<OwnerPool>,
     /// Fragment sessions running a payment, owner's and clients' alike. Kept by identity,
     /// so that a payment started before a replacement keeps its session busy until it
     /// finishes, even if the same Fragment session is in the new list at another position,
     /// and so that two wallets paying with one client's cookies take turns.
     busy_sessions: HashSet<SessionId>,
-    running: usize,
+    /// Payments being recorded by `Enqueue` (not yet waiting, not yet idle).
+    enqueuing: usize,
     idle_waiters: Vec<oneshot::Sender<()>>,
     tick: Duration,
+    ticks: u32,
     /// Shutting down: nothing new starts; what runs may finish.
     stopping: bool,
 }
@@ -73,22 +99,32 @@ impl Dispatcher {
             sh,
             waiting: VecDeque::new(),
             busy_wallets: HashSet::new(),
+            running: HashSet::new(),
             owners,
             busy_sessions: HashSet::new(),
-            running: 0,
+            enqueuing: 0,
             idle_waiters: Vec::new(),
             tick,
+            ticks: 0,
             stopping: false,
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.running.is_empty() && self.enqueuing == 0 && (self.waiting.is_empty() || self.stopping)
+    }
+
+    fn wake_idle_waiters(&mut self) {
+        if self.idle() {
+            for w in self.idle_waiters.drain(..) {
+                let _ = w.send(());
+            }
         }
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.stopping {
-            if self.running == 0 {
-                for w in self.idle_waiters.drain(..) {
-                    let _ = w.send(());
-                }
-            }
+            self.wake_idle_waiters();
             return;
         }
         self.time_out_overdue();
@@ -127,11 +163,12 @@ impl Dispatcher {
             let Some(work) = self.waiting.remove(i) else {
                 break;
             };
+            let request_id = work.request_id();
             self.busy_wallets.insert(wallet.clone());
             if let Lane::Session(id) = lane {
                 self.busy_sessions.insert(id);
             }
-            self.running += 1;
+            self.running.insert(request_id);
             let task = match work {
                 Work::Reconcile(order, submitted) => Task::Reconcile(order, submitted),
                 Work::Pay(job) => {
@@ -145,23 +182,18 @@ impl Dispatcher {
                     Task::Pay(job, session, name)
                 }
             };
-            let sh = Arc::clone(&self.sh);
-            let me = ctx.address();
-            actix::spawn(async move {
-                match task {
-                    Task::Pay(job, session, name) => payment::pay(&sh, *job, session, name).await,
-                    Task::Reconcile(order, submitted) => {
-                        payment::reconcile(&sh, *order, *submitted).await
-                    }
-                }
-                me.do_send(Finished { wallet, lane });
-            });
+            let release = Release {
+                me: ctx.address(),
+                wallet,
+                lane,
+                request_id,
+            };
+            actix::spawn(run(Arc::clone(&self.sh), task, release));
         }
-        if self.running == 0 && self.waiting.is_empty() {
-            for w in self.idle_waiters.drain(..) {
-                let _ = w.send(());
-            }
+        if self.ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
+            self.sweep_unheld();
         }
+        self.wake_idle_waiters();
     }
 
     fn time_out_overdue(&mut self) {
@@ -173,31 +205,197 @@ impl Dispatcher {
         self.waiting = keep.into();
         for work in overdue {
             let Work::Pay(job) = work else { continue };
-            let sh = Arc::clone(&self.sh);
             // The job (and the key in it) is dropped here; only ids go on.
             let (order_id, request_id) = (job.order.order_id, job.request_id);
             drop(job);
-            actix::spawn(async move {
-                let cmd = OrderCommand::TimeOut {
-                    request_id,
-                    now: Utc::now(),
-                };
-                if let Err(e) = sh
-                    .registry
-                    .order(order_id, cmd, EventMetadata::correlated(request_id))
-                    .await
-                {
-                    tracing::warn!(%order_id, error = %e, "cannot record a queue timeout");
-                }
-            });
+            actix::spawn(time_out(Arc::clone(&self.sh), order_id, request_id));
         }
+    }
+
+    /// Times out queued requests past their deadline that this dispatcher does not hold.
+    /// None should exist (`Enqueue` records and queues in one step), but a request is
+    /// client money waiting on us: if one is ever lost, it still ends, no funds moved.
+    fn sweep_unheld(&mut self) {
+        let now = Utc::now();
+        let held: HashSet<Uuid> = self
+            .waiting
+            .iter()
+            .map(Work::request_id)
+            .chain(self.running.iter().copied())
+            .collect();
+        let lost: Vec<(Uuid, Uuid)> = {
+            let models = self.sh.runner.read();
+            models
+                .queue
+                .waiting()
+                .filter(|r| !held.contains(r))
+                .filter_map(|r| models.orders.request(&r))
+                .filter(|r| r.queue_deadline <= now)
+                .map(|r| (r.order_id, r.request_id))
+                .collect()
+        };
+        for (order_id, request_id) in lost {
+            tracing::error!(%order_id, %request_id, "a queued request had no holder; timing it out");
+            actix::spawn(time_out(Arc::clone(&self.sh), order_id, request_id));
+        }
+    }
+}
+
+async fn time_out(sh: Arc<Shared>, order_id: Uuid, request_id: Uuid) {
+    let cmd = OrderCommand::TimeOut {
+        request_id,
+        now: Utc::now(),
+    };
+    if let Err(e) = sh
+        .registry
+        .order(order_id, cmd, EventMetadata::correlated(request_id))
+        .await
+    {
+        tracing::warn!(%order_id, error = %e, "cannot record a queue timeout");
+    }
+}
+
+/// Hands a task's wallet and session back to the dispatcher when the task ends, however it
+/// ends: returned, panicked (the panic is caught in `run`) or dropped with its runtime.
+struct Release {
+    me: Addr<Dispatcher>,
+    wallet: String,
+    lane: Lane,
+    request_id: Uuid,
+}
+
+impl Release {
+    /// Gives the Fragment session back before the task ends (a reconciliation after a panic
+    /// needs only the wallet).
+    fn free_session(&mut self) {
+        if let Lane::Session(id) = std::mem::replace(&mut self.lane, Lane::None) {
+            self.me.do_send(FreeSession(id));
+        }
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.me.do_send(Finished {
+            wallet: std::mem::take(&mut self.wallet),
+            lane: self.lane,
+            request_id: self.request_id,
+        });
+    }
+}
+
+/// Runs `work`, catching a panic in it.
+async fn caught(work: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into())
+        })
+}
+
+/// Runs one task. A panic in it is caught and logged, and its request still ends, saying
+/// truthfully whether money may have moved (`after_panic`). A payment whose signed message
+/// was recorded keeps its wallet while its reconciliation runs, here, in the same task:
+/// its seqno is taken, so nothing else may be signed for that wallet until the chain has
+/// decided.
+async fn run(sh: Arc<Shared>, task: Task, mut release: Release) {
+    let (order_id, request_id) = match &task {
+        Task::Pay(job, ..) => (job.order.order_id, job.request_id),
+        Task::Reconcile(order, submitted) => (order.order_id, submitted.request_id),
+    };
+    let mut outcome = caught(async {
+        match task {
+            Task::Pay(job, session, name) => payment::pay(&sh, *job, session, name).await,
+            Task::Reconcile(order, submitted) => payment::reconcile(&sh, *order, *submitted).await,
+        }
+    })
+    .await;
+    let mut retry_in = Duration::ZERO;
+    while let Err(panic) = outcome {
+        tracing::error!(%order_id, %request_id, %panic, "a payment task panicked");
+        if !sh.alive() {
+            break;
+        }
+        let Some((order, submitted)) = after_panic(&sh, order_id, request_id).await else {
+            break;
+        };
+        release.free_session();
+        // A reconciliation that panics again is retried, never in a tight loop.
+        tokio::time::sleep(retry_in).await;
+        retry_in = (retry_in * 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        if !sh.alive() {
+            break;
+        }
+        outcome = caught(payment::reconcile(&sh, order, submitted)).await;
+    }
+    drop(release);
+}
+
+/// Ends a request whose task panicked, from what the order's own stream says it got to.
+/// Nothing signed and recorded means nothing was broadcast (a message is recorded before it
+/// is sent): the request ends, no funds moved, and the order can be paid again. A recorded
+/// message may be on chain, so only the chain may end it: returned, for reconciliation. An
+/// order already paid only lacks its delivery verdict.
+async fn after_panic(
+    sh: &Arc<Shared>,
+    order_id: Uuid,
+    request_id: Uuid,
+) -> Option<(OrderCreated, PaymentSubmitted)> {
+    let meta = EventMetadata::correlated(request_id);
+    let state: OrderState = match sh.registry.order_state(order_id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(%order_id, error = %e, "cannot read the order of a panicked payment; the next start finishes it");
+            return None;
+        }
+    };
+    let request = state
+        .request
+        .as_ref()
+        .filter(|r| r.request_id == request_id)?;
+    match (state.status, &request.submitted) {
+        (Some(OrderStatus::Queued | OrderStatus::Processing), None) => {
+            let cmd = OrderCommand::Abandon {
+                request_id,
+                error_code: "INTERNAL_ERROR".into(),
+                error: "an internal error stopped the payment before anything was signed; no funds moved. The order can be paid again until it expires".into(),
+                now: Utc::now(),
+            };
+            if let Err(e) = sh.registry.order(order_id, cmd, meta).await {
+                tracing::error!(%order_id, error = %e, "cannot end a panicked payment");
+            }
+            None
+        }
+        (Some(OrderStatus::Processing), Some(submitted)) => {
+            Some((state.created.clone()?, submitted.clone()))
+        }
+        (Some(OrderStatus::Success), _) if !state.delivery_confirmed => {
+            let cmd = OrderCommand::DeliveryUnconfirmed {
+                request_id,
+                reason: "an internal error stopped the delivery check; check with Fragment that it delivered".into(),
+                now: Utc::now(),
+            };
+            if let Err(e) = sh.registry.order(order_id, cmd, meta).await {
+                tracing::error!(%order_id, error = %e, "cannot record the delivery state of a panicked payment");
+            }
+            None
+        }
+        _ => None,
     }
 }
 
 impl Actor for Dispatcher {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.tick, |act, ctx| act.pump(ctx));
+        ctx.run_interval(self.tick, |act, ctx| {
+            act.ticks = act.ticks.wrapping_add(1);
+            act.pump(ctx)
+        });
     }
 }
 
@@ -213,11 +411,98 @@ impl Handler<Submit> for Dispatcher {
     }
 }
 
+/// Records a payment (`OrderCommand::Pay`) and queues it, as one step of the dispatcher's:
+/// whatever becomes of the caller, a payment that was recorded is queued here. The answer
+/// goes to `reply` (the state after the command, and the position of what it appended,
+/// `None` when the order was already paid by this wallet).
+pub struct Enqueue {
+    pub order: OrderCreated,
+    pub request_id: Uuid,
+    pub command: OrderCommand,
+    pub payer: PayerKey,
+    pub client_session: Option<FragmentSession>,
+    pub reply: oneshot::Sender<Result<Executed<OrderState>, CoreError>>,
+}
+
+impl Message for Enqueue {
+    type Result = ();
+}
+
+impl Handler<Enqueue> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) {
+        let Enqueue {
+            order,
+            request_id,
+            command,
+            payer,
+            client_session,
+            reply,
+        } = msg;
+        if self.stopping {
+            let _ = reply.send(Err(CoreError::Unavailable(
+                "the service is shutting down; pay again in a moment".into(),
+            )));
+            return;
+        }
+        self.enqueuing += 1;
+        let sh = Arc::clone(&self.sh);
+        let order_id = order.order_id;
+        let recorded = async move {
+            sh.registry
+                .order(order_id, command, EventMetadata::correlated(request_id))
+                .await
+        };
+        ctx.spawn(recorded.into_actor(self).map(move |result, act, ctx| {
+            act.enqueuing -= 1;
+            let new_request = result
+                .as_ref()
+                .ok()
+                .filter(|(_, position)| position.is_some())
+                .and_then(|(state, _)| state.request.as_ref())
+                .filter(|r| r.request_id == request_id)
+                .map(|r| r.queue_deadline);
+            match new_request {
+                Some(_) if act.stopping => {
+                    // Recorded after the stop began: end it now, as the stop ended the
+                    // others, rather than leave it for the next start.
+                    drop(payer);
+                    actix::spawn(abandon_at_stop(Arc::clone(&act.sh), order_id, request_id));
+                }
+                Some(deadline) => act.waiting.push_back(Work::Pay(Box::new(Job {
+                    order,
+                    request_id,
+                    deadline,
+                    payer,
+                    client_session,
+                }))),
+                // Refused, or already paid by this wallet: the key goes now.
+                None => drop(payer),
+            }
+            let _ = reply.send(result);
+            act.pump(ctx);
+        }));
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FreeSession(SessionId);
+
+impl Handler<FreeSession> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: FreeSession, ctx: &mut Self::Context) {
+        self.busy_sessions.remove(&msg.0);
+        self.pump(ctx);
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Finished {
     wallet: String,
     lane: Lane,
+    request_id: Uuid,
 }
 
 impl Handler<Finished> for Dispatcher {
@@ -227,8 +512,25 @@ impl Handler<Finished> for Dispatcher {
         if let Lane::Session(id) = msg.lane {
             self.busy_sessions.remove(&id);
         }
-        self.running -= 1;
+        self.running.remove(&msg.request_id);
         self.pump(ctx);
+    }
+}
+
+async fn abandon_at_stop(sh: Arc<Shared>, order_id: Uuid, request_id: Uuid) {
+    let cmd = OrderCommand::Abandon {
+        request_id,
+        error_code: "SERVICE_UNAVAILABLE".into(),
+        error: "the service shut down before the payment was made; no funds moved. The order can be paid again until it expires".into(),
+        now: Utc::now(),
+    };
+    if let Err(e) = sh
+        .registry
+        .order(order_id, cmd, EventMetadata::correlated(request_id))
+        .await
+    {
+        // The next start abandons it instead.
+        tracing::warn!(%order_id, error = %e, "cannot end a waiting request at shutdown");
     }
 }
 
@@ -256,20 +558,7 @@ impl Handler<Stop> for Dispatcher {
         let sh = Arc::clone(&self.sh);
         Box::pin(async move {
             for (order_id, request_id) in ended {
-                let cmd = OrderCommand::Abandon {
-                    request_id,
-                    error_code: "SERVICE_UNAVAILABLE".into(),
-                    error: "the service shut down before the payment was made; no funds moved. The order can be paid again until it expires".into(),
-                    now: Utc::now(),
-                };
-                if let Err(e) = sh
-                    .registry
-                    .order(order_id, cmd, EventMetadata::correlated(request_id))
-                    .await
-                {
-                    // The next start abandons it instead.
-                    tracing::warn!(%order_id, error = %e, "cannot end a waiting request at shutdown");
-                }
+                abandon_at_stop(Arc::clone(&sh), order_id, request_id).await;
             }
         })
     }

@@ -36,7 +36,7 @@ use crate::store::{EventStore, StoreError};
 use crate::ton::client::{TonApiError, TonCenterClient};
 use crate::ton::{Nanoton, ParsedAddress};
 
-pub use payment::{Job, PayerKey};
+pub use payment::{Hooks, Job, PayerKey, PaymentHooks, Step};
 pub use runner::ProjectionRunner;
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +92,8 @@ pub struct CoreConfig {
     /// when all of them are busy with payments; then SERVICE_UNAVAILABLE (retry shortly),
     /// rather than a request hanging past the client's own timeout.
     pub owner_wait: Duration,
+    /// Called at each step of a payment (tests and the fault harness); none in production.
+    pub hooks: Hooks,
 }
 
 impl Default for CoreConfig {
@@ -105,6 +107,7 @@ impl Default for CoreConfig {
             poll_interval: Duration::from_secs(2),
             delivery_timeout: Duration::from_secs(120),
             owner_wait: Duration::from_secs(20),
+            hooks: Hooks::default(),
         }
     }
 }
@@ -340,6 +343,25 @@ impl Core {
             })
     }
 
+    /// A flow on the client's own Fragment session, waiting at most `owner_wait` for it: a
+    /// payment of another wallet may be using the same session (the same cookies).
+    async fn client_flow(&self, cookies: FragmentCookies) -> Result<Flow, CoreError> {
+        let session = self
+            .sh
+            .services
+            .fragment
+            .session(cookies, SessionRole::Client);
+        let wait = self.sh.config.owner_wait;
+        tokio::time::timeout(wait, session.begin())
+            .await
+            .map_err(|_| {
+                CoreError::Unavailable(format!(
+                    "this Fragment session stayed busy with a payment for {} s",
+                    wait.as_secs_f64()
+                ))
+            })
+    }
+
     fn fingerprint(&self, cookies: &FragmentCookies) -> String {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.sh.fingerprint_key).expect("any key length");
@@ -361,22 +383,13 @@ impl Core {
     ) -> Result<OrderView, CoreError> {
         let purchase =
             Purchase::from_order(product).map_err(|e| CoreError::Internal(e.to_string()))?;
-        let (mode, fingerprint, session) = match &cookies {
-            Some(c) => (
-                OrderMode::Kyc,
-                Some(self.fingerprint(c)),
-                Some(
-                    self.sh
-                        .services
-                        .fragment
-                        .session(c.clone(), SessionRole::Client),
-                ),
-            ),
-            None => (OrderMode::NoKyc, None, None),
+        let (mode, fingerprint) = match &cookies {
+            Some(c) => (OrderMode::Kyc, Some(self.fingerprint(c))),
+            None => (OrderMode::NoKyc, None),
         };
         let price = {
-            let mut flow = match session {
-                Some(session) => session.begin().await,
+            let mut flow = match cookies {
+                Some(c) => self.client_flow(c).await?,
                 None => self.owner_flow().await?,
             };
             flow.search_recipient(username, purchase).await?;
@@ -480,32 +493,33 @@ impl Core {
             has_cookies: cookies.is_some(),
             now: Utc::now(),
         };
-        let (state, position) = self
-            .sh
-            .registry
-            .order(order_id, cmd, EventMetadata::correlated(request_id))
-            .await?;
+        let client_session = match order.mode {
+            OrderMode::Kyc => {
+                cookies.map(|c| self.sh.services.fragment.session(c, SessionRole::Client))
+            }
+            OrderMode::NoKyc => None,
+        };
+        // The dispatcher records the payment and queues it in one step of its own, so that
+        // this future being dropped (the client hung up) cannot leave a queued order that
+        // nobody runs.
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.dispatcher.do_send(dispatcher::Enqueue {
+            order,
+            request_id,
+            command: cmd,
+            payer,
+            client_session,
+            reply,
+        });
+        let (state, position) = answer
+            .await
+            .map_err(|_| CoreError::Unavailable("the queue stopped".into()))??;
         let request = state
             .request
             .ok_or_else(|| CoreError::Internal("paid order without request".into()))?;
         let new_request = position.is_some();
-        if new_request {
-            let client_session = match order.mode {
-                OrderMode::Kyc => {
-                    cookies.map(|c| self.sh.services.fragment.session(c, SessionRole::Client))
-                }
-                OrderMode::NoKyc => None,
-            };
-            let job = Job {
-                order,
-                request_id,
-                deadline: request.queue_deadline,
-                payer,
-                client_session,
-            };
-            self.dispatcher
-                .do_send(dispatcher::Submit(dispatcher::Work::Pay(Box::new(job))));
-            self.sh.runner.wait_for(position.unwrap_or(0)).await;
+        if let Some(p) = position {
+            self.sh.runner.wait_for(p).await;
         }
         let request = self.request(request.request_id)?;
         let (position, wait) = {
@@ -557,14 +571,7 @@ impl Core {
             }
         }
         let mut flow = match &cookies {
-            Some(c) => {
-                self.sh
-                    .services
-                    .fragment
-                    .session(c.clone(), SessionRole::Client)
-                    .begin()
-                    .await
-            }
+            Some(c) => self.client_flow(c.clone()).await?,
             None => self.owner_flow().await?,
         };
         let packages = flow.stars_packages().await?;
@@ -594,14 +601,7 @@ impl Core {
         cookies: Option<FragmentCookies>,
     ) -> Result<(), CoreError> {
         let mut flow = match cookies {
-            Some(c) => {
-                self.sh
-                    .services
-                    .fragment
-                    .session(c, SessionRole::Client)
-                    .begin()
-                    .await
-            }
+            Some(c) => self.client_flow(c).await?,
             None => self.owner_flow().await?,
         };
         Ok(flow.premium_eligibility(username, months).await?)

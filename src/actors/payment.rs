@@ -20,6 +20,55 @@ use crate::ton::{
     address, KeyPair, MessageBody, Nanoton, OutgoingMessage, SignedTransfer, WalletContract,
 };
 
+/// The points of a payment where a test, or the fault harness, can step in (`PaymentHooks`):
+/// to stop the process there, to fault a simulator, or to panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Processing started; nothing asked of Fragment yet.
+    Started,
+    /// The wallet message is signed, not yet recorded.
+    Signed,
+    /// The signed message is recorded, not yet broadcast.
+    Recorded,
+    /// The message was broadcast (or the broadcast's answer was lost); the chain decides.
+    Broadcast,
+    /// The order is fulfilled; Fragment's delivery is not confirmed yet.
+    Fulfilled,
+    /// A recorded submission is being finished from the chain.
+    Reconciling,
+}
+
+/// Called at each `Step`, with the order it concerns. The default does nothing.
+pub trait PaymentHooks: Send + Sync + 'static {
+    fn at(&self, step: Step, order_id: Uuid);
+}
+
+/// The configured hooks, if any.
+#[derive(Clone, Default)]
+pub struct Hooks(Option<std::sync::Arc<dyn PaymentHooks>>);
+
+impl Hooks {
+    pub fn new(hooks: impl PaymentHooks) -> Hooks {
+        Hooks(Some(std::sync::Arc::new(hooks)))
+    }
+
+    pub(crate) fn at(&self, step: Step, order_id: Uuid) {
+        if let Some(h) = &self.0 {
+            h.at(step, order_id);
+        }
+    }
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Hooks(set)"
+        } else {
+            "Hooks(none)"
+        })
+    }
+}
+
 /// The client's wallet key, held in memory only while its request waits or is processed.
 pub struct PayerKey {
     pub key: KeyPair,
@@ -223,6 +272,7 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
         tracing::warn!(%order_id, error = %e, "cannot start processing");
         return;
     }
+    sh.config.hooks.at(Step::Started, order_id);
     let mut flow = session.begin().await;
     let prepared = match prepare(sh, &job, &mut flow).await {
         Ok(p) => p,
@@ -245,6 +295,7 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
     let PayerKey { key, wallet } = payer;
     // Signed: the key has done its work and leaves memory now.
     drop(key);
+    sh.config.hooks.at(Step::Signed, order_id);
     // Fragment is not needed while the chain decides, so the session is free meanwhile for
     // pricing new orders (the dispatcher still starts no other payment on it).
     drop(flow);
@@ -267,10 +318,12 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
         }
         return;
     }
+    sh.config.hooks.at(Step::Recorded, order_id);
     if !sh.alive() {
         return;
     }
     let heard = broadcast(sh, &prepared.signed).await;
+    sh.config.hooks.at(Step::Broadcast, order_id);
     let Some(outcome) = wait_outcome(sh, &prepared.signed, heard).await else {
         return;
     };
@@ -278,6 +331,7 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
     if !fulfilled || !sh.alive() {
         return;
     }
+    sh.config.hooks.at(Step::Fulfilled, order_id);
     // The money moved; now make sure Fragment delivers.
     let product = prepared.invoice.purchase.product();
     let mut flow = session.begin().await;
@@ -321,6 +375,7 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
 
 /// Finishes a submission recorded before a restart, from the chain alone.
 pub(crate) async fn reconcile(sh: &Shared, order: OrderCreated, submitted: PaymentSubmitted) {
+    sh.config.hooks.at(Step::Reconciling, order.order_id);
     let signed = match rebuild_transfer(&submitted) {
         Ok(s) => s,
         Err(e) => {

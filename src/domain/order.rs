@@ -9,12 +9,12 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use events::Nanoton;
 use events::{
     Event, OrderCreated, OrderDeliveryConfirmed, OrderDeliveryUnconfirmed, OrderExpired,
     OrderFailed, OrderFulfilled, OrderMode, OrderPaid, OrderPaymentAbandoned,
     OrderProcessingStarted, OrderQueued, OrderTimedOut, PaymentSubmitted, Product,
 };
-use events::Nanoton;
 
 use super::policy::{commission_for, Policy};
 use super::DomainError;

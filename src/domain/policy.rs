@@ -138,10 +138,16 @@ mod tests {
     #[test]
     fn commission_rounds_half_away_from_zero_to_the_nanoton() {
         let one_percent = Decimal::new(1, 2);
-        assert_eq!(commission_for(n(1_000_000_000), one_percent), Some(n(10_000_000)));
+        assert_eq!(
+            commission_for(n(1_000_000_000), one_percent),
+            Some(n(10_000_000))
+        );
         assert_eq!(commission_for(n(150), one_percent), Some(n(2))); // 1.5 → 2
         assert_eq!(commission_for(n(149), one_percent), Some(n(1))); // 1.49 → 1
-        assert_eq!(commission_for(n(761_234_567), one_percent), Some(n(7_612_346)));
+        assert_eq!(
+            commission_for(n(761_234_567), one_percent),
+            Some(n(7_612_346))
+        );
         assert_eq!(commission_for(n(761_234_567), Decimal::ZERO), Some(n(0)));
         assert_eq!(commission_for(n(u64::MAX), Decimal::ONE), Some(n(u64::MAX)));
         assert_eq!(commission_for(n(u64::MAX), Decimal::TWO), None);
@@ -181,7 +187,10 @@ mod tests {
             collection_enabled: false,
             ..threshold(1_000_000_000)
         };
-        assert_eq!(off.collection_due(n(990_000_000), n(10_000_000)).unwrap(), n(0));
+        assert_eq!(
+            off.collection_due(n(990_000_000), n(10_000_000)).unwrap(),
+            n(0)
+        );
         let needs = off
             .payment_needs(n(500_000_000), n(10_000_000), n(990_000_000))
             .unwrap();

@@ -77,8 +77,10 @@ impl WalletState {
                 self.debt_nanoton = e.debt_after_nanoton;
                 // A fold records what happened; the decision that wrote the event checked
                 // this sum, so it cannot overflow on a log this build wrote.
-                self.settled_total_nanoton = self.settled_total_nanoton.saturating_add(e.amount_nanoton);
-                self.settlements.insert(e.reference.clone(), e.amount_nanoton);
+                self.settled_total_nanoton =
+                    self.settled_total_nanoton.saturating_add(e.amount_nanoton);
+                self.settlements
+                    .insert(e.reference.clone(), e.amount_nanoton);
             }
             _ => {}
         }

@@ -427,13 +427,10 @@ mod tests {
         other
             .confirm_params
             .insert("id".into(), Value::String("Zz99".into()));
-        assert!(matches!(
-            check(&other),
-            Err(LinkError::WrongRequest { .. })
-        ));
+        assert!(matches!(check(&other), Err(LinkError::WrongRequest { .. })));
         // A comment naming someone else's @username (should Fragment ever name one).
-        let cell = crate::sim::fragment::payload::cell("50 Telegram Stars to @bob \n\nRef#x")
-            .unwrap();
+        let cell =
+            crate::sim::fragment::payload::cell("50 Telegram Stars to @bob \n\nRef#x").unwrap();
         let to_bob = crate::sim::fragment::payload::encode(&cell).unwrap();
         let named = json!([{"address": FRAGMENT, "amount": "673400000", "payload": to_bob}]);
         assert_eq!(

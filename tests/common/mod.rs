@@ -108,6 +108,7 @@ pub fn config(policy: Policy) -> CoreConfig {
         delivery_timeout: Duration::from_secs(10),
         owner_wait: Duration::from_secs(10),
         checkpoint: None,
+        hooks: Default::default(),
     }
 }
 
@@ -203,6 +204,8 @@ pub struct Halting {
     trip: Mutex<Option<(&'static str, usize)>>,
     halted: Mutex<bool>,
     liveness: Liveness,
+    /// Appends of this event type wait this long first (a slow disk, a busy database).
+    slow: Mutex<Option<(&'static str, Duration)>>,
 }
 
 impl Halting {
@@ -217,7 +220,13 @@ impl Halting {
             trip: Mutex::new(trip),
             halted: Mutex::new(false),
             liveness,
+            slow: Mutex::new(None),
         }
+    }
+
+    /// Appends holding an event of `event_type` take `delay` longer from now on.
+    pub fn slow_appends(&self, event_type: &'static str, delay: Duration) {
+        *self.slow.lock().unwrap() = Some((event_type, delay));
     }
 
     /// A store that only "dies" when told to (`kill`): for a clean restart in one process.
@@ -258,6 +267,12 @@ impl EventStore for Halting {
     ) -> Result<AppendResult, StoreError> {
         if *self.halted.lock().unwrap() {
             return Err(StoreError::Unavailable("process killed".into()));
+        }
+        let slow = *self.slow.lock().unwrap();
+        if let Some((event_type, delay)) = slow {
+            if events.iter().any(|e| e.event_type == event_type) {
+                tokio::time::sleep(delay).await;
+            }
         }
         let trips = match &mut *self.trip.lock().unwrap() {
             Some((event_type, remaining)) if events.iter().any(|e| e.event_type == *event_type) => {
