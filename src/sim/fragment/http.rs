@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::state::ApiRequest;
 use super::{now_ms, FragmentSimShared};
+use crate::sim::faults::Fault;
 use crate::ton::address::{self, parse_address};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -57,11 +58,16 @@ fn with_cookies(
 }
 
 async fn faulted(shared: &FragmentSimShared) -> Option<HttpResponse> {
-    shared.faults.before_request().await.then(|| {
-        HttpResponse::ServiceUnavailable()
-            .content_type("text/html; charset=utf-8")
-            .body("<html><body>simulated fault: service temporarily unavailable</body></html>")
-    })
+    match shared.faults.before_request().await {
+        Fault::Fail => Some(
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/html; charset=utf-8")
+                .body("<html><body>simulated fault: service temporarily unavailable</body></html>"),
+        ),
+        // Before the site looks at the request: dropped here, it never took effect.
+        hang @ Fault::Hang(..) => hang.hang().await,
+        Fault::None => None,
+    }
 }
 
 async fn page(shared: web::Data<FragmentSimShared>, req: HttpRequest) -> HttpResponse {

@@ -28,7 +28,7 @@ use self::state::{
     default_accounts, default_users, Delivery, FixtureAccount, FixtureUser, FragmentState,
     IncomingPayment, InvoiceStatus, PresetSession, Prices, Rules,
 };
-use super::faults::{FaultConfig, Faults};
+use super::faults::{FaultConfig, Faults, HangConfig};
 use super::server::Running;
 use crate::fragment::FragmentCookies;
 use crate::ton::address::{self, parse_address};
@@ -47,6 +47,8 @@ pub struct FragmentSimConfig {
     pub prices: Prices,
     pub rules: Rules,
     pub faults: FaultConfig,
+    /// Requests that hang (`Faults::set_hangs` changes it at runtime).
+    pub hangs: HangConfig,
     /// Where invoices are paid; by default a wallet derived from a fixed simulator key.
     pub payment_address: Option<String>,
     /// How often the watcher reads the payment address's transactions (0: only on demand).
@@ -65,6 +67,7 @@ impl Default for FragmentSimConfig {
             prices: Prices::default(),
             rules: Rules::default(),
             faults: FaultConfig::default(),
+            hangs: HangConfig::default(),
             payment_address: None,
             poll_ms: 200,
             seed: 0,
@@ -205,7 +208,8 @@ impl FragmentSim {
             .map_err(|e| invalid(e.to_string()))?;
         let shared = Arc::new(FragmentSimShared {
             state: Mutex::new(state),
-            faults: Faults::new(config.faults.clone(), config.seed),
+            faults: Faults::new(config.faults.clone(), config.seed)
+                .with_hangs(config.hangs.clone()),
             network: config.network,
             ton_api_url: config.ton_api_url.clone(),
             ton,
