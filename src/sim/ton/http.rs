@@ -403,11 +403,7 @@ async fn v3_transactions_by_message(
         Err((status, message)) => return v3_err(status, message),
     };
     let ledger = state.ledger();
-    let txs = ledger
-        .transactions_by_message(&hash, inbound, outbound)
-        .into_iter()
-        .filter(|t| state.indexed(t))
-        .collect();
+    let txs = state.indexed(ledger.transactions_by_message(&hash, inbound, outbound));
     v3_page(&ledger, txs, limit, offset)
 }
 
@@ -444,8 +440,7 @@ async fn v3_transactions(state: web::Data<SimState>, req: HttpRequest, q: Query)
         Err((status, message)) => return v3_err(status, message),
     };
     let ledger = state.ledger();
-    let mut txs = ledger.account_transactions(&addr, None, 0, usize::MAX);
-    txs.retain(|t| state.indexed(t));
+    let mut txs = state.indexed(ledger.account_transactions(&addr, None, 0, usize::MAX));
     if q.get("sort").map(String::as_str) == Some("asc") {
         txs.reverse();
     }

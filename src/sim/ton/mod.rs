@@ -265,15 +265,21 @@ impl SimState {
         Self::take(&self.hang_answers)
     }
 
-    /// Whether the indexer (the v3 endpoints) shows this transaction yet: its block must be
-    /// at least the lag old, and produced before a pause.
-    fn indexed(&self, tx: &SimTransaction) -> bool {
+    /// What the indexer (the v3 endpoints) shows: transactions applied at or before the
+    /// instant returned, which is the lag ago, or the pause if earlier. `None`: nothing (a
+    /// lag longer than the process has run).
+    fn indexed_until(&self) -> Option<Instant> {
         let s = self.switches();
-        // A lag longer than the process has run hides everything.
-        let Some(horizon) = Instant::now().checked_sub(s.indexer_lag) else {
-            return false;
-        };
-        tx.applied_at <= horizon && s.indexer_paused_at.is_none_or(|p| tx.applied_at <= p)
+        let horizon = Instant::now().checked_sub(s.indexer_lag)?;
+        Some(s.indexer_paused_at.map_or(horizon, |p| p.min(horizon)))
+    }
+
+    /// Keeps the transactions the indexer shows.
+    fn indexed<'a>(&self, txs: Vec<&'a SimTransaction>) -> Vec<&'a SimTransaction> {
+        match self.indexed_until() {
+            Some(until) => txs.into_iter().filter(|t| t.applied_at <= until).collect(),
+            None => vec![],
+        }
     }
 }
 
