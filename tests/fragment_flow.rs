@@ -1057,3 +1057,316 @@ async fn when_the_site_wants_the_connected_wallet_to_pay_the_refusal_is_clear() 
     let invoice = flow.init_purchase(&r, stars(50)).await.unwrap();
     flow.payment_link(&invoice, &p.wallet, false).await.unwrap();
 }
+
+/// The site as a browser's page script talks to it, on one session's cookies: every answer
+/// exactly as sent.
+struct Raw {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    hash: String,
+}
+
+impl Raw {
+    async fn open(w: &World, cookies: &FragmentCookies) -> Raw {
+        let http = reqwest::Client::new();
+        let base = w.fragment.url().to_string();
+        let cookie = cookies.header().to_string();
+        let page = http
+            .get(format!("{base}/stars/buy"))
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let hash = fragment_gateway::fragment::html::api_hash(&page).unwrap();
+        Raw {
+            http,
+            base,
+            cookie,
+            hash,
+        }
+    }
+
+    async fn send(&self, form: &[(&str, &str)]) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .post(format!("{}/api", self.base))
+            .query(&[("hash", &self.hash)])
+            .header("Cookie", &self.cookie)
+            .form(form)
+            .send()
+            .await
+    }
+
+    async fn call(&self, form: &[(&str, &str)]) -> serde_json::Value {
+        let resp = self.send(form).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    async fn search(&self, username: &str) -> String {
+        let found = self
+            .call(&[
+                ("method", "searchStarsRecipient"),
+                ("query", username),
+                ("quantity", ""),
+            ])
+            .await;
+        found["found"]["recipient"].as_str().unwrap().to_string()
+    }
+
+    async fn init(&self, recipient: &str, quantity: u32) -> String {
+        let q = quantity.to_string();
+        let v = self
+            .call(&[
+                ("method", "initBuyStarsRequest"),
+                ("recipient", recipient),
+                ("quantity", &q),
+                ("payment_method", "ton"),
+            ])
+            .await;
+        v["req_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{v}"))
+            .to_string()
+    }
+
+    async fn link(&self, id: &str, p: &Payer) -> serde_json::Value {
+        let account = fragment_gateway::fragment::client::ton_connect_account(&p.wallet);
+        let device = fragment_gateway::fragment::client::ton_connect_device(p.wallet.version());
+        self.call(&[
+            ("method", "getBuyStarsLink"),
+            ("id", id),
+            ("show_sender", "0"),
+            ("transaction", "1"),
+            ("account", &account),
+            ("device", &device),
+        ])
+        .await
+    }
+
+    async fn poll(&self, id: &str) -> serde_json::Value {
+        self.call(&[
+            ("method", "updateStarsBuyState"),
+            ("mode", "new"),
+            ("lv", "false"),
+            ("dh", "123456789"),
+            ("id", id),
+        ])
+        .await
+    }
+}
+
+fn ssid(cookies: &FragmentCookies) -> String {
+    cookies.get("stel_ssid").unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_expired_session_is_a_bad_request_and_its_page_starts_a_new_session() {
+    let w = world().await;
+    let cookies = w.owner_cookies();
+    let raw = Raw::open(&w, &cookies).await;
+    // Positive control: the session works.
+    raw.search("alice").await;
+    assert!(w.fragment.expire_session(&ssid(&cookies)));
+    assert!(!w.fragment.expire_session(&ssid(&cookies)), "already gone");
+    // As for any session the site does not know: HTTP 200 and "Bad request", for every
+    // method, polling included.
+    let search = raw
+        .call(&[
+            ("method", "searchStarsRecipient"),
+            ("query", "alice"),
+            ("quantity", ""),
+        ])
+        .await;
+    assert_eq!(search, serde_json::json!({"error": "Bad request"}));
+    assert_eq!(raw.poll("anything").await["error"], "Bad request");
+    // A page load does not resume it: a new anonymous session, under a new stel_ssid.
+    let page = raw
+        .http
+        .get(format!("{}/stars/buy", raw.base))
+        .header("Cookie", &raw.cookie)
+        .send()
+        .await
+        .unwrap();
+    let new_ssid = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("stel_ssid="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .expect("a new session");
+    assert_ne!(new_ssid, ssid(&cookies));
+    // A fresh login works again.
+    Raw::open(&w, &w.owner_cookies())
+        .await
+        .search("alice")
+        .await;
+}
+
+#[tokio::test]
+async fn two_flows_overlapping_on_one_session_are_counted_not_refused() {
+    let w = world().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    // Positive control: the client's flows, one after another on one session, and one on
+    // another session meanwhile, never overlap.
+    let cookies = w.owner_cookies();
+    let session = w.client.session(cookies.clone(), SessionRole::Owner);
+    for name in ["@alice", "@bob"] {
+        let mut flow = session.begin().await;
+        w.order(&mut flow, &p, name, stars(50)).await;
+    }
+    let mut other = w
+        .client
+        .session(w.owner_cookies(), SessionRole::Owner)
+        .begin()
+        .await;
+    w.order(&mut other, &p, "@alice", stars(50)).await;
+    assert_eq!(w.fragment.overlapping_flows(), 0);
+    assert_eq!(w.fragment.max_in_flight(&ssid(&cookies)), 1);
+    assert_eq!(w.fragment.max_in_flight_any(), 1);
+
+    // Two flows interleaved on one session: the site answers everything, and counts.
+    let raw = Raw::open(&w, &w.owner_cookies()).await;
+    let alice = raw.search("alice").await;
+    let first = raw.init(&alice, 50).await;
+    let bob = raw.search("bob").await; // overlaps the first flow
+    let second = raw.init(&bob, 60).await; // so does this
+    assert_eq!(w.fragment.overlapping_flows(), 2);
+    assert_eq!(raw.link(&first, &p).await["ok"], true);
+    assert_eq!(raw.link(&second, &p).await["ok"], true);
+    // Both links asked for: the next flow starts clean.
+    raw.search("alice").await;
+    assert_eq!(w.fragment.overlapping_flows(), 2);
+
+    // Requests of one session in flight at once (each held up by latency).
+    w.fragment
+        .faults()
+        .set_config(fragment_gateway::sim::faults::FaultConfig {
+            latency: Duration::from_millis(300),
+            ..Default::default()
+        });
+    let cookies = w.owner_cookies();
+    let busy = Raw::open(&w, &cookies).await;
+    let (a, b) = tokio::join!(busy.poll(&first), busy.poll(&second));
+    assert!(a["error"].is_string() && b["error"].is_string(), "{a} {b}");
+    assert_eq!(w.fragment.max_in_flight(&ssid(&cookies)), 2);
+    assert_eq!(w.fragment.max_in_flight_any(), 2);
+}
+
+#[tokio::test]
+async fn a_hostile_link_answer_names_another_request_or_none() {
+    use fragment_gateway::sim::fragment::state::LinkAnswer;
+    let w = world().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    let raw = Raw::open(&w, &w.owner_cookies()).await;
+    let alice = raw.search("alice").await;
+    let older = raw.init(&alice, 50).await;
+    let latest = raw.init(&alice, 70).await;
+    let amount = |link: &serde_json::Value| link["transaction"]["messages"][0]["amount"].clone();
+    let price = |n| serde_json::json!(Prices::default().stars(n).to_string());
+
+    // Asked for the older request, the site links the latest one, and says so.
+    w.fragment.set_link_answer(LinkAnswer::LatestRequest);
+    let link = raw.link(&older, &p).await;
+    assert_eq!(link["ok"], true, "{link}");
+    assert_eq!(link["confirm_params"]["id"], latest.as_str());
+    assert_eq!(amount(&link), price(70));
+    assert_eq!(
+        w.fragment.invoice_status(&latest),
+        Some(InvoiceStatus::Linked)
+    );
+    assert_eq!(
+        w.fragment.invoice_status(&older),
+        Some(InvoiceStatus::Created)
+    );
+    // Asked for the latest, it cannot do otherwise.
+    let link = raw.link(&latest, &p).await;
+    assert_eq!(link["confirm_params"]["id"], latest.as_str());
+
+    // Or it links the request asked for without saying which it is.
+    w.fragment.set_link_answer(LinkAnswer::OmitConfirmId);
+    let link = raw.link(&older, &p).await;
+    assert_eq!(link["ok"], true, "{link}");
+    assert_eq!(link["confirm_params"], serde_json::json!({}));
+    assert_eq!(amount(&link), price(50));
+    assert_eq!(
+        w.fragment.invoice_status(&older),
+        Some(InvoiceStatus::Linked)
+    );
+
+    // Positive control: honest again.
+    w.fragment.set_link_answer(LinkAnswer::Honest);
+    let link = raw.link(&older, &p).await;
+    assert_eq!(link["confirm_params"]["id"], older.as_str());
+    assert_eq!(amount(&link), price(50));
+}
+
+#[tokio::test]
+async fn a_request_s_state_answers_on_its_own_session_only_unless_lenient() {
+    let client_login = |w: &World| {
+        let key = KeyPair::from_secret_seed(&zeroize::Zeroizing::new([7u8; 32]));
+        let wallet = WalletContract::new(WalletVersion::V4R2, Network::Mainnet, key.public_key());
+        w.fragment.login("client", Some(wallet.address())).unwrap()
+    };
+    for lenient in [false, true] {
+        let w = world_with(Rules {
+            poll_from_any_session_of_account: lenient,
+            ..Default::default()
+        })
+        .await;
+        let own = Raw::open(&w, &w.owner_cookies()).await;
+        let alice = own.search("alice").await;
+        let req = own.init(&alice, 50).await;
+        assert_eq!(own.poll(&req).await["mode"], "new");
+        // Another session of the same account.
+        let sibling = Raw::open(&w, &w.owner_cookies()).await.poll(&req).await;
+        if lenient {
+            assert_eq!(sibling["mode"], "new", "{sibling}");
+        } else {
+            assert_eq!(sibling["error"], "Request not found.", "{sibling}");
+        }
+        // Another account's session, never.
+        let stranger = Raw::open(&w, &client_login(&w)).await.poll(&req).await;
+        assert_eq!(stranger["error"], "Request not found.", "{stranger}");
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_site_drops_the_request_or_answers_it_late() {
+    use fragment_gateway::sim::faults::{AfterTimeout, HangConfig};
+    let w = world().await;
+    let raw = Raw::open(&w, &w.owner_cookies()).await;
+    let alice = raw.search("alice").await;
+    let init = [
+        ("method", "initBuyStarsRequest"),
+        ("recipient", alice.as_str()),
+        ("quantity", "50"),
+        ("payment_method", "ton"),
+    ];
+    let hang = |then| HangConfig {
+        duration: Duration::from_millis(300),
+        then,
+        ..HangConfig::default()
+    };
+    // Dropped: no answer, and the site never saw the init (no flow was opened).
+    w.fragment.faults().set_hangs(hang(AfterTimeout::Close));
+    w.fragment.faults().hang_next(1);
+    let started = std::time::Instant::now();
+    let err = raw.send(&init).await.unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(err.status().is_none(), "{err:?}");
+    raw.search("alice").await;
+    assert_eq!(w.fragment.overlapping_flows(), 0);
+    // Answered late: a normal answer.
+    w.fragment.faults().set_hangs(hang(AfterTimeout::Answer));
+    w.fragment.faults().hang_next(1);
+    let started = std::time::Instant::now();
+    let v: serde_json::Value = raw.send(&init).await.unwrap().json().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(v["req_id"].is_string(), "{v}");
+    assert_eq!(w.fragment.faults().hung(), 2);
+}

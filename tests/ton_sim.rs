@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use fragment_gateway::sim::faults::HangConfig;
 use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
 use fragment_gateway::ton::client::{
     TonApiConfig, TonApiError, TonCenterClient, TransferOutcome, WalletState,
@@ -712,4 +713,478 @@ async fn a_wrong_api_key_is_refused_without_retrying() {
     cfg.api_key = Some("right-key".into());
     let client = TonCenterClient::new(cfg).unwrap();
     client.wallet_state(&p.wallet).await.unwrap();
+}
+
+/// Raw toncenter calls, to see exactly what the simulator answers.
+async fn raw_get(sim: &TonSim, path_and_query: &str) -> reqwest::Result<reqwest::Response> {
+    reqwest::Client::new()
+        .get(format!("{}{path_and_query}", sim.url()))
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn the_indexer_trails_the_chain_by_the_lag_while_v2_stays_current() {
+    let (sim, client) = manual_sim().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    let addr = p.wallet.address().clone();
+    // Positive control: without lag the indexer shows a transaction at once.
+    sim.fund(&addr, Nanoton::from_ton(3));
+    assert_eq!(
+        client
+            .indexed_transactions(&addr, 10, 0)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let lag = Duration::from_millis(400);
+    sim.set_indexer_lag(lag);
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+    let t = p.transfer(&state, RECIPIENT, Nanoton::from_ton(1), 60);
+    client.send_transfer(&t).await.unwrap();
+    let applied = std::time::Instant::now();
+    assert_eq!(sim.produce_block(), 1);
+    // The chain (v2) has it...
+    assert_eq!(client.wallet_state(&p.wallet).await.unwrap().seqno, 1);
+    assert_eq!(client.transactions(&addr, 10, None).await.unwrap().len(), 2);
+    // ...the indexer (v3) does not yet, by message or by account (not even the funding,
+    // younger than the lag too): an empty answer, not an error, as toncenter's indexer
+    // gives.
+    assert_eq!(
+        client
+            .transaction_by_message(&t.normalized_hash)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(client
+        .indexed_transactions(&addr, 10, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    // A client that falls back to the chain still learns the outcome.
+    assert!(matches!(
+        client
+            .wait_for_transfer(&t, Duration::from_millis(20))
+            .await
+            .unwrap(),
+        TransferOutcome::Confirmed(_)
+    ));
+    // Once the block is older than the lag, the indexer has it.
+    let wait = lag.saturating_sub(applied.elapsed()) + Duration::from_millis(50);
+    tokio::time::sleep(wait).await;
+    let tx = client
+        .transaction_by_message(&t.normalized_hash)
+        .await
+        .unwrap()
+        .expect("indexed by now");
+    assert_eq!(tx.account, addr);
+    assert_eq!(
+        client
+            .indexed_transactions(&addr, 10, 0)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // A lag longer than the simulator has lived hides everything; zero hides nothing.
+    sim.set_indexer_lag(Duration::MAX);
+    assert!(client
+        .indexed_transactions(&addr, 10, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    sim.set_indexer_lag(Duration::ZERO);
+    assert_eq!(
+        client
+            .indexed_transactions(&addr, 10, 0)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_paused_indexer_keeps_what_it_had_and_catches_up_when_resumed() {
+    let (sim, client) = manual_sim().await;
+    let addr = recipient();
+    sim.fund(&addr, Nanoton::new(1));
+    sim.pause_indexer(true);
+    sim.fund(&addr, Nanoton::new(2));
+    std::thread::sleep(Duration::from_millis(5));
+    // A second pause does not move the point the indexer stopped at.
+    sim.pause_indexer(true);
+    sim.fund(&addr, Nanoton::new(3));
+    let indexed = client.indexed_transactions(&addr, 10, 0).await.unwrap();
+    assert_eq!(indexed.len(), 1);
+    assert_eq!(indexed[0].in_msg.as_ref().unwrap().value, Nanoton::new(1));
+    assert_eq!(client.transactions(&addr, 10, None).await.unwrap().len(), 3);
+    sim.pause_indexer(false);
+    assert_eq!(
+        client
+            .indexed_transactions(&addr, 10, 0)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn the_drop_rate_switches_at_runtime() {
+    let (sim, client) = manual_sim().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    sim.fund(p.wallet.address(), Nanoton::from_ton(2));
+    let t = p.signed(0, now() + 60, true, Nanoton::from_ton(1));
+    sim.set_drop_rate(1.0);
+    // Accepted, then lost: nothing to apply.
+    client.send_transfer(&t).await.unwrap();
+    assert_eq!(sim.produce_block(), 0);
+    assert_eq!(
+        sim.stats()
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // Back to none: the same message goes through.
+    sim.set_drop_rate(0.0);
+    client.send_transfer(&t).await.unwrap();
+    assert_eq!(sim.produce_block(), 1);
+    assert_eq!(sim.seqno(p.wallet.address()), Some(1));
+}
+
+#[tokio::test]
+async fn rate_limits_switch_at_runtime_for_keyless_and_keyed_callers() {
+    let (sim, _) = sim_with(TonSimConfig {
+        api_key: Some("key".into()),
+        ..Default::default()
+    })
+    .await;
+    let path = format!("/api/v2/getAddressBalance?address={RECIPIENT}");
+    let keyed = || {
+        reqwest::Client::new()
+            .get(format!("{}{path}", sim.url()))
+            .header("X-API-Key", "key")
+            .send()
+    };
+    // Unlimited to start with.
+    for _ in 0..5 {
+        assert_eq!(raw_get(&sim, &path).await.unwrap().status(), 200);
+    }
+    // One request a second without a key: a bucket of one, then toncenter's 429.
+    sim.set_keyless_rps(Some(1.0));
+    assert_eq!(raw_get(&sim, &path).await.unwrap().status(), 200);
+    let limited = raw_get(&sim, &path).await.unwrap();
+    assert_eq!(limited.status(), 429);
+    let body: serde_json::Value = limited.json().await.unwrap();
+    assert_eq!(body["ok"], false);
+    assert_eq!(body["code"], 429);
+    // The keyed budget is apart, until it is limited too.
+    for _ in 0..5 {
+        assert_eq!(keyed().await.unwrap().status(), 200);
+    }
+    sim.set_keyed_rps(Some(0.0));
+    assert_eq!(keyed().await.unwrap().status(), 200);
+    assert_eq!(keyed().await.unwrap().status(), 429);
+    // Lifted: everything passes again.
+    sim.set_keyless_rps(None);
+    sim.set_keyed_rps(None);
+    for _ in 0..5 {
+        assert_eq!(raw_get(&sim, &path).await.unwrap().status(), 200);
+        assert_eq!(keyed().await.unwrap().status(), 200);
+    }
+    assert_eq!(
+        sim.stats()
+            .rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}
+
+fn hang_for(ms: u64, then: fragment_gateway::sim::faults::AfterTimeout) -> HangConfig {
+    HangConfig {
+        duration: Duration::from_millis(ms),
+        then,
+        ..HangConfig::default()
+    }
+}
+
+/// A client that gives up after `timeout` and does not retry.
+fn impatient(sim: &TonSim, timeout: Duration) -> TonCenterClient {
+    TonCenterClient::new(TonApiConfig {
+        timeout,
+        max_attempts: 1,
+        ..TonApiConfig::local(sim.url())
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_hanging_request_outlasts_the_client_then_drops_or_answers() {
+    use fragment_gateway::sim::faults::AfterTimeout;
+    let (sim, _) = manual_sim().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    let path = format!("/api/v2/getAddressBalance?address={RECIPIENT}");
+    sim.faults().set_hangs(hang_for(400, AfterTimeout::Close));
+
+    // A client with a shorter timeout gives up.
+    sim.faults().hang_next(1);
+    let started = std::time::Instant::now();
+    assert!(impatient(&sim, Duration::from_millis(100))
+        .wallet_state(&p.wallet)
+        .await
+        .is_err());
+    assert!(started.elapsed() < Duration::from_millis(400));
+    // A patient one sees the connection dropped without an answer once the hang is over.
+    sim.faults().hang_next(1);
+    let started = std::time::Instant::now();
+    let err = raw_get(&sim, &path).await.unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert!(err.is_request() && err.status().is_none(), "{err:?}");
+    // Or, ending in an answer, a late but normal one.
+    sim.faults().set_hangs(hang_for(400, AfterTimeout::Answer));
+    sim.faults().hang_next(1);
+    let started = std::time::Instant::now();
+    assert_eq!(raw_get(&sim, &path).await.unwrap().status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    // Positive control: the next request does not hang.
+    let started = std::time::Instant::now();
+    assert_eq!(raw_get(&sim, &path).await.unwrap().status(), 200);
+    assert!(started.elapsed() < Duration::from_millis(400));
+    assert_eq!(sim.faults().hung(), 3);
+}
+
+#[tokio::test]
+async fn a_broadcast_hanging_before_it_is_handled_never_lands() {
+    use fragment_gateway::sim::faults::AfterTimeout;
+    let (sim, client) = manual_sim().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    sim.fund(p.wallet.address(), Nanoton::from_ton(2));
+    let t = p.signed(0, now() + 60, true, Nanoton::from_ton(1));
+    sim.faults().set_hangs(hang_for(300, AfterTimeout::Close));
+    sim.faults().hang_next(1);
+    // The client cannot tell this from a hang after acceptance...
+    match impatient(&sim, Duration::from_millis(100))
+        .send_transfer(&t)
+        .await
+    {
+        Err(TonApiError::Unconfirmed(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    drop(client);
+    // ...but here the request was lost before sendBoc saw it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(sim.broadcasts().is_empty());
+    assert_eq!(sim.pending(), 0);
+    assert_eq!(sim.produce_block(), 0);
+}
+
+#[tokio::test]
+async fn a_hung_send_boc_answer_leaves_the_message_applied_and_the_client_in_the_dark() {
+    use fragment_gateway::sim::faults::AfterTimeout;
+    let (sim, client) = manual_sim().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    sim.fund(p.wallet.address(), Nanoton::from_ton(3));
+    sim.faults().set_hangs(hang_for(400, AfterTimeout::Close));
+    sim.hang_next_answers(1);
+    let t = p.signed(0, now() + 60, true, Nanoton::from_ton(1));
+    match impatient(&sim, Duration::from_millis(100))
+        .send_transfer(&t)
+        .await
+    {
+        Err(TonApiError::Unconfirmed(_)) => {}
+        other => panic!("a hung answer must not be reported as {other:?}"),
+    }
+    // The message was accepted before the answer hung: the next block applies it.
+    assert_eq!(sim.broadcasts(), vec![t.message_hash.clone()]);
+    assert_eq!(sim.produce_block(), 1);
+    assert!(matches!(
+        client
+            .wait_for_transfer(&t, Duration::from_millis(20))
+            .await
+            .unwrap(),
+        TransferOutcome::Confirmed(_)
+    ));
+    assert_eq!(
+        sim.stats()
+            .answers_lost
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(sim.faults().hung(), 1);
+
+    // Ending in a late answer, a patient client gets the normal receipt.
+    sim.faults().set_hangs(hang_for(300, AfterTimeout::Answer));
+    sim.hang_next_answers(1);
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+    let t2 = p.transfer(&state, RECIPIENT, Nanoton::new(5), 60);
+    let started = std::time::Instant::now();
+    let receipt = client.send_transfer(&t2).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(receipt.hash, t2.message_hash);
+    // Positive control: no switch, no hang.
+    sim.produce_block();
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+    let t3 = p.transfer(&state, RECIPIENT, Nanoton::new(6), 60);
+    let started = std::time::Instant::now();
+    client.send_transfer(&t3).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn a_burst_of_incoming_transfers_pages_back_newest_first() {
+    let (sim, client) = manual_sim().await;
+    let shop = recipient();
+    let each = Nanoton::new(1_000_000);
+    let hashes = sim.burst(&shop, 120, each);
+    assert_eq!(hashes.len(), 120);
+    assert_eq!(sim.balance(&shop).as_u64(), 120 * each.as_u64());
+
+    // Page back 50 at a time from the newest, each page starting (inclusive, as toncenter
+    // does) with the previous page's last transaction.
+    let mut seen = client.transactions(&shop, 50, None).await.unwrap();
+    loop {
+        let last = seen.last().unwrap();
+        let from = fragment_gateway::ton::client::TxId {
+            lt: last.lt,
+            hash: last.hash.clone(),
+        };
+        let page = client.transactions(&shop, 50, Some(&from)).await.unwrap();
+        assert_eq!(
+            page[0].hash, from.hash,
+            "a page starts where the last ended"
+        );
+        let more = page.len() > 1;
+        seen.extend(page.into_iter().skip(1));
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 120);
+    let newest_first: Vec<_> = hashes.iter().rev().cloned().collect();
+    assert_eq!(
+        seen.iter().map(|t| t.hash.clone()).collect::<Vec<_>>(),
+        newest_first
+    );
+    assert!(seen.windows(2).all(|w| w[0].lt > w[1].lt));
+    // Each one an incoming internal transfer from a sender of its own, not the faucet.
+    let faucet = sim.with_ledger(|l| l.faucet_address().clone());
+    let mut senders = std::collections::HashSet::new();
+    for t in &seen {
+        let m = t.in_msg.as_ref().unwrap();
+        assert_eq!(m.value, each);
+        let source = m.source.clone().expect("an internal message has a source");
+        assert_ne!(source, faucet);
+        senders.insert(source);
+    }
+    assert_eq!(senders.len(), 120);
+    // A position that is not a transaction of this account is refused, as toncenter does.
+    let bad = raw_get(
+        &sim,
+        &format!(
+            "/api/v2/getTransactions?address={RECIPIENT}&lt={}&hash={}",
+            seen[5].lt + 1,
+            seen[5].hash.to_hex()
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 500);
+    // The indexer lists them too.
+    assert_eq!(
+        client
+            .indexed_transactions(&shop, 1000, 0)
+            .await
+            .unwrap()
+            .len(),
+        120
+    );
+}
+
+#[tokio::test]
+async fn a_wallets_history_accounts_for_every_nanoton_and_traces_payments_to_their_message() {
+    let (sim, client) = fast_sim().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    let addr = p.wallet.address().clone();
+    let funding = sim.fund(&addr, Nanoton::from_ton(5));
+    sim.burst(&addr, 3, Nanoton::new(777));
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+    let paid = p.transfer(&state, RECIPIENT, Nanoton::new(1_234_567), 60);
+    client.send_transfer(&paid).await.unwrap();
+    client
+        .wait_for_transfer(&paid, Duration::from_millis(20))
+        .await
+        .unwrap();
+    // A bounceable transfer to an undeployed account comes back, minus fees.
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+    let bounceable = fragment_gateway::ton::address::friendly(&recipient(), true, false);
+    let bounced = p.transfer(&state, &bounceable, Nanoton::from_ton(1), 60);
+    client.send_transfer(&bounced).await.unwrap();
+    client
+        .wait_for_transfer(&bounced, Duration::from_millis(20))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sim.history(&addr).len() < 7 {
+        assert!(std::time::Instant::now() < deadline, "bounce never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Funding, three burst credits, two transfers, one bounce: the balance changes add up.
+    let history = sim.history(&addr);
+    assert_eq!(history.len(), 7);
+    assert_eq!(
+        sim.net_change(&addr),
+        i128::from(sim.balance(&addr).as_u64())
+    );
+    let fees: u64 = history.iter().map(|t| t.total_fees).sum();
+    let c = sim.config().fees;
+    assert_eq!(
+        fees,
+        c.compute + c.deploy + c.forward + c.compute + c.forward
+    );
+
+    // The payment: its out-message as sent, and the recipient's transaction traced back to
+    // the external message that caused it.
+    let sent = history
+        .iter()
+        .find(|t| t.in_msg.hash == paid.message_hash)
+        .unwrap();
+    assert_eq!(sent.in_msg.hash_norm.as_ref(), Some(&paid.normalized_hash));
+    assert_eq!(sent.in_msg.source, None);
+    assert_eq!(sent.out_msgs.len(), 1);
+    let out = &sent.out_msgs[0];
+    assert_eq!(out.destination, recipient());
+    assert_eq!(out.value, 1_234_567);
+    assert_eq!(
+        out.body_hash,
+        MessageBody::comment("test payment")
+            .to_cell()
+            .unwrap()
+            .as_ref()
+            .cell_hash()
+    );
+    let received = sim
+        .history(&recipient())
+        .into_iter()
+        .find(|t| t.in_msg.hash == out.hash)
+        .unwrap();
+    assert_eq!(received.balance_change, 1_234_567);
+    assert_eq!(received.in_msg.source.as_ref(), Some(&addr));
+    let origin = sim.origin(&received.hash).unwrap();
+    assert_eq!(origin.hash, sent.hash);
+    assert_eq!(origin.in_msg.hash, paid.message_hash);
+    // The bounce, two hops from its message, traces back to it too.
+    let returned = history.last().unwrap();
+    assert!(returned.in_msg.bounced);
+    assert_eq!(
+        sim.origin(&returned.hash).unwrap().in_msg.hash,
+        bounced.message_hash
+    );
+    // What came from outside the simulation has no origin in it.
+    assert_eq!(sim.origin(&funding), None);
+    assert_eq!(sim.origin(&history[1].hash), None);
 }

@@ -43,4 +43,26 @@ mod tests {
         let err = SimFileConfig::from_toml("[ton]\nblock_time = 5").unwrap_err();
         assert!(err.contains("block_time"), "{err}");
     }
+
+    #[test]
+    fn the_fault_switches_can_start_on_from_the_file() {
+        let c = SimFileConfig::from_toml(
+            "[ton]\nindexer_lag_ms = 1500\n\
+             [ton.hangs]\nrate = 0.05\nduration_ms = 40000\nthen = \"answer\"\n\
+             [fragment.rules]\nlink_answer = \"latest_request\"\n\
+             poll_from_any_session_of_account = true\n\
+             [fragment.hangs]\nrate = 0.1",
+        )
+        .unwrap();
+        assert_eq!(c.ton.indexer_lag, std::time::Duration::from_millis(1500));
+        assert_eq!(c.ton.hangs.duration, std::time::Duration::from_secs(40));
+        assert_eq!(c.ton.hangs.then, faults::AfterTimeout::Answer);
+        assert_eq!(
+            c.fragment.rules.link_answer,
+            fragment::state::LinkAnswer::LatestRequest
+        );
+        assert!(c.fragment.rules.poll_from_any_session_of_account);
+        assert_eq!(c.fragment.hangs.rate, 0.1);
+        assert_eq!(c.fragment.hangs.then, faults::AfterTimeout::Close);
+    }
 }

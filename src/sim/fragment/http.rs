@@ -12,6 +12,8 @@ use serde_json::json;
 
 use super::state::ApiRequest;
 use super::{now_ms, FragmentSimShared};
+use crate::fragment::cookies;
+use crate::sim::faults::Fault;
 use crate::ton::address::{self, parse_address};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -57,11 +59,31 @@ fn with_cookies(
 }
 
 async fn faulted(shared: &FragmentSimShared) -> Option<HttpResponse> {
-    shared.faults.before_request().await.then(|| {
-        HttpResponse::ServiceUnavailable()
-            .content_type("text/html; charset=utf-8")
-            .body("<html><body>simulated fault: service temporarily unavailable</body></html>")
-    })
+    match shared.faults.before_request().await {
+        Fault::Fail => Some(
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/html; charset=utf-8")
+                .body("<html><body>simulated fault: service temporarily unavailable</body></html>"),
+        ),
+        // Before the site looks at the request: dropped here, it never took effect.
+        hang @ Fault::Hang(..) => hang.hang().await,
+        Fault::None => None,
+    }
+}
+
+/// Keeps an `/api` request counted as in flight for its session until it is answered, or
+/// dropped half-way (a client that gave up).
+struct InFlight<'a> {
+    shared: &'a FragmentSimShared,
+    ssid: Option<String>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(ssid) = &self.ssid {
+            self.shared.concurrency().finished(ssid);
+        }
+    }
 }
 
 async fn page(shared: web::Data<FragmentSimShared>, req: HttpRequest) -> HttpResponse {
@@ -98,9 +120,6 @@ async fn api(
     query: web::Query<HashMap<String, String>>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Some(resp) = faulted(&shared).await {
-        return resp;
-    }
     let form_encoded = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -115,7 +134,28 @@ async fn api(
         form,
         browser_headers: browser_headers(&req),
     };
+    // Counted from arrival, before faults: a request an injected fault fails was still
+    // made, and still overlapped whatever it overlapped.
+    let ssid = request.cookies.get(cookies::SSID).cloned();
+    let _in_flight = InFlight {
+        shared: &shared,
+        ssid: ssid.clone(),
+    };
+    if let Some(ssid) = &ssid {
+        let field = |k: &str| request.form.as_ref().and_then(|f| f.get(k));
+        shared.concurrency().arrived(
+            ssid,
+            field("method").map(String::as_str),
+            field("id").map(String::as_str),
+        );
+    }
+    if let Some(resp) = faulted(&shared).await {
+        return resp;
+    }
     let reply = shared.state().api(request, now_ms());
+    if let (Some(ssid), Some(req_id)) = (&ssid, &reply.initiated) {
+        shared.concurrency().initiated(ssid, req_id);
+    }
     with_cookies(HttpResponse::Ok(), reply.set_cookies)
         .content_type("application/json")
         .body(reply.body)
@@ -156,7 +196,7 @@ struct ExpireBody {
 }
 
 async fn expire(shared: web::Data<FragmentSimShared>, body: web::Json<ExpireBody>) -> HttpResponse {
-    let existed = shared.state().expire_session(&body.stel_ssid);
+    let existed = shared.expire_session(&body.stel_ssid);
     HttpResponse::Ok().json(json!({"expired": existed}))
 }
 

@@ -4,10 +4,12 @@
 //! - `state`: sessions, recipients, requests, invoices, deliveries (pure).
 //! - `pages` / `payload`: the HTML and the invoice payloads, built like the real site's.
 //! - `http`: pages, `/api`, and `/sim/*` controls.
+//! - `concurrency`: counts clients running two purchase flows on one session at once.
 //!
 //! A watcher reads the payment address's transactions from a toncenter-compatible API (the
 //! TON simulator) like any merchant would, and fulfils the invoice a payment matches exactly.
 
+pub mod concurrency;
 pub mod http;
 pub mod pages;
 pub mod payload;
@@ -24,11 +26,12 @@ use sha2::{Digest, Sha256};
 use tonlib_core::TonAddress;
 use zeroize::Zeroizing;
 
+use self::concurrency::ConcurrencyWatch;
 use self::state::{
     default_accounts, default_users, Delivery, FixtureAccount, FixtureUser, FragmentState,
-    IncomingPayment, InvoiceStatus, PresetSession, Prices, Rules,
+    IncomingPayment, InvoiceStatus, LinkAnswer, PresetSession, Prices, Rules,
 };
-use super::faults::{FaultConfig, Faults};
+use super::faults::{FaultConfig, Faults, HangConfig};
 use super::server::Running;
 use crate::fragment::FragmentCookies;
 use crate::ton::address::{self, parse_address};
@@ -47,6 +50,8 @@ pub struct FragmentSimConfig {
     pub prices: Prices,
     pub rules: Rules,
     pub faults: FaultConfig,
+    /// Requests that hang (`Faults::set_hangs` changes it at runtime).
+    pub hangs: HangConfig,
     /// Where invoices are paid; by default a wallet derived from a fixed simulator key.
     pub payment_address: Option<String>,
     /// How often the watcher reads the payment address's transactions (0: only on demand).
@@ -65,6 +70,7 @@ impl Default for FragmentSimConfig {
             prices: Prices::default(),
             rules: Rules::default(),
             faults: FaultConfig::default(),
+            hangs: HangConfig::default(),
             payment_address: None,
             poll_ms: 200,
             seed: 0,
@@ -99,11 +105,21 @@ pub struct FragmentSimShared {
     ton: TonCenterClient,
     /// Logical time of the newest payment-address transaction read so far.
     last_lt: AtomicU64,
+    concurrency: Mutex<ConcurrencyWatch>,
 }
 
 impl FragmentSimShared {
     fn state(&self) -> MutexGuard<'_, FragmentState> {
         self.state.lock().expect("fragment sim state poisoned")
+    }
+
+    fn concurrency(&self) -> MutexGuard<'_, ConcurrencyWatch> {
+        self.concurrency.lock().expect("concurrency watch poisoned")
+    }
+
+    fn expire_session(&self, ssid: &str) -> bool {
+        self.concurrency().session_ended(ssid);
+        self.state().expire_session(ssid)
     }
 
     /// Reads the payments that arrived since the last read (paging back as far as needed)
@@ -205,11 +221,13 @@ impl FragmentSim {
             .map_err(|e| invalid(e.to_string()))?;
         let shared = Arc::new(FragmentSimShared {
             state: Mutex::new(state),
-            faults: Faults::new(config.faults.clone(), config.seed),
+            faults: Faults::new(config.faults.clone(), config.seed)
+                .with_hangs(config.hangs.clone()),
             network: config.network,
             ton_api_url: config.ton_api_url.clone(),
             ton,
             last_lt: AtomicU64::new(0),
+            concurrency: Mutex::new(ConcurrencyWatch::default()),
         });
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
@@ -272,8 +290,34 @@ impl FragmentSim {
         Ok(cookies)
     }
 
+    /// Ends session `ssid` at the site, as when its login expires: from then on its
+    /// cookies get `{"error":"Bad request"}` (HTTP 200) from `/api`, and a page load starts
+    /// a new anonymous session. Its requests stay payable. Whether it existed.
     pub fn expire_session(&self, ssid: &str) -> bool {
-        self.shared.state().expire_session(ssid)
+        self.shared.expire_session(ssid)
+    }
+
+    /// How many times a search or init arrived on a session whose previous flow had an
+    /// init but no link request yet: two purchase flows overlapping on one session
+    /// (`concurrency` has the details). The site answers them all; a correct client keeps
+    /// this at zero.
+    pub fn overlapping_flows(&self) -> u64 {
+        self.shared.concurrency().overlaps()
+    }
+
+    /// The most `/api` requests carrying `stel_ssid` = `ssid` that were in flight at once.
+    pub fn max_in_flight(&self, ssid: &str) -> u32 {
+        self.shared.concurrency().max_in_flight(ssid)
+    }
+
+    /// `max_in_flight` of the busiest session.
+    pub fn max_in_flight_any(&self) -> u32 {
+        self.shared.concurrency().max_in_flight_any()
+    }
+
+    /// How the payment-link methods answer from now on (honest by default).
+    pub fn set_link_answer(&self, answer: LinkAnswer) {
+        self.shared.state().set_link_answer(answer);
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {

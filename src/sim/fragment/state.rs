@@ -136,6 +136,30 @@ pub struct Rules {
     pub strict_headers: bool,
     /// Milliseconds between a payment being seen and the purchase being delivered.
     pub processing_ms: u64,
+    /// How the payment-link methods answer: honestly, or as a hostile or changed site might
+    /// (`FragmentSim::set_link_answer` switches it at runtime).
+    pub link_answer: LinkAnswer,
+    /// The state methods with an `id` answer on any session logged into the account that
+    /// created the request, not only on that session. Off: only that session, as the sources
+    /// suggest (FRAGMENT_PROTOCOL.md binds requests to the session).
+    pub poll_from_any_session_of_account: bool,
+}
+
+/// How `getBuyStarsLink` / `getGiftPremiumLink` answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkAnswer {
+    /// The link of the request asked for, with its id in `confirm_params`.
+    #[default]
+    Honest,
+    /// As honest, but `confirm_params` lacks the `id`: a client cannot tell which request
+    /// the invoice is for.
+    OmitConfirmId,
+    /// The link of the session's latest request of the product instead of the one asked for,
+    /// with that request's id in `confirm_params` (and that request is the one linked to the
+    /// payer): a client that trusts the answer signs another order's invoice. When the
+    /// request asked for is the latest, the answer is honest.
+    LatestRequest,
 }
 
 impl Default for Rules {
@@ -147,6 +171,8 @@ impl Default for Rules {
             payer_must_be_connected_wallet: false,
             strict_headers: false,
             processing_ms: 500,
+            link_answer: LinkAnswer::Honest,
+            poll_from_any_session_of_account: false,
         }
     }
 }
@@ -220,6 +246,8 @@ pub enum InvoiceStatus {
 #[derive(Clone, Debug)]
 struct Invoice {
     ssid: String,
+    /// The login of the session that created it, if any.
+    account: Option<String>,
     product: Product,
     username: String,
     quantity: u32,
@@ -272,6 +300,8 @@ pub struct ApiRequest {
 pub struct Reply {
     pub body: String,
     pub set_cookies: Vec<(String, String)>,
+    /// The request an init created.
+    pub initiated: Option<String>,
 }
 
 pub struct FragmentState {
@@ -373,6 +403,10 @@ impl FragmentState {
     /// The next `n` purchase inits answer "Price was changed".
     pub fn change_price_next(&mut self, n: u32) {
         self.price_changes = n;
+    }
+
+    pub fn set_link_answer(&mut self, answer: LinkAnswer) {
+        self.rules.link_answer = answer;
     }
 
     fn random_hex(&mut self, bytes: usize) -> String {
@@ -507,6 +541,16 @@ impl FragmentState {
     pub fn api(&mut self, req: ApiRequest, now_ms: u64) -> Reply {
         let mut reply = Reply::default();
         let value = self.dispatch(&req, now_ms, &mut reply.set_cookies);
+        let method = req.form.as_ref().and_then(|f| f.get("method"));
+        if matches!(
+            method.map(String::as_str),
+            Some("initBuyStarsRequest" | "initGiftPremiumRequest")
+        ) {
+            reply.initiated = value
+                .get("req_id")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
         reply.body = value.to_string();
         reply
     }
@@ -739,10 +783,12 @@ impl FragmentState {
         };
         let cell = payload::cell(&text).expect("a comment fits in cells");
         let payload_b64 = payload::encode(&cell).expect("a small BOC serialises");
+        let account = self.sessions[ssid].account.clone();
         self.invoices.insert(
             req_id.clone(),
             Invoice {
                 ssid: ssid.to_string(),
+                account,
                 product,
                 username,
                 quantity,
@@ -786,10 +832,26 @@ impl FragmentState {
         now: u64,
     ) -> Value {
         let f = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-        let id = f("id").to_string();
-        let Some(invoice) = self.own_invoice(ssid, product, &id) else {
+        let asked = f("id").to_string();
+        if self.own_invoice(ssid, product, &asked).is_none() {
             return err("Request not found.");
+        }
+        // A hostile or changed site links the session's latest request instead, if it is
+        // another payable one.
+        let id = match self.rules.link_answer {
+            LinkAnswer::LatestRequest => self.sessions[ssid]
+                .latest
+                .get(&product)
+                .filter(|latest| {
+                    self.invoices.get(*latest).is_some_and(|i| {
+                        matches!(i.status, InvoiceStatus::Created | InvoiceStatus::Linked)
+                    })
+                })
+                .cloned()
+                .unwrap_or(asked),
+            LinkAnswer::Honest | LinkAnswer::OmitConfirmId => asked,
         };
+        let invoice = &self.invoices[&id];
         match invoice.status {
             InvoiceStatus::Created | InvoiceStatus::Linked => {}
             InvoiceStatus::Expired => {
@@ -823,6 +885,10 @@ impl FragmentState {
         invoice.payer = Some(account.address.clone());
         invoice.valid_until = Some(valid_until);
         invoice.status = InvoiceStatus::Linked;
+        let confirm_params = match self.rules.link_answer {
+            LinkAnswer::OmitConfirmId => json!({}),
+            LinkAnswer::Honest | LinkAnswer::LatestRequest => json!({"id": id}),
+        };
         json!({
             "ok": true,
             "transaction": {
@@ -835,7 +901,7 @@ impl FragmentState {
                 }],
             },
             "confirm_method": "confirmReq",
-            "confirm_params": {"id": id},
+            "confirm_params": confirm_params,
         })
     }
 
@@ -874,7 +940,14 @@ impl FragmentState {
                 None => return json!({"mode": "new", "need_update": false}),
             },
         };
-        let Some(invoice) = self.own_invoice(ssid, product, &id) else {
+        let account = self.sessions[ssid].account.as_ref();
+        let Some(invoice) = self.own_invoice(ssid, product, &id).or_else(|| {
+            // Leniently, another session of the same login may ask too.
+            let lenient = self.rules.poll_from_any_session_of_account && account.is_some();
+            self.invoices
+                .get(&id)
+                .filter(|i| lenient && i.product == product && i.account.as_ref() == account)
+        }) else {
             return err("Request not found.");
         };
         match invoice.status {

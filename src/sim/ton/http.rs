@@ -2,7 +2,11 @@
 //! clients, plus `/sim/*` control endpoints (faucet, status, block).
 //!
 //! Every toncenter path first passes the gate: API key (401 for an unknown key), rate limit
-//! (429 in toncenter's observed shape) and fault injection (503), in that order.
+//! (429 in toncenter's observed shape) and fault injection (503, or a hang), in that order.
+//!
+//! The v3 paths are toncenter's indexer, which trails the chain: with an indexer lag (or a
+//! paused indexer) they leave out transactions too recent for it. The v2 paths read the
+//! chain through a liteserver and are always current.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -14,8 +18,9 @@ use serde_json::{json, Map, Value};
 use tonlib_core::{TonAddress, TonHash};
 
 use super::json;
-use super::ledger::{ExternalMessage, Rejection};
+use super::ledger::{ExternalMessage, Moment, Rejection};
 use super::{unix_now, SimState};
+use crate::sim::faults::{dropped_connection, AfterTimeout, Fault};
 use crate::ton::address::parse_address;
 use crate::ton::client::parse_hash;
 use crate::ton::Nanoton;
@@ -106,13 +111,15 @@ async fn gate(state: &SimState, req: &HttpRequest) -> Option<HttpResponse> {
                 .json(json!({"ok": false, "result": "Ratelimit exceed", "code": 429})),
         );
     }
-    if state.faults.before_request().await {
-        return Some(v2_err(
+    match state.faults.before_request().await {
+        Fault::Fail => Some(v2_err(
             503,
             "simulated fault: service temporarily unavailable",
-        ));
+        )),
+        // Before anything is handled: a request dropped here never took effect.
+        hang @ Fault::Hang(..) => hang.hang().await,
+        Fault::None => None,
     }
-    None
 }
 
 macro_rules! gate {
@@ -167,6 +174,7 @@ async fn v2(
     body: web::Bytes,
 ) -> HttpResponse {
     gate!(state, req);
+    let mut hang = false;
     let result = v2_params(&req, &body).and_then(|q| {
         let post = req.method() == actix_web::http::Method::POST;
         match (method.as_str(), post) {
@@ -191,11 +199,12 @@ async fn v2(
             }
             ("getTransactions", _) => get_transactions(&state, &q),
             ("sendBoc", true) => {
-                submit(&state, q.get("boc").map_or("", String::as_str))?;
+                (_, _, hang) = submit(&state, q.get("boc").map_or("", String::as_str))?;
                 Ok(json!({"@type": "ok"}))
             }
             ("sendBocReturnHash", true) => {
-                let (hash, norm) = submit(&state, q.get("boc").map_or("", String::as_str))?;
+                let (hash, norm, hung) = submit(&state, q.get("boc").map_or("", String::as_str))?;
+                hang = hung;
                 Ok(json!({
                     "@type": "raw.extMessageInfo",
                     "hash": json::b64(&hash),
@@ -205,14 +214,24 @@ async fn v2(
             _ => Err((404, "Not Found".to_string())),
         }
     });
+    if hang {
+        // The message is queued already: whatever the client makes of the silence, it will
+        // be applied.
+        let hangs = state.faults.hangs();
+        tokio::time::sleep(hangs.duration).await;
+        if hangs.then == AfterTimeout::Close {
+            return dropped_connection();
+        }
+    }
     match result {
         Ok(value) => v2_ok(value),
         Err((status, message)) => v2_err(status, message),
     }
 }
 
-/// Checks and queues an external message, refusing as toncenter does.
-fn submit(state: &SimState, boc_b64: &str) -> Result<(TonHash, TonHash), Refusal> {
+/// Checks and queues an external message, refusing as toncenter does. The flag says that
+/// the answer is to hang (`TonSim::hang_next_answers`).
+fn submit(state: &SimState, boc_b64: &str) -> Result<(TonHash, TonHash, bool), Refusal> {
     if boc_b64.trim().is_empty() {
         return Err((422, "failed to validate request: empty boc".into()));
     }
@@ -253,9 +272,15 @@ fn submit(state: &SimState, boc_b64: &str) -> Result<(TonHash, TonHash), Refusal
                 tracing::info!(hash = %ext.hash_norm.to_hex(), "simulated fault: accepted message dropped");
             }
             if state.take_lost_answer() {
+                state.stats.answers_lost.fetch_add(1, Ordering::Relaxed);
                 return Err((504, "LITE_SERVER_NETWORK timeout".into()));
             }
-            Ok((ext.hash, ext.hash_norm))
+            let hang = state.take_hung_answer();
+            if hang {
+                state.stats.answers_lost.fetch_add(1, Ordering::Relaxed);
+                state.faults.count_hang();
+            }
+            Ok((ext.hash, ext.hash_norm, hang))
         }
         Err(rejection) => Err(refused(state, rejection, Some(&account))),
     }
@@ -378,7 +403,7 @@ async fn v3_transactions_by_message(
         Err((status, message)) => return v3_err(status, message),
     };
     let ledger = state.ledger();
-    let txs = ledger.transactions_by_message(&hash, inbound, outbound);
+    let txs = state.indexed(ledger.transactions_by_message(&hash, inbound, outbound));
     v3_page(&ledger, txs, limit, offset)
 }
 
@@ -415,7 +440,7 @@ async fn v3_transactions(state: web::Data<SimState>, req: HttpRequest, q: Query)
         Err((status, message)) => return v3_err(status, message),
     };
     let ledger = state.ledger();
-    let mut txs = ledger.account_transactions(&addr, None, 0, usize::MAX);
+    let mut txs = state.indexed(ledger.account_transactions(&addr, None, 0, usize::MAX));
     if q.get("sort").map(String::as_str) == Some("asc") {
         txs.reverse();
     }
@@ -438,7 +463,9 @@ async fn faucet(state: web::Data<SimState>, body: web::Json<FaucetBody>) -> Http
     if body.amount == Nanoton::ZERO {
         return v2_err(422, "amount must be positive (nanoton)");
     }
-    let tx = state.ledger().fund(&addr, body.amount.as_u64(), unix_now());
+    let tx = state
+        .ledger()
+        .fund(&addr, body.amount.as_u64(), Moment::now());
     let balance = state.ledger().balance(&addr);
     v2_ok(json!({
         "transaction_hash": json::b64(&tx),
@@ -460,12 +487,13 @@ async fn status(state: web::Data<SimState>) -> HttpResponse {
         "accepted": s.accepted.load(Ordering::Relaxed),
         "rejected": s.rejected.load(Ordering::Relaxed),
         "dropped": s.dropped.load(Ordering::Relaxed),
+        "answers_lost": s.answers_lost.load(Ordering::Relaxed),
         "rate_limited": s.rate_limited.load(Ordering::Relaxed),
     }))
 }
 
 /// `POST /sim/block`: applies the queued messages now (useful with a long block time).
 async fn block(state: web::Data<SimState>) -> HttpResponse {
-    let applied = state.ledger().produce_block(unix_now());
+    let applied = state.ledger().produce_block(Moment::now());
     v2_ok(json!({"applied": applied}))
 }

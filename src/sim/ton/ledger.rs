@@ -13,8 +13,14 @@
 //!   bounce flag is set, and stay there otherwise.
 //! - Transaction hashes are synthetic (SHA-256 over the transaction's facts): unique and
 //!   stable, but not the hash of a serialised `Transaction` cell.
+//! - Each transaction also records the monotonic instant its block was produced, which the
+//!   chain itself does not carry: the HTTP layer uses it to model an indexer that trails
+//!   the chain.
 
+#[cfg(test)]
+use std::collections::HashSet;
 use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 
 use num_bigint::BigUint;
 use num_traits::ToPrimitive;
@@ -51,6 +57,23 @@ impl Default for FeeSchedule {
             compute: 1_200_000,
             forward: 400_000,
             deploy: 600_000,
+        }
+    }
+}
+
+/// When a block is produced: chain time (unix seconds, what transactions carry) and the
+/// monotonic instant (what indexer lag is measured against).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Moment {
+    pub unix: u32,
+    pub at: Instant,
+}
+
+impl Moment {
+    pub fn now() -> Moment {
+        Moment {
+            unix: super::unix_now(),
+            at: Instant::now(),
         }
     }
 }
@@ -150,6 +173,8 @@ pub struct SimTransaction {
     pub hash: TonHash,
     pub lt: u64,
     pub now: u32,
+    /// When its block was produced, on the simulator's monotonic clock.
+    pub applied_at: Instant,
     pub mc_seqno: u32,
     pub account: TonAddress,
     pub prev: Option<(u64, TonHash)>,
@@ -161,6 +186,79 @@ pub struct SimTransaction {
     pub aborted: bool,
     pub compute: ComputePhase,
     pub action: Option<ActionPhase>,
+}
+
+/// A message as a harness accounts for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageSummary {
+    pub hash: TonHash,
+    /// External-in messages only: the normalized hash clients track a transfer by.
+    pub hash_norm: Option<TonHash>,
+    /// `None` for an external-in message.
+    pub source: Option<TonAddress>,
+    pub destination: TonAddress,
+    /// Nanoton (0 for an external-in message).
+    pub value: u64,
+    /// Hash of the body cell (what Fragment matches an invoice's payload by).
+    pub body_hash: TonHash,
+    pub bounced: bool,
+}
+
+impl MessageSummary {
+    fn of(m: &SimMessage) -> MessageSummary {
+        let (source, bounced) = match &m.kind {
+            MessageKind::ExternalIn => (None, false),
+            MessageKind::Internal {
+                source, bounced, ..
+            } => (Some(source.clone()), *bounced),
+        };
+        MessageSummary {
+            hash: m.hash.clone(),
+            hash_norm: m.hash_norm.clone(),
+            source,
+            destination: m.destination.clone(),
+            value: m.value,
+            body_hash: m.body.as_ref().cell_hash(),
+            bounced,
+        }
+    }
+}
+
+/// A transaction as a harness accounts for it: what came in, what went out, what it cost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxSummary {
+    pub hash: TonHash,
+    pub lt: u64,
+    pub utime: u32,
+    pub account: TonAddress,
+    pub in_msg: MessageSummary,
+    pub out_msgs: Vec<MessageSummary>,
+    /// Everything the account paid besides the values it sent (gas, forwarding, and the
+    /// forwarding fee kept from a bounced message).
+    pub total_fees: u64,
+    pub aborted: bool,
+    /// The account's balance after minus before, in nanoton: the incoming value (unless it
+    /// bounced back) minus the fees minus the values sent.
+    pub balance_change: i128,
+}
+
+impl SimTransaction {
+    pub fn summary(&self) -> TxSummary {
+        let sent: i128 = self.out_msgs.iter().map(|m| i128::from(m.value)).sum();
+        TxSummary {
+            hash: self.hash.clone(),
+            lt: self.lt,
+            utime: self.now,
+            account: self.account.clone(),
+            in_msg: MessageSummary::of(&self.in_msg),
+            out_msgs: self.out_msgs.iter().map(MessageSummary::of).collect(),
+            total_fees: self.total_fees,
+            aborted: self.aborted,
+            // A bounce returns the value minus a fee as an outgoing message, so this holds
+            // for bounced messages too (their net change is zero).
+            balance_change: i128::from(self.in_msg.value) - i128::from(self.total_fees) - sent,
+        }
+    }
 }
 
 /// Why an external message was not accepted.
@@ -269,6 +367,8 @@ pub struct Ledger {
     next_lt: u64,
     mc_seqno: u32,
     faucet: TonAddress,
+    /// How many burst senders were made up so far (each burst transfer gets a new one).
+    senders: u64,
 }
 
 impl Ledger {
@@ -291,6 +391,7 @@ impl Ledger {
                     b"fragment-gateway sim faucet",
                 ))),
             ),
+            senders: 0,
         }
     }
 
@@ -377,6 +478,32 @@ impl Ledger {
             .collect()
     }
 
+    /// An account's transactions, oldest first, summarised. Their `balance_change`s add up
+    /// to the balance, except for what `install_wallet` put there (no transaction).
+    pub fn history(&self, address: &TonAddress) -> Vec<TxSummary> {
+        self.accounts.get(address).map_or_else(Vec::new, |a| {
+            a.txs.iter().map(|&i| self.txs[i].summary()).collect()
+        })
+    }
+
+    /// The transaction whose external message set off the chain of messages that ended in
+    /// transaction `hash` (itself, if its message is external): for a payment received,
+    /// the payer's transfer. `None` for an unknown hash, or when the chain starts outside
+    /// the simulation (the faucet, a burst sender).
+    pub fn origin(&self, hash: &TonHash) -> Option<&SimTransaction> {
+        let mut tx = self.transaction(hash)?;
+        // Each step goes to a strictly earlier transaction, so this ends.
+        loop {
+            match tx.in_msg.kind {
+                MessageKind::ExternalIn => return Some(tx),
+                MessageKind::Internal { .. } => {
+                    let &sender = self.by_out_msg.get(&tx.in_msg.hash)?.first()?;
+                    tx = &self.txs[sender];
+                }
+            }
+        }
+    }
+
     /// Puts a deployed wallet with a balance directly into the state, as a genesis account
     /// (no transaction).
     pub fn install_wallet(&mut self, wallet: &WalletContract, balance: u64) {
@@ -395,22 +522,62 @@ impl Ledger {
 
     /// Sends `amount` from the faucet to `address` at once (its own block). Returns the
     /// recipient's transaction.
-    pub fn fund(&mut self, address: &TonAddress, amount: u64, now: u32) -> TonHash {
+    pub fn fund(&mut self, address: &TonAddress, amount: u64, now: Moment) -> TonHash {
         self.mc_seqno += 1;
-        let body = Cell::default().to_arc();
+        let source = self.faucet.clone();
+        self.credit(&source, address, amount, 0, now)
+    }
+
+    /// `count` incoming transfers of `amount` each to `address`, in one block, each from a
+    /// sender of its own, as customers paying a shop's wallet produce: every one is a
+    /// separate transaction with an internal, non-bounceable message carrying the sender's
+    /// address and the forwarding fee the sender paid. The senders are made-up addresses
+    /// (like the faucet, they have no transactions of their own). Returns the recipient's
+    /// transactions, oldest first.
+    pub fn burst(
+        &mut self,
+        address: &TonAddress,
+        count: u32,
+        amount: u64,
+        now: Moment,
+    ) -> Vec<TonHash> {
+        if count == 0 {
+            return vec![];
+        }
+        self.mc_seqno += 1;
+        (0..count)
+            .map(|_| {
+                self.senders += 1;
+                let mut h = Sha256::new();
+                h.update(b"fragment-gateway sim burst sender");
+                h.update(self.senders.to_be_bytes());
+                let source = TonAddress::new(0, TonHash::from(<[u8; 32]>::from(h.finalize())));
+                self.credit(&source, address, amount, self.fees.forward, now)
+            })
+            .collect()
+    }
+
+    /// Delivers an internal message from an account outside the simulation.
+    fn credit(
+        &mut self,
+        source: &TonAddress,
+        address: &TonAddress,
+        amount: u64,
+        fwd_fee: u64,
+        now: Moment,
+    ) -> TonHash {
         let out = Outgoing {
             destination: address.clone(),
             value: amount,
             bounce: false,
             body: EitherRef {
-                value: body,
+                value: Cell::default().to_arc(),
                 layout: EitherRefLayout::ToCell,
             },
             init: None,
         };
         let lt = self.take_lt(1);
-        let source = self.faucet.clone();
-        let msg = self.build_internal(&source, out, lt, now, 0, false);
+        let msg = self.build_internal(source, out, lt, now.unix, fwd_fee, false);
         self.deliver(msg, now)
     }
 
@@ -453,11 +620,11 @@ impl Ledger {
     /// Applies every queued message as one block. Messages that no longer pass (their seqno
     /// was taken by an earlier one, they expired meanwhile) are dropped, as the network
     /// drops them. Returns how many were applied.
-    pub fn produce_block(&mut self, now: u32) -> usize {
+    pub fn produce_block(&mut self, now: Moment) -> usize {
         self.mc_seqno += 1;
         let mut applied = 0;
         while let Some(ext) = self.mempool.pop_front() {
-            match self.evaluate(ext, now) {
+            match self.evaluate(ext, now.unix) {
                 Ok(eval) => {
                     self.execute(eval, now);
                     applied += 1;
@@ -522,7 +689,8 @@ impl Ledger {
         }
     }
 
-    fn execute(&mut self, eval: Evaluation, now: u32) {
+    fn execute(&mut self, eval: Evaluation, moment: Moment) {
+        let now = moment.unix;
         let address = eval.ext.destination.clone();
         let orig_status = self.status(&address);
         let starting_balance = self.balance(&address) - eval.gas_fee;
@@ -654,6 +822,7 @@ impl Ledger {
             hash: TonHash::from([0u8; 32]),
             lt,
             now,
+            applied_at: moment.at,
             mc_seqno: self.mc_seqno,
             account: address.clone(),
             prev: None,
@@ -678,14 +847,15 @@ impl Ledger {
         };
         self.record(tx);
         for msg in out_msgs {
-            self.deliver(msg, now);
+            self.deliver(msg, moment);
         }
     }
 
     /// Delivers an internal message: credits the recipient, or bounces it back from an
     /// undeployed recipient when its bounce flag asks for it. Returns the recipient's
     /// transaction hash.
-    fn deliver(&mut self, msg: SimMessage, now: u32) -> TonHash {
+    fn deliver(&mut self, msg: SimMessage, moment: Moment) -> TonHash {
+        let now = moment.unix;
         let MessageKind::Internal {
             source,
             bounce,
@@ -727,6 +897,7 @@ impl Ledger {
             hash: TonHash::from([0u8; 32]),
             lt,
             now,
+            applied_at: moment.at,
             mc_seqno: self.mc_seqno,
             account: address,
             prev: None,
@@ -746,7 +917,7 @@ impl Ledger {
         };
         let hash = self.record(tx);
         for m in out_msgs {
-            self.deliver(m, now);
+            self.deliver(m, moment);
         }
         hash
     }
@@ -877,4 +1048,84 @@ fn bounce_body(original: &ArcCell) -> ArcCell {
         }
     }
     b.build().expect("fits").to_arc()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn someone() -> TonAddress {
+        TonAddress::new(0, TonHash::from([7u8; 32]))
+    }
+
+    #[test]
+    fn a_long_history_pages_back_inclusively_to_its_first_transaction() {
+        let mut ledger = Ledger::new(Network::Mainnet, FeeSchedule::default());
+        let addr = someone();
+        let first = ledger.fund(&addr, 5, Moment::now());
+        let burst = ledger.burst(&addr, 1100, 1, Moment::now());
+        assert_eq!(burst.len(), 1100);
+        assert_eq!(ledger.balance(&addr), 1105);
+
+        // toncenter's largest page, then on from the last one seen (inclusive).
+        let mut seen: Vec<TonHash> = Vec::new();
+        let mut from = None;
+        loop {
+            let page = ledger.account_transactions(&addr, from, 0, 1000);
+            let skip = usize::from(from.is_some());
+            assert!(page.windows(2).all(|w| w[0].lt > w[1].lt), "newest first");
+            seen.extend(page.iter().skip(skip).map(|t| t.hash.clone()));
+            if page.len() <= skip {
+                break;
+            }
+            from = page.last().map(|t| t.lt);
+        }
+        assert_eq!(seen.len(), 1101);
+        assert_eq!(seen.last(), Some(&first));
+        assert_eq!(seen[0], burst[1099]);
+        // `to_lt` stops above a transaction (exclusive).
+        let first_lt = ledger.transaction(&first).unwrap().lt;
+        assert_eq!(
+            ledger
+                .account_transactions(&addr, None, first_lt, usize::MAX)
+                .len(),
+            1100
+        );
+    }
+
+    #[test]
+    fn a_burst_is_one_block_of_separate_transfers_from_distinct_senders() {
+        let mut ledger = Ledger::new(Network::Mainnet, FeeSchedule::default());
+        let addr = someone();
+        let seqno = ledger.mc_seqno();
+        let hashes = ledger.burst(&addr, 3, 10, Moment::now());
+        assert_eq!(ledger.mc_seqno(), seqno + 1);
+        let more = ledger.burst(&addr, 2, 10, Moment::now());
+        let mut sources = HashSet::new();
+        for h in hashes.iter().chain(&more) {
+            let t = ledger.transaction(h).unwrap();
+            let MessageKind::Internal {
+                source,
+                bounce,
+                bounced,
+                fwd_fee,
+                ..
+            } = &t.in_msg.kind
+            else {
+                panic!("not internal");
+            };
+            assert_ne!(source, ledger.faucet_address());
+            assert!(!bounce && !bounced);
+            assert_eq!(
+                *fwd_fee,
+                ledger.fees().forward,
+                "the sender paid forwarding"
+            );
+            assert_eq!(t.summary().balance_change, 10);
+            sources.insert(source.clone());
+        }
+        assert_eq!(sources.len(), 5, "every transfer has its own sender");
+        assert!(ledger.burst(&addr, 0, 10, Moment::now()).is_empty());
+        assert_eq!(ledger.history(&addr).len(), 5);
+    }
 }

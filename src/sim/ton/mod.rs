@@ -7,8 +7,10 @@
 //! - `http` / `json`: the toncenter paths and shapes, plus `/sim/*` control endpoints.
 //!
 //! Accepted messages apply when the next block is produced (every `block_time`; mainnet's
-//! is about 0.4 s with about 1 s to finality). Latency, random errors, rate limits and
-//! accepted-but-dropped messages can be injected.
+//! is about 0.4 s with about 1 s to finality). Latency, random errors, hanging requests,
+//! rate limits, accepted-but-dropped messages, lost or hanging sendBoc answers and indexer
+//! lag can be injected, and (but for the API key) switched at runtime, so that a test can
+//! change them mid-run.
 
 pub mod contract;
 pub mod http;
@@ -25,8 +27,8 @@ use actix_web::web;
 use serde::Deserialize;
 use tonlib_core::{TonAddress, TonHash};
 
-use self::ledger::{FeeSchedule, Ledger};
-use super::faults::{FaultConfig, Faults};
+use self::ledger::{FeeSchedule, Ledger, Moment, SimTransaction, TxSummary};
+use super::faults::{FaultConfig, Faults, HangConfig};
 use super::server::Running;
 use crate::ton::{Nanoton, Network, WalletContract};
 
@@ -40,14 +42,19 @@ pub struct TonSimConfig {
     pub block_time: Duration,
     pub fees: FeeSchedule,
     pub faults: FaultConfig,
-    /// Probability that an accepted message is silently lost (never applied).
+    /// Requests that hang (`Faults::set_hangs` changes it at runtime).
+    pub hangs: HangConfig,
+    /// Probability that an accepted message is silently lost (never applied). The start
+    /// value; `TonSim::set_drop_rate` changes it.
     pub drop_rate: f64,
     /// If set, requests carrying another key get 401; requests carrying this key get
     /// `keyed_rps`.
     pub api_key: Option<String>,
     /// Requests per second allowed without a (valid) key; `None` = unlimited. toncenter: 1.
+    /// The start value; `TonSim::set_keyless_rps` changes it.
     pub keyless_rps: Option<f64>,
     /// Requests per second allowed with the key; `None` = unlimited. toncenter: 10.
+    /// The start value; `TonSim::set_keyed_rps` changes it.
     pub keyed_rps: Option<f64>,
     /// How many requests may come at once before the rate applies (bucket size); `None`:
     /// one second's worth.
@@ -56,6 +63,10 @@ pub struct TonSimConfig {
     /// nothing changes (exit code 37). Off: behave like mainnet, which accepts it, charges
     /// gas, uses the seqno and skips the mode-3 sends.
     pub refuse_underfunded: bool,
+    /// How far the v3 (indexer) endpoints trail the chain: they omit transactions whose
+    /// block is younger than this. The start value; `TonSim::set_indexer_lag` changes it.
+    #[serde(rename = "indexer_lag_ms", with = "super::faults::millis")]
+    pub indexer_lag: Duration,
     /// Seed of the fault-injection random generator.
     pub seed: u64,
 }
@@ -67,12 +78,14 @@ impl Default for TonSimConfig {
             block_time: Duration::from_millis(400),
             fees: FeeSchedule::default(),
             faults: FaultConfig::default(),
+            hangs: HangConfig::default(),
             drop_rate: 0.0,
             api_key: None,
             keyless_rps: None,
             keyed_rps: None,
             burst: None,
             refuse_underfunded: true,
+            indexer_lag: Duration::ZERO,
             seed: 0,
         }
     }
@@ -85,12 +98,14 @@ impl std::fmt::Debug for TonSimConfig {
             .field("block_time", &self.block_time)
             .field("fees", &self.fees)
             .field("faults", &self.faults)
+            .field("hangs", &self.hangs)
             .field("drop_rate", &self.drop_rate)
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
             .field("keyless_rps", &self.keyless_rps)
             .field("keyed_rps", &self.keyed_rps)
             .field("burst", &self.burst)
             .field("refuse_underfunded", &self.refuse_underfunded)
+            .field("indexer_lag", &self.indexer_lag)
             .finish()
     }
 }
@@ -102,15 +117,18 @@ pub struct SimStats {
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
     pub dropped: AtomicU64,
+    /// Accepted messages whose answer was lost (504) or made to hang.
+    pub answers_lost: AtomicU64,
     pub rate_limited: AtomicU64,
     pub unauthorized: AtomicU64,
 }
 
-/// Token buckets for the keyless and keyed budgets.
+/// Token buckets for the keyless and keyed budgets (`None`: unlimited).
 #[derive(Debug)]
 struct Limiter {
-    keyless: Option<Mutex<Bucket>>,
-    keyed: Option<Mutex<Bucket>>,
+    keyless: Mutex<Option<Bucket>>,
+    keyed: Mutex<Option<Bucket>>,
+    burst: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -122,14 +140,14 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(rate: f64, burst: Option<f64>) -> Mutex<Bucket> {
+    fn new(rate: f64, burst: Option<f64>) -> Bucket {
         let capacity = burst.unwrap_or(rate).max(1.0);
-        Mutex::new(Bucket {
+        Bucket {
             rate,
             capacity,
             tokens: capacity,
             last: Instant::now(),
-        })
+        }
     }
 
     fn take(&mut self) -> bool {
@@ -148,12 +166,51 @@ impl Bucket {
 }
 
 impl Limiter {
-    fn admit(&self, keyed: bool) -> bool {
-        let bucket = if keyed { &self.keyed } else { &self.keyless };
-        bucket
-            .as_ref()
-            .is_none_or(|b| b.lock().expect("limiter poisoned").take())
+    fn new(keyless: Option<f64>, keyed: Option<f64>, burst: Option<f64>) -> Limiter {
+        Limiter {
+            keyless: Mutex::new(keyless.map(|r| Bucket::new(r, burst))),
+            keyed: Mutex::new(keyed.map(|r| Bucket::new(r, burst))),
+            burst,
+        }
     }
+
+    fn bucket(&self, keyed: bool) -> &Mutex<Option<Bucket>> {
+        if keyed {
+            &self.keyed
+        } else {
+            &self.keyless
+        }
+    }
+
+    fn admit(&self, keyed: bool) -> bool {
+        self.bucket(keyed)
+            .lock()
+            .expect("limiter poisoned")
+            .as_mut()
+            .is_none_or(Bucket::take)
+    }
+
+    /// A new budget starts with a full bucket, as toncenter's window does for a client it
+    /// has not seen lately.
+    fn set(&self, keyed: bool, rps: Option<f64>) {
+        if let Some(r) = rps {
+            assert!(
+                r.is_finite() && r >= 0.0,
+                "requests per second must be 0 or more, not {r}"
+            );
+        }
+        *self.bucket(keyed).lock().expect("limiter poisoned") =
+            rps.map(|r| Bucket::new(r, self.burst));
+    }
+}
+
+/// The faults switched at runtime that `FaultConfig` does not cover.
+#[derive(Debug)]
+struct Switches {
+    drop_rate: f64,
+    indexer_lag: Duration,
+    /// Set while the indexer is paused: it shows nothing applied after this instant.
+    indexer_paused_at: Option<Instant>,
 }
 
 /// Shared state behind the HTTP handlers and the block producer.
@@ -164,6 +221,8 @@ pub struct SimState {
     faults: Faults,
     drop_next: AtomicU32,
     lose_answers: AtomicU32,
+    hang_answers: AtomicU32,
+    switches: Mutex<Switches>,
     limiter: Limiter,
     stats: SimStats,
     /// Hash of every external message `sendBoc` could parse, in arrival order, whatever
@@ -180,19 +239,47 @@ impl SimState {
         self.ledger.lock().expect("ledger poisoned")
     }
 
-    /// Whether the message being accepted now is to be lost.
-    fn take_drop(&self) -> bool {
-        self.drop_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-            || self.faults.chance(self.config.drop_rate)
+    fn switches(&self) -> MutexGuard<'_, Switches> {
+        self.switches.lock().expect("switches poisoned")
     }
 
-    /// Whether the answer to the message being accepted now is to be lost.
-    fn take_lost_answer(&self) -> bool {
-        self.lose_answers
+    fn take(counter: &AtomicU32) -> bool {
+        counter
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
+    }
+
+    /// Whether the message being accepted now is to be lost.
+    fn take_drop(&self) -> bool {
+        let rate = self.switches().drop_rate;
+        Self::take(&self.drop_next) || self.faults.chance(rate)
+    }
+
+    /// Whether the answer to the message being accepted now is to be lost (504).
+    fn take_lost_answer(&self) -> bool {
+        Self::take(&self.lose_answers)
+    }
+
+    /// Whether the answer to the message being accepted now is to hang.
+    fn take_hung_answer(&self) -> bool {
+        Self::take(&self.hang_answers)
+    }
+
+    /// What the indexer (the v3 endpoints) shows: transactions applied at or before the
+    /// instant returned, which is the lag ago, or the pause if earlier. `None`: nothing (a
+    /// lag longer than the process has run).
+    fn indexed_until(&self) -> Option<Instant> {
+        let s = self.switches();
+        let horizon = Instant::now().checked_sub(s.indexer_lag)?;
+        Some(s.indexer_paused_at.map_or(horizon, |p| p.min(horizon)))
+    }
+
+    /// Keeps the transactions the indexer shows.
+    fn indexed<'a>(&self, txs: Vec<&'a SimTransaction>) -> Vec<&'a SimTransaction> {
+        match self.indexed_until() {
+            Some(until) => txs.into_iter().filter(|t| t.applied_at <= until).collect(),
+            None => vec![],
+        }
     }
 }
 
@@ -216,15 +303,19 @@ impl TonSim {
     pub async fn start(config: TonSimConfig, listen: SocketAddr) -> std::io::Result<TonSim> {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
-        let limiter = Limiter {
-            keyless: config.keyless_rps.map(|r| Bucket::new(r, config.burst)),
-            keyed: config.keyed_rps.map(|r| Bucket::new(r, config.burst)),
-        };
+        let limiter = Limiter::new(config.keyless_rps, config.keyed_rps, config.burst);
         let state = Arc::new(SimState {
             ledger: Mutex::new(Ledger::new(config.network, config.fees)),
-            faults: Faults::new(config.faults.clone(), config.seed),
+            faults: Faults::new(config.faults.clone(), config.seed)
+                .with_hangs(config.hangs.clone()),
             drop_next: AtomicU32::new(0),
             lose_answers: AtomicU32::new(0),
+            hang_answers: AtomicU32::new(0),
+            switches: Mutex::new(Switches {
+                drop_rate: config.drop_rate,
+                indexer_lag: config.indexer_lag,
+                indexer_paused_at: None,
+            }),
             limiter,
             stats: SimStats::default(),
             broadcasts: Mutex::new(Vec::new()),
@@ -246,7 +337,7 @@ impl TonSim {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    state.ledger().produce_block(unix_now());
+                    state.ledger().produce_block(Moment::now());
                 }
             })
         });
@@ -262,6 +353,7 @@ impl TonSim {
         &self.url
     }
 
+    /// The configuration the simulator started with (runtime switches do not change it).
     pub fn config(&self) -> &TonSimConfig {
         &self.state.config
     }
@@ -270,7 +362,17 @@ impl TonSim {
     pub fn fund(&self, address: &TonAddress, amount: Nanoton) -> TonHash {
         self.state
             .ledger()
-            .fund(address, amount.as_u64(), unix_now())
+            .fund(address, amount.as_u64(), Moment::now())
+    }
+
+    /// Credits `address` at once with `count` separate incoming transfers of `amount_each`,
+    /// each from a different sender (see `Ledger::burst`): the wallet's recent history
+    /// fills with incoming transactions, as a busy shop wallet's does. Returns the
+    /// recipient's transaction hashes, oldest first.
+    pub fn burst(&self, address: &TonAddress, count: u32, amount_each: Nanoton) -> Vec<TonHash> {
+        self.state
+            .ledger()
+            .burst(address, count, amount_each.as_u64(), Moment::now())
     }
 
     /// Puts a deployed wallet with a balance into the state directly.
@@ -292,7 +394,7 @@ impl TonSim {
 
     /// Applies the queued messages now; returns how many were applied.
     pub fn produce_block(&self) -> usize {
-        self.state.ledger().produce_block(unix_now())
+        self.state.ledger().produce_block(Moment::now())
     }
 
     pub fn pending(&self) -> usize {
@@ -302,6 +404,27 @@ impl TonSim {
     /// Read access to the whole state.
     pub fn with_ledger<R>(&self, f: impl FnOnce(&Ledger) -> R) -> R {
         f(&self.state.ledger())
+    }
+
+    /// Every transaction of `address`, oldest first, with its in-message (hash, normalized
+    /// hash, source, value), its out-messages (destination, value, body hash), fees and net
+    /// balance change: what a harness needs to account for a wallet after a run.
+    pub fn history(&self, address: &TonAddress) -> Vec<TxSummary> {
+        self.state.ledger().history(address)
+    }
+
+    /// The sum of `address`'s balance changes over its transactions (nanoton). Equal to the
+    /// balance change since the start, unless `install_wallet` gave it a genesis balance.
+    pub fn net_change(&self, address: &TonAddress) -> i128 {
+        self.history(address).iter().map(|t| t.balance_change).sum()
+    }
+
+    /// The transaction whose external message caused transaction `tx` (say, the payer's
+    /// transfer behind a payment Fragment received, whose hash the Fragment simulator's
+    /// deliveries carry); its `in_msg.hash` / `hash_norm` are the message's. `None` when
+    /// `tx` is unknown or was caused from outside (faucet, burst).
+    pub fn origin(&self, tx: &TonHash) -> Option<TxSummary> {
+        self.state.ledger().origin(tx).map(SimTransaction::summary)
     }
 
     pub fn faults(&self) -> &Faults {
@@ -317,6 +440,56 @@ impl TonSim {
     /// (the client gets a 504, as when a gateway times out after forwarding).
     pub fn lose_next_answers(&self, n: u32) {
         self.state.lose_answers.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` accepted messages are queued (and so applied with the next block) but
+    /// their answer hangs for the faults' `HangConfig::duration`, then the connection drops
+    /// or the answer comes late (its `then`): the realistic lost answer, where the client's
+    /// own timeout fires and it cannot know the message went through. A pending
+    /// `lose_next_answers` goes first.
+    pub fn hang_next_answers(&self, n: u32) {
+        self.state.hang_answers.store(n, Ordering::SeqCst);
+    }
+
+    /// Probability (0..=1) that an accepted message is silently lost from now on.
+    pub fn set_drop_rate(&self, rate: f64) {
+        assert!(
+            (0.0..=1.0).contains(&rate),
+            "drop rate {rate} is not in 0..=1"
+        );
+        self.state.switches().drop_rate = rate;
+    }
+
+    /// Requests per second allowed without a (valid) key from now on (`None`: unlimited);
+    /// beyond it requests get toncenter's 429. The bucket starts full.
+    pub fn set_keyless_rps(&self, rps: Option<f64>) {
+        self.state.limiter.set(false, rps);
+    }
+
+    /// Requests per second allowed with the configured key from now on (`None`:
+    /// unlimited). The bucket starts full.
+    pub fn set_keyed_rps(&self, rps: Option<f64>) {
+        self.state.limiter.set(true, rps);
+    }
+
+    /// From now on the v3 endpoints (`transactionsByMessage`, `transactions`), like
+    /// toncenter's indexer, omit transactions whose block was produced less than `lag` ago;
+    /// the v2 endpoints read the chain and stay current. Zero: no lag. A lag longer than the
+    /// simulator has run hides every transaction.
+    pub fn set_indexer_lag(&self, lag: Duration) {
+        self.state.switches().indexer_lag = lag;
+    }
+
+    /// `true` freezes the indexer: the v3 endpoints show nothing applied from now on (what
+    /// they showed stays) until `pause_indexer(false)`, when they catch up at once. Pausing
+    /// a paused indexer keeps the first pause's point.
+    pub fn pause_indexer(&self, paused: bool) {
+        let mut s = self.state.switches();
+        s.indexer_paused_at = match (paused, s.indexer_paused_at) {
+            (true, Some(at)) => Some(at),
+            (true, None) => Some(Instant::now()),
+            (false, _) => None,
+        };
     }
 
     pub fn stats(&self) -> &SimStats {
