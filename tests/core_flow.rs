@@ -1215,3 +1215,53 @@ async fn a_payment_whose_caller_went_away_mid_hand_off_still_ends() {
     assert_eq!(request.status.as_str(), "timeout");
     assert_eq!(w.fragment.deliveries().len(), 1);
 }
+
+#[actix_web::test]
+async fn two_wallets_paying_with_one_clients_cookies_take_turns_on_its_fragment_session() {
+    let w = world().await;
+    let (a, b) = (payer(), payer_n(1));
+    for p in [&a, &b] {
+        w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    }
+    // One Fragment login for both wallets (a shop paying from two wallets, say).
+    let cookies = w.fragment.login("client", Some(a.wallet.address())).unwrap();
+    let (core, _) = w.core(Policy::default(), None).await;
+    let bob = Username::parse("@bob").unwrap();
+    let for_alice = core
+        .create_order(Product::Stars { amount: 100 }, &alice(), Some(cookies.clone()))
+        .await
+        .unwrap();
+    let for_bob = core
+        .create_order(Product::Stars { amount: 100 }, &bob, Some(cookies.clone()))
+        .await
+        .unwrap();
+    // A site that answers a link call with the session's latest request: two flows
+    // overlapping on the session would pay each other's invoice (same size, same comment).
+    w.fragment
+        .set_link_answer(fragment_gateway::sim::fragment::state::LinkAnswer::LatestRequest);
+    slow_fragment(&w, 40);
+    let (ra, rb) = tokio::join!(
+        core.pay_order(for_alice.order_id, a, None, Some(cookies.clone())),
+        core.pay_order(for_bob.order_id, b, None, Some(cookies)),
+    );
+    ra.unwrap();
+    rb.unwrap();
+    core.drain().await.unwrap();
+    assert_eq!(w.fragment.overlapping_flows(), 0, "two flows overlapped on one session");
+    assert_eq!(w.fragment.max_in_flight_any(), 1);
+    for id in [for_alice.order_id, for_bob.order_id] {
+        assert_eq!(core.order(id).unwrap().status, "success");
+    }
+    let mut delivered: Vec<String> = w
+        .fragment
+        .deliveries()
+        .into_iter()
+        .map(|d| d.username)
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, ["alice", "bob"], "each order paid its own invoice");
+    assert_eq!(
+        w.ton.balance(&w.fragment.payment_address()).as_u64(),
+        2 * Prices::default().stars(100)
+    );
+}
