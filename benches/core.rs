@@ -132,6 +132,8 @@ fn order_events(n: u64) -> (Uuid, Vec<Event>, Event) {
             purchase_nanoton: price,
             collection_nanoton: Nanoton::new(0),
             submitted_at: t,
+            wallet_last_lt: None,
+            confirmation: None,
         }
         .into(),
         OrderFulfilled {

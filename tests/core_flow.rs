@@ -1265,3 +1265,42 @@ async fn two_wallets_paying_with_one_clients_cookies_take_turns_on_its_fragment_
         2 * Prices::default().stars(100)
     );
 }
+
+#[actix_web::test]
+async fn a_payment_pushed_far_back_by_incoming_transfers_behind_a_lagging_indexer_is_found() {
+    // Blocks only when the test makes them, so that the payment, then a burst of incoming
+    // transfers, land before the gateway looks.
+    let w = world_with_blocks(Duration::ZERO).await;
+    let p = payer();
+    let address = p.wallet.address().clone();
+    w.ton.fund(&address, Nanoton::from_ton(5));
+    let (core, _) = w.core(Policy::default(), None).await;
+    let order = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    // The indexer (v3) sees nothing new from here on.
+    w.ton.pause_indexer(true);
+    core.pay_order(order.order_id, p, None, None).await.unwrap();
+    eventually("the payment is broadcast", || w.ton.broadcasts().len() == 1).await;
+    // While the API is down for the gateway, the payment lands and 120 customers pay the
+    // wallet: the payment is no longer among the wallet's last 50 (or 100) transactions.
+    w.ton.faults().set_config(FaultConfig {
+        error_rate: 1.0,
+        ..FaultConfig::default()
+    });
+    assert_eq!(w.ton.produce_block(), 1);
+    w.ton.burst(&address, 120, Nanoton::new(1_000_000));
+    w.ton.faults().set_config(FaultConfig::default());
+    eventually("the payment has an outcome", || {
+        core.order(order.order_id).unwrap().status != "processing"
+    })
+    .await;
+    let done = core.order(order.order_id).unwrap();
+    assert_eq!(done.status, "success", "{done:?}");
+    // Fragment's own watcher reads the indexer too.
+    w.ton.pause_indexer(false);
+    core.drain().await.unwrap();
+    assert_eq!(w.fragment.deliveries().len(), 1);
+    assert_eq!(w.ton.broadcasts().len(), 1, "never signed again");
+}

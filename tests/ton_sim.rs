@@ -126,7 +126,8 @@ async fn transfers_deploy_land_and_are_found_by_hash() {
             WalletState {
                 balance: funded,
                 seqno: 0,
-                deployed: false
+                deployed: false,
+                last_lt: state.last_lt,
             }
         );
 
@@ -163,7 +164,8 @@ async fn transfers_deploy_land_and_are_found_by_hash() {
             WalletState {
                 balance: Nanoton::new(expected),
                 seqno: 1,
-                deployed: true
+                deployed: true,
+                last_lt: state.last_lt,
             }
         );
         assert_eq!(
@@ -339,6 +341,7 @@ async fn a_message_to_an_unknown_account_is_refused() {
         balance: Nanoton::ZERO,
         seqno: 0,
         deployed: false,
+        last_lt: None,
     };
     let t = p.transfer(&state, RECIPIENT, Nanoton::from_ton(1), 60);
     // Never funded: the account does not exist, so the StateInit cannot pay for itself.

@@ -139,6 +139,29 @@ pub struct PaymentSubmitted {
     /// Commission debt collected by this transfer (0 when none is due).
     pub collection_nanoton: Nanoton,
     pub submitted_at: DateTime<Utc>,
+    /// Logical time of the wallet's last transaction when the message was signed: the
+    /// transaction that applies it comes later, which bounds the search for it (v2).
+    pub wallet_last_lt: Option<u64>,
+    /// What Fragment's confirmation step needs after a restart, when the purchase flow is
+    /// gone: the paying wallet's public key (for the TON Connect account), Fragment's
+    /// confirm method and parameters, and which Fragment session bought (v2; `None` in
+    /// events recorded before).
+    pub confirmation: Option<DeliveryConfirmation>,
+}
+
+/// How to confirm a paid purchase with Fragment and poll its delivery, without the flow that
+/// bought it. Holds no secret: the session is named by a keyed digest, never by a cookie.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryConfirmation {
+    /// Hex ed25519 public key of the paying wallet (public: it is in the wallet's state on
+    /// chain).
+    pub wallet_public_key: String,
+    pub confirm_method: String,
+    pub confirm_params: serde_json::Map<String, serde_json::Value>,
+    /// `owner` (the operator's pool) or `client` (the client's own cookies).
+    pub session_role: String,
+    /// The session's identity (a keyed digest of its `stel_ssid`).
+    pub session_id: String,
 }
 
 /// The transfer is on chain: Fragment was paid.

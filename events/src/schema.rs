@@ -97,7 +97,7 @@ event_set! {
     OrderPaid = 1,
     OrderQueued = 1,
     OrderProcessingStarted = 1,
-    PaymentSubmitted = 1,
+    PaymentSubmitted = 2,
     OrderFulfilled = 1,
     OrderDeliveryConfirmed = 1,
     OrderDeliveryUnconfirmed = 1,
@@ -185,6 +185,7 @@ impl Event {
 fn upcast(event_type: &str, from: u16, data: Value) -> Result<Value, DecodeError> {
     match (event_type, from) {
         ("OrderCreated", 1) => order_created_v1_to_v2(data),
+        ("PaymentSubmitted", 1) => payment_submitted_v1_to_v2(data),
         _ => Err(DecodeError::NoUpcaster {
             event_type: event_type.to_string(),
             version: from,
@@ -227,6 +228,19 @@ fn order_created_v1_to_v2(mut data: Value) -> Result<Value, DecodeError> {
         .checked_add(commission)
         .ok_or_else(|| shape("v1 amounts overflow"))?;
     obj.insert("total_nanoton".into(), total.into());
+    Ok(data)
+}
+
+/// Version 2 of PaymentSubmitted added what a restart needs to find the payment on chain
+/// and to confirm its delivery (`wallet_last_lt`, `confirmation`). Version 1 events did not
+/// record them: both are absent, which readers take as "unknown".
+fn payment_submitted_v1_to_v2(mut data: Value) -> Result<Value, DecodeError> {
+    let obj = data.as_object_mut().ok_or_else(|| DecodeError::Shape {
+        event_type: "PaymentSubmitted".into(),
+        source: serde::de::Error::custom("v1 PaymentSubmitted is not an object"),
+    })?;
+    obj.insert("wallet_last_lt".into(), Value::Null);
+    obj.insert("confirmation".into(), Value::Null);
     Ok(data)
 }
 
@@ -306,6 +320,14 @@ mod tests {
                 purchase_nanoton: Nanoton::new(1_234_567_890),
                 collection_nanoton: Nanoton::new(0),
                 submitted_at: t,
+                wallet_last_lt: Some(41),
+                confirmation: Some(DeliveryConfirmation {
+                    wallet_public_key: "66".repeat(32),
+                    confirm_method: "confirmReq".into(),
+                    confirm_params: [("id".to_string(), json!("abc123"))].into_iter().collect(),
+                    session_role: "owner".into(),
+                    session_id: "77".repeat(16),
+                }),
             }
             .into(),
             OrderFulfilled {
@@ -434,8 +456,9 @@ mod tests {
                 Value::Object(map) => {
                     for (k, v) in map {
                         let lower = k.to_ascii_lowercase();
-                        // A keyed fingerprint is the one allowed trace of a cookie set.
-                        if lower != "cookie_fingerprint"
+                        // A keyed fingerprint is the one allowed trace of a cookie set, and
+                        // a wallet's public key is public (it is on chain).
+                        if !["cookie_fingerprint", "wallet_public_key"].contains(&lower.as_str())
                             && FORBIDDEN.iter().any(|f| lower.contains(f))
                         {
                             found.push(format!("{path}.{k}"));
@@ -481,6 +504,27 @@ mod tests {
         assert_eq!(e.commission_nanoton, Nanoton::new(125_000_000));
         assert_eq!(e.total_nanoton, Nanoton::new(12_625_000_000));
         assert_eq!(e.commission_rate, "0.01".parse::<Decimal>().unwrap());
+    }
+
+    #[test]
+    fn a_payment_submitted_of_schema_1_reads_with_nothing_known_of_its_confirmation() {
+        let Some(Event::PaymentSubmitted(v2)) = samples()
+            .into_iter()
+            .find(|e| e.event_type() == "PaymentSubmitted")
+        else {
+            panic!("no sample");
+        };
+        let mut v1 = serde_json::to_value(&v2).unwrap();
+        let obj = v1.as_object_mut().unwrap();
+        obj.remove("wallet_last_lt");
+        obj.remove("confirmation");
+        let Event::PaymentSubmitted(read) = Event::decode("PaymentSubmitted", 1, v1).unwrap()
+        else {
+            panic!("wrong type");
+        };
+        assert_eq!(read.wallet_last_lt, None);
+        assert_eq!(read.confirmation, None);
+        assert_eq!(read.message_hash, v2.message_hash);
     }
 
     #[test]

@@ -7,14 +7,16 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use events::{EventMetadata, OrderCreated, PaymentSubmitted, SubmittedMessage};
+use events::{
+    DeliveryConfirmation, EventMetadata, OrderCreated, PaymentSubmitted, SubmittedMessage,
+};
 use uuid::Uuid;
 
 use super::{CoreError, Shared};
 use crate::domain::wallet::PurchaseSettlement;
 use crate::domain::{OrderCommand, Username, WalletCommand};
 use crate::fragment::{Flow, FragmentSession, Fulfilment, LinkExpectations, Purchase, SessionRole};
-use crate::ton::client::{parse_hash, TonApiError, TransferOutcome};
+use crate::ton::client::{parse_hash, SignedAfter, TonApiError, TransferOutcome};
 use crate::ton::transfer::{sign_transfer, ExpectedMessage, TransferParams};
 use crate::ton::{
     address, KeyPair, MessageBody, Nanoton, OutgoingMessage, SignedTransfer, WalletContract,
@@ -113,7 +115,12 @@ struct Prepared {
 }
 
 /// Everything up to a signed message; nothing here moves money.
-async fn prepare(sh: &Shared, job: &Job, flow: &mut Flow) -> Result<Prepared, Refusal> {
+async fn prepare(
+    sh: &Shared,
+    job: &Job,
+    session: &FragmentSession,
+    flow: &mut Flow,
+) -> Result<Prepared, Refusal> {
     let order = &job.order;
     let wallet = &job.payer.wallet;
     let purchase = Purchase::from_order(order.product)
@@ -246,6 +253,18 @@ async fn prepare(sh: &Shared, job: &Job, flow: &mut Flow) -> Result<Prepared, Re
         purchase_nanoton: invoice.amount,
         collection_nanoton: collection,
         submitted_at: Utc::now(),
+        wallet_last_lt: state.last_lt,
+        confirmation: Some(DeliveryConfirmation {
+            wallet_public_key: wallet.public_key().to_hex(),
+            confirm_method: link.confirm_method.clone(),
+            confirm_params: link.confirm_params.clone(),
+            session_role: match session.role() {
+                SessionRole::Owner => "owner",
+                SessionRole::Client => "client",
+            }
+            .into(),
+            session_id: session.id().to_hex(),
+        }),
     };
     Ok(Prepared {
         signed,
@@ -274,7 +293,7 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
     }
     sh.config.hooks.at(Step::Started, order_id);
     let mut flow = session.begin().await;
-    let prepared = match prepare(sh, &job, &mut flow).await {
+    let prepared = match prepare(sh, &job, &session, &mut flow).await {
         Ok(p) => p,
         Err(refusal) => {
             if sh.alive() {
@@ -324,7 +343,8 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
     }
     let heard = broadcast(sh, &prepared.signed).await;
     sh.config.hooks.at(Step::Broadcast, order_id);
-    let Some(outcome) = wait_outcome(sh, &prepared.signed, heard).await else {
+    let after = signed_after(&prepared.submitted);
+    let Some(outcome) = wait_outcome(sh, &prepared.signed, heard, after).await else {
         return;
     };
     let fulfilled = settle(sh, &order, &prepared.submitted, outcome).await;
@@ -386,7 +406,7 @@ pub(crate) async fn reconcile(sh: &Shared, order: OrderCreated, submitted: Payme
     // The first broadcast may never have left (a crash right after recording it): sending
     // the identical message again is harmless, as the chain applies one seqno once.
     let heard = broadcast(sh, &signed).await;
-    let Some(outcome) = wait_outcome(sh, &signed, heard).await else {
+    let Some(outcome) = wait_outcome(sh, &signed, heard, signed_after(&submitted)).await else {
         return;
     };
     if settle(sh, &order, &submitted, outcome).await && sh.alive() {
@@ -404,6 +424,15 @@ pub(crate) async fn reconcile(sh: &Shared, order: OrderCreated, submitted: Payme
                 EventMetadata::correlated(submitted.request_id),
             )
             .await;
+    }
+}
+
+/// What bounds the search for a recorded transfer in its wallet's history: it was signed
+/// after the wallet's last transaction then (when recorded) and before it was recorded.
+fn signed_after(s: &PaymentSubmitted) -> SignedAfter {
+    SignedAfter {
+        lt: s.wallet_last_lt,
+        unix: u64::try_from(s.submitted_at.timestamp()).ok(),
     }
 }
 
@@ -457,6 +486,7 @@ async fn wait_outcome(
     sh: &Shared,
     signed: &SignedTransfer,
     mut heard: bool,
+    after: SignedAfter,
 ) -> Option<TransferOutcome> {
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -469,7 +499,7 @@ async fn wait_outcome(
         match sh
             .services
             .chain
-            .wait_for_transfer(signed, sh.config.poll_interval)
+            .wait_for_transfer_signed_after(signed, sh.config.poll_interval, after)
             .await
         {
             Ok(outcome) => return Some(outcome),

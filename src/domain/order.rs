@@ -616,6 +616,8 @@ mod tests {
             purchase_nanoton: Nanoton::new(1_000_000_000),
             collection_nanoton: Nanoton::new(0),
             submitted_at: t0() + Duration::minutes(2),
+            wallet_last_lt: None,
+            confirmation: None,
         }
     }
 

@@ -203,6 +203,32 @@ pub struct WalletState {
     pub seqno: u32,
     /// False until the first transfer deploys the contract (with StateInit attached).
     pub deployed: bool,
+    /// Logical time of the account's last transaction when this was read: a message signed
+    /// after reading it lands in a later transaction (`SignedAfter`).
+    pub last_lt: Option<u64>,
+}
+
+/// What bounds the search for a transfer's transaction in its wallet's history: the
+/// transfer was signed after the wallet's transaction `lt` (read before signing) and at
+/// unix time `unix`. Either is enough; with neither, the whole history is searched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignedAfter {
+    pub lt: Option<u64>,
+    pub unix: Option<u64>,
+}
+
+/// How far the chain's clock may be behind ours: a transaction is looked for back to this
+/// long before the transfer was signed by our clock.
+const CLOCK_SKEW_SECS: u64 = 300;
+
+impl SignedAfter {
+    /// Whether `tx`, and everything older, happened before the transfer was signed.
+    fn is_before(&self, tx: &ChainTransaction) -> bool {
+        self.lt.is_some_and(|lt| tx.lt <= lt)
+            || self
+                .unix
+                .is_some_and(|t| tx.utime.saturating_add(CLOCK_SKEW_SECS) < t)
+    }
 }
 
 /// What `sendBocReturnHash` answers.
@@ -424,16 +450,19 @@ impl TonCenterClient {
             address: wallet.raw_address(),
             expected: wallet.version(),
         };
+        let last_lt = account.last_transaction.as_ref().map(|t| t.lt);
         match account.wallet().map_err(|_| not_this())? {
             None => Ok(WalletState {
                 balance: account.balance,
                 seqno: 0,
                 deployed: false,
+                last_lt,
             }),
             Some((version, seqno)) if version == wallet.version() => Ok(WalletState {
                 balance: account.balance,
                 seqno,
                 deployed: true,
+                last_lt,
             }),
             Some(_) => Err(not_this()),
         }
@@ -616,10 +645,25 @@ impl TonCenterClient {
     /// cannot turn a payment into "no funds moved".
     ///
     /// Polls until one of those holds, so sign transfers with a short validity.
+    ///
+    /// Without a bound on when it was signed, a moved seqno sends the search through the
+    /// wallet's whole history: see `wait_for_transfer_signed_after`.
     pub async fn wait_for_transfer(
         &self,
         transfer: &SignedTransfer,
         poll_interval: Duration,
+    ) -> Result<TransferOutcome, TonApiError> {
+        self.wait_for_transfer_signed_after(transfer, poll_interval, SignedAfter::default())
+            .await
+    }
+
+    /// `wait_for_transfer` for a transfer signed after `after`, which bounds how far back
+    /// its wallet's history is searched once the seqno has moved.
+    pub async fn wait_for_transfer_signed_after(
+        &self,
+        transfer: &SignedTransfer,
+        poll_interval: Duration,
+        after: SignedAfter,
     ) -> Result<TransferOutcome, TonApiError> {
         loop {
             if let Some(tx) = self
@@ -631,7 +675,7 @@ impl TonCenterClient {
             let account = self.account_state(&transfer.wallet).await?;
             let seqno = account.wallet().map_err(bad)?.map_or(0, |(_, seqno)| seqno);
             if seqno > transfer.seqno {
-                return Ok(match self.find_in_history(transfer).await? {
+                return Ok(match self.find_in_history(transfer, after).await? {
                     Some(tx) => judge(transfer, tx),
                     None => TransferOutcome::Superseded,
                 });
@@ -644,20 +688,49 @@ impl TonCenterClient {
         }
     }
 
-    /// The wallet's transaction that processed this transfer, from its recent history (v2
-    /// reads the chain directly, without the indexer's lag).
+    /// The wallet's transaction that processed this transfer, from its history (v2 reads the
+    /// chain directly, without the indexer's lag), paging back until the history is older
+    /// than the transfer's signing. Never from a fixed window: a wallet that receives many
+    /// transfers after paying (a shop's does) pushes its payment far back, and "not found"
+    /// here means "no funds moved" to the caller.
     async fn find_in_history(
         &self,
         transfer: &SignedTransfer,
+        after: SignedAfter,
     ) -> Result<Option<ChainTransaction>, TonApiError> {
-        let recent = self.transactions(&transfer.wallet, 50, None).await?;
-        Ok(recent.into_iter().find(|tx| {
+        const PAGE: u32 = 100;
+        let ours = |tx: &ChainTransaction| {
             tx.in_msg.as_ref().is_some_and(|m| {
                 m.source.is_none()
                     && (m.hash == transfer.message_hash
                         || m.body_hash.as_ref() == Some(&transfer.body_hash))
             })
-        }))
+        };
+        let mut from: Option<TxId> = None;
+        loop {
+            let page = self.transactions(&transfer.wallet, PAGE, from.as_ref()).await?;
+            let full = page.len() == PAGE as usize;
+            // A next page starts with the previous page's last transaction (inclusive).
+            let fresh = page.into_iter().skip(usize::from(from.is_some()));
+            let mut oldest = None;
+            for tx in fresh {
+                if ours(&tx) {
+                    return Ok(Some(tx));
+                }
+                if after.is_before(&tx) {
+                    return Ok(None);
+                }
+                oldest = Some(TxId {
+                    lt: tx.lt,
+                    hash: tx.hash.clone(),
+                });
+            }
+            match oldest {
+                Some(id) if full => from = Some(id),
+                // The start of the wallet's history.
+                _ => return Ok(None),
+            }
+        }
     }
 
     async fn v2<T: DeserializeOwned>(&self, method: &str, m: Method) -> Result<T, TonApiError> {
