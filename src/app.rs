@@ -311,7 +311,8 @@ pub async fn start_serve(settings: &Settings) -> Result<App, StartError> {
     if !settings.fragment.payment_addresses.is_empty() {
         fragment.payment_addresses = settings.fragment.payment_addresses.clone();
     }
-    let api_key = Some(settings.ton.api_key.expose().to_string()).filter(|k| !k.is_empty());
+    // A `Secret` clone, wiped on drop: the client keeps it for the life of the process.
+    let api_key = Some(settings.ton.api_key.clone()).filter(|k| !k.is_empty());
     if api_key.is_none() {
         tracing::warn!(
             "ton.api_key is not set: toncenter allows about 1 request a second without one"

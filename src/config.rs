@@ -51,6 +51,19 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// A copy of `s` in a buffer of exactly its size, wiped on drop.
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret(Zeroizing::new(s.to_owned()))
+    }
+}
+
+impl From<Zeroizing<String>> for Secret {
+    fn from(s: Zeroizing<String>) -> Secret {
+        Secret(s)
+    }
+}
+
 impl Secret {
     pub fn expose(&self) -> &str {
         &self.0

@@ -869,6 +869,126 @@ async fn wallets_resolve_and_report_balances_without_a_seed_in_the_url() {
     t.app.stop().await;
 }
 
+/// `body` as it is, with Content-Type JSON; the answer's status and text.
+async fn post_raw(t: &TestApp, path: &str, body: String) -> (u16, String) {
+    let r = t
+        .http
+        .post(format!("{}{path}", t.base))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[actix_web::test]
+async fn a_seed_is_read_in_every_json_spelling_and_never_comes_back() {
+    let t = spawn(&[]).await;
+    let demo = t.sandbox().demo_wallet.friendly_address(false);
+    let shown = &t.seed[..24];
+    // The seed's secret path unescapes JSON by itself: every character as a `\u` escape, or
+    // the seed between escaped white space (trimmed as before), reads as the plain text.
+    let escaped: String = t
+        .seed
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    for seed in [escaped, format!("\\n{}\\t", t.seed)] {
+        let (status, text) = post_raw(
+            &t,
+            "/api/v1/wallet/resolve",
+            format!(r#"{{"seed": "{seed}"}}"#),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["data"]["wallet_address"], demo);
+    }
+    // Every refusal names the field, never its value.
+    let answers = [
+        (
+            "/api/v1/stars/buy",
+            json!({"username": "@no-dashes", "amount": 100, "seed": t.seed}).to_string(),
+            400,
+            "INVALID_USERNAME_FORMAT",
+        ),
+        (
+            "/api/v1/wallet/resolve",
+            json!({"seed": {"words": t.seed}}).to_string(),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "/api/v1/wallet/resolve",
+            json!([t.seed]).to_string(),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "/api/v1/wallet/resolve",
+            json!(t.seed).to_string(),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "/api/v1/wallet/resolve",
+            json!({"seed": format!("{}x", t.seed)}).to_string(),
+            400,
+            "INVALID_SEED",
+        ),
+        (
+            "/api/v1/wallet/resolve",
+            format!(r#"{{"seed": "{}"#, t.seed),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "/api/v1/wallet/resolve",
+            format!(r#"{{"seed": "{}\q"}}"#, t.seed),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "/api/v1/stars/create",
+            json!({"username": "@alice", "fragment_cookies": {"stel_ssid": t.seed}}).to_string(),
+            400,
+            "VALIDATION_ERROR",
+        ),
+    ];
+    for (path, body, http, code) in answers {
+        let (status, text) = post_raw(&t, path, body.clone()).await;
+        assert_error(status, &serde_json::from_str(&text).unwrap(), http, code);
+        assert!(
+            !text.contains(shown),
+            "{path} {body}: the seed came back: {text}"
+        );
+    }
+    // The header: a seed it cannot carry, or one that is not a mnemonic, is INVALID_SEED.
+    for seed in [format!("{}x", t.seed), format!("{}é", &t.seed[..30])] {
+        let r = t
+            .http
+            .get(format!("{}/api/v1/wallet/balance", t.base))
+            .header(
+                "X-Wallet-Seed",
+                reqwest::header::HeaderValue::from_bytes(seed.as_bytes()).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_error(
+            status,
+            &serde_json::from_str(&text).unwrap(),
+            400,
+            "INVALID_SEED",
+        );
+        assert!(!text.contains(&seed[..24]), "the seed came back: {text}");
+    }
+    t.app.stop().await;
+}
+
 #[actix_web::test]
 async fn a_dependency_down_is_a_502_or_503_and_the_api_stays_up() {
     let t = spawn(&[]).await;

@@ -20,12 +20,12 @@ use projections::{OrderView, ReadModels, RequestView, WalletCommission};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use super::error::{ApiError, FieldError};
 use super::limit::Limiter;
 use super::openapi::{self as doc, errors};
 use super::routes::{ok, route_table, Reply};
+use super::secret::{Body, SecretJson, SecretValue};
 use super::{views, AppState};
 use crate::actors::{runner, CoreError};
 use crate::config::Secret;
@@ -594,27 +594,24 @@ async fn stream_events(
     security(("admin_key" = [])),
     request_body = doc::OwnerCookiesBody,
     responses((status = 200, description = "The sessions now in use", body = doc::Envelope<doc::OwnerCookiesReplaced>), errors::AdminOwnerCookies))]
-async fn owner_cookies(
-    state: web::Data<AppState>,
-    body: web::Json<Value>,
-    req: HttpRequest,
-) -> Reply {
+async fn owner_cookies(state: web::Data<AppState>, body: SecretJson, req: HttpRequest) -> Reply {
     // A misspelt option (`?dry_run=1`) must not replace the sessions for real.
     Query::parse(&req, &[]).finish()?;
-    let mut body = body.into_inner();
-    let given = match &mut body {
-        Value::Object(map) => map.remove("fragment_cookies").unwrap_or(Value::Null),
-        other => std::mem::take(other),
+    let given = match body.0 {
+        Body::Object { mut secrets, .. } => secrets
+            .take("fragment_cookies")
+            .unwrap_or(SecretValue::Null),
+        Body::Other(value) => value,
     };
-    // Each value leaves the JSON tree into a buffer wiped on drop.
-    let encoded: Vec<Zeroizing<String>> = match given {
-        Value::String(s) => vec![Zeroizing::new(s)],
-        Value::Array(items) => {
+    // Each value was parsed from the body straight into a buffer wiped on drop (`secret`).
+    let encoded: Vec<Secret> = match given {
+        SecretValue::Text(s) => vec![s],
+        SecretValue::List(items) => {
             let mut out = Vec::with_capacity(items.len());
             let mut errors = vec![];
             for (i, item) in items.into_iter().enumerate() {
                 match item {
-                    Value::String(s) => out.push(Zeroizing::new(s)),
+                    SecretValue::Text(s) => out.push(s),
                     _ => errors.push(FieldError::new(
                         format!("fragment_cookies[{i}]"),
                         "must be a string: the base64 of the cookies' JSON",
@@ -626,13 +623,13 @@ async fn owner_cookies(
             }
             out
         }
-        Value::Null => {
+        SecretValue::Null => {
             return Err(ApiError::validation(vec![FieldError::new(
                 "fragment_cookies",
                 "is required: a list of the operator's fragment_cookies (base64 of the cookies' JSON), one per session",
             )]))
         }
-        _ => {
+        SecretValue::Other => {
             return Err(ApiError::validation(vec![FieldError::new(
                 "fragment_cookies",
                 "must be a base64 string or a list of them",
@@ -642,7 +639,7 @@ async fn owner_cookies(
     let mut cookies = Vec::with_capacity(encoded.len());
     let mut errors = vec![];
     for (i, e) in encoded.iter().enumerate() {
-        match FragmentCookies::parse_kyc(e.trim()) {
+        match FragmentCookies::parse_kyc(e.expose().trim()) {
             Ok(c) => cookies.push(c),
             // Cookie errors name cookies, never values.
             Err(err) => errors.push(FieldError::new(

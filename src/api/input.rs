@@ -1,11 +1,14 @@
 //! Request bodies into validated values. A body is read as a JSON object and every field is
 //! checked, so one answer names every invalid field (`details`), not just the first.
 //! Unknown fields are ignored: clients of the original service send a few we do not use.
+//! The secret fields come from `secret::Body` already apart, in wiped strings.
 
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, FieldError};
+use super::secret::{Body, SecretValue, Secrets};
 use crate::actors::PayerKey;
+use crate::config::Secret;
 use crate::domain::{PremiumMonths, StarsAmount, Username};
 use crate::fragment::FragmentCookies;
 use crate::ton::{
@@ -14,18 +17,22 @@ use crate::ton::{
 
 /// Collects field errors while values are taken out of a body.
 pub struct Fields {
+    /// The body's other fields.
     body: Map<String, Value>,
+    /// `seed`, `fragment_cookies`: dropped (so wiped) with `Fields` if never taken.
+    secrets: Secrets,
     errors: Vec<FieldError>,
 }
 
 impl Fields {
-    pub fn new(body: Value) -> Result<Fields, ApiError> {
+    pub fn new(body: Body) -> Result<Fields, ApiError> {
         match body {
-            Value::Object(body) => Ok(Fields {
-                body,
+            Body::Object { fields, secrets } => Ok(Fields {
+                body: fields,
+                secrets,
                 errors: vec![],
             }),
-            _ => Err(ApiError::bad_request(
+            Body::Other(_) => Err(ApiError::bad_request(
                 "the request body must be a JSON object",
             )),
         }
@@ -176,13 +183,13 @@ impl Fields {
     }
 
     /// `fragment_cookies`: present, they select KYC mode and must parse and hold the KYC
-    /// cookies. Taken out of the body into a buffer wiped on drop. Absent or null:
+    /// cookies. Parsed from the body into a buffer wiped on drop (`secret`). Absent or null:
     /// no-KYC mode. Present, even empty, it must be valid: a blank value is a mistake
     /// (INVALID_COOKIES), never a silent switch to the mode that charges commission.
     pub fn cookies(&mut self) -> Result<Option<FragmentCookies>, ApiError> {
-        let raw = match self.body.remove("fragment_cookies") {
-            None | Some(Value::Null) => return Ok(None),
-            Some(Value::String(s)) => zeroize::Zeroizing::new(s),
+        let raw = match self.secrets.take("fragment_cookies") {
+            None | Some(SecretValue::Null) => return Ok(None),
+            Some(SecretValue::Text(s)) => s,
             Some(_) => {
                 self.fail(
                     "fragment_cookies",
@@ -191,7 +198,7 @@ impl Fields {
                 return Ok(None);
             }
         };
-        FragmentCookies::parse_kyc(raw.trim())
+        FragmentCookies::parse_kyc(raw.expose().trim())
             .map(Some)
             .map_err(ApiError::from)
     }
@@ -214,10 +221,11 @@ impl Fields {
         }
     }
 
-    pub fn take_seed(&mut self) -> Option<zeroize::Zeroizing<String>> {
-        match self.body.remove("seed") {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(zeroize::Zeroizing::new(s)),
-            Some(Value::String(_)) | None | Some(Value::Null) => {
+    /// `seed`, parsed from the body into a buffer wiped on drop (`secret`).
+    pub fn take_seed(&mut self) -> Option<Secret> {
+        match self.secrets.take("seed") {
+            Some(SecretValue::Text(s)) if !s.expose().trim().is_empty() => Some(s),
+            Some(SecretValue::Text(_)) | None | Some(SecretValue::Null) => {
                 self.fail(
                     "seed",
                     "is required: the base64 of your wallet's mnemonic words",
@@ -233,6 +241,16 @@ impl Fields {
             }
         }
     }
+}
+
+/// The `X-Wallet-Seed` header, copied once into a buffer wiped on drop (the key is derived on
+/// another thread, so the seed must outlive the request's borrow). The `HeaderValue` itself is
+/// actix's, in the request, out of our reach.
+pub fn header_seed(value: &actix_web::http::header::HeaderValue) -> Result<Secret, ApiError> {
+    value
+        .to_str()
+        .map(Secret::from)
+        .map_err(|_| ApiError::from(SeedError::NotBase64))
 }
 
 pub fn parse_version(s: &str) -> Option<WalletVersion> {
@@ -323,10 +341,14 @@ mod tests {
 
     use super::*;
 
+    /// `Fields` of a body, parsed as a request's would be.
+    fn fields(body: Value) -> Fields {
+        Fields::new(Body::parse(body.to_string().as_bytes()).unwrap()).unwrap()
+    }
+
     #[test]
     fn every_invalid_field_is_named_at_once() {
-        let mut f =
-            Fields::new(json!({"amount": "ten", "months": 4, "account_index": -1})).unwrap();
+        let mut f = fields(json!({"amount": "ten", "months": 4, "account_index": -1}));
         f.string("username");
         f.stars_amount("amount");
         f.months("months", true);
@@ -339,7 +361,7 @@ mod tests {
 
     #[test]
     fn amounts_are_bounded_and_may_be_strings() {
-        let mut f = Fields::new(json!({"a": "100", "b": 49, "c": 1_000_001})).unwrap();
+        let mut f = fields(json!({"a": "100", "b": 49, "c": 1_000_001}));
         assert_eq!(f.stars_amount("a").map(StarsAmount::get), Some(100));
         assert!(f.stars_amount("b").is_none());
         assert!(f.stars_amount("c").is_none());
@@ -352,15 +374,62 @@ mod tests {
 
     #[test]
     fn a_bad_username_has_its_own_code() {
-        let mut f = Fields::new(json!({"username": "@no-dashes"})).unwrap();
+        let mut f = fields(json!({"username": "@no-dashes"}));
         let err = f.username("username").unwrap_err();
         assert_eq!(err.code, "INVALID_USERNAME_FORMAT");
-        let mut f = Fields::new(json!({"username": "alice"})).unwrap();
+        let mut f = fields(json!({"username": "alice"}));
         assert_eq!(
             f.username("username").unwrap_err().code,
             "INVALID_USERNAME_FORMAT"
         );
-        let mut f = Fields::new(json!({"username": "@alice_1"})).unwrap();
+        let mut f = fields(json!({"username": "@alice_1"}));
         assert_eq!(f.username("username").unwrap().unwrap().as_str(), "alice_1");
+    }
+
+    #[test]
+    fn the_seed_and_cookie_fields_are_checked_as_before() {
+        let required = "is required: the base64 of your wallet's mnemonic words";
+        let string = "must be a string: the base64 of your wallet's mnemonic words";
+        for (body, message) in [
+            (json!({}), required),
+            (json!({"seed": "  "}), required),
+            (json!({"seed": null}), required),
+            (json!({"seed": 7}), string),
+            (json!({"seed": ["x"]}), string),
+            (json!({"seed": {"words": "x"}}), string),
+        ] {
+            let mut f = fields(body.clone());
+            assert!(f.take_seed().is_none(), "{body}");
+            let err = f.finish().unwrap_err();
+            assert_eq!(err.details, [FieldError::new("seed", message)], "{body}");
+        }
+        let mut f = fields(json!({"seed": " c2VlZA== "}));
+        assert_eq!(f.take_seed().unwrap().expose(), " c2VlZA== ");
+
+        assert!(fields(json!({"fragment_cookies": null}))
+            .cookies()
+            .unwrap()
+            .is_none());
+        assert!(fields(json!({})).cookies().unwrap().is_none());
+        let blank = fields(json!({"fragment_cookies": " "})).cookies();
+        assert_eq!(blank.err().map(|e| e.code), Some("INVALID_COOKIES"));
+        let mut f = fields(json!({"fragment_cookies": 1}));
+        assert!(f.cookies().unwrap().is_none());
+        assert_eq!(f.finish().unwrap_err().details[0].field, "fragment_cookies");
+    }
+
+    #[test]
+    fn the_header_seed_is_one_wiped_copy() {
+        // As before the change, the header's one copy is wiped; now it is a `Secret` by type.
+        const SEED: &str = "YXJ0IGhvY2tleSB2aWN0b3J5IHNraWxsIGJ1YmJsZSBzdG9vbCBoZWFydCBnYXM";
+        let value = actix_web::http::header::HeaderValue::from_static(SEED);
+        let (same, copies) = crate::api::secret::leak_check::freed_copies(SEED.as_bytes(), || {
+            let seed: Secret = header_seed(&value).unwrap();
+            seed.expose() == SEED
+        });
+        assert!(same);
+        assert_eq!(copies, 0, "freed blocks still holding the seed");
+        let bad = actix_web::http::header::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        assert_eq!(header_seed(&bad).unwrap_err().code, "INVALID_SEED");
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - `routes`: the client endpoints.
 //! - `input`: request bodies into validated values; the payer's wallet from its seed.
+//! - `secret`: the body extractor that keeps seeds and cookies in wiped buffers only.
 //! - `views`: the JSON shapes of orders, requests, history.
 //! - `error`: `ApiError`, the one mapping from failures to codes.
 //! - `limit`: the per-IP token bucket.
@@ -15,6 +16,7 @@ pub mod input;
 pub mod limit;
 pub mod openapi;
 pub mod routes;
+pub mod secret;
 pub mod views;
 
 use std::net::TcpListener;
@@ -86,6 +88,7 @@ pub fn serve(
                         .error_handler(|e, _| json_error(e).into()),
                 )
                 .app_data(web::PayloadConfig::default().limit(body_limit))
+                .app_data(secret::BodyLimit(body_limit))
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::bad_request(format!("invalid path: {e}")).into()
                 }))
@@ -111,6 +114,7 @@ pub fn serve(
     Ok(server)
 }
 
+/// The answer to a body that cannot be read (for `web::Json` and `secret::SecretJson` alike).
 fn json_error(e: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as E;
     match e {

@@ -8,9 +8,11 @@ use events::Product;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, FieldError};
-use super::input::{resolve_wallet, Fields, ResolvedWallet, WalletChoice};
+use super::input::{header_seed, resolve_wallet, Fields, ResolvedWallet, WalletChoice};
 use super::openapi::{self as doc, errors, openapi_json};
+use super::secret::{Body, SecretJson};
 use super::{views, AppState};
+use crate::config::Secret;
 use crate::domain::PremiumMonths;
 use crate::fragment::FragmentCookies;
 use crate::ton::client::AccountStatus;
@@ -158,7 +160,7 @@ impl Ordered {
 }
 
 /// Step 1: validates the body and creates the order.
-async fn create(state: &AppState, body: Value, ordered: Ordered) -> Reply {
+async fn create(state: &AppState, body: Body, ordered: Ordered) -> Reply {
     let mut f = Fields::new(body)?;
     let username = f.username("username")?;
     let product = ordered.read(&mut f);
@@ -178,8 +180,8 @@ async fn create(state: &AppState, body: Value, ordered: Ordered) -> Reply {
 #[utoipa::path(post, path = "/api/v1/stars/create", tag = "orders",
     request_body = doc::StarsCreateBody,
     responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>), errors::StarsCreate))]
-async fn stars_create(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
-    create(&state, body.into_inner(), Ordered::Stars).await
+async fn stars_create(state: web::Data<AppState>, body: SecretJson) -> Reply {
+    create(&state, body.0, Ordered::Stars).await
 }
 
 /// Order Premium
@@ -189,10 +191,10 @@ async fn stars_create(state: web::Data<AppState>, body: web::Json<Value>) -> Rep
 #[utoipa::path(post, path = "/api/v1/premium/create", tag = "premium",
     request_body = doc::PremiumCreateBody,
     responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>), errors::PremiumCreate))]
-async fn premium_create(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
+async fn premium_create(state: web::Data<AppState>, body: SecretJson) -> Reply {
     create(
         &state,
-        body.into_inner(),
+        body.0,
         Ordered::Premium {
             field: "months",
             alias: "duration",
@@ -227,14 +229,14 @@ async fn payer(state: &AppState, f: &mut Fields) -> Result<Option<PayerInput>, A
 }
 
 struct PayerInput {
-    seed: zeroize::Zeroizing<String>,
+    seed: Secret,
     choice: WalletChoice,
     network: crate::ton::Network,
 }
 
 impl PayerInput {
     async fn resolve(self) -> Result<ResolvedWallet, ApiError> {
-        web::block(move || resolve_wallet(&self.seed, &self.choice, self.network))
+        web::block(move || resolve_wallet(self.seed.expose(), &self.choice, self.network))
             .await
             .map_err(|e| ApiError::internal(&e))?
     }
@@ -290,8 +292,8 @@ fn pay_answer(receipt: &crate::actors::PayReceipt) -> Value {
 #[utoipa::path(post, path = "/api/v1/stars/pay", tag = "orders",
     request_body = doc::PayBody,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::Pay))]
-async fn pay_from_body(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
-    let mut f = Fields::new(body.into_inner())?;
+async fn pay_from_body(state: web::Data<AppState>, body: SecretJson) -> Reply {
+    let mut f = Fields::new(body.0)?;
     let order_id = f.string("order_id");
     let payer = payer(&state, &mut f).await?;
     let cookies = f.cookies()?;
@@ -317,17 +319,17 @@ async fn pay_from_body(state: web::Data<AppState>, body: web::Json<Value>) -> Re
 async fn pay_from_path(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<Value>,
+    body: SecretJson,
 ) -> Reply {
     let order_id = parse_uuid("order_id", &path, ("ORDER_NOT_FOUND", "Order not found"))?;
-    let mut f = Fields::new(body.into_inner())?;
+    let mut f = Fields::new(body.0)?;
     let payer = payer(&state, &mut f).await?;
     let cookies = f.cookies()?;
     pay(&state, order_id, f, payer, cookies).await
 }
 
 /// One-shot buy: the seed is checked before the order exists, so a bad seed leaves nothing.
-async fn buy(state: &AppState, body: Value, ordered: Ordered) -> Reply {
+async fn buy(state: &AppState, body: Body, ordered: Ordered) -> Reply {
     let mut f = Fields::new(body)?;
     let username = f.username("username")?;
     let product = ordered.read(&mut f);
@@ -362,8 +364,8 @@ async fn buy(state: &AppState, body: Value, ordered: Ordered) -> Reply {
 #[utoipa::path(post, path = "/api/v1/stars/buy", tag = "orders",
     request_body = doc::StarsBuyBody,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::StarsBuy))]
-async fn stars_buy(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
-    buy(&state, body.into_inner(), Ordered::Stars).await
+async fn stars_buy(state: web::Data<AppState>, body: SecretJson) -> Reply {
+    buy(&state, body.0, Ordered::Stars).await
 }
 
 /// Gift Premium in one call
@@ -373,10 +375,10 @@ async fn stars_buy(state: web::Data<AppState>, body: web::Json<Value>) -> Reply 
 #[utoipa::path(post, path = "/api/v1/premium/buy", tag = "premium",
     request_body = doc::PremiumBuyBody,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::PremiumBuy))]
-async fn premium_buy(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
+async fn premium_buy(state: web::Data<AppState>, body: SecretJson) -> Reply {
     buy(
         &state,
-        body.into_inner(),
+        body.0,
         Ordered::Premium {
             field: "duration",
             alias: "months",
@@ -443,8 +445,8 @@ async fn queue_length(state: web::Data<AppState>) -> Reply {
 #[utoipa::path(post, path = "/api/v1/premium/check-eligibility", tag = "premium",
     request_body = doc::EligibilityBody,
     responses((status = 200, description = "Eligible or not, and why", body = doc::EligibilityEnvelope), errors::Eligibility))]
-async fn premium_eligibility(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
-    let mut f = Fields::new(body.into_inner())?;
+async fn premium_eligibility(state: web::Data<AppState>, body: SecretJson) -> Reply {
+    let mut f = Fields::new(body.0)?;
     let username = f.username("username")?;
     let months = f.months_or_alias("months", "duration", false);
     let cookies = f.cookies()?;
@@ -499,8 +501,8 @@ async fn premium_eligibility(state: web::Data<AppState>, body: web::Json<Value>)
 #[utoipa::path(post, path = "/api/v1/wallet/resolve", tag = "wallet",
     request_body = doc::WalletResolveBody,
     responses((status = 200, description = "The wallet", body = doc::Envelope<doc::WalletResolved>), errors::WalletResolve))]
-async fn wallet_resolve(state: web::Data<AppState>, body: web::Json<Value>) -> Reply {
-    let mut f = Fields::new(body.into_inner())?;
+async fn wallet_resolve(state: web::Data<AppState>, body: SecretJson) -> Reply {
+    let mut f = Fields::new(body.0)?;
     let payer = payer(&state, &mut f).await?;
     let Some(payer) = payer else {
         return Err(missing(f));
@@ -541,12 +543,8 @@ async fn queried_wallet(
         return Ok((parsed.address, None));
     }
     if let Some(seed) = req.headers().get("X-Wallet-Seed") {
-        let seed = seed
-            .to_str()
-            .map_err(|_| ApiError::from(crate::ton::SeedError::NotBase64))?
-            .to_string();
         let input = PayerInput {
-            seed: zeroize::Zeroizing::new(seed),
+            seed: header_seed(seed)?,
             choice: WalletChoice {
                 address: None,
                 version: None,

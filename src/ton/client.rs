@@ -33,14 +33,15 @@ use super::amount::Nanoton;
 use super::encoding::decode_base64;
 use super::transfer::{decode_boc, SignedTransfer};
 use super::wallet::{WalletContract, WalletVersion};
+use crate::config::Secret;
 
 /// How to reach a toncenter-compatible API.
 #[derive(Clone)]
 pub struct TonApiConfig {
     /// Scheme, host and port, without `/api/v2` (e.g. `https://toncenter.com`).
     pub base_url: String,
-    /// Sent as `X-API-Key`. Never logged.
-    pub api_key: Option<String>,
+    /// Sent as `X-API-Key`. Never logged; wiped on drop, as the setting it comes from.
+    pub api_key: Option<Secret>,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Attempts per call, including the first.
@@ -59,7 +60,7 @@ impl TonApiConfig {
     /// toncenter: it allows 1 request/s without a key and 10 with a free key; we pace at
     /// 80 % of that so network jitter never pushes two requests into one window (the
     /// toncenter SDKs leave the same margin: 1.2–1.3 s between keyless requests).
-    pub fn toncenter(base_url: impl Into<String>, api_key: Option<String>) -> Self {
+    pub fn toncenter(base_url: impl Into<String>, api_key: Option<Secret>) -> Self {
         let rps = if api_key.is_some() { 8.0 } else { 0.8 };
         TonApiConfig {
             base_url: base_url.into(),
@@ -378,9 +379,13 @@ impl TonCenterClient {
             .user_agent(concat!("fragment-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| TonApiError::Unreachable(format!("HTTP client setup failed: {e}")))?;
-        let pacer = config
-            .requests_per_second
-            .map(|rps| Pacer::shared(&config.base_url, config.api_key.as_deref(), rps));
+        let pacer = config.requests_per_second.map(|rps| {
+            Pacer::shared(
+                &config.base_url,
+                config.api_key.as_ref().map(Secret::expose),
+                rps,
+            )
+        });
         Ok(TonCenterClient {
             http,
             config: Arc::new(config),
@@ -806,11 +811,8 @@ impl TonCenterClient {
             Method::Get(query) => self.http.get(&url).query(query),
             Method::Post(body) => self.http.post(&url).json(body),
         };
-        if let Some(key) = &self.config.api_key {
-            if let Ok(mut value) = reqwest::header::HeaderValue::from_str(key) {
-                value.set_sensitive(true);
-                req = req.header("X-API-Key", value);
-            }
+        if let Some(value) = self.config.api_key.as_ref().and_then(key_header) {
+            req = req.header("X-API-Key", value);
         }
         let resp = req.send().await.map_err(|e| RequestError {
             sent: !e.is_connect(),
@@ -878,6 +880,20 @@ fn key_transport_is_safe(base_url: &str) -> bool {
         },
         _ => false,
     }
+}
+
+/// The `X-API-Key` header of one request, marked sensitive. Its bytes are a copy of the key
+/// wiped when the header's last reference drops (`HeaderValue::from_str` would copy it into a
+/// plain buffer). hyper still encodes the header into its own write buffer: that copy is the
+/// HTTP stack's, out of our reach. `None` for a key a header cannot carry (never sent).
+fn key_header(key: &Secret) -> Option<reqwest::header::HeaderValue> {
+    // actix-web's re-export of the `bytes` crate, the one `http` takes without copying.
+    let wiped = actix_web::web::Bytes::from_owner(zeroize::Zeroizing::new(
+        key.expose().as_bytes().to_vec(),
+    ));
+    let mut value = reqwest::header::HeaderValue::from_maybe_shared(wiped).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 fn bad(e: impl fmt::Display) -> TonApiError {
@@ -1244,6 +1260,38 @@ mod tests {
             TonCenterClient::new(cfg),
             Err(TonApiError::BadRequest { .. })
         ));
+    }
+
+    #[test]
+    fn the_api_key_and_its_headers_leave_no_plain_copy() {
+        // The old `Option<String>` left the key in the freed config.
+        use crate::api::secret::leak_check::freed_copies;
+        let key = "toncenter-canary-key-0123456789";
+        let (sent, copies) = freed_copies(key.as_bytes(), || {
+            let client = TonCenterClient::new(TonApiConfig::toncenter(
+                "https://toncenter.com",
+                Some(key.into()),
+            ))
+            .unwrap();
+            let api_key: &Option<Secret> = &client.config().api_key;
+            let header = api_key.as_ref().and_then(key_header).unwrap();
+            let sent = (header.as_bytes() == key.as_bytes(), header.is_sensitive());
+            drop(header);
+            drop(client);
+            sent
+        });
+        assert_eq!(
+            sent,
+            (true, true),
+            "the header carries the key, marked sensitive"
+        );
+        assert_eq!(copies, 0, "freed blocks still holding the key");
+        // What the check catches: the header the old code built per request.
+        let ((), plain) = freed_copies(key.as_bytes(), || {
+            drop(reqwest::header::HeaderValue::from_str(key).unwrap())
+        });
+        assert_eq!(plain, 1, "HeaderValue::from_str frees a plain copy");
+        assert!(key_header(&Secret::from("no\nnewlines")).is_none());
     }
 
     #[test]
