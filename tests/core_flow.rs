@@ -16,6 +16,7 @@ use fragment_gateway::domain::order::{Payer, WalletFunds};
 use fragment_gateway::domain::{DomainError, OrderCommand, Policy, Username};
 use fragment_gateway::sim::faults::FaultConfig;
 use fragment_gateway::sim::fragment::state::Prices;
+use fragment_gateway::ton::client::TonApiConfig;
 use fragment_gateway::ton::Nanoton;
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -1303,4 +1304,42 @@ async fn a_payment_pushed_far_back_by_incoming_transfers_behind_a_lagging_indexe
     core.drain().await.unwrap();
     assert_eq!(w.fragment.deliveries().len(), 1);
     assert_eq!(w.ton.broadcasts().len(), 1, "never signed again");
+}
+
+#[actix_web::test]
+async fn a_passing_ton_api_failure_before_signing_reopens_the_order() {
+    let w = world().await;
+    w.ton.fund(payer().wallet.address(), Nanoton::from_ton(5));
+    let (core, _) = w.core(Policy::default(), None).await;
+    let order = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    // Fragment is slow, so the payment is still talking to it when the TON API goes down
+    // for exactly the attempts of the wallet read that comes next (before signing).
+    slow_fragment(&w, 150);
+    let receipt = core
+        .pay_order(order.order_id, payer(), None, None)
+        .await
+        .unwrap();
+    let attempts = TonApiConfig::local(w.ton.url()).max_attempts;
+    w.ton.fail_next_on("/api/v2/getAddressInformation", attempts);
+    core.drain().await.unwrap();
+    let request = core.request(receipt.request.request_id).unwrap();
+    assert_eq!(request.status.as_str(), "failed");
+    assert_eq!(request.error_code.as_deref(), Some("SERVICE_UNAVAILABLE"));
+    let message = request.error.unwrap();
+    assert!(message.contains("no funds moved"), "{message}");
+    assert!(message.contains("paid again"), "{message}");
+    assert_eq!(w.ton.broadcasts().len(), 0);
+    // The order is open again, and paying it again works.
+    assert_eq!(core.order(order.order_id).unwrap().status, "created");
+    slow_fragment(&w, 0);
+    let again = core
+        .pay_order(order.order_id, payer(), None, None)
+        .await
+        .unwrap();
+    assert!(again.new_request);
+    core.drain().await.unwrap();
+    assert_eq!(core.order(order.order_id).unwrap().status, "success");
 }

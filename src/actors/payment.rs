@@ -91,6 +91,9 @@ pub struct Job {
 struct Refusal {
     code: &'static str,
     message: String,
+    /// A passing failure (an API down for a moment): the order stays payable, as it would
+    /// after a restart at the same point, rather than end for good.
+    transient: bool,
 }
 
 impl Refusal {
@@ -98,13 +101,25 @@ impl Refusal {
         Refusal {
             code,
             message: message.into(),
+            transient: false,
+        }
+    }
+
+    fn transient(code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            transient: true,
+            ..Refusal::new(code, message)
         }
     }
 }
 
 fn fragment_refusal(e: crate::fragment::FragmentError) -> Refusal {
     let (code, _) = e.api_code();
-    Refusal::new(code, format!("{e}; no funds moved"))
+    let message = format!("{e}; no funds moved");
+    match e {
+        crate::fragment::FragmentError::Unavailable(_) => Refusal::transient(code, message),
+        _ => Refusal::new(code, message),
+    }
 }
 
 struct Prepared {
@@ -166,7 +181,7 @@ async fn prepare(
 
     let state = sh.services.chain.wallet_state(wallet).await.map_err(|e| {
         tracing::warn!(error = %e, "TON API unavailable while preparing a payment");
-        Refusal::new(
+        Refusal::transient(
             "SERVICE_UNAVAILABLE",
             "the TON network API is unavailable; no funds moved",
         )
@@ -177,7 +192,7 @@ async fn prepare(
         .wallet_state(&raw)
         .await
         .map_err(|_| {
-            Refusal::new(
+            Refusal::transient(
                 "SERVICE_UNAVAILABLE",
                 "the service is unavailable; no funds moved",
             )
@@ -295,6 +310,23 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
     let mut flow = session.begin().await;
     let prepared = match prepare(sh, &job, &session, &mut flow).await {
         Ok(p) => p,
+        Err(refusal) if refusal.transient => {
+            if sh.alive() {
+                let abandon = OrderCommand::Abandon {
+                    request_id,
+                    error_code: refusal.code.into(),
+                    error: format!(
+                        "{}. The order can be paid again until it expires",
+                        refusal.message
+                    ),
+                    now: Utc::now(),
+                };
+                if let Err(e) = sh.registry.order(order_id, abandon, meta).await {
+                    tracing::error!(%order_id, error = %e, "cannot reopen an order after a passing failure");
+                }
+            }
+            return;
+        }
         Err(refusal) => {
             if sh.alive() {
                 fail(

@@ -168,6 +168,11 @@ impl Faults {
         self.hang_next.store(n, Ordering::SeqCst);
     }
 
+    /// Counts a failure injected by a simulator's own switch (a per-path fault).
+    pub fn count_injected(&self) {
+        self.injected.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// How many failures were injected so far.
     pub fn injected(&self) -> u64 {
         self.injected.load(Ordering::SeqCst)

@@ -111,6 +111,13 @@ async fn gate(state: &SimState, req: &HttpRequest) -> Option<HttpResponse> {
                 .json(json!({"ok": false, "result": "Ratelimit exceed", "code": 429})),
         );
     }
+    if state.take_path_failure(req.path()) {
+        state.faults.count_injected();
+        return Some(v2_err(
+            503,
+            "simulated fault: service temporarily unavailable",
+        ));
+    }
     match state.faults.before_request().await {
         Fault::Fail => Some(v2_err(
             503,

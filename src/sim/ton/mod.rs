@@ -232,9 +232,24 @@ pub struct SimState {
     /// Requests per path, counted before any fault or limit applies: tests read it to see
     /// what a client was doing while the API was failing.
     by_path: Mutex<HashMap<String, u64>>,
+    /// Requests to a path still to fail with a 503 (`fail_next_on`), for a fault that must
+    /// hit one client's call and not the other clients of the same API (Fragment's watcher).
+    fail_path: Mutex<HashMap<String, u32>>,
 }
 
 impl SimState {
+    /// Whether this request to `path` is one `fail_next_on` asked to fail.
+    fn take_path_failure(&self, path: &str) -> bool {
+        let mut failing = self.fail_path.lock().expect("path faults poisoned");
+        match failing.get_mut(path) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
         self.ledger.lock().expect("ledger poisoned")
     }
@@ -320,6 +335,7 @@ impl TonSim {
             stats: SimStats::default(),
             broadcasts: Mutex::new(Vec::new()),
             by_path: Mutex::new(HashMap::new()),
+            fail_path: Mutex::new(HashMap::new()),
             config,
         });
         let data = web::Data::from(Arc::clone(&state));
@@ -496,6 +512,16 @@ impl TonSim {
         &self.state.stats
     }
 
+    /// The next `n` requests to `path` (say `/api/v2/getAddressInformation`) fail with a
+    /// 503, whatever the other faults say; requests to other paths are not affected.
+    pub fn fail_next_on(&self, path: &str, n: u32) {
+        self.state
+            .fail_path
+            .lock()
+            .expect("path faults poisoned")
+            .insert(path.to_string(), n);
+    }
+
     /// How many requests arrived for `path` (say `/api/v2/sendBocReturnHash`), whether they
     /// were answered, refused, limited or failed by an injected fault.
     pub fn requests_to(&self, path: &str) -> u64 {
@@ -581,6 +607,27 @@ mod tests {
             ]
         );
         assert_eq!(sim.produce_block(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_path_fault_fails_that_path_only_and_only_so_often() {
+        let sim = TonSim::start(TonSimConfig::default(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let client = TonCenterClient::new(TonApiConfig {
+            max_attempts: 1,
+            ..TonApiConfig::local(sim.url())
+        })
+        .unwrap();
+        let key = KeyPair::from_secret_seed(&zeroize::Zeroizing::new([5u8; 32]));
+        let wallet = WalletContract::new(WalletVersion::V4R2, Network::Mainnet, key.public_key());
+        sim.fail_next_on("/api/v2/getAddressInformation", 2);
+        // Another path is not affected.
+        client.indexed_transactions(wallet.address(), 1, 0).await.unwrap();
+        assert!(client.wallet_state(&wallet).await.is_err());
+        assert!(client.wallet_state(&wallet).await.is_err());
+        client.wallet_state(&wallet).await.unwrap();
+        assert_eq!(sim.faults().injected(), 2);
     }
 
     #[tokio::test]
