@@ -238,8 +238,11 @@ pub async fn start_sandbox(settings: &Settings) -> Result<App, StartError> {
             ..FragmentConfig::fragment_com()
         })
         .map_err(|e| StartError::Other(e.to_string()))?,
-        chain: TonCenterClient::new(TonApiConfig::local(ton.url()))
-            .map_err(|e| StartError::Other(e.to_string()))?,
+        chain: TonCenterClient::new(TonApiConfig {
+            public_max_wait: Duration::from_secs(settings.ton.public_read_max_wait_seconds),
+            ..TonApiConfig::local(ton.url())
+        })
+        .map_err(|e| StartError::Other(e.to_string()))?,
         owner_cookies: vec![owner],
         fee_address: Some(fee),
     };
@@ -325,6 +328,7 @@ pub async fn start_serve(settings: &Settings) -> Result<App, StartError> {
                 .ton
                 .pacing()
                 .map_err(|e| StartError::Config(e.to_string()))?,
+            public_max_wait: Duration::from_secs(settings.ton.public_read_max_wait_seconds),
             ..TonApiConfig::toncenter(settings.ton.api_url.clone(), api_key)
         })
         .map_err(|e| StartError::Config(e.to_string()))?,

@@ -154,6 +154,9 @@ pub struct TonSettings {
     pub requests_per_second: String,
     /// How long a signed wallet message stays valid.
     pub sign_ttl_seconds: u32,
+    /// The longest a client's read (a balance, a new payment's balance check) waits for the
+    /// request budget, which payments use first; then SERVICE_UNAVAILABLE with Retry-After.
+    pub public_read_max_wait_seconds: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -1225,11 +1225,18 @@ async fn two_wallets_paying_with_one_clients_cookies_take_turns_on_its_fragment_
         w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
     }
     // One Fragment login for both wallets (a shop paying from two wallets, say).
-    let cookies = w.fragment.login("client", Some(a.wallet.address())).unwrap();
+    let cookies = w
+        .fragment
+        .login("client", Some(a.wallet.address()))
+        .unwrap();
     let (core, _) = w.core(Policy::default(), None).await;
     let bob = Username::parse("@bob").unwrap();
     let for_alice = core
-        .create_order(Product::Stars { amount: 100 }, &alice(), Some(cookies.clone()))
+        .create_order(
+            Product::Stars { amount: 100 },
+            &alice(),
+            Some(cookies.clone()),
+        )
         .await
         .unwrap();
     let for_bob = core
@@ -1248,7 +1255,11 @@ async fn two_wallets_paying_with_one_clients_cookies_take_turns_on_its_fragment_
     ra.unwrap();
     rb.unwrap();
     core.drain().await.unwrap();
-    assert_eq!(w.fragment.overlapping_flows(), 0, "two flows overlapped on one session");
+    assert_eq!(
+        w.fragment.overlapping_flows(),
+        0,
+        "two flows overlapped on one session"
+    );
     assert_eq!(w.fragment.max_in_flight_any(), 1);
     for id in [for_alice.order_id, for_bob.order_id] {
         assert_eq!(core.order(id).unwrap().status, "success");
@@ -1260,7 +1271,11 @@ async fn two_wallets_paying_with_one_clients_cookies_take_turns_on_its_fragment_
         .map(|d| d.username)
         .collect();
     delivered.sort();
-    assert_eq!(delivered, ["alice", "bob"], "each order paid its own invoice");
+    assert_eq!(
+        delivered,
+        ["alice", "bob"],
+        "each order paid its own invoice"
+    );
     assert_eq!(
         w.ton.balance(&w.fragment.payment_address()).as_u64(),
         2 * Prices::default().stars(100)
@@ -1323,7 +1338,8 @@ async fn a_passing_ton_api_failure_before_signing_reopens_the_order() {
         .await
         .unwrap();
     let attempts = TonApiConfig::local(w.ton.url()).max_attempts;
-    w.ton.fail_next_on("/api/v2/getAddressInformation", attempts);
+    w.ton
+        .fail_next_on("/api/v2/getAddressInformation", attempts);
     core.drain().await.unwrap();
     let request = core.request(receipt.request.request_id).unwrap();
     assert_eq!(request.status.as_str(), "failed");
@@ -1342,4 +1358,78 @@ async fn a_passing_ton_api_failure_before_signing_reopens_the_order() {
     assert!(again.new_request);
     core.drain().await.unwrap();
     assert_eq!(core.order(order.order_id).unwrap().status, "success");
+}
+
+/// Spawns `n` balance reads on `chain` when a payment is signed, as clients polling their
+/// balances would, and counts the reads the budget turned away.
+struct FloodWhenSigned {
+    chain: fragment_gateway::ton::client::TonCenterClient,
+    address: fragment_gateway::ton::TonAddress,
+    n: usize,
+    busy: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl PaymentHooks for FloodWhenSigned {
+    fn at(&self, step: Step, _: Uuid) {
+        if step != Step::Signed {
+            return;
+        }
+        for _ in 0..self.n {
+            let (chain, address, busy) = (
+                self.chain.clone(),
+                self.address.clone(),
+                std::sync::Arc::clone(&self.busy),
+            );
+            tokio::spawn(async move {
+                if let Err(fragment_gateway::ton::client::TonApiError::Busy { .. }) =
+                    chain.account_state(&address).await
+                {
+                    busy.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    }
+}
+
+#[actix_web::test]
+async fn clients_polling_balances_cannot_push_a_payment_past_its_validity() {
+    let w = world().await;
+    let p = payer();
+    let address = p.wallet.address().clone();
+    w.ton.fund(&address, Nanoton::from_ton(5));
+    // A paced API (4 requests/s), and a message valid for 5 s.
+    let mut services = w.services();
+    services.chain = fragment_gateway::ton::client::TonCenterClient::new(TonApiConfig {
+        requests_per_second: Some(4.0),
+        public_max_wait: Duration::from_secs(1),
+        ..TonApiConfig::local(w.ton.url())
+    })
+    .unwrap();
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let config = CoreConfig {
+        sign_ttl_secs: 5,
+        // 40 reads ahead of the broadcast would take 10 s of budget.
+        hooks: Hooks::new(FloodWhenSigned {
+            chain: services.chain.public(),
+            address: address.clone(),
+            n: 40,
+            busy: std::sync::Arc::clone(&busy),
+        }),
+        ..config(Policy::default())
+    };
+    let (core, _) = w.core_with_services(config, services, None).await;
+    let order = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    core.pay_order(order.order_id, p, None, None).await.unwrap();
+    core.drain().await.unwrap();
+    let done = core.order(order.order_id).unwrap();
+    assert_eq!(done.status, "success", "{done:?}");
+    // Reads over the bound are turned away (SERVICE_UNAVAILABLE with Retry-After at the
+    // API), not queued for minutes.
+    eventually("reads over the bound are turned away", || {
+        busy.load(Ordering::SeqCst) > 0
+    })
+    .await;
 }

@@ -182,6 +182,8 @@ pub struct Core {
     scheduler: Addr<scheduler::ExpiryScheduler>,
     /// The operator's sessions, shared with the dispatcher; replaceable at runtime.
     owners: Arc<owners::OwnerPool>,
+    /// `services.chain` at public priority (see `chain`).
+    public_chain: TonCenterClient,
     next_owner: Arc<AtomicUsize>,
     prices: Arc<std::sync::Mutex<Option<(Instant, PriceList)>>>,
 }
@@ -234,6 +236,7 @@ impl Core {
             dispatcher::Dispatcher::new(Arc::clone(&sh), Arc::clone(&owners), config.tick).start();
         let scheduler = scheduler::ExpiryScheduler::new(Arc::clone(&sh), config.tick).start();
         let core = Core {
+            public_chain: sh.services.chain.public(),
             sh,
             dispatcher,
             scheduler,
@@ -469,7 +472,8 @@ impl Core {
         // Only an unpaid order looks at the wallet's funds: a repeated payment or a refused
         // one needs no trip to the chain.
         let funds = if state.status == Some(crate::domain::OrderStatus::Created) {
-            let chain = self.sh.services.chain.wallet_state(&payer.wallet).await?;
+            // A new payment's check is a client read: payments already accepted go first.
+            let chain = self.public_chain.wallet_state(&payer.wallet).await?;
             WalletFunds {
                 balance_nanoton: chain.balance,
                 debt_nanoton: self.sh.registry.wallet_state(&raw).await?.debt_nanoton,
@@ -535,9 +539,12 @@ impl Core {
         })
     }
 
-    /// The TON API the core pays through (balances, wallet states).
+    /// The TON API for reads on a client's behalf (balances): they yield the request
+    /// budget to payments and wait for it at most `ton.public_read_max_wait_seconds`
+    /// (`TonApiError::Busy` then, which the API answers with SERVICE_UNAVAILABLE and
+    /// Retry-After).
     pub fn chain(&self) -> &crate::ton::client::TonCenterClient {
-        &self.sh.services.chain
+        &self.public_chain
     }
 
     pub fn policy(&self) -> &Policy {

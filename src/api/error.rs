@@ -102,6 +102,18 @@ impl ApiError {
         )
     }
 
+    /// A TON API failure: SERVICE_UNAVAILABLE, with the wait the budget asks for when the
+    /// payment path has it (`Busy`).
+    pub fn ton(e: &crate::ton::client::TonApiError) -> ApiError {
+        let error = ApiError::unavailable(e);
+        match e {
+            crate::ton::client::TonApiError::Busy { retry_after } => {
+                error.with_retry_after(retry_after.as_secs().max(1))
+            }
+            _ => error,
+        }
+    }
+
     pub fn with_retry_after(mut self, seconds: u64) -> ApiError {
         self.retry_after = Some(seconds);
         self
@@ -133,6 +145,9 @@ impl ResponseError for ApiError {
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> ApiError {
         let (code, status) = e.api_code();
+        if let CoreError::Ton(t) = &e {
+            return ApiError::ton(t);
+        }
         match code {
             "INTERNAL_ERROR" => ApiError::internal(&e),
             "SERVICE_UNAVAILABLE" => ApiError::unavailable(&e),

@@ -585,7 +585,7 @@ async fn wallet_balance(state: web::Data<AppState>, req: HttpRequest) -> Reply {
         .chain()
         .account_state(&address)
         .await
-        .map_err(|e| ApiError::unavailable(&e))?;
+        .map_err(|e| ApiError::ton(&e))?;
     let version = version.or_else(|| account.wallet().ok().flatten().map(|(v, _)| v));
     let (friendly, raw) = address_forms(&address, state.wallet_network.is_testnet());
     ok(json!({

@@ -54,6 +54,8 @@ pub struct TonApiConfig {
     /// How long after a message's `valid_until` it may still appear on chain: the network's
     /// finality (~1 s on mainnet) plus indexer lag. Only then is a missing message final.
     pub finality_margin: Duration,
+    /// The longest a read on a client's behalf waits for the request budget (`public`).
+    pub public_max_wait: Duration,
 }
 
 impl TonApiConfig {
@@ -71,6 +73,7 @@ impl TonApiConfig {
             backoff_max: Duration::from_secs(8),
             requests_per_second: Some(rps),
             finality_margin: Duration::from_secs(10),
+            public_max_wait: Duration::from_secs(5),
         }
     }
 
@@ -85,6 +88,7 @@ impl TonApiConfig {
             backoff_max: Duration::from_secs(1),
             requests_per_second: None,
             finality_margin: Duration::from_secs(2),
+            public_max_wait: Duration::from_secs(5),
         }
     }
 }
@@ -98,6 +102,7 @@ impl fmt::Debug for TonApiConfig {
             .field("max_attempts", &self.max_attempts)
             .field("requests_per_second", &self.requests_per_second)
             .field("finality_margin", &self.finality_margin)
+            .field("public_max_wait", &self.public_max_wait)
             .finish()
     }
 }
@@ -127,6 +132,10 @@ pub enum TonApiError {
     Unconfirmed(String),
     #[error("unexpected TON API response: {0}")]
     BadResponse(String),
+    /// The shared request budget is taken by payments for longer than a client read may
+    /// wait; try again after `retry_after`.
+    #[error("the TON API budget is taken by payments; try again in {} s", retry_after.as_secs().max(1))]
+    Busy { retry_after: Duration },
     #[error("account {address} holds a contract that is not a {expected} wallet")]
     NotThisWallet {
         address: String,
@@ -284,7 +293,18 @@ pub enum TransferOutcome {
     Superseded,
 }
 
-/// Requests-per-second budget shared by every client of one endpoint and key.
+/// Requests-per-second budget shared by every client of one endpoint and key, with the
+/// payment path first. Our own pacer, not a rate-limiting crate's: what is needed is not
+/// the limit (a slot per interval is a few lines) but who gets the next slot, and the
+/// crates we know of (governor, leaky-bucket) queue callers in arrival order only.
+///
+/// - `Priority::Payment` (broadcasts, outcome polls, the reads a payment signs with) claims
+///   the next slot at once, in call order: nothing but other payments can push a signed
+///   message past its validity.
+/// - `Priority::Public` (a client's balance read, a new payment's balance check) takes a
+///   slot only when one is free now, so it never holds a slot ahead of a payment; when the
+///   budget stays taken for longer than its `max_wait`, it gives up with `Busy` and the
+///   time after which to try again, rather than queue for minutes.
 #[derive(Debug)]
 struct Pacer {
     slots: Mutex<Slots>,
@@ -293,7 +313,15 @@ struct Pacer {
 #[derive(Debug)]
 struct Slots {
     interval: Duration,
+    /// The first free slot (slots before it were claimed).
     next: Option<Instant>,
+}
+
+/// Who a request is for (see `Pacer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    Payment,
+    Public { max_wait: Duration },
 }
 
 impl Pacer {
@@ -325,16 +353,43 @@ impl Pacer {
         Arc::clone(pacer)
     }
 
-    /// Waits for this caller's slot. Slots are handed out in call order, one per interval.
-    async fn acquire(&self) {
-        let slot = {
-            let mut slots = self.slots.lock().expect("pacer poisoned");
-            let now = Instant::now();
-            let slot = slots.next.map_or(now, |n| n.max(now));
-            slots.next = Some(slot + slots.interval);
-            slot
+    /// Waits for this caller's slot; `Err(retry_after)` when a public caller would wait
+    /// longer than its bound.
+    async fn acquire(&self, priority: Priority) -> Result<(), Duration> {
+        let max_wait = match priority {
+            Priority::Payment => {
+                let slot = {
+                    let mut slots = self.slots.lock().expect("pacer poisoned");
+                    let now = Instant::now();
+                    let slot = slots.next.map_or(now, |n| n.max(now));
+                    slots.next = Some(slot + slots.interval);
+                    slot
+                };
+                tokio::time::sleep_until(slot).await;
+                return Ok(());
+            }
+            Priority::Public { max_wait } => max_wait,
         };
-        tokio::time::sleep_until(slot).await;
+        let give_up = Instant::now() + max_wait;
+        loop {
+            let free_at = {
+                let mut slots = self.slots.lock().expect("pacer poisoned");
+                let now = Instant::now();
+                match slots.next {
+                    Some(next) if next > now => next,
+                    _ => {
+                        slots.next = Some(now + slots.interval);
+                        return Ok(());
+                    }
+                }
+            };
+            if free_at > give_up {
+                return Err(free_at.saturating_duration_since(Instant::now()));
+            }
+            // Several public callers may wake for one free slot: one takes it, the others
+            // look again (a payment that claimed it meanwhile goes first).
+            tokio::time::sleep_until(free_at).await;
+        }
     }
 }
 
@@ -345,6 +400,8 @@ pub struct TonCenterClient {
     http: reqwest::Client,
     config: Arc<TonApiConfig>,
     pacer: Option<Arc<Pacer>>,
+    /// Whose requests these are; payments by default (`public` for client reads).
+    priority: Priority,
 }
 
 impl fmt::Debug for TonCenterClient {
@@ -390,11 +447,23 @@ impl TonCenterClient {
             http,
             config: Arc::new(config),
             pacer,
+            priority: Priority::Payment,
         })
     }
 
     pub fn config(&self) -> &TonApiConfig {
         &self.config
+    }
+
+    /// The same client for reads on a client's behalf: they yield the shared budget to
+    /// payments and wait at most `public_max_wait` for it, then fail with `Busy`.
+    pub fn public(&self) -> TonCenterClient {
+        TonCenterClient {
+            priority: Priority::Public {
+                max_wait: self.config.public_max_wait,
+            },
+            ..self.clone()
+        }
     }
 
     /// `getAddressInformation`: balance, status, code and data.
@@ -713,7 +782,9 @@ impl TonCenterClient {
         };
         let mut from: Option<TxId> = None;
         loop {
-            let page = self.transactions(&transfer.wallet, PAGE, from.as_ref()).await?;
+            let page = self
+                .transactions(&transfer.wallet, PAGE, from.as_ref())
+                .await?;
             let full = page.len() == PAGE as usize;
             // A next page starts with the previous page's last transaction (inclusive).
             let fresh = page.into_iter().skip(usize::from(from.is_some()));
@@ -804,7 +875,14 @@ impl TonCenterClient {
     /// One HTTP exchange. `sent` tells whether the request may have reached the server.
     async fn request_once(&self, path: &str, method: &Method) -> Result<Value, RequestError> {
         if let Some(pacer) = &self.pacer {
-            pacer.acquire().await;
+            pacer
+                .acquire(self.priority)
+                .await
+                .map_err(|retry_after| RequestError {
+                    error: TonApiError::Busy { retry_after },
+                    sent: false,
+                    retry_after: None,
+                })?;
         }
         let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
         let mut req = match method {
@@ -1178,6 +1256,69 @@ mod tests {
     use base64::Engine;
 
     use super::*;
+
+    fn pacer(rps: f64) -> Pacer {
+        Pacer {
+            slots: Mutex::new(Slots {
+                interval: Duration::from_secs_f64(1.0 / rps),
+                next: None,
+            }),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_payment_goes_before_public_reads_that_came_first() {
+        let pacer = Arc::new(pacer(1.0));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let public = Priority::Public {
+            max_wait: Duration::from_secs(60),
+        };
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let (pacer, order) = (Arc::clone(&pacer), Arc::clone(&order));
+            tasks.push(tokio::spawn(async move {
+                pacer.acquire(public).await.unwrap();
+                order.lock().unwrap().push(format!("public {i}"));
+            }));
+        }
+        // The public reads are all waiting (one of them holds the first slot) before the
+        // payment asks.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let (p, o) = (Arc::clone(&pacer), Arc::clone(&order));
+        tasks.push(tokio::spawn(async move {
+            p.acquire(Priority::Payment).await.unwrap();
+            o.lock().unwrap().push("payment".into());
+        }));
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        assert_eq!(order.len(), 11);
+        // One public read had its slot already; the payment takes the very next one.
+        assert_eq!(order[1], "payment", "{order:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_public_read_gives_up_with_the_wait_when_payments_hold_the_budget() {
+        let pacer = pacer(2.0);
+        let started = Instant::now();
+        // Payments claimed the next two seconds.
+        pacer.slots.lock().unwrap().next = Some(started + Duration::from_secs(2));
+        let public = Priority::Public {
+            max_wait: Duration::from_millis(500),
+        };
+        let retry_after = pacer.acquire(public).await.unwrap_err();
+        assert_eq!(Instant::now(), started, "gave up at once, without waiting");
+        assert_eq!(retry_after, Duration::from_secs(2));
+        // With a long enough bound it waits for the first free slot and gets it.
+        let patient = Priority::Public {
+            max_wait: Duration::from_secs(3),
+        };
+        pacer.acquire(patient).await.unwrap();
+        assert_eq!(Instant::now() - started, Duration::from_secs(2));
+        // A payment is never refused.
+        pacer.acquire(Priority::Payment).await.unwrap();
+    }
 
     #[test]
     fn rejections_are_recognised_in_both_node_wordings() {

@@ -623,7 +623,10 @@ mod tests {
         let wallet = WalletContract::new(WalletVersion::V4R2, Network::Mainnet, key.public_key());
         sim.fail_next_on("/api/v2/getAddressInformation", 2);
         // Another path is not affected.
-        client.indexed_transactions(wallet.address(), 1, 0).await.unwrap();
+        client
+            .indexed_transactions(wallet.address(), 1, 0)
+            .await
+            .unwrap();
         assert!(client.wallet_state(&wallet).await.is_err());
         assert!(client.wallet_state(&wallet).await.is_err());
         client.wallet_state(&wallet).await.unwrap();
