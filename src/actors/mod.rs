@@ -629,11 +629,16 @@ impl Core {
 
     /// Ends the requests still waiting (their seeds go with the process; API.md "Restarts"),
     /// lets running payments reach a recorded state (within `grace`), then stops side
-    /// effects and the projection runner, whose checkpoint it writes.
+    /// effects and the projection runner, whose checkpoint it writes, and closes the store.
     pub async fn shutdown(&self, grace: Duration) {
         let _ = tokio::time::timeout(grace, self.dispatcher.send(dispatcher::Stop)).await;
         let _ = tokio::time::timeout(grace, self.drain()).await;
         self.sh.liveness.kill();
         self.sh.runner.stop().await;
+        // Closed here rather than by the last handle's drop, which does not wait: what is
+        // queued is committed and the file released before the process goes on (or exits).
+        if let Err(e) = self.sh.store.close().await {
+            tracing::error!(error = %e, "the event store did not close cleanly");
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! the same contract suite (`tests/store_contract.rs` runs `contract::run_all` against each).
 
 pub mod contract;
+#[cfg(test)]
+pub(crate) mod gate;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -79,6 +81,14 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Notified with the head position after every commit. Subscriptions wait on it.
     fn head_watch(&self) -> watch::Receiver<u64>;
+
+    /// Stops taking appends and reads, lets the appends already queued commit (their callers
+    /// get their answers), and releases the backend (files, connections). Returns once that
+    /// is done, without blocking the async thread it is awaited on; later calls return at
+    /// once. For a clean shutdown: dropping a store may leave that work running behind it.
+    async fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Reads a whole stream.

@@ -23,19 +23,24 @@
 //!   and two writers would fight over the next position.
 //! - **Format version** in `PRAGMA user_version`; a file from a newer build is refused
 //!   rather than half-understood.
+//! - **Closing never blocks an async thread.** `close` (the `EventStore` one) awaits the
+//!   writer without blocking; a drop only tells the writer to finish the queue and stop, and
+//!   waits for it only where no runtime runs (a plain thread, `main`). The writer closes every
+//!   connection on its own thread (the last close checkpoints the WAL: an fsync), then
+//!   releases the file lock. An `open` of a file whose store this process dropped waits for
+//!   that writer instead of refusing the file as in use.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use events::{EventMetadata, ExpectedVersion, NewEvent, RecordedEvent};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use uuid::Uuid;
 
 use super::{AppendResult, EventStore, StoreError};
@@ -79,14 +84,19 @@ CREATE TABLE events (
 const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, data, \
                        correlation_id, causation_id, recorded_at";
 
-/// The SQLite event store. Dropping it (or calling [`SqliteStore::close`]) lets the writer
-/// finish the appends already queued, then stops it and releases the file.
+/// The SQLite event store. Closing it ([`EventStore::close`], [`SqliteStore::close`]) or
+/// dropping it lets the writer finish the appends already queued, then stops it and releases
+/// the file.
 pub struct SqliteStore {
     path: PathBuf,
-    /// `None` only during drop: taking it closes the channel, which is the writer's signal to
-    /// finish the queue and stop.
-    appends: Option<mpsc::Sender<AppendRequest>>,
-    writer: Option<JoinHandle<()>>,
+    /// Each append sends on a clone. `None` once closing: when the last clone is gone the
+    /// channel closes, which is the writer's signal to finish the queue and stop. An append
+    /// that took its clone before the close is still queued, committed and answered.
+    appends: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    /// Set by the writer thread once it has stopped and released the file.
+    stopped: Arc<Stopped>,
+    /// The file as `open` names it when it looks for this store closing (`CLOSING`).
+    canonical: PathBuf,
     readers: Arc<ReadPool>,
     /// Caps reads in flight so the pool never opens more than `READERS` connections.
     read_permits: Arc<Semaphore>,
@@ -148,19 +158,30 @@ impl SqliteStore {
     /// Opens (creating if needed) the store at `path`, e.g. `<data_dir>/events.sqlite3`.
     /// Blocks for the schema check and, on a new file, one commit; call it at startup.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
-        let path = path.as_ref().to_path_buf();
+        Self::open_with(path.as_ref(), None)
+    }
+
+    /// `open`, with a hook the writer calls before each COMMIT: tests make it slow there, as
+    /// a slow fsync would.
+    fn open_with(
+        path: &Path,
+        before_commit: Option<CommitHook>,
+    ) -> Result<SqliteStore, StoreError> {
+        let path = path.to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // A first start (sandbox mode's fresh `./data`) should not need a manual mkdir.
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Backend(format!("creating directory {}: {e}", dir.display()))
             })?;
         }
+        wait_for_closing(&path);
         let lock = lock_file(&path)?;
         let conn = open_writer(&path)?;
+        let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         let (head, last_recorded_at) = last_event(&conn)?;
         let readers = Arc::new(ReadPool {
             path: path.clone(),
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::default(),
         });
         // Open one reader now so a file the readers cannot use fails here, not on first read.
         readers.put(open_reader(&path)?);
@@ -173,20 +194,36 @@ impl SqliteStore {
             head: head_tx,
             last_recorded_at,
             stats: stats.clone(),
+            before_commit,
         };
-        let handle = std::thread::Builder::new()
+        let stopped = Arc::new(Stopped::default());
+        let (pool, done) = (Arc::clone(&readers), Arc::clone(&stopped));
+        std::thread::Builder::new()
             .name("event-store-writer".into())
             .spawn(move || {
-                // Held until the writer stops: no other store can write this file meanwhile.
-                let _lock = lock;
-                writer.run(rx);
+                let mut writer = writer;
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.run(rx)));
+                // Readers first, so that the writer's connection is the last one: its close
+                // checkpoints the WAL into the file, an fsync that belongs here and not on
+                // whichever thread dropped the store.
+                drop(pool.close());
+                drop(writer);
+                // Held until now: no other store can write this file while this one might.
+                drop(lock);
+                let outcome = run.map_err(|panic| {
+                    let message = panic_message(&*panic);
+                    tracing::error!(panic = %message, "the event store writer panicked");
+                    message
+                });
+                done.finish(outcome);
             })
             .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
         tracing::info!(path = %path.display(), head, "event store opened");
         Ok(SqliteStore {
             path,
-            appends: Some(tx),
-            writer: Some(handle),
+            appends: Mutex::new(Some(tx)),
+            stopped,
+            canonical,
             readers,
             read_permits: Arc::new(Semaphore::new(READERS)),
             head: head_rx,
@@ -206,20 +243,19 @@ impl SqliteStore {
         }
     }
 
-    /// Stops the writer after the queued appends and releases the file. Same as dropping the
-    /// store, but says whether the writer stopped cleanly. Blocks until it has.
-    pub fn close(mut self) -> Result<(), StoreError> {
-        self.stop_writer()
+    /// Stops the writer after the queued appends and releases the file, and says whether the
+    /// writer stopped cleanly. Blocks until it has: for code outside a runtime (tools,
+    /// `main`); async code awaits [`EventStore::close`].
+    pub fn close(self) -> Result<(), StoreError> {
+        self.begin_close();
+        self.stopped.wait()
     }
 
-    fn stop_writer(&mut self) -> Result<(), StoreError> {
-        drop(self.appends.take());
-        match self.writer.take() {
-            Some(handle) => handle
-                .join()
-                .map_err(|_| StoreError::Backend("the writer thread panicked".into())),
-            None => Ok(()),
-        }
+    /// Refuses appends and reads from now on. Reads already running finish; appends already
+    /// sending are queued, and the writer commits the queue before it stops.
+    fn begin_close(&self) {
+        drop(lock(&self.appends).take());
+        self.read_permits.close();
     }
 
     /// Runs `read` on a pooled read connection off the async threads.
@@ -255,12 +291,121 @@ impl SqliteStore {
     }
 }
 
+/// The writer is told to stop and, on an async thread, left to do so alone: joining it there
+/// would stall every task of that thread for the rest of the queue and the final fsync. Only
+/// a thread outside any runtime waits, as it always could, so that a tool's `main` does not
+/// exit under a writer still committing. Nothing queued is dropped either way: the writer
+/// commits and answers everything queued before it stops.
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        if let Err(e) = self.stop_writer() {
-            tracing::error!(error = %e, "event store writer did not stop cleanly");
+        self.begin_close();
+        if self.stopped.is_done() {
+            return;
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            closing(self.canonical.clone(), Arc::clone(&self.stopped));
+        } else {
+            // A panic is logged by the writer thread itself.
+            let _ = self.stopped.wait();
         }
     }
+}
+
+/// The end of a store's writer thread, for whoever waits for it: an async `close`, a blocking
+/// `close` or drop, or an `open` of the same file.
+#[derive(Default)]
+struct Stopped {
+    /// `Some` once the writer has stopped and released the file; `Err` holds a panic's message.
+    outcome: Mutex<Option<Result<(), String>>>,
+    /// For blocking waiters.
+    finished: Condvar,
+    /// For async ones.
+    notify: Notify,
+}
+
+impl Stopped {
+    fn finish(&self, outcome: Result<(), String>) {
+        *lock(&self.outcome) = Some(outcome);
+        self.finished.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    fn is_done(&self) -> bool {
+        lock(&self.outcome).is_some()
+    }
+
+    fn result(outcome: &Result<(), String>) -> Result<(), StoreError> {
+        outcome
+            .clone()
+            .map_err(|panic| StoreError::Backend(format!("the writer thread panicked: {panic}")))
+    }
+
+    fn wait(&self) -> Result<(), StoreError> {
+        let outcome = self
+            .finished
+            .wait_while(lock(&self.outcome), |outcome| outcome.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
+        Stopped::result(outcome.as_ref().expect("waited until set"))
+    }
+
+    async fn stopped(&self) -> Result<(), StoreError> {
+        loop {
+            // Registered before the check, so a `finish` between the two still wakes us.
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(outcome) = lock(&self.outcome).as_ref() {
+                return Stopped::result(outcome);
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Stores dropped on an async thread whose writers may still hold their files. The lock file
+/// cannot tell "in use" from "closing", but this process can: `open` waits for these.
+static CLOSING: Mutex<Vec<(PathBuf, Arc<Stopped>)>> = Mutex::new(Vec::new());
+
+fn closing(file: PathBuf, stopped: Arc<Stopped>) {
+    let mut closing = lock(&CLOSING);
+    closing.retain(|(_, s)| !s.is_done());
+    closing.push((file, stopped));
+}
+
+/// Blocks until the writers of stores of `path` that this process dropped have stopped (it
+/// is part of `open`, which blocks anyway): reopening right after a drop works, and waits only
+/// for the rest of that store's queue.
+fn wait_for_closing(path: &Path) {
+    let Ok(file) = std::fs::canonicalize(path) else {
+        return; // No file yet, so no store of it.
+    };
+    let waits: Vec<Arc<Stopped>> = {
+        let mut closing = lock(&CLOSING);
+        closing.retain(|(_, s)| !s.is_done());
+        closing
+            .iter()
+            .filter(|(f, _)| *f == file)
+            .map(|(_, s)| Arc::clone(s))
+            .collect()
+    };
+    for stopped in waits {
+        // A panic is logged by that writer; its file is released all the same.
+        let _ = stopped.wait();
+    }
+}
+
+/// The mutexes here guard values that a panic cannot leave half-updated (a flag, an
+/// `Option` that is set or taken, a list pushed to or popped), so poison is moot.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 #[async_trait]
@@ -289,14 +434,15 @@ impl EventStore for SqliteStore {
             events,
             reply,
         };
-        let writer = self
-            .appends
-            .as_ref()
+        let writer = lock(&self.appends)
+            .clone()
             .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
         writer
             .send(request)
             .await
             .map_err(|_| StoreError::Unavailable("the event store writer has stopped".into()))?;
+        // Queued: the writer will answer it. Our clone must not keep the channel open.
+        drop(writer);
         answer.await.map_err(|_| {
             StoreError::Unavailable("the event store writer stopped before answering".into())
         })?
@@ -353,6 +499,11 @@ impl EventStore for SqliteStore {
     fn head_watch(&self) -> watch::Receiver<u64> {
         self.head.clone()
     }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.begin_close();
+        self.stopped.stopped().await
+    }
 }
 
 /// Owns the only write connection. Runs on its own thread until the request channel closes.
@@ -364,10 +515,13 @@ struct Writer {
     /// reader can treat position order as time order.
     last_recorded_at: DateTime<Utc>,
     stats: Arc<WriterCounters>,
+    before_commit: Option<CommitHook>,
 }
 
+type CommitHook = Arc<dyn Fn() + Send + Sync>;
+
 impl Writer {
-    fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
+    fn run(&mut self, mut requests: mpsc::Receiver<AppendRequest>) {
         let mut group = Vec::with_capacity(MAX_GROUP);
         // `blocking_recv` keeps returning queued requests after the store drops its sender,
         // so everything accepted before close is still written.
@@ -457,6 +611,9 @@ impl Writer {
                 }
             }
         }
+        if let Some(hook) = &self.before_commit {
+            hook();
+        }
         self.conn.execute_batch("COMMIT")?;
         Ok((outcomes, head))
     }
@@ -520,20 +677,34 @@ impl Writer {
 /// Idle read connections. Connections are opened lazily up to the semaphore's limit and kept.
 struct ReadPool {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Idle>,
+}
+
+#[derive(Default)]
+struct Idle {
+    connections: Vec<Connection>,
+    /// Set when the writer stops: a connection handed back later is closed by the read that
+    /// used it, on its blocking thread, instead of waiting for the last handle's drop.
+    closed: bool,
 }
 
 impl ReadPool {
     fn take(&self) -> Option<Connection> {
-        // A panic while holding the lock cannot leave the Vec half-updated, so poison is moot.
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        lock(&self.idle).connections.pop()
     }
 
     fn put(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < READERS {
-            idle.push(conn);
+        let mut idle = lock(&self.idle);
+        if !idle.closed && idle.connections.len() < READERS {
+            idle.connections.push(conn);
         }
+    }
+
+    /// The idle connections, for the writer thread to close; later ones are not kept.
+    fn close(&self) -> Vec<Connection> {
+        let mut idle = lock(&self.idle);
+        idle.closed = true;
+        std::mem::take(&mut idle.connections)
     }
 }
 
@@ -772,6 +943,7 @@ fn is_duplicate_event_id(e: &rusqlite::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::gate::{Gate, LIMIT};
 
     struct Harness {
         _dir: tempfile::TempDir,
@@ -791,6 +963,7 @@ mod tests {
             head: head_tx,
             last_recorded_at: DateTime::<Utc>::MIN_UTC,
             stats: stats.clone(),
+            before_commit: None,
         };
         Harness {
             _dir: dir,
@@ -927,6 +1100,169 @@ mod tests {
         assert_eq!(b, "2025-03-01T10:00:00.000001Z");
         assert!(a < b);
         assert_eq!(parse_recorded_at(&b).expect("parse"), later);
+    }
+
+    fn tested() -> NewEvent {
+        NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: "Tested".into(),
+            schema_version: 1,
+            data: serde_json::json!({}),
+            metadata: EventMetadata::default(),
+        }
+    }
+
+    /// A store whose writer waits at `gate` before every COMMIT, as on a slow fsync.
+    fn gated_store(path: &Path, gate: &Arc<Gate>) -> SqliteStore {
+        let gate = Arc::clone(gate);
+        SqliteStore::open_with(path, Some(Arc::new(move || gate.pass()))).expect("open")
+    }
+
+    /// The last handle dropped on a runtime's only thread while the writer is stuck in a
+    /// commit: the drop must leave the writer to finish alone. What it was committing still
+    /// lands, and the next open of the file waits for it rather than failing.
+    #[tokio::test]
+    async fn dropping_the_store_on_an_async_thread_does_not_wait_for_its_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.sqlite3");
+        let gate = Gate::new();
+        let store = Arc::new(gated_store(&path, &gate));
+        let appending = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                store
+                    .append("order-a", ExpectedVersion::NoStream, vec![tested()])
+                    .await
+            }
+        });
+        tokio::time::timeout(LIMIT * 2, gate.arrival())
+            .await
+            .expect("the writer is committing");
+        // The caller gives up (its append stands, as a lost reply would leave it), and with
+        // it goes the last handle but ours.
+        appending.abort();
+        assert!(appending.await.expect_err("aborted").is_cancelled());
+
+        drop(store);
+        // The gate is closed: the test runs on only if the drop did not wait for the writer.
+        // The old writer still holds the file; an open now waits for it instead of failing.
+        let reopening = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || SqliteStore::open(&path)
+        });
+        gate.open();
+        let reopened = reopening
+            .await
+            .expect("task")
+            .expect("reopen once the old writer is done");
+
+        assert!(
+            !gate.timed_out(),
+            "dropping the store blocked the runtime's only thread on its writer"
+        );
+        assert_eq!(
+            reopened.head().await.expect("head"),
+            1,
+            "the append being committed at the drop is stored"
+        );
+    }
+
+    /// Yields to the runtime's other tasks until `done` holds (never a sleep: each step is a
+    /// spawned task taking its turn), failing after `LIMIT`.
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + LIMIT;
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// `close` with appends in flight: the one being committed and the one queued behind it
+    /// are both stored and answered `Ok`; one after the close is refused; `close` returns once
+    /// the writer is done, and then the file is free.
+    #[tokio::test]
+    async fn close_commits_and_answers_what_is_queued_then_refuses_and_frees_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.sqlite3");
+        let gate = Gate::new();
+        let store = Arc::new(gated_store(&path, &gate));
+        let append = |stream: &'static str| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .append(stream, ExpectedVersion::NoStream, vec![tested()])
+                    .await
+            })
+        };
+        let first = append("order-a");
+        tokio::time::timeout(LIMIT * 2, gate.arrival())
+            .await
+            .expect("the writer is committing the first append");
+        let second = append("order-b");
+        let queued = || {
+            lock(&store.appends)
+                .as_ref()
+                .is_some_and(|tx| tx.capacity() < QUEUE_DEPTH)
+        };
+        until("the second append is queued", queued).await;
+
+        let closing = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { EventStore::close(&*store).await }
+        });
+        until("close has begun", || lock(&store.appends).is_none()).await;
+        let late = store
+            .append("order-c", ExpectedVersion::NoStream, vec![tested()])
+            .await;
+        assert!(matches!(late, Err(StoreError::Unavailable(_))), "{late:?}");
+        assert!(matches!(
+            store.head().await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(!closing.is_finished(), "close returned with appends queued");
+
+        gate.open();
+        let first = first
+            .await
+            .expect("task")
+            .expect("the first append is stored");
+        let second = second
+            .await
+            .expect("task")
+            .expect("the queued append is stored");
+        assert_eq!((first.position, second.position), (1, 2));
+        closing.await.expect("task").expect("a clean close");
+        assert!(!gate.timed_out());
+
+        // Free at once: no wait for a closing store, no retry.
+        assert!(lock(&CLOSING)
+            .iter()
+            .all(|(_, s)| !Arc::ptr_eq(s, &store.stopped)));
+        let reopened = SqliteStore::open(&path).expect("reopen after close");
+        assert_eq!(reopened.head().await.expect("head"), 2);
+        assert_eq!(
+            EventStore::close(&*store).await.ok(),
+            Some(()),
+            "a second close returns at once"
+        );
+    }
+
+    /// Outside any runtime a drop may block, and does: the file is free when it returns.
+    #[test]
+    fn dropping_the_store_outside_a_runtime_frees_the_file_before_it_returns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.sqlite3");
+        let store = SqliteStore::open(&path).expect("open");
+        let stopped = Arc::clone(&store.stopped);
+        drop(store);
+        assert!(stopped.is_done());
+        assert!(lock(&CLOSING)
+            .iter()
+            .all(|(_, s)| !Arc::ptr_eq(s, &stopped)));
+        SqliteStore::open(&path)
+            .expect("reopen")
+            .close()
+            .expect("close");
     }
 
     #[test]
