@@ -1202,10 +1202,13 @@ async fn a_payment_whose_caller_went_away_mid_hand_off_still_ends() {
         has_cookies: false,
         now: chrono::Utc::now(),
     };
-    core.registry()
+    let (_, position) = core
+        .registry()
         .order(lost.order_id, pay, events::EventMetadata::default())
         .await
         .unwrap();
+    core.projections().wait_for(position.unwrap()).await;
+    assert_eq!(core.order(lost.order_id).unwrap().status, "queued");
     eventually("the unheld request times out", || {
         core.order(lost.order_id).unwrap().status == "created"
     })
