@@ -129,6 +129,16 @@ async fn start(
 ) -> Result<(Core, Serving, SocketAddr), StartError> {
     let (store, dir) = open_store(settings)?;
     let config = core_config(settings, &dir, fast)?;
+    let key = dir.session_key().map_err(|error| {
+        StartError::Config(format!(
+            "the session key in {}: {error}",
+            dir.root().display()
+        ))
+    })?;
+    let services = Services {
+        fragment: services.fragment.with_session_key(key),
+        ..services
+    };
     let core = Core::start(config, services, store, Liveness::default())
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;

@@ -48,6 +48,43 @@ impl DataDir {
         self.root.join(Self::CHECKPOINT_FILE)
     }
 
+    pub const SESSION_KEY_FILE: &'static str = "session.key";
+
+    /// The key Fragment sessions are named with (`FragmentClient::with_session_key`), made
+    /// on first use and kept here so that a restarted service knows which configured
+    /// session bought an order. It is not a cookie and opens nothing: it only makes the
+    /// names stable. Written readable by the owner only.
+    pub fn session_key(&self) -> std::io::Result<[u8; 32]> {
+        let path = self.root.join(Self::SESSION_KEY_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                std::io::Error::other(format!(
+                    "{} is not a 32-byte key; remove it to make a new one",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+                let tmp = path.with_extension("tmp");
+                {
+                    use std::io::Write;
+                    let mut options = std::fs::OpenOptions::new();
+                    options.write(true).create(true).truncate(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                    let mut f = options.open(&tmp)?;
+                    f.write_all(&key)?;
+                    f.sync_all()?;
+                }
+                std::fs::rename(&tmp, &path)?;
+                std::fs::File::open(&self.root)?.sync_all()?;
+                Ok(key)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Opens the store of an existing data directory. A path without one is an error, not a
     /// new empty store: a mistyped `--data-dir` must not "audit" nothing successfully.
     pub fn open_existing(&self) -> Result<Arc<dyn EventStore>, OpsError> {

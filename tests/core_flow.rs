@@ -158,7 +158,7 @@ async fn without_a_fee_address_a_payment_is_not_asked_for_a_collection_that_neve
 
 /// Kills the core right after the `nth` event of `event_type`, restarts it on the same data
 /// dir, and returns the final order status once everything settled.
-async fn crash_after(event_type: &'static str) -> (World, String, usize) {
+async fn crash_after(event_type: &'static str) -> (World, String, usize, Option<bool>) {
     let w = world().await;
     let p = payer();
     w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
@@ -173,7 +173,7 @@ async fn crash_after(event_type: &'static str) -> (World, String, usize) {
         Ok(Ok(o)) => o.order_id,
         _ => {
             // Killed at creation: nothing to finish.
-            return (w, "none".into(), 0);
+            return (w, "none".into(), 0, None);
         }
     };
     let _ = tokio::time::timeout(
@@ -188,9 +188,9 @@ async fn crash_after(event_type: &'static str) -> (World, String, usize) {
     let (core, _) = w.core(Policy::default(), None).await;
     core.drain().await.unwrap();
     // Wait out any message that could still land (its validity is 20 s at most).
-    let status = core.order(order_id).unwrap().status;
+    let order = core.order(order_id).unwrap();
     let deliveries = w.fragment.deliveries().len();
-    (w, status, deliveries)
+    (w, order.status, deliveries, order.delivery_confirmed)
 }
 
 #[actix_web::test]
@@ -205,13 +205,16 @@ async fn a_restart_between_any_two_events_ends_each_order_correctly_and_never_pa
         ("OrderFulfilled", "success"),
     ] {
         eprintln!("killing after {event_type}");
-        let (w, status, deliveries) = crash_after(event_type).await;
+        let (w, status, deliveries, delivered) = crash_after(event_type).await;
         assert_eq!(status, expected, "killed after {event_type}");
         let paid = w.ton.balance(&w.fragment.payment_address()).as_u64();
         match expected {
             "success" => {
                 assert_eq!(paid, price, "killed after {event_type}: paid exactly once");
                 eventually("delivery", || w.fragment.deliveries().len() == 1).await;
+                // The restarted service asked Fragment on the session that bought it: the
+                // order is confirmed, not left for the operator to check by hand.
+                assert_eq!(delivered, Some(true), "killed after {event_type}");
             }
             _ => {
                 assert_eq!(paid, 0, "killed after {event_type}: no funds moved");
@@ -1435,4 +1438,41 @@ async fn clients_polling_balances_cannot_push_a_payment_past_its_validity() {
         busy.load(Ordering::SeqCst) > 0
     })
     .await;
+}
+
+#[actix_web::test]
+async fn after_a_restart_a_kyc_payment_is_listed_unconfirmed_only_because_fragment_cannot_be_asked()
+{
+    let w = world().await;
+    let p = payer();
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    let cookies = w.fragment.login("client", Some(p.wallet.address())).unwrap();
+    let (core, _) = w.core(Policy::default(), Some(("PaymentSubmitted", 1))).await;
+    let order = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), Some(cookies.clone()))
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        core.pay_order(order.order_id, p, None, Some(cookies)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(core);
+    let (core, store) = w.core(Policy::default(), None).await;
+    core.drain().await.unwrap();
+    let done = core.order(order.order_id).unwrap();
+    assert_eq!(done.status, "success");
+    // The client's cookies went with the old process: Fragment cannot be asked on the
+    // session that bought it, and the operator's list says why.
+    assert_eq!(done.delivery_confirmed, Some(false));
+    let events = stream_events(&*store, &order_stream(order.order_id)).await;
+    let reason = events
+        .iter()
+        .find_map(|e| match e {
+            Event::OrderDeliveryUnconfirmed(u) => Some(u.reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(reason.contains("client's own Fragment session"), "{reason}");
 }

@@ -21,7 +21,8 @@ pub use queue::{QueueStats, QueueView};
 
 /// Bumped whenever a projection's shape or meaning changes: a stored checkpoint of another
 /// version is discarded and the projections are rebuilt from the log.
-pub const PROJECTIONS_VERSION: u32 = 1;
+/// (2: checkpoints from builds that skipped unreadable events at start are not trusted.)
+pub const PROJECTIONS_VERSION: u32 = 2;
 
 /// What each projection needs of an event besides its data.
 #[derive(Clone, Copy, Debug)]

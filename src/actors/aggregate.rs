@@ -117,8 +117,8 @@ pub async fn load<A: Aggregate>(
 ) -> Result<A::State, CoreError> {
     let mut state = A::State::default();
     for recorded in read_stream_all(store, stream).await? {
-        let event =
-            Event::from_recorded(&recorded).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let event = Event::from_recorded(&recorded)
+            .map_err(|e| CoreError::Store(StoreError::undecodable(&recorded, e)))?;
         A::evolve(&mut state, &event);
     }
     Ok(state)

@@ -39,20 +39,25 @@ pub enum Work {
     /// A submission recorded before a restart (or by a payment task that failed after
     /// recording it): needs its wallet, no Fragment session.
     Reconcile(Box<OrderCreated>, Box<PaymentSubmitted>),
+    /// A paid order whose delivery check a restart cut short: needs neither the wallet nor
+    /// a lane (its Fragment session's turn lock keeps it from overlapping other flows).
+    Deliver(Box<OrderCreated>, Box<PaymentSubmitted>),
 }
 
 impl Work {
-    fn wallet(&self) -> String {
+    /// The wallet whose seqno the work needs, if any.
+    fn wallet(&self) -> Option<String> {
         match self {
-            Work::Pay(job) => job.payer.wallet.raw_address(),
-            Work::Reconcile(_, s) => s.wallet_address.clone(),
+            Work::Pay(job) => Some(job.payer.wallet.raw_address()),
+            Work::Reconcile(_, s) => Some(s.wallet_address.clone()),
+            Work::Deliver(..) => None,
         }
     }
 
     fn request_id(&self) -> Uuid {
         match self {
             Work::Pay(job) => job.request_id,
-            Work::Reconcile(_, s) => s.request_id,
+            Work::Reconcile(_, s) | Work::Deliver(_, s) => s.request_id,
         }
     }
 }
@@ -61,6 +66,7 @@ impl Work {
 enum Task {
     Pay(Box<Job>, FragmentSession, String),
     Reconcile(Box<OrderCreated>, Box<PaymentSubmitted>),
+    Deliver(Box<OrderCreated>, Box<PaymentSubmitted>),
 }
 
 /// The Fragment session a task holds, by its identity (`FragmentSession::id`), never by a
@@ -133,12 +139,12 @@ impl Dispatcher {
         let mut i = 0;
         while i < self.waiting.len() {
             let wallet = self.waiting[i].wallet();
-            if self.busy_wallets.contains(&wallet) {
+            if wallet.as_ref().is_some_and(|w| self.busy_wallets.contains(w)) {
                 i += 1;
                 continue;
             }
             let (lane, owner) = match &self.waiting[i] {
-                Work::Reconcile(..) => (Lane::None, None),
+                Work::Reconcile(..) | Work::Deliver(..) => (Lane::None, None),
                 Work::Pay(job) => match &job.client_session {
                     // The client's own session: one payment at a time on it, whichever
                     // wallet pays.
@@ -164,13 +170,16 @@ impl Dispatcher {
                 break;
             };
             let request_id = work.request_id();
-            self.busy_wallets.insert(wallet.clone());
+            if let Some(w) = &wallet {
+                self.busy_wallets.insert(w.clone());
+            }
             if let Lane::Session(id) = lane {
                 self.busy_sessions.insert(id);
             }
             self.running.insert(request_id);
             let task = match work {
                 Work::Reconcile(order, submitted) => Task::Reconcile(order, submitted),
+                Work::Deliver(order, submitted) => Task::Deliver(order, submitted),
                 Work::Pay(job) => {
                     let (session, name) = match owner {
                         Some((n, session)) => (session, format!("owner:{n}")),
@@ -259,7 +268,7 @@ async fn time_out(sh: Arc<Shared>, order_id: Uuid, request_id: Uuid) {
 /// ends: returned, panicked (the panic is caught in `run`) or dropped with its runtime.
 struct Release {
     me: Addr<Dispatcher>,
-    wallet: String,
+    wallet: Option<String>,
     lane: Lane,
     request_id: Uuid,
 }
@@ -277,7 +286,7 @@ impl Release {
 impl Drop for Release {
     fn drop(&mut self) {
         self.me.do_send(Finished {
-            wallet: std::mem::take(&mut self.wallet),
+            wallet: self.wallet.take(),
             lane: self.lane,
             request_id: self.request_id,
         });
@@ -306,12 +315,17 @@ async fn caught(work: impl std::future::Future<Output = ()>) -> Result<(), Strin
 async fn run(sh: Arc<Shared>, task: Task, mut release: Release) {
     let (order_id, request_id) = match &task {
         Task::Pay(job, ..) => (job.order.order_id, job.request_id),
-        Task::Reconcile(order, submitted) => (order.order_id, submitted.request_id),
+        Task::Reconcile(order, submitted) | Task::Deliver(order, submitted) => {
+            (order.order_id, submitted.request_id)
+        }
     };
     let mut outcome = caught(async {
         match task {
             Task::Pay(job, session, name) => payment::pay(&sh, *job, session, name).await,
             Task::Reconcile(order, submitted) => payment::reconcile(&sh, *order, *submitted).await,
+            Task::Deliver(order, submitted) => {
+                payment::deliver_recorded(&sh, &order, &submitted).await
+            }
         }
     })
     .await;
@@ -500,7 +514,7 @@ impl Handler<FreeSession> for Dispatcher {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Finished {
-    wallet: String,
+    wallet: Option<String>,
     lane: Lane,
     request_id: Uuid,
 }
@@ -508,7 +522,9 @@ struct Finished {
 impl Handler<Finished> for Dispatcher {
     type Result = ();
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
-        self.busy_wallets.remove(&msg.wallet);
+        if let Some(w) = &msg.wallet {
+            self.busy_wallets.remove(w);
+        }
         if let Lane::Session(id) = msg.lane {
             self.busy_sessions.remove(&id);
         }
@@ -552,7 +568,8 @@ impl Handler<Stop> for Dispatcher {
             .drain(..)
             .filter_map(|w| match w {
                 Work::Pay(job) => Some((job.order.order_id, job.request_id)),
-                Work::Reconcile(..) => None,
+                // Finished from the log at the next start.
+                Work::Reconcile(..) | Work::Deliver(..) => None,
             })
             .collect();
         let sh = Arc::clone(&self.sh);

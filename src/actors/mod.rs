@@ -28,7 +28,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::domain::order::{Payer, WalletFunds};
-use crate::domain::{DomainError, OrderCommand, Policy, Username};
+use crate::domain::{DomainError, OrderCommand, OrderStatus, Policy, Username};
 use crate::fragment::{
     Flow, FragmentClient, FragmentCookies, FragmentError, Purchase, SessionRole,
 };
@@ -64,9 +64,8 @@ impl CoreError {
             CoreError::Domain(e) => (e.api_code(), e.http_status()),
             CoreError::Fragment(e) => e.api_code(),
             CoreError::Ton(_) | CoreError::Unavailable(_) => ("SERVICE_UNAVAILABLE", 503),
-            CoreError::Store(StoreError::Conflict { .. }) | CoreError::Internal(_) => {
-                ("INTERNAL_ERROR", 500)
-            }
+            CoreError::Store(StoreError::Conflict { .. } | StoreError::Undecodable { .. })
+            | CoreError::Internal(_) => ("INTERNAL_ERROR", 500),
             CoreError::Store(_) => ("SERVICE_UNAVAILABLE", 503),
             CoreError::OwnerCookiesNotConfigured => ("OWNER_COOKIES_NOT_CONFIGURED", 500),
         }
@@ -150,6 +149,9 @@ pub struct Shared {
     pub config: CoreConfig,
     pub services: Services,
     pub runner: ProjectionRunner,
+    /// The operator's Fragment sessions (the same pool the core and the dispatcher use):
+    /// a restarted payment finds the session that bought it here.
+    pub owners: Arc<owners::OwnerPool>,
     liveness: Liveness,
     fingerprint_key: [u8; 32],
 }
@@ -227,6 +229,7 @@ impl Core {
             ),
             store,
             runner,
+            owners: Arc::clone(&owners),
             liveness,
             fingerprint_key,
             config: config.clone(),
@@ -260,64 +263,83 @@ impl Core {
         &self.sh.registry
     }
 
+    /// Finishes what a previous run left, deciding each order from its own stream in the
+    /// store (the projections only say which orders to look at; every stream was read
+    /// strictly, so an unreadable event has already stopped the start by name):
+    /// - queued, or processing with nothing signed: the seed went with the old process, so
+    ///   the attempt ends (no funds moved) and the order reopens;
+    /// - processing with a recorded message: finished from the chain, never signed again;
+    /// - paid, with no word yet on its delivery: confirmed and polled with Fragment;
+    /// - unpaid: its expiry is watched again.
     async fn recover(&self) -> Result<(), CoreError> {
-        let (abandon, reconcile, unpaid) = {
+        let candidates: std::collections::BTreeSet<Uuid> = {
             let m = self.sh.runner.read();
-            let abandon: Vec<_> = m
-                .orders
+            let orders = &m.orders;
+            orders
                 .unsigned_in_flight()
-                .map(|r| (r.order_id, r.request_id))
-                .collect();
-            let reconcile: Vec<_> = m
-                .orders
-                .unresolved_submissions()
+                .chain(orders.unresolved_submissions())
                 .map(|r| r.order_id)
-                .collect();
-            let unpaid: Vec<_> = m
-                .orders
-                .unpaid()
-                .map(|o| (o.order_id, o.expires_at))
-                .collect();
-            (abandon, reconcile, unpaid)
+                .chain(orders.unpaid().map(|o| o.order_id))
+                .chain(
+                    orders
+                        .orders
+                        .values()
+                        .filter(|o| o.status == "success" && o.delivery_confirmed.is_none())
+                        .map(|o| o.order_id),
+                )
+                .collect()
         };
-        for (order_id, request_id) in abandon {
-            let cmd = OrderCommand::Abandon {
-                request_id,
-                error_code: "SERVICE_UNAVAILABLE".into(),
-                error: "the service restarted before the payment was made; no funds moved. The order can be paid again until it expires".into(),
-                now: Utc::now(),
-            };
-            let (state, _) = self
-                .sh
-                .registry
-                .order(order_id, cmd, EventMetadata::correlated(request_id))
-                .await?;
-            if let Some(c) = state.created {
-                self.scheduler.do_send(scheduler::Track {
-                    order_id,
-                    expires_at: c.expires_at,
-                });
-            }
-        }
-        for order_id in reconcile {
+        for order_id in candidates {
             let state = self.sh.registry.order_state(order_id).await?;
-            let (Some(created), Some(submitted)) =
-                (state.created, state.request.and_then(|r| r.submitted))
-            else {
+            let Some(created) = state.created.clone() else {
                 continue;
             };
-            tracing::info!(%order_id, "reconciling a recorded payment with the chain");
-            self.dispatcher
-                .do_send(dispatcher::Submit(dispatcher::Work::Reconcile(
-                    Box::new(created),
-                    Box::new(submitted),
-                )));
-        }
-        for (order_id, expires_at) in unpaid {
-            self.scheduler.do_send(scheduler::Track {
-                order_id,
-                expires_at,
-            });
+            let submitted = state.request.as_ref().and_then(|r| r.submitted.clone());
+            match (state.status, submitted) {
+                (Some(OrderStatus::Queued | OrderStatus::Processing), None) => {
+                    let request_id = state
+                        .request
+                        .as_ref()
+                        .map(|r| r.request_id)
+                        .ok_or_else(|| CoreError::Internal("a queued order without a request".into()))?;
+                    let cmd = OrderCommand::Abandon {
+                        request_id,
+                        error_code: "SERVICE_UNAVAILABLE".into(),
+                        error: "the service restarted before the payment was made; no funds moved. The order can be paid again until it expires".into(),
+                        now: Utc::now(),
+                    };
+                    self.sh
+                        .registry
+                        .order(order_id, cmd, EventMetadata::correlated(request_id))
+                        .await?;
+                    self.scheduler.do_send(scheduler::Track {
+                        order_id,
+                        expires_at: created.expires_at,
+                    });
+                }
+                (Some(OrderStatus::Processing), Some(submitted)) => {
+                    tracing::info!(%order_id, "reconciling a recorded payment with the chain");
+                    self.dispatcher
+                        .do_send(dispatcher::Submit(dispatcher::Work::Reconcile(
+                            Box::new(created),
+                            Box::new(submitted),
+                        )));
+                }
+                (Some(OrderStatus::Success), Some(submitted)) if state.awaits_delivery_verdict() => {
+                    self.dispatcher
+                        .do_send(dispatcher::Submit(dispatcher::Work::Deliver(
+                            Box::new(created),
+                            Box::new(submitted),
+                        )));
+                }
+                (Some(OrderStatus::Created), _) => {
+                    self.scheduler.do_send(scheduler::Track {
+                        order_id,
+                        expires_at: created.expires_at,
+                    });
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -385,44 +385,147 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
     }
     sh.config.hooks.at(Step::Fulfilled, order_id);
     // The money moved; now make sure Fragment delivers.
-    let product = prepared.invoice.purchase.product();
+    let delivered = confirm_delivery(
+        sh,
+        &session,
+        &prepared.invoice,
+        &prepared.link,
+        &wallet,
+        &prepared.signed.boc,
+    )
+    .await;
+    record_delivery(sh, order_id, request_id, delivered).await;
+}
+
+/// Tells Fragment the payment was sent and polls until it reports the purchase delivered
+/// (or the delivery timeout passes).
+async fn confirm_delivery(
+    sh: &Shared,
+    session: &FragmentSession,
+    invoice: &crate::fragment::Invoice,
+    link: &crate::fragment::PaymentLink,
+    wallet: &WalletContract,
+    boc: &str,
+) -> Fulfilment {
+    let product = invoice.purchase.product();
     let mut flow = session.begin().await;
-    let delivered = match flow
-        .confirm(product, &prepared.link, &wallet, &prepared.signed.boc)
-        .await
-    {
+    match flow.confirm(product, link, wallet, boc).await {
         Ok(()) => {
-            flow.wait_until_done(
-                &prepared.invoice,
-                sh.config.delivery_timeout,
-                sh.config.poll_interval,
-            )
-            .await
+            flow.wait_until_done(invoice, sh.config.delivery_timeout, sh.config.poll_interval)
+                .await
         }
         Err(e) => Fulfilment::Unknown(e),
+    }
+}
+
+async fn record_delivery(sh: &Shared, order_id: Uuid, request_id: Uuid, delivered: Fulfilment) {
+    let reason = match delivered {
+        Fulfilment::Done => None,
+        Fulfilment::NotYet => Some(format!(
+            "Fragment had not confirmed the delivery after {:?}",
+            sh.config.delivery_timeout
+        )),
+        Fulfilment::Unknown(e) => Some(format!(
+            "Fragment could not be asked about the delivery: {e}"
+        )),
     };
-    let command = match delivered {
-        Fulfilment::Done => OrderCommand::ConfirmDelivery {
+    unconfirmed_or_confirmed(sh, order_id, request_id, reason).await;
+}
+
+/// Records the delivery verdict: confirmed when `reason` is `None`, else on the operator's
+/// list with `reason`.
+async fn unconfirmed_or_confirmed(
+    sh: &Shared,
+    order_id: Uuid,
+    request_id: Uuid,
+    reason: Option<String>,
+) {
+    let now = Utc::now();
+    let command = match reason {
+        None => OrderCommand::ConfirmDelivery { request_id, now },
+        Some(reason) => OrderCommand::DeliveryUnconfirmed {
             request_id,
-            now: Utc::now(),
-        },
-        Fulfilment::NotYet => OrderCommand::DeliveryUnconfirmed {
-            request_id,
-            reason: format!(
-                "Fragment had not confirmed the delivery after {:?}",
-                sh.config.delivery_timeout
-            ),
-            now: Utc::now(),
-        },
-        Fulfilment::Unknown(e) => OrderCommand::DeliveryUnconfirmed {
-            request_id,
-            reason: format!("Fragment could not be asked about the delivery: {e}"),
-            now: Utc::now(),
+            reason,
+            now,
         },
     };
-    if let Err(e) = sh.registry.order(order_id, command, meta).await {
+    if let Err(e) = sh
+        .registry
+        .order(order_id, command, EventMetadata::correlated(request_id))
+        .await
+    {
         tracing::warn!(%order_id, error = %e, "cannot record the delivery state");
     }
+}
+
+/// Confirms and polls the delivery of a paid order whose purchase flow is gone (a restart),
+/// from what its `PaymentSubmitted` recorded, on the Fragment session that bought it: an
+/// owner session is found in the pool by its identity. The order goes on the operator's
+/// unconfirmed list only when Fragment cannot be asked: the client's own session (its
+/// cookies are never kept), an owner session no longer configured, or a record from before
+/// this was recorded.
+pub(crate) async fn deliver_recorded(
+    sh: &Shared,
+    order: &OrderCreated,
+    submitted: &PaymentSubmitted,
+) {
+    let (order_id, request_id) = (order.order_id, submitted.request_id);
+    let unconfirmed = |reason: &str| Some(format!("{reason}; check with Fragment that it delivered"));
+    let Some(c) = &submitted.confirmation else {
+        let reason = unconfirmed("the payment was recorded by an earlier version, without what confirming it needs");
+        return unconfirmed_or_confirmed(sh, order_id, request_id, reason).await;
+    };
+    let session = (c.session_role == "owner")
+        .then(|| {
+            sh.owners
+                .sessions()
+                .iter()
+                .find(|o| o.lane.to_hex() == c.session_id)
+                .map(|o| o.session.clone())
+        })
+        .flatten();
+    let Some(session) = session else {
+        let reason = if c.session_role == "owner" {
+            unconfirmed("the operator's Fragment session that bought it is no longer configured")
+        } else {
+            unconfirmed("it was bought on the client's own Fragment session, whose cookies the service does not keep across a restart")
+        };
+        return unconfirmed_or_confirmed(sh, order_id, request_id, reason).await;
+    };
+    let (Ok(purchase), Ok(version), Some(key)) = (
+        Purchase::from_order(order.product),
+        submitted.wallet_version.parse::<crate::ton::WalletVersion>(),
+        hex::decode(&c.wallet_public_key)
+            .ok()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok()),
+    ) else {
+        let reason = unconfirmed("the recorded payment cannot be read back");
+        return unconfirmed_or_confirmed(sh, order_id, request_id, reason).await;
+    };
+    let wallet = WalletContract::new(
+        version,
+        sh.services.fragment.config().network,
+        crate::ton::PublicKey(key),
+    );
+    if wallet.raw_address() != submitted.wallet_address {
+        let reason = unconfirmed("the recorded wallet key does not give the paying wallet");
+        return unconfirmed_or_confirmed(sh, order_id, request_id, reason).await;
+    }
+    let invoice = crate::fragment::Invoice {
+        purchase,
+        req_id: submitted.fragment_request_id.clone(),
+        amount: submitted.purchase_nanoton,
+    };
+    let link = crate::fragment::PaymentLink {
+        valid_until: submitted.valid_until,
+        from: Some(submitted.wallet_address.clone()),
+        messages: vec![],
+        confirm_method: c.confirm_method.clone(),
+        confirm_params: c.confirm_params.clone(),
+    };
+    tracing::info!(%order_id, "confirming the delivery of a payment made before the restart");
+    let delivered = confirm_delivery(sh, &session, &invoice, &link, &wallet, &submitted.boc).await;
+    record_delivery(sh, order_id, request_id, delivered).await;
 }
 
 /// Finishes a submission recorded before a restart, from the chain alone.
@@ -442,20 +545,7 @@ pub(crate) async fn reconcile(sh: &Shared, order: OrderCreated, submitted: Payme
         return;
     };
     if settle(sh, &order, &submitted, outcome).await && sh.alive() {
-        let command = OrderCommand::DeliveryUnconfirmed {
-            request_id: submitted.request_id,
-            reason: "the service restarted after paying; check with Fragment that it delivered"
-                .into(),
-            now: Utc::now(),
-        };
-        let _ = sh
-            .registry
-            .order(
-                order.order_id,
-                command,
-                EventMetadata::correlated(submitted.request_id),
-            )
-            .await;
+        deliver_recorded(sh, &order, &submitted).await;
     }
 }
 

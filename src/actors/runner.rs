@@ -220,10 +220,22 @@ async fn catch_up(
         models = ReadModels::new();
     }
     let mut subscription = Subscription::new(store, models.position);
+    // Strict: an event this build cannot read stops the start (naming it), since recovery
+    // decides what to do with each payment from these models and the log behind them.
+    let mut unreadable = None;
     subscription
-        .drain_now_with(|event| apply(&mut models, &event))
+        .drain_now_with(|event| {
+            if unreadable.is_none() {
+                if let Err(e) = models.apply_recorded(&event) {
+                    unreadable = Some(StoreError::undecodable(&event, e));
+                }
+            }
+        })
         .await?;
-    Ok((models, subscription))
+    match unreadable {
+        Some(e) => Err(e),
+        None => Ok((models, subscription)),
+    }
 }
 
 /// Folds the log as it grows until told to stop, starting a checkpoint write when one is due.
@@ -291,8 +303,9 @@ async fn settle(write: JoinHandle<()>) {
 
 fn apply(models: &mut ReadModels, event: &events::RecordedEvent) {
     if let Err(e) = models.apply_recorded(event) {
-        // An event this build cannot read: skipping keeps every other view live, and the
-        // error names the event so the operator can upgrade or investigate.
+        // Live (or in a rebuild for comparison), an event this build cannot read: skipping
+        // keeps every other view live, and the error names the event so the operator can
+        // upgrade or investigate. The next start refuses to run on it (`catch_up`).
         tracing::error!(position = event.position, event_type = %event.event_type, error = %e, "cannot fold event");
         models.position = event.position;
     }

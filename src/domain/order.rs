@@ -71,6 +71,8 @@ pub struct OrderState {
     pub fulfilled: Option<OrderFulfilled>,
     pub failed: Option<OrderFailed>,
     pub delivery_confirmed: bool,
+    /// Fragment could not confirm the delivery: the order is on the operator's list.
+    pub delivery_unconfirmed: bool,
     /// Stream version: the number of events folded.
     pub version: u64,
 }
@@ -208,7 +210,7 @@ impl OrderState {
             }
             Event::OrderExpired(_) => self.status = Some(OrderStatus::Expired),
             Event::OrderDeliveryConfirmed(_) => self.delivery_confirmed = true,
-            Event::OrderDeliveryUnconfirmed(_) => {}
+            Event::OrderDeliveryUnconfirmed(_) => self.delivery_unconfirmed = true,
             // Wallet events never reach an order's stream.
             Event::CommissionAccrued(_)
             | Event::CommissionCollected(_)
@@ -236,6 +238,14 @@ impl OrderState {
             }
             _ => false,
         }
+    }
+
+    /// Whether the order was paid and nobody has said yet what became of its delivery: a
+    /// check a restart cut short, to be resumed.
+    pub fn awaits_delivery_verdict(&self) -> bool {
+        self.status == Some(OrderStatus::Success)
+            && !self.delivery_confirmed
+            && !self.delivery_unconfirmed
     }
 
     /// The request `request_id` if it is the current one.
@@ -507,7 +517,9 @@ pub fn decide(
         } => {
             state.current_request(request_id)?;
             match status {
-                OrderStatus::Success if state.delivery_confirmed => Ok(vec![]),
+                OrderStatus::Success if state.delivery_confirmed || state.delivery_unconfirmed => {
+                    Ok(vec![])
+                }
                 OrderStatus::Success => Ok(vec![OrderDeliveryUnconfirmed {
                     order_id,
                     request_id,

@@ -37,6 +37,27 @@ pub enum StoreError {
     /// The backend failed (I/O, corruption). The message is for logs, never for clients.
     #[error("event store backend error: {0}")]
     Backend(String),
+    /// The log holds an event this build cannot read (a newer version's, or a damaged one).
+    /// Whatever depends on it (a payment to finish, a debt) cannot be decided without it, so
+    /// the service refuses to start rather than act on a log it only partly understands.
+    #[error("event {position} of stream `{stream}` ({event_type}) cannot be read by this build: {error}")]
+    Undecodable {
+        stream: String,
+        position: u64,
+        event_type: String,
+        error: String,
+    },
+}
+
+impl StoreError {
+    pub fn undecodable(event: &RecordedEvent, error: impl std::fmt::Display) -> StoreError {
+        StoreError::Undecodable {
+            stream: event.stream.clone(),
+            position: event.position,
+            event_type: event.event_type.clone(),
+            error: error.to_string(),
+        }
+    }
 }
 
 /// Where an append landed.

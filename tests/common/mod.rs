@@ -25,6 +25,9 @@ use tokio::sync::watch;
 
 pub const TON_WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";
 
+/// The Fragment session key of every core of a test world (see `DataDir::session_key`).
+pub const SESSION_KEY: [u8; 32] = [9; 32];
+
 pub fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -122,7 +125,9 @@ impl World {
                 payment_addresses: vec![self.fragment.payment_address_friendly()],
                 ..FragmentConfig::fragment_com()
             })
-            .unwrap(),
+            .unwrap()
+            // What the data dir's session key is to a service: the same across restarts.
+            .with_session_key(SESSION_KEY),
             chain: TonCenterClient::new(TonApiConfig::local(self.ton.url())).unwrap(),
             owner_cookies: vec![self.owner.clone()],
             fee_address: Some(self.fee.clone()),
