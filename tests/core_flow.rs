@@ -1476,3 +1476,59 @@ async fn after_a_restart_a_kyc_payment_is_listed_unconfirmed_only_because_fragme
         .unwrap();
     assert!(reason.contains("client's own Fragment session"), "{reason}");
 }
+
+#[actix_web::test]
+async fn an_unreadable_recorded_payment_stops_the_start_naming_its_stream_and_position() {
+    let w = world().await;
+    let p = payer();
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    // A payment recorded, then the process died: its PaymentSubmitted is of a schema this
+    // build does not know (a newer version wrote it, or it is damaged).
+    let (core, store) = w.core(Policy::default(), Some(("PaymentSubmitted", 1))).await;
+    let order = core
+        .create_order(Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        core.pay_order(order.order_id, p, None, None),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop((core, store));
+    let stream = order_stream(order.order_id);
+    {
+        let db = rusqlite::Connection::open(w.store_path()).unwrap();
+        let changed = db
+            .execute(
+                "UPDATE events SET schema_version = 99 WHERE stream = ?1 AND event_type = 'PaymentSubmitted'",
+                [&stream],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    let store = w.open_store().await;
+    let position = fragment_gateway::store::read_stream_all(&store, &stream)
+        .await
+        .unwrap()
+        .iter()
+        .find(|e| e.event_type == "PaymentSubmitted")
+        .unwrap()
+        .position;
+    let started = Core::start(
+        config(Policy::default()),
+        w.services(),
+        std::sync::Arc::new(store),
+        fragment_gateway::actors::Liveness::default(),
+    )
+    .await;
+    let Err(e) = started else {
+        panic!("started on a log it cannot read");
+    };
+    let message = e.to_string();
+    assert!(message.contains(&stream), "{message}");
+    assert!(message.contains(&format!("event {position} ")), "{message}");
+    // Nothing was decided meanwhile: the process died before its broadcast, and the
+    // refused start neither sent the recorded message nor gave the payment up.
+    assert_eq!(w.ton.broadcasts().len(), 0);
+}
