@@ -460,6 +460,8 @@ pub struct ReplayTotals {
     pub purchases_nanoton: Nanoton,
     pub stars_delivered: u64,
     pub premium_months_delivered: u64,
+    /// Network fees the wallets paid, for payments made and for messages processed without
+    /// paying.
     pub network_fees_nanoton: Nanoton,
     pub commission_accrued_nanoton: Nanoton,
     pub commission_collected_nanoton: Nanoton,
@@ -719,6 +721,12 @@ fn tally(event: &Event, totals: &mut ReplayTotals, ledger: &mut Ledger) {
                 .entry(e.order_id)
                 .or_default()
                 .push((e.commission_nanoton, e.collected_nanoton));
+        }
+        // A message the wallet processed without paying still cost its fees.
+        Event::OrderFailed(e) => {
+            totals.network_fees_nanoton = totals
+                .network_fees_nanoton
+                .saturating_add(e.network_fee_nanoton);
         }
         Event::PaymentSubmitted(e) => *ledger.submitted.entry(e.request_id).or_insert(0) += 1,
         Event::CommissionAccrued(e) => {

@@ -1446,10 +1446,19 @@ async fn after_a_restart_a_kyc_payment_is_listed_unconfirmed_only_because_fragme
     let w = world().await;
     let p = payer();
     w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
-    let cookies = w.fragment.login("client", Some(p.wallet.address())).unwrap();
-    let (core, _) = w.core(Policy::default(), Some(("PaymentSubmitted", 1))).await;
+    let cookies = w
+        .fragment
+        .login("client", Some(p.wallet.address()))
+        .unwrap();
+    let (core, _) = w
+        .core(Policy::default(), Some(("PaymentSubmitted", 1)))
+        .await;
     let order = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), Some(cookies.clone()))
+        .create_order(
+            Product::Stars { amount: 50 },
+            &alice(),
+            Some(cookies.clone()),
+        )
         .await
         .unwrap();
     let _ = tokio::time::timeout(
@@ -1484,7 +1493,9 @@ async fn an_unreadable_recorded_payment_stops_the_start_naming_its_stream_and_po
     w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
     // A payment recorded, then the process died: its PaymentSubmitted is of a schema this
     // build does not know (a newer version wrote it, or it is damaged).
-    let (core, store) = w.core(Policy::default(), Some(("PaymentSubmitted", 1))).await;
+    let (core, store) = w
+        .core(Policy::default(), Some(("PaymentSubmitted", 1)))
+        .await;
     let order = core
         .create_order(Product::Stars { amount: 50 }, &alice(), None)
         .await

@@ -210,6 +210,10 @@ pub struct OrderFailed {
     pub error_code: String,
     pub error: String,
     pub funds_moved: bool,
+    /// What the wallet paid in network fees for a message it processed without sending
+    /// the payment (the chain charges for that too); zero otherwise (v2; v1 events: zero,
+    /// as the only failures then recorded with fees were also recorded without them).
+    pub network_fee_nanoton: Nanoton,
     pub failed_at: DateTime<Utc>,
 }
 

@@ -101,7 +101,7 @@ event_set! {
     OrderFulfilled = 1,
     OrderDeliveryConfirmed = 1,
     OrderDeliveryUnconfirmed = 1,
-    OrderFailed = 1,
+    OrderFailed = 2,
     OrderTimedOut = 1,
     OrderPaymentAbandoned = 1,
     OrderExpired = 1,
@@ -186,6 +186,7 @@ fn upcast(event_type: &str, from: u16, data: Value) -> Result<Value, DecodeError
     match (event_type, from) {
         ("OrderCreated", 1) => order_created_v1_to_v2(data),
         ("PaymentSubmitted", 1) => payment_submitted_v1_to_v2(data),
+        ("OrderFailed", 1) => order_failed_v1_to_v2(data),
         _ => Err(DecodeError::NoUpcaster {
             event_type: event_type.to_string(),
             version: from,
@@ -241,6 +242,17 @@ fn payment_submitted_v1_to_v2(mut data: Value) -> Result<Value, DecodeError> {
     })?;
     obj.insert("wallet_last_lt".into(), Value::Null);
     obj.insert("confirmation".into(), Value::Null);
+    Ok(data)
+}
+
+/// Version 2 of OrderFailed records the network fees of a message the wallet processed
+/// without sending the payment. Version 1 did not: zero, which is what it implied.
+fn order_failed_v1_to_v2(mut data: Value) -> Result<Value, DecodeError> {
+    let obj = data.as_object_mut().ok_or_else(|| DecodeError::Shape {
+        event_type: "OrderFailed".into(),
+        source: serde::de::Error::custom("v1 OrderFailed is not an object"),
+    })?;
+    obj.insert("network_fee_nanoton".into(), 0.into());
     Ok(data)
 }
 
@@ -362,6 +374,7 @@ mod tests {
                 error_code: "FRAGMENT_ERROR".into(),
                 error: "Fragment refused the purchase".into(),
                 funds_moved: false,
+                network_fee_nanoton: Nanoton::new(0),
                 failed_at: t,
             }
             .into(),
@@ -525,6 +538,19 @@ mod tests {
         assert_eq!(read.wallet_last_lt, None);
         assert_eq!(read.confirmation, None);
         assert_eq!(read.message_hash, v2.message_hash);
+    }
+
+    #[test]
+    fn an_order_failed_of_schema_1_reads_as_having_cost_no_fees() {
+        let v1 = json!({
+            "order_id": Uuid::now_v7(), "request_id": Uuid::now_v7(),
+            "error_code": "FRAGMENT_ERROR", "error": "no", "funds_moved": false,
+            "failed_at": "2026-01-02T03:04:05Z",
+        });
+        let Event::OrderFailed(e) = Event::decode("OrderFailed", 1, v1).unwrap() else {
+            panic!("wrong type");
+        };
+        assert_eq!(e.network_fee_nanoton, Nanoton::ZERO);
     }
 
     #[test]

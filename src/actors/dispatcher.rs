@@ -139,7 +139,10 @@ impl Dispatcher {
         let mut i = 0;
         while i < self.waiting.len() {
             let wallet = self.waiting[i].wallet();
-            if wallet.as_ref().is_some_and(|w| self.busy_wallets.contains(w)) {
+            if wallet
+                .as_ref()
+                .is_some_and(|w| self.busy_wallets.contains(w))
+            {
                 i += 1;
                 continue;
             }

@@ -297,11 +297,14 @@ impl Core {
             let submitted = state.request.as_ref().and_then(|r| r.submitted.clone());
             match (state.status, submitted) {
                 (Some(OrderStatus::Queued | OrderStatus::Processing), None) => {
-                    let request_id = state
-                        .request
-                        .as_ref()
-                        .map(|r| r.request_id)
-                        .ok_or_else(|| CoreError::Internal("a queued order without a request".into()))?;
+                    let request_id =
+                        state
+                            .request
+                            .as_ref()
+                            .map(|r| r.request_id)
+                            .ok_or_else(|| {
+                                CoreError::Internal("a queued order without a request".into())
+                            })?;
                     let cmd = OrderCommand::Abandon {
                         request_id,
                         error_code: "SERVICE_UNAVAILABLE".into(),
@@ -325,7 +328,9 @@ impl Core {
                             Box::new(submitted),
                         )));
                 }
-                (Some(OrderStatus::Success), Some(submitted)) if state.awaits_delivery_verdict() => {
+                (Some(OrderStatus::Success), Some(submitted))
+                    if state.awaits_delivery_verdict() =>
+                {
                     self.dispatcher
                         .do_send(dispatcher::Submit(dispatcher::Work::Deliver(
                             Box::new(created),

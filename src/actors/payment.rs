@@ -335,7 +335,7 @@ pub(crate) async fn pay(sh: &Shared, job: Job, session: FragmentSession, lane: S
                     request_id,
                     refusal.code,
                     refusal.message,
-                    false,
+                    Nanoton::ZERO,
                 )
                 .await;
             }
@@ -470,9 +470,12 @@ pub(crate) async fn deliver_recorded(
     submitted: &PaymentSubmitted,
 ) {
     let (order_id, request_id) = (order.order_id, submitted.request_id);
-    let unconfirmed = |reason: &str| Some(format!("{reason}; check with Fragment that it delivered"));
+    let unconfirmed =
+        |reason: &str| Some(format!("{reason}; check with Fragment that it delivered"));
     let Some(c) = &submitted.confirmation else {
-        let reason = unconfirmed("the payment was recorded by an earlier version, without what confirming it needs");
+        let reason = unconfirmed(
+            "the payment was recorded by an earlier version, without what confirming it needs",
+        );
         return unconfirmed_or_confirmed(sh, order_id, request_id, reason).await;
     };
     let session = (c.session_role == "owner")
@@ -494,7 +497,9 @@ pub(crate) async fn deliver_recorded(
     };
     let (Ok(purchase), Ok(version), Some(key)) = (
         Purchase::from_order(order.product),
-        submitted.wallet_version.parse::<crate::ton::WalletVersion>(),
+        submitted
+            .wallet_version
+            .parse::<crate::ton::WalletVersion>(),
         hex::decode(&c.wallet_public_key)
             .ok()
             .and_then(|k| <[u8; 32]>::try_from(k).ok()),
@@ -660,7 +665,7 @@ async fn settle(
             });
             if !paid {
                 fail(sh, order_id, request_id, "INSUFFICIENT_BALANCE",
-                    "the wallet processed the message but could not send the payment (check its balance); no funds moved except network fees".into(), false).await;
+                    "the wallet processed the message but could not send the payment (check its balance); no funds moved except network fees".into(), tx.total_fees).await;
                 return false;
             }
             (tx, false)
@@ -672,14 +677,14 @@ async fn settle(
                 request_id,
                 "SERVICE_UNAVAILABLE",
                 "the network did not accept the payment before it expired; no funds moved".into(),
-                false,
+                Nanoton::ZERO,
             )
             .await;
             return false;
         }
         TransferOutcome::Superseded => {
             fail(sh, order_id, request_id, "VALIDATION_ERROR",
-                "another transfer from this wallet used the same sequence number, so this payment was not made; no funds moved. Use the wallet for one payment at a time".into(), false).await;
+                "another transfer from this wallet used the same sequence number, so this payment was not made; no funds moved. Use the wallet for one payment at a time".into(), Nanoton::ZERO).await;
             return false;
         }
     };
@@ -729,19 +734,22 @@ async fn settle(
     }
 }
 
+/// Ends a payment that moved no funds but, perhaps, the network fees of a message the
+/// wallet processed without sending what it was signed to (`network_fee`).
 async fn fail(
     sh: &Shared,
     order_id: Uuid,
     request_id: Uuid,
     code: &str,
     message: String,
-    funds_moved: bool,
+    network_fee: Nanoton,
 ) {
     let command = OrderCommand::Fail {
         request_id,
         error_code: code.to_string(),
         error: message,
-        funds_moved,
+        funds_moved: false,
+        network_fee_nanoton: network_fee,
         now: Utc::now(),
     };
     if let Err(e) = sh

@@ -126,6 +126,8 @@ pub enum OrderCommand {
         error_code: String,
         error: String,
         funds_moved: bool,
+        /// Fees the wallet paid for a message it processed without sending the payment.
+        network_fee_nanoton: Nanoton,
         now: DateTime<Utc>,
     },
     /// The attempt ended before anything was signed; the order can be paid again.
@@ -422,6 +424,7 @@ pub fn decide(
             error_code,
             error,
             funds_moved,
+            network_fee_nanoton,
             now,
         } => {
             state.current_request(request_id)?;
@@ -433,6 +436,7 @@ pub fn decide(
                     error_code,
                     error,
                     funds_moved,
+                    network_fee_nanoton,
                     failed_at: now,
                 }
                 .into()]),
@@ -869,6 +873,7 @@ mod tests {
             error_code: "X".into(),
             error: "x".into(),
             funds_moved: false,
+            network_fee_nanoton: Nanoton::ZERO,
             now: t0(),
         };
         assert!(matches!(
@@ -889,6 +894,7 @@ mod tests {
             error_code: "FRAGMENT_ERROR".into(),
             error: "no".into(),
             funds_moved: false,
+            network_fee_nanoton: Nanoton::ZERO,
             now: t0() + Duration::minutes(3),
         };
         events.extend(given(&events, fail.clone()).unwrap());
