@@ -12,6 +12,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY events ./events
 COPY projections ./projections
+COPY kdf ./kdf
 COPY src ./src
 COPY config ./config
 COPY benches ./benches

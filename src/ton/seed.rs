@@ -14,9 +14,8 @@
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
+use kdf::pbkdf2_hmac_sha512;
 use serde::Serialize;
-use sha2::Sha512;
 use zeroize::Zeroizing;
 
 use super::encoding::decode_base64;
@@ -200,7 +199,7 @@ impl Seed {
                 }
                 let entropy = ton_entropy(&self.phrase);
                 let mut out = Zeroizing::new([0u8; 64]);
-                pbkdf2::pbkdf2_hmac::<Sha512>(
+                pbkdf2_hmac_sha512(
                     entropy.as_slice(),
                     b"TON default seed",
                     TON_DEFAULT_SEED_ROUNDS,
@@ -236,10 +235,8 @@ impl fmt::Debug for Seed {
 }
 
 fn hmac_sha512(key: &[u8], data: &[u8]) -> Zeroizing<[u8; 64]> {
-    let mut mac = Hmac::<Sha512>::new_from_slice(key).expect("HMAC accepts any key length");
-    mac.update(data);
     let mut out = Zeroizing::new([0u8; 64]);
-    out.copy_from_slice(&mac.finalize().into_bytes());
+    kdf::hmac_sha512(key, data, &mut out);
     out
 }
 
@@ -250,7 +247,7 @@ fn ton_entropy(phrase: &str) -> Zeroizing<[u8; 64]> {
 
 fn ton_is_basic_seed(entropy: &[u8; 64]) -> bool {
     let mut out = Zeroizing::new([0u8; 64]);
-    pbkdf2::pbkdf2_hmac::<Sha512>(
+    pbkdf2_hmac_sha512(
         entropy,
         b"TON seed version",
         TON_SEED_VERSION_ROUNDS,
@@ -261,7 +258,7 @@ fn ton_is_basic_seed(entropy: &[u8; 64]) -> bool {
 
 fn ton_is_password_seed(entropy: &[u8; 64]) -> bool {
     let mut out = Zeroizing::new([0u8; 64]);
-    pbkdf2::pbkdf2_hmac::<Sha512>(entropy, b"TON fast seed version", 1, out.as_mut_slice());
+    pbkdf2_hmac_sha512(entropy, b"TON fast seed version", 1, out.as_mut_slice());
     out[0] == 1
 }
 

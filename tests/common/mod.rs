@@ -250,6 +250,16 @@ impl Halting {
         *self.halted.lock().unwrap()
     }
 
+    /// No crash from here on, unless the trip already fired: then the process is dead (now,
+    /// if the tripping append had not yet got to kill it). Answers whether it is dead.
+    pub fn disarm(&self) -> bool {
+        let tripped = matches!(self.trip.lock().unwrap().take(), Some((_, 0)));
+        if tripped {
+            self.kill();
+        }
+        self.is_dead()
+    }
+
     fn inner(&self) -> Result<Arc<dyn EventStore>, StoreError> {
         self.inner
             .lock()
@@ -280,7 +290,10 @@ impl EventStore for Halting {
             }
         }
         let trips = match &mut *self.trip.lock().unwrap() {
-            Some((event_type, remaining)) if events.iter().any(|e| e.event_type == *event_type) => {
+            // Trips once: appends racing past the kill do not count further.
+            Some((event_type, remaining))
+                if *remaining > 0 && events.iter().any(|e| e.event_type == *event_type) =>
+            {
                 *remaining -= 1;
                 *remaining == 0
             }

@@ -187,15 +187,10 @@ fn v2_message(m: &SimMessage, network: Network) -> Value {
 
 /// One element of v2 `getTransactions`.
 pub fn v2_transaction(t: &SimTransaction, network: Network) -> Value {
-    let out_fwd: u64 = t
-        .out_msgs
-        .iter()
-        .map(|m| match m.kind {
-            MessageKind::Internal { fwd_fee, .. } => fwd_fee,
-            MessageKind::ExternalIn => 0,
-        })
-        .sum();
-    let fee = t.total_fees + out_fwd;
+    // The transaction's total fees, as v3 reports them: this simulator charges forwarding
+    // inside `total_fees` (the message's `fwd_fee` is that part, for information), so adding
+    // it again would make v2 and v3 disagree about what the same transaction cost.
+    let fee = t.total_fees;
     json!({
         "@type": "ext.transaction",
         "address": {"@type": "accountAddress", "account_address": friendly(&t.account, network)},
