@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use serde_json::Value;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use zeroize::Zeroizing;
 
 use crate::ton::encoding::decode_base64;
@@ -73,40 +73,17 @@ impl FragmentCookies {
         Self::from_json(text)
     }
 
-    /// Parses the JSON text of either shape.
+    /// Parses the JSON text of either shape. Values go straight from the text into wiped
+    /// buffers: no JSON tree holds them on the way (its strings would be freed unwiped).
     pub fn from_json(text: &str) -> Result<FragmentCookies, CookieError> {
-        let value: Value = serde_json::from_str(text).map_err(|_| CookieError::NotJson)?;
-        let mut cookies = FragmentCookies::default();
-        match value {
-            Value::Object(map) => {
-                for (name, v) in map {
-                    let Value::String(v) = v else {
-                        return Err(CookieError::WrongShape);
-                    };
-                    cookies.take(&name, Zeroizing::new(v))?;
-                }
-            }
-            Value::Array(items) => {
-                for item in items {
-                    let (Some(Value::String(name)), Some(Value::String(v))) =
-                        (item.get("name"), item.get("value"))
-                    else {
-                        return Err(CookieError::WrongShape);
-                    };
-                    // Exports can hold other sites' cookies; keep fragment.com's.
-                    let domain = item.get("domain").and_then(Value::as_str).unwrap_or("");
-                    let host = domain.trim_start_matches('.');
-                    if !domain.is_empty()
-                        && host != "fragment.com"
-                        && !host.ends_with(".fragment.com")
-                    {
-                        continue;
-                    }
-                    cookies.take(name, Zeroizing::new(v.clone()))?;
-                }
-            }
-            _ => return Err(CookieError::WrongShape),
-        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let parsed = serde::de::DeserializeSeed::deserialize(Shapes, &mut de)
+            .and_then(|cookies| de.end().map(|()| cookies));
+        let cookies = match parsed {
+            Ok(cookies) => cookies?,
+            Err(e) if e.is_data() => return Err(CookieError::WrongShape),
+            Err(_) => return Err(CookieError::NotJson),
+        };
         if cookies.cookies.is_empty() {
             return Err(CookieError::WrongShape);
         }
@@ -200,6 +177,126 @@ impl fmt::Debug for FragmentCookies {
     }
 }
 
+/// The two JSON shapes of `fragment_cookies`, read with serde's visitors rather than into a
+/// `serde_json::Value`. The outer `Result` is the JSON's (its syntax, or a value of the wrong
+/// kind); the inner one a cookie refused on its merits, which stops the parse at once.
+struct Shapes;
+
+impl<'de> DeserializeSeed<'de> for Shapes {
+    type Value = Result<FragmentCookies, CookieError>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Shapes {
+    type Value = Result<FragmentCookies, CookieError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of cookie values or an array of cookies")
+    }
+
+    /// `{"stel_ssid": "...", ...}`
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut cookies = FragmentCookies::default();
+        while let Some(name) = map.next_key::<String>()? {
+            let SecretText(value) = map.next_value()?;
+            if let Err(e) = cookies.take(&name, value) {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(cookies))
+    }
+
+    /// `[{"name": "...", "value": "...", "domain": "..."}, ...]`, a browser's export.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut cookies = FragmentCookies::default();
+        while let Some(Exported {
+            name,
+            value,
+            domain,
+        }) = seq.next_element()?
+        {
+            // Exports can hold other sites' cookies; keep fragment.com's.
+            let host = domain.trim_start_matches('.');
+            if !domain.is_empty() && host != "fragment.com" && !host.ends_with(".fragment.com") {
+                continue;
+            }
+            if let Err(e) = cookies.take(&name, value) {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(cookies))
+    }
+}
+
+/// A JSON string read into a wiped buffer: borrowed from the text and copied once (an
+/// escaped string comes through serde_json's scratch buffer, which cookie values, plain
+/// ASCII without quotes, have no reason to need).
+struct SecretText(Zeroizing<String>);
+
+impl<'de> de::Deserialize<'de> for SecretText {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = SecretText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretText, E> {
+                let mut out = Zeroizing::new(String::with_capacity(v.len()));
+                out.push_str(v);
+                Ok(SecretText(out))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<SecretText, E> {
+                Ok(SecretText(Zeroizing::new(v)))
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
+
+/// One cookie of a browser export; its other fields (`httpOnly`, `path`, ...) are skipped.
+struct Exported {
+    name: String,
+    value: Zeroizing<String>,
+    domain: String,
+}
+
+impl<'de> de::Deserialize<'de> for Exported {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Item;
+        impl<'de> Visitor<'de> for Item {
+            type Value = Exported;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a cookie with a name and a value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Exported, A::Error> {
+                let (mut name, mut value, mut domain) = (None, None, None);
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "name" => name = Some(map.next_value::<String>()?),
+                        "value" => value = Some(map.next_value::<SecretText>()?.0),
+                        "domain" => domain = Some(map.next_value::<String>()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                match (name, value) {
+                    (Some(name), Some(value)) => Ok(Exported {
+                        name,
+                        value,
+                        domain: domain.unwrap_or_default(),
+                    }),
+                    _ => Err(de::Error::custom("a cookie needs a name and a value")),
+                }
+            }
+        }
+        d.deserialize_map(Item)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use base64::Engine;
@@ -278,6 +375,33 @@ mod tests {
         ]"#;
         let c = FragmentCookies::parse(&b64(export)).unwrap();
         assert_eq!(c.names().collect::<Vec<_>>(), vec!["stel_ssid"]);
+    }
+
+    /// Parsing keeps each value in a wiped buffer only: no freed block of the parse (a JSON
+    /// tree, a copy taken from it) still holds a value, whether the set is taken or refused.
+    #[test]
+    fn parsing_leaves_no_plain_copy_of_a_value() {
+        let ssid = "canary-ssid-0123456789abcdef0123";
+        let inputs = [
+            format!(r#"{{"stel_ssid":"{ssid}","stel_dt":"-180"}}"#),
+            format!(r#"{{"stel_ssid":"{ssid}","stel_dt":5}}"#),
+            format!(r#"[{{"name":"stel_ssid","value":"{ssid}","domain":"fragment.com"}}]"#),
+            format!(
+                r#"[{{"name":"stel_ssid","value":"{ssid}","domain":"fragment.com","httpOnly":true}},
+                   {{"name":"stel_token","value":"","domain":"fragment.com"}}]"#
+            ),
+            format!(r#"[{{"name":"stel_ssid","value":"{ssid}"}}, 7]"#),
+        ];
+        for json in &inputs {
+            let (outcome, copies) =
+                crate::api::secret::leak_check::freed_copies(ssid.as_bytes(), || {
+                    FragmentCookies::from_json(json).map(|c| c.get(SSID).map(str::len))
+                });
+            assert_eq!(
+                copies, 0,
+                "plain copies of the value left by parsing {json}: {outcome:?}"
+            );
+        }
     }
 
     #[test]
