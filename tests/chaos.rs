@@ -563,16 +563,24 @@ async fn schedule(seed: u64) -> Result<Ran, String> {
     {
         return Err("the core did not settle within 90 s of the faults ending".into());
     }
-    // Fragment delivers what it was paid (its watcher reads the now-current indexer).
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = w.fragment.process_now().await;
+    // Fragment delivers what it was paid (its watcher reads the now-current indexer): the
+    // core may have finished without asking (a delivery it lists as unconfirmed).
+    let delivered_by = Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = w.fragment.process_now().await;
+        if w.fragment.delivering() == 0 || Instant::now() > delivered_by {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
-    let problems = verify(&w, &core, &store, &given.lock().unwrap()).await?;
+    // Every client call has returned: what they were given is final.
+    let given = std::mem::take(&mut *given.lock().unwrap());
+    let problems = verify(&w, &core, &store, &given).await?;
     if !problems.is_empty() {
         return Err(format!("{plan:?}\n  - {}", problems.join("\n  - ")));
     }
     let models = core.projections().snapshot();
-    let given = given.lock().unwrap();
     let orders: Vec<_> = given
         .orders
         .keys()
@@ -727,8 +735,9 @@ async fn verify(
                 submission.fragment_request_id
             ),
             None => problems.push(format!(
-                "order {}'s payment reached Fragment and paid no invoice",
-                submission.order_id
+                "order {}'s payment reached Fragment and paid no invoice (tx {} lt {} utime {}, value {:?}, bounced-out {}; invoice {} is {:?}, signed valid until {})",
+                submission.order_id, tx.hash.to_hex(), tx.lt, tx.utime, tx.in_msg, tx.out_msgs.len(),
+                submission.fragment_request_id, w.fragment.invoice_status(&submission.fragment_request_id), submission.valid_until
             )),
         }
     }

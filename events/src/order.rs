@@ -146,7 +146,8 @@ pub struct PaymentSubmitted {
     /// gone: the paying wallet's public key (for the TON Connect account), Fragment's
     /// confirm method and parameters, and which Fragment session bought (v2; `None` in
     /// events recorded before).
-    pub confirmation: Option<DeliveryConfirmation>,
+    /// Boxed: most events are far smaller, and the event enum is as large as its largest.
+    pub confirmation: Option<Box<DeliveryConfirmation>>,
 }
 
 /// How to confirm a paid purchase with Fragment and poll its delivery, without the flow that

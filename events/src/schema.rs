@@ -333,13 +333,13 @@ mod tests {
                 collection_nanoton: Nanoton::new(0),
                 submitted_at: t,
                 wallet_last_lt: Some(41),
-                confirmation: Some(DeliveryConfirmation {
+                confirmation: Some(Box::new(DeliveryConfirmation {
                     wallet_public_key: "66".repeat(32),
                     confirm_method: "confirmReq".into(),
                     confirm_params: [("id".to_string(), json!("abc123"))].into_iter().collect(),
                     session_role: "owner".into(),
                     session_id: "77".repeat(16),
-                }),
+                })),
             }
             .into(),
             OrderFulfilled {

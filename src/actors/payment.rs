@@ -269,7 +269,7 @@ async fn prepare(
         collection_nanoton: collection,
         submitted_at: Utc::now(),
         wallet_last_lt: state.last_lt,
-        confirmation: Some(DeliveryConfirmation {
+        confirmation: Some(Box::new(DeliveryConfirmation {
             wallet_public_key: wallet.public_key().to_hex(),
             confirm_method: link.confirm_method.clone(),
             confirm_params: link.confirm_params.clone(),
@@ -279,7 +279,7 @@ async fn prepare(
             }
             .into(),
             session_id: session.id().to_hex(),
-        }),
+        })),
     };
     Ok(Prepared {
         signed,

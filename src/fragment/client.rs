@@ -1,7 +1,7 @@
 //! The fragment.com web-API client: sessions (cookies, API hash), one flow at a time per
 //! session, and the calls of the Stars and Premium purchase flows.
 //!
-//! Protocol: ../shared/FRAGMENT_PROTOCOL.md. A page GET gives the API hash (bound to the
+//! Protocol (as fragment.com's web app speaks it). A page GET gives the API hash (bound to the
 //! session) and the ton_proof challenge; calls are form-encoded POSTs to `/api?hash=…`. A
 //! stale hash is answered `{"error":"Bad request"}`: the page is reloaded and the call
 //! retried once. Timeouts, 429 and 5xx are retried a bounded number of times, all within one

@@ -1,5 +1,5 @@
 //! Everything that can go wrong talking to fragment.com, and which API error code each
-//! becomes (../shared/API.md).
+//! becomes (the codes of the HTTP API).
 
 use super::link::LinkError;
 

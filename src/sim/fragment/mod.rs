@@ -338,6 +338,12 @@ impl FragmentSim {
 
     /// Reads the chain and delivers what is due, now (tests use this instead of waiting for
     /// the watcher).
+    /// How many paid invoices are still being delivered (`rules.processing_ms` after the
+    /// payment was seen).
+    pub fn delivering(&self) -> usize {
+        self.shared.state().delivering()
+    }
+
     pub async fn process_now(&self) -> Result<(), TonApiError> {
         self.shared.process().await
     }

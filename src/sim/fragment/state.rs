@@ -1047,6 +1047,14 @@ impl FragmentState {
         done
     }
 
+    /// How many paid invoices are still being delivered.
+    pub fn delivering(&self) -> usize {
+        self.invoices
+            .values()
+            .filter(|i| i.status == InvoiceStatus::Processing)
+            .count()
+    }
+
     /// The status of a request, for tests.
     pub fn invoice_status(&self, req_id: &str) -> Option<InvoiceStatus> {
         self.invoices.get(req_id).map(|i| i.status)
