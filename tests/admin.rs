@@ -456,12 +456,8 @@ async fn lists_audit_commission_rebuild_and_settlement_after_a_purchase() {
         .await;
     assert_error(status, &body, 400, "VALIDATION_ERROR");
     let part = commission / 2;
-    let (status, body) = t
-        .admin_post(
-            &settle,
-            json!({"amount_ton": ton(part), "reference": "bank transfer 42"}),
-        )
-        .await;
+    let settlement = json!({"amount_ton": ton(part), "reference": "bank transfer 42"});
+    let (status, body) = t.admin_post(&settle, settlement.clone()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["settled_ton"], ton(part));
     assert_eq!(body["data"]["debt_ton"], ton(commission - part));
@@ -469,12 +465,7 @@ async fn lists_audit_commission_rebuild_and_settlement_after_a_purchase() {
     assert_eq!(body["data"]["already_recorded"], false);
     // The operator's retry (a timeout, a double click) settles nothing more; the same
     // reference with another amount is refused by name.
-    let (status, body) = t
-        .admin_post(
-            &settle,
-            json!({"amount_ton": ton(part), "reference": "bank transfer 42"}),
-        )
-        .await;
+    let (status, body) = t.admin_post(&settle, settlement).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["already_recorded"], true, "{body}");
     assert_eq!(body["data"]["debt_ton"], ton(commission - part));

@@ -29,6 +29,13 @@ fn wallet_stream(raw: &str) -> String {
     StreamName::wallet(raw).unwrap().to_string()
 }
 
+/// A no-KYC order of `amount` Stars for @alice.
+async fn stars_for_alice(core: &Core, amount: u32) -> projections::OrderView {
+    core.create_order(Product::Stars { amount }, &alice(), None)
+        .await
+        .unwrap()
+}
+
 /// What the simulated chain charges a wallet for its first transfer of `messages` messages
 /// (flat fees: compute, deploy, and a forward fee per message).
 fn first_transfer_fee(w: &World, messages: u64) -> u64 {
@@ -43,10 +50,7 @@ async fn a_no_kyc_purchase_runs_through_the_actors_to_the_nanoton() {
     w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
     let (core, _) = w.core(Policy::default(), None).await;
 
-    let order = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 50).await;
     let price = Prices::default().stars(50);
     assert_eq!(order.status, "created");
     assert_eq!(order.price_nanoton.as_u64(), price);
@@ -102,10 +106,7 @@ async fn collection_rides_along_with_a_purchase_once_the_debt_reaches_the_thresh
         ..Policy::default()
     };
     let (core, _) = w.core(policy, None).await;
-    let order = core
-        .create_order(Product::Stars { amount: 500 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 500).await;
     let raw = p.wallet.raw_address();
     core.pay_order(order.order_id, p, None, None).await.unwrap();
     core.drain().await.unwrap();
@@ -138,10 +139,7 @@ async fn without_a_fee_address_a_payment_is_not_asked_for_a_collection_that_neve
         ..w.services()
     };
     let (core, _) = w.core_with_services(config(policy), services, None).await;
-    let order = core
-        .create_order(Product::Stars { amount: 100 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 100).await;
     assert!(!order.commission_nanoton.is_zero());
     let receipt = core.pay_order(order.order_id, p, None, None).await;
     assert!(receipt.is_ok(), "refused: {:?}", receipt.err());
@@ -427,10 +425,7 @@ async fn an_unpaid_order_expires_and_a_late_payment_is_refused() {
     w.ton.fund(p.wallet.address(), funded);
     let address = p.wallet.address().clone();
     let (core, store) = w.core(short_ttl(), None).await;
-    let order = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 50).await;
     assert_eq!(
         order.expires_at - order.created_at,
         chrono::Duration::seconds(2)
@@ -470,10 +465,7 @@ async fn an_unpaid_order_expires_and_a_late_payment_is_refused() {
 async fn an_unpaid_order_still_expires_after_a_restart() {
     let w = world().await;
     let (core, store) = w.core_with(config(short_ttl()), None).await;
-    let order = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 50).await;
     // The service stops before the order's time is up; its timers go with it.
     core.shutdown(Duration::from_millis(100)).await;
     store.kill();
@@ -520,14 +512,8 @@ async fn second_waits_behind_first(w: &World, policy: Policy, fragment_latency_m
         w.ton.fund(p.wallet.address(), Nanoton::new(FUNDED));
     }
     let (core, store) = w.core(policy, None).await;
-    let first = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
-    let second = core
-        .create_order(Product::Stars { amount: 100 }, &alice(), None)
-        .await
-        .unwrap();
+    let first = stars_for_alice(&core, 50).await;
+    let second = stars_for_alice(&core, 100).await;
     slow_fragment(w, fragment_latency_ms);
     core.pay_order(first.order_id, first_payer, None, None)
         .await
@@ -648,10 +634,7 @@ async fn an_under_funded_wallet_is_refused_before_anything_is_queued() {
     let needed = price + policy.network_fee_reserve_nanoton.as_u64();
     w.ton.fund(&address, Nanoton::new(needed - 1));
     let (core, store) = w.core(policy, None).await;
-    let order = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 50).await;
 
     let err = core
         .pay_order(order.order_id, p, None, None)
@@ -709,10 +692,7 @@ async fn a_wallet_over_its_debt_limit_cannot_pay_new_orders() {
         ..Policy::default()
     };
     let (core, store) = w.core(policy, None).await;
-    let first = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let first = stars_for_alice(&core, 50).await;
     assert_eq!(first.commission_nanoton, Nanoton::new(125_000_000));
     core.pay_order(first.order_id, p, None, None).await.unwrap();
     core.drain().await.unwrap();
@@ -728,10 +708,7 @@ async fn a_wallet_over_its_debt_limit_cannot_pay_new_orders() {
     let balance = w.ton.balance(&address);
     let sent = w.ton.broadcasts().len();
 
-    let second = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let second = stars_for_alice(&core, 50).await;
     let err = core
         .pay_order(second.order_id, payer(), None, None)
         .await
@@ -793,10 +770,7 @@ async fn a_recorded_payment_that_never_landed_fails_after_a_restart_without_bein
     // The network accepts the message and loses it; it loses the re-sent copy too.
     w.ton.drop_next(2);
     let (core, store) = w.core_with(cfg.clone(), None).await;
-    let order = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 50).await;
     core.pay_order(order.order_id, p, None, None).await.unwrap();
     eventually("the payment is broadcast (and lost)", || {
         w.ton.stats().dropped.load(Ordering::SeqCst) == 1
@@ -852,10 +826,7 @@ async fn a_restart_while_the_chain_is_down_completes_the_recorded_payment_once_i
     let (core, dead) = w
         .core_with(config(Policy::default()), Some(("PaymentSubmitted", 1)))
         .await;
-    let order = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 50).await;
     core.pay_order(order.order_id, p, None, None).await.unwrap();
     eventually("the process dies", || dead.is_dead()).await;
     assert!(w.ton.broadcasts().is_empty());
@@ -926,10 +897,7 @@ async fn a_new_order_is_priced_while_the_only_owner_session_waits_for_the_chain(
     let p = payer();
     w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
     let (core, _) = w.core(Policy::default(), None).await;
-    let first = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let first = stars_for_alice(&core, 50).await;
     let receipt = core.pay_order(first.order_id, p, None, None).await.unwrap();
     let request_id = receipt.request.request_id;
     eventually("the first payment is broadcast", || {
@@ -982,10 +950,7 @@ async fn a_new_order_does_not_wait_past_owner_wait_for_a_busy_owner_session() {
         ..config(Policy::default())
     };
     let (core, _) = w.core_with(cfg, None).await;
-    let first = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let first = stars_for_alice(&core, 50).await;
     // Fragment answers slowly: the payment holds the only owner session for seconds.
     slow_fragment(&w, 1000);
     let receipt = core.pay_order(first.order_id, p, None, None).await.unwrap();
@@ -1007,9 +972,7 @@ async fn a_new_order_does_not_wait_past_owner_wait_for_a_busy_owner_session() {
     w.fragment.faults().set_config(FaultConfig::default());
     core.drain().await.unwrap();
     assert_eq!(core.order(first.order_id).unwrap().status, "success");
-    core.create_order(Product::Stars { amount: 100 }, &alice(), None)
-        .await
-        .unwrap();
+    stars_for_alice(&core, 100).await;
 }
 
 #[actix_web::test]
@@ -1020,10 +983,7 @@ async fn a_shutdown_ends_waiting_requests_and_leaves_a_broadcast_payment_to_the_
     let (core, store) = w.core_with(config(Policy::default()), None).await;
     let mut orders = vec![];
     for _ in 0..2 {
-        let o = core
-            .create_order(Product::Stars { amount: 50 }, &alice(), None)
-            .await
-            .unwrap();
+        let o = stars_for_alice(&core, 50).await;
         orders.push(o.order_id);
     }
     let first = core
@@ -1093,14 +1053,8 @@ async fn panic_at(step: Step) -> (World, projections::RequestView, String) {
         ..config(Policy::default())
     };
     let (core, _) = w.core_with(config, None).await;
-    let first = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
-    let second = core
-        .create_order(Product::Stars { amount: 100 }, &alice(), None)
-        .await
-        .unwrap();
+    let first = stars_for_alice(&core, 50).await;
+    let second = stars_for_alice(&core, 100).await;
     let receipt = core
         .pay_order(first.order_id, payer(), None, None)
         .await
@@ -1155,10 +1109,7 @@ async fn a_payment_whose_caller_went_away_mid_hand_off_still_ends() {
         ..Policy::default()
     };
     let (core, store) = w.core_with(config(policy.clone()), None).await;
-    let order = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 50).await;
     // The client hangs up while its payment is being recorded: the HTTP handler's future
     // is dropped there.
     store.slow_appends("OrderPaid", Duration::from_millis(500));
@@ -1185,10 +1136,7 @@ async fn a_payment_whose_caller_went_away_mid_hand_off_still_ends() {
 
     // A payment recorded by someone who never queued it (here: the registry directly, as
     // the old hand-off did) is timed out at its deadline, no funds moved.
-    let lost = core
-        .create_order(Product::Stars { amount: 100 }, &alice(), None)
-        .await
-        .unwrap();
+    let lost = stars_for_alice(&core, 100).await;
     let p = payer();
     let pay = OrderCommand::Pay {
         request_id: Uuid::now_v7(),
@@ -1297,10 +1245,7 @@ async fn a_payment_pushed_far_back_by_incoming_transfers_behind_a_lagging_indexe
     let address = p.wallet.address().clone();
     w.ton.fund(&address, Nanoton::from_ton(5));
     let (core, _) = w.core(Policy::default(), None).await;
-    let order = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 50).await;
     // The indexer (v3) sees nothing new from here on.
     w.ton.pause_indexer(true);
     core.pay_order(order.order_id, p, None, None).await.unwrap();
@@ -1332,10 +1277,7 @@ async fn a_passing_ton_api_failure_before_signing_reopens_the_order() {
     let w = world().await;
     w.ton.fund(payer().wallet.address(), Nanoton::from_ton(5));
     let (core, _) = w.core(Policy::default(), None).await;
-    let order = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 50).await;
     // Fragment is slow, so the payment is still talking to it when the TON API goes down
     // for exactly the attempts of the wallet read that comes next (before signing).
     slow_fragment(&w, 150);
@@ -1424,10 +1366,7 @@ async fn clients_polling_balances_cannot_push_a_payment_past_its_validity() {
         ..config(Policy::default())
     };
     let (core, _) = w.core_with_services(config, services, None).await;
-    let order = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 50).await;
     core.pay_order(order.order_id, p, None, None).await.unwrap();
     core.drain().await.unwrap();
     let done = core.order(order.order_id).unwrap();
@@ -1496,10 +1435,7 @@ async fn an_unreadable_recorded_payment_stops_the_start_naming_its_stream_and_po
     let (core, store) = w
         .core(Policy::default(), Some(("PaymentSubmitted", 1)))
         .await;
-    let order = core
-        .create_order(Product::Stars { amount: 50 }, &alice(), None)
-        .await
-        .unwrap();
+    let order = stars_for_alice(&core, 50).await;
     let _ = tokio::time::timeout(
         Duration::from_secs(5),
         core.pay_order(order.order_id, p, None, None),

@@ -728,20 +728,13 @@ async fn requests_belong_to_their_session() {
 #[tokio::test]
 async fn the_api_refuses_what_the_site_refuses() {
     let w = world().await;
-    let http = reqwest::Client::new();
-    let cookies = w.owner_cookies();
-    let cookie_header = cookies.header().to_string();
     // A page GET issues the hash bound to this session.
-    let page = http
-        .get(format!("{}/stars/buy", w.fragment.url()))
-        .header("Cookie", &cookie_header)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let hash = fragment_gateway::fragment::html::api_hash(&page).unwrap();
+    let Raw {
+        http,
+        cookie: cookie_header,
+        hash,
+        ..
+    } = Raw::open(&w, &w.owner_cookies()).await;
     let call = |hash: Option<String>, form: Vec<(&'static str, &'static str)>, cookie: String| {
         let http = http.clone();
         let url = format!("{}/api", w.fragment.url());

@@ -726,6 +726,15 @@ async fn raw_get(sim: &TonSim, path_and_query: &str) -> reqwest::Result<reqwest:
         .await
 }
 
+/// How many of `addr`'s transactions the indexer (v3) shows, up to `limit`.
+async fn indexed(client: &TonCenterClient, addr: &TonAddress, limit: u32) -> usize {
+    client
+        .indexed_transactions(addr, limit, 0)
+        .await
+        .unwrap()
+        .len()
+}
+
 #[tokio::test]
 async fn the_indexer_trails_the_chain_by_the_lag_while_v2_stays_current() {
     let (sim, client) = manual_sim().await;
@@ -733,14 +742,7 @@ async fn the_indexer_trails_the_chain_by_the_lag_while_v2_stays_current() {
     let addr = p.wallet.address().clone();
     // Positive control: without lag the indexer shows a transaction at once.
     sim.fund(&addr, Nanoton::from_ton(3));
-    assert_eq!(
-        client
-            .indexed_transactions(&addr, 10, 0)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(indexed(&client, &addr, 10).await, 1);
 
     let lag = Duration::from_millis(400);
     sim.set_indexer_lag(lag);
@@ -762,11 +764,7 @@ async fn the_indexer_trails_the_chain_by_the_lag_while_v2_stays_current() {
             .unwrap(),
         None
     );
-    assert!(client
-        .indexed_transactions(&addr, 10, 0)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(indexed(&client, &addr, 10).await, 0);
     // A client that falls back to the chain still learns the outcome.
     assert!(matches!(
         client
@@ -784,30 +782,12 @@ async fn the_indexer_trails_the_chain_by_the_lag_while_v2_stays_current() {
         .unwrap()
         .expect("indexed by now");
     assert_eq!(tx.account, addr);
-    assert_eq!(
-        client
-            .indexed_transactions(&addr, 10, 0)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(indexed(&client, &addr, 10).await, 2);
     // A lag longer than the simulator has lived hides everything; zero hides nothing.
     sim.set_indexer_lag(Duration::MAX);
-    assert!(client
-        .indexed_transactions(&addr, 10, 0)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(indexed(&client, &addr, 10).await, 0);
     sim.set_indexer_lag(Duration::ZERO);
-    assert_eq!(
-        client
-            .indexed_transactions(&addr, 10, 0)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(indexed(&client, &addr, 10).await, 2);
 }
 
 #[tokio::test]
@@ -821,19 +801,12 @@ async fn a_paused_indexer_keeps_what_it_had_and_catches_up_when_resumed() {
     // A second pause does not move the point the indexer stopped at.
     sim.pause_indexer(true);
     sim.fund(&addr, Nanoton::new(3));
-    let indexed = client.indexed_transactions(&addr, 10, 0).await.unwrap();
-    assert_eq!(indexed.len(), 1);
-    assert_eq!(indexed[0].in_msg.as_ref().unwrap().value, Nanoton::new(1));
+    let shown = client.indexed_transactions(&addr, 10, 0).await.unwrap();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].in_msg.as_ref().unwrap().value, Nanoton::new(1));
     assert_eq!(client.transactions(&addr, 10, None).await.unwrap().len(), 3);
     sim.pause_indexer(false);
-    assert_eq!(
-        client
-            .indexed_transactions(&addr, 10, 0)
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(indexed(&client, &addr, 10).await, 3);
 }
 
 #[tokio::test]
@@ -1097,14 +1070,7 @@ async fn a_burst_of_incoming_transfers_pages_back_newest_first() {
     .unwrap();
     assert_eq!(bad.status(), 500);
     // The indexer lists them too.
-    assert_eq!(
-        client
-            .indexed_transactions(&shop, 1000, 0)
-            .await
-            .unwrap()
-            .len(),
-        120
-    );
+    assert_eq!(indexed(&client, &shop, 1000).await, 120);
 }
 
 #[tokio::test]
