@@ -959,6 +959,12 @@ async fn a_new_order_does_not_wait_past_owner_wait_for_a_busy_owner_session() {
         core.request(request_id).unwrap().status.as_str() == "processing"
     })
     .await;
+    // Processing starts a moment before the payment takes the session's turn: a new order
+    // arriving in between would take it first. Fragment busy with a call means it is taken.
+    eventually("the payment talks to Fragment", || {
+        w.fragment.in_flight() > 0
+    })
+    .await;
     let refused = core
         .create_order(Product::Stars { amount: 100 }, &alice(), None)
         .await

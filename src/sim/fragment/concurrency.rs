@@ -96,6 +96,11 @@ impl ConcurrencyWatch {
         self.sessions.get(ssid).map_or(0, |s| s.max_in_flight)
     }
 
+    /// `/api` requests being answered right now, on every session.
+    pub fn in_flight(&self) -> u32 {
+        self.sessions.values().map(|s| s.in_flight).sum()
+    }
+
     /// The highest `max_in_flight` of any session.
     pub fn max_in_flight_any(&self) -> u32 {
         self.sessions

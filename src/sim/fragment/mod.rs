@@ -310,6 +310,11 @@ impl FragmentSim {
         self.shared.concurrency().max_in_flight(ssid)
     }
 
+    /// `/api` requests being answered right now, on every session.
+    pub fn in_flight(&self) -> u32 {
+        self.shared.concurrency().in_flight()
+    }
+
     /// `max_in_flight` of the busiest session.
     pub fn max_in_flight_any(&self) -> u32 {
         self.shared.concurrency().max_in_flight_any()
