@@ -15,3 +15,12 @@ pub mod ops;
 pub mod sim;
 pub mod store;
 pub mod ton;
+
+/// The text of a caught panic's payload (`panic!` with a literal or a formatted message).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}

@@ -66,19 +66,7 @@ impl DataDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-                let tmp = path.with_extension("tmp");
-                {
-                    use std::io::Write;
-                    let mut options = std::fs::OpenOptions::new();
-                    options.write(true).create(true).truncate(true);
-                    #[cfg(unix)]
-                    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                    let mut f = options.open(&tmp)?;
-                    f.write_all(&key)?;
-                    f.sync_all()?;
-                }
-                std::fs::rename(&tmp, &path)?;
-                std::fs::File::open(&self.root)?.sync_all()?;
+                write_atomically(&path, &key, Some(0o600))?;
                 Ok(key)
             }
             Err(e) => Err(e),
@@ -922,4 +910,35 @@ impl RebuildReport {
         }
         out
     }
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync of the directory): a
+/// crash leaves the old file or the new one, never half of either. `mode` sets the new
+/// file's Unix permissions (ignored elsewhere).
+pub(crate) fn write_atomically(
+    path: &Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if let Some(mode) = mode {
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut f = options.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    // The rename is durable once the directory entry is.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

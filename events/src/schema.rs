@@ -235,24 +235,36 @@ fn order_created_v1_to_v2(mut data: Value) -> Result<Value, DecodeError> {
 /// Version 2 of PaymentSubmitted added what a restart needs to find the payment on chain
 /// and to confirm its delivery (`wallet_last_lt`, `confirmation`). Version 1 events did not
 /// record them: both are absent, which readers take as "unknown".
-fn payment_submitted_v1_to_v2(mut data: Value) -> Result<Value, DecodeError> {
-    let obj = data.as_object_mut().ok_or_else(|| DecodeError::Shape {
-        event_type: "PaymentSubmitted".into(),
-        source: serde::de::Error::custom("v1 PaymentSubmitted is not an object"),
-    })?;
-    obj.insert("wallet_last_lt".into(), Value::Null);
-    obj.insert("confirmation".into(), Value::Null);
-    Ok(data)
+fn payment_submitted_v1_to_v2(data: Value) -> Result<Value, DecodeError> {
+    with_fields(
+        "PaymentSubmitted",
+        data,
+        [
+            ("wallet_last_lt", Value::Null),
+            ("confirmation", Value::Null),
+        ],
+    )
 }
 
 /// Version 2 of OrderFailed records the network fees of a message the wallet processed
 /// without sending the payment. Version 1 did not: zero, which is what it implied.
-fn order_failed_v1_to_v2(mut data: Value) -> Result<Value, DecodeError> {
+fn order_failed_v1_to_v2(data: Value) -> Result<Value, DecodeError> {
+    with_fields("OrderFailed", data, [("network_fee_nanoton", 0.into())])
+}
+
+/// A v1 event that lacked `fields`, each added with the value v1 implied.
+fn with_fields<const N: usize>(
+    event_type: &str,
+    mut data: Value,
+    fields: [(&str, Value); N],
+) -> Result<Value, DecodeError> {
     let obj = data.as_object_mut().ok_or_else(|| DecodeError::Shape {
-        event_type: "OrderFailed".into(),
-        source: serde::de::Error::custom("v1 OrderFailed is not an object"),
+        event_type: event_type.into(),
+        source: serde::de::Error::custom(format!("v1 {event_type} is not an object")),
     })?;
-    obj.insert("network_fee_nanoton".into(), 0.into());
+    for (name, value) in fields {
+        obj.insert(name.into(), value);
+    }
     Ok(data)
 }
 

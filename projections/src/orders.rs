@@ -131,6 +131,13 @@ impl OrderBook {
         self.orders.values().filter(|o| o.status == "created")
     }
 
+    /// Paid orders with no word yet on their delivery.
+    pub fn awaiting_delivery_verdict(&self) -> impl Iterator<Item = &OrderView> {
+        self.orders
+            .values()
+            .filter(|o| o.status == "success" && o.delivery_confirmed.is_none())
+    }
+
     pub fn apply(&mut self, ctx: EventContext, event: &Event) {
         match event {
             Event::OrderCreated(e) => {

@@ -24,7 +24,6 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::aggregate::Executed;
-use super::owners::OwnerPool;
 use super::payment::{self, Job, PayerKey};
 use super::{CoreError, Shared};
 use crate::domain::{OrderCommand, OrderState, OrderStatus};
@@ -84,7 +83,6 @@ pub struct Dispatcher {
     busy_wallets: HashSet<String>,
     /// Requests whose task runs now.
     running: HashSet<Uuid>,
-    owners: Arc<OwnerPool>,
     /// Fragment sessions running a payment, owner's and clients' alike. Kept by identity,
     /// so that a payment started before a replacement keeps its session busy until it
     /// finishes, even if the same Fragment session is in the new list at another position,
@@ -100,13 +98,12 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(sh: Arc<Shared>, owners: Arc<OwnerPool>, tick: Duration) -> Dispatcher {
+    pub fn new(sh: Arc<Shared>, tick: Duration) -> Dispatcher {
         Dispatcher {
             sh,
             waiting: VecDeque::new(),
             busy_wallets: HashSet::new(),
             running: HashSet::new(),
-            owners,
             busy_sessions: HashSet::new(),
             enqueuing: 0,
             idle_waiters: Vec::new(),
@@ -135,7 +132,7 @@ impl Dispatcher {
         }
         self.time_out_overdue();
         // One look at the pool per round; a replacement meanwhile is seen at the next round.
-        let owners = self.owners.sessions();
+        let owners = self.sh.owners.sessions();
         let mut i = 0;
         while i < self.waiting.len() {
             let wallet = self.waiting[i].wallet();
@@ -201,9 +198,6 @@ impl Dispatcher {
                 request_id,
             };
             actix::spawn(run(Arc::clone(&self.sh), task, release));
-        }
-        if self.ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
-            self.sweep_unheld();
         }
         self.wake_idle_waiters();
     }
@@ -301,13 +295,7 @@ async fn caught(work: impl std::future::Future<Output = ()>) -> Result<(), Strin
     AssertUnwindSafe(work)
         .catch_unwind()
         .await
-        .map_err(|panic| {
-            panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".into())
-        })
+        .map_err(|panic| crate::panic_message(&*panic))
 }
 
 /// Runs one task. A panic in it is caught and logged, and its request still ends, saying
@@ -376,7 +364,7 @@ async fn after_panic(
         .as_ref()
         .filter(|r| r.request_id == request_id)?;
     match (state.status, &request.submitted) {
-        (Some(OrderStatus::Queued | OrderStatus::Processing), None) => {
+        _ if state.may_reopen() => {
             let cmd = OrderCommand::Abandon {
                 request_id,
                 error_code: "INTERNAL_ERROR".into(),
@@ -391,7 +379,7 @@ async fn after_panic(
         (Some(OrderStatus::Processing), Some(submitted)) => {
             Some((state.created.clone()?, submitted.clone()))
         }
-        (Some(OrderStatus::Success), _) if !state.delivery_confirmed => {
+        _ if state.awaits_delivery_verdict() => {
             let cmd = OrderCommand::DeliveryUnconfirmed {
                 request_id,
                 reason: "an internal error stopped the delivery check; check with Fragment that it delivered".into(),
@@ -411,7 +399,11 @@ impl Actor for Dispatcher {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.tick, |act, ctx| {
             act.ticks = act.ticks.wrapping_add(1);
-            act.pump(ctx)
+            act.pump(ctx);
+            // From the timer only: `pump` also runs on every message.
+            if !act.stopping && act.ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
+                act.sweep_unheld();
+            }
         });
     }
 }

@@ -182,8 +182,6 @@ pub struct Core {
     sh: Arc<Shared>,
     dispatcher: Addr<dispatcher::Dispatcher>,
     scheduler: Addr<scheduler::ExpiryScheduler>,
-    /// The operator's sessions, shared with the dispatcher; replaceable at runtime.
-    owners: Arc<owners::OwnerPool>,
     /// `services.chain` at public priority (see `chain`).
     public_chain: TonCenterClient,
     next_owner: Arc<AtomicUsize>,
@@ -229,21 +227,19 @@ impl Core {
             ),
             store,
             runner,
-            owners: Arc::clone(&owners),
+            owners,
             liveness,
             fingerprint_key,
             config: config.clone(),
             services,
         });
-        let dispatcher =
-            dispatcher::Dispatcher::new(Arc::clone(&sh), Arc::clone(&owners), config.tick).start();
+        let dispatcher = dispatcher::Dispatcher::new(Arc::clone(&sh), config.tick).start();
         let scheduler = scheduler::ExpiryScheduler::new(Arc::clone(&sh), config.tick).start();
         let core = Core {
             public_chain: sh.services.chain.public(),
             sh,
             dispatcher,
             scheduler,
-            owners,
             next_owner: Arc::new(AtomicUsize::new(0)),
             prices: Arc::new(std::sync::Mutex::new(None)),
         };
@@ -270,25 +266,30 @@ impl Core {
     ///   the attempt ends (no funds moved) and the order reopens;
     /// - processing with a recorded message: finished from the chain, never signed again;
     /// - paid, with no word yet on its delivery: confirmed and polled with Fragment;
-    /// - unpaid: its expiry is watched again.
+    /// - unpaid: its expiry is watched again (from the read model: the expiry re-reads the
+    ///   order's state when it fires, so nothing is decided from the projection).
     async fn recover(&self) -> Result<(), CoreError> {
-        let candidates: std::collections::BTreeSet<Uuid> = {
+        let (candidates, unpaid): (std::collections::BTreeSet<Uuid>, Vec<_>) = {
             let m = self.sh.runner.read();
             let orders = &m.orders;
-            orders
+            let candidates = orders
                 .unsigned_in_flight()
                 .chain(orders.unresolved_submissions())
                 .map(|r| r.order_id)
-                .chain(orders.unpaid().map(|o| o.order_id))
-                .chain(
-                    orders
-                        .orders
-                        .values()
-                        .filter(|o| o.status == "success" && o.delivery_confirmed.is_none())
-                        .map(|o| o.order_id),
-                )
-                .collect()
+                .chain(orders.awaiting_delivery_verdict().map(|o| o.order_id))
+                .collect();
+            let unpaid = orders
+                .unpaid()
+                .map(|o| (o.order_id, o.expires_at))
+                .collect();
+            (candidates, unpaid)
         };
+        for (order_id, expires_at) in unpaid {
+            self.scheduler.do_send(scheduler::Track {
+                order_id,
+                expires_at,
+            });
+        }
         for order_id in candidates {
             let state = self.sh.registry.order_state(order_id).await?;
             let Some(created) = state.created.clone() else {
@@ -296,7 +297,7 @@ impl Core {
             };
             let submitted = state.request.as_ref().and_then(|r| r.submitted.clone());
             match (state.status, submitted) {
-                (Some(OrderStatus::Queued | OrderStatus::Processing), None) => {
+                _ if state.may_reopen() => {
                     let request_id =
                         state
                             .request
@@ -337,12 +338,6 @@ impl Core {
                             Box::new(submitted),
                         )));
                 }
-                (Some(OrderStatus::Created), _) => {
-                    self.scheduler.do_send(scheduler::Track {
-                        order_id,
-                        expires_at: created.expires_at,
-                    });
-                }
                 _ => {}
             }
         }
@@ -352,7 +347,7 @@ impl Core {
     /// A flow on an owner session: the first free one, taking turns; if all are busy (with
     /// payments), the next in turn once it is free.
     async fn owner_flow(&self) -> Result<Flow, CoreError> {
-        let owners = self.owners.sessions();
+        let owners = self.sh.owners.sessions();
         let count = owners.len();
         if count == 0 {
             return Err(CoreError::OwnerCookiesNotConfigured);
@@ -580,14 +575,14 @@ impl Core {
 
     /// Whether no-KYC orders can be taken (the operator configured Fragment sessions).
     pub fn has_owner_sessions(&self) -> bool {
-        !self.owners.is_empty()
+        !self.sh.owners.is_empty()
     }
 
     /// Makes `cookies` the operator's Fragment sessions from now on. Payments already running
     /// on a previous session finish on it; new orders, prices and payments use the new ones.
     /// An empty list turns no-KYC orders off (OWNER_COOKIES_NOT_CONFIGURED).
     pub fn replace_owner_sessions(&self, cookies: Vec<FragmentCookies>) -> owners::Replaced {
-        let replaced = self.owners.replace(cookies);
+        let replaced = self.sh.owners.replace(cookies);
         // Payments waiting for an owner session may start on a new one now, not at the next
         // tick.
         self.dispatcher.do_send(dispatcher::OwnersChanged);

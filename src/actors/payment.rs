@@ -478,15 +478,15 @@ pub(crate) async fn deliver_recorded(
         );
         return unconfirmed_or_confirmed(sh, order_id, request_id, reason).await;
     };
-    let session = (c.session_role == "owner")
-        .then(|| {
-            sh.owners
-                .sessions()
-                .iter()
-                .find(|o| o.lane.to_hex() == c.session_id)
-                .map(|o| o.session.clone())
-        })
-        .flatten();
+    let recorded = crate::fragment::client::SessionId::from_hex(&c.session_id)
+        .filter(|_| c.session_role == "owner");
+    let session = recorded.and_then(|id| {
+        sh.owners
+            .sessions()
+            .iter()
+            .find(|o| o.lane == id)
+            .map(|o| o.session.clone())
+    });
     let Some(session) = session else {
         let reason = if c.session_role == "owner" {
             unconfirmed("the operator's Fragment session that bought it is no longer configured")

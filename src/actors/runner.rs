@@ -359,20 +359,8 @@ pub fn load_checkpoint(path: &Path) -> Option<ReadModels> {
 /// Writes the checkpoint atomically (temp file, fsync, rename): a crash leaves the old one
 /// or the new one, never half of either.
 pub fn save_checkpoint(path: &Path, models: &ReadModels) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
     let bytes = serde_json::to_vec(models).map_err(std::io::Error::other)?;
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    // The rename is durable once the directory entry is.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::ops::write_atomically(path, &bytes, None)
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ impl Fault {
 /// A response that never arrives: its body fails before any byte is written, so actix drops
 /// the connection and the client sees it closed before a status line (reqwest: "connection
 /// closed before message completed"), as when a proxy gives up on a stalled request.
-pub fn dropped_connection() -> HttpResponse {
+fn dropped_connection() -> HttpResponse {
     HttpResponse::Ok().streaming(futures_util::stream::once(async {
         Err::<actix_web::web::Bytes, _>(std::io::Error::other(
             "simulated fault: connection dropped",
@@ -189,12 +189,6 @@ impl Faults {
         self.hung.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn take(counter: &AtomicU32) -> bool {
-        counter
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
     /// Waits the configured latency, then decides what happens to this request. Forced
     /// faults come before random ones, failures before hangs. The random draws are made
     /// whether or not a forced fault applies, so that a seed replays the same sequence.
@@ -204,8 +198,8 @@ impl Faults {
         if !config.latency.is_zero() {
             tokio::time::sleep(config.latency).await;
         }
-        let forced_fail = Self::take(&self.fail_next);
-        let forced_hang = !forced_fail && Self::take(&self.hang_next);
+        let forced_fail = take_one(&self.fail_next);
+        let forced_hang = !forced_fail && take_one(&self.hang_next);
         let random_fail = self.chance(config.error_rate);
         let random_hang = self.chance(hangs.rate);
         if forced_fail || (!forced_hang && random_fail) {
@@ -228,6 +222,13 @@ impl Faults {
                 .expect("faults poisoned")
                 .gen_bool(rate.clamp(0.0, 1.0))
     }
+}
+
+/// Takes one from a "the next n" counter: whether there was one left.
+pub(crate) fn take_one(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 #[cfg(test)]

@@ -72,22 +72,12 @@ where
         // Spawned so that a panic can be reported with the case's name.
         if let Err(e) = tokio::spawn((case.run)(store)).await {
             let why = if e.is_panic() {
-                panic_message(e.into_panic())
+                crate::panic_message(&*e.into_panic())
             } else {
                 "cancelled".to_string()
             };
             panic!("event store contract case `{}` failed: {why}", case.name);
         }
-    }
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(s) => *s,
-        Err(payload) => match payload.downcast::<&'static str>() {
-            Ok(s) => (*s).to_string(),
-            Err(_) => "panic with a non-text payload".to_string(),
-        },
     }
 }
 

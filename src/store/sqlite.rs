@@ -211,7 +211,7 @@ impl SqliteStore {
                 // Held until now: no other store can write this file while this one might.
                 drop(lock);
                 let outcome = run.map_err(|panic| {
-                    let message = panic_message(&*panic);
+                    let message = crate::panic_message(&*panic);
                     tracing::error!(panic = %message, "the event store writer panicked");
                     message
                 });
@@ -398,14 +398,6 @@ fn wait_for_closing(path: &Path) {
 /// `Option` that is set or taken, a list pushed to or popped), so poison is moot.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 #[async_trait]

@@ -45,6 +45,11 @@ fn step(method: &str) -> Option<Step> {
     }
 }
 
+/// Whether `method` opens a purchase flow (`init…Request`).
+pub(super) fn is_init(method: &str) -> bool {
+    step(method) == Some(Step::Init)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     Search,

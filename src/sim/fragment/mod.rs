@@ -341,14 +341,14 @@ impl FragmentSim {
         &self.shared.faults
     }
 
-    /// Reads the chain and delivers what is due, now (tests use this instead of waiting for
-    /// the watcher).
     /// How many paid invoices are still being delivered (`rules.processing_ms` after the
     /// payment was seen).
     pub fn delivering(&self) -> usize {
         self.shared.state().delivering()
     }
 
+    /// Reads the chain and delivers what is due, now (tests use this instead of waiting for
+    /// the watcher).
     pub async fn process_now(&self) -> Result<(), TonApiError> {
         self.shared.process().await
     }

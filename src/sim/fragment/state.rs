@@ -542,10 +542,7 @@ impl FragmentState {
         let mut reply = Reply::default();
         let value = self.dispatch(&req, now_ms, &mut reply.set_cookies);
         let method = req.form.as_ref().and_then(|f| f.get("method"));
-        if matches!(
-            method.map(String::as_str),
-            Some("initBuyStarsRequest" | "initGiftPremiumRequest")
-        ) {
+        if method.is_some_and(|m| super::concurrency::is_init(m)) {
             reply.initiated = value
                 .get("req_id")
                 .and_then(Value::as_str)

@@ -20,7 +20,7 @@ use tonlib_core::{TonAddress, TonHash};
 use super::json;
 use super::ledger::{ExternalMessage, Moment, Rejection};
 use super::{unix_now, SimState};
-use crate::sim::faults::{dropped_connection, AfterTimeout, Fault};
+use crate::sim::faults::Fault;
 use crate::ton::address::parse_address;
 use crate::ton::client::parse_hash;
 use crate::ton::Nanoton;
@@ -111,14 +111,13 @@ async fn gate(state: &SimState, req: &HttpRequest) -> Option<HttpResponse> {
                 .json(json!({"ok": false, "result": "Ratelimit exceed", "code": 429})),
         );
     }
-    if state.take_path_failure(req.path()) {
+    let fault = if state.take_path_failure(req.path()) {
         state.faults.count_injected();
-        return Some(v2_err(
-            503,
-            "simulated fault: service temporarily unavailable",
-        ));
-    }
-    match state.faults.before_request().await {
+        Fault::Fail
+    } else {
+        state.faults.before_request().await
+    };
+    match fault {
         Fault::Fail => Some(v2_err(
             503,
             "simulated fault: service temporarily unavailable",
@@ -225,9 +224,8 @@ async fn v2(
         // The message is queued already: whatever the client makes of the silence, it will
         // be applied.
         let hangs = state.faults.hangs();
-        tokio::time::sleep(hangs.duration).await;
-        if hangs.then == AfterTimeout::Close {
-            return dropped_connection();
+        if let Some(dropped) = Fault::Hang(hangs.duration, hangs.then).hang().await {
+            return dropped;
         }
     }
     match result {

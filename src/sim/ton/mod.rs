@@ -28,7 +28,7 @@ use serde::Deserialize;
 use tonlib_core::{TonAddress, TonHash};
 
 use self::ledger::{FeeSchedule, Ledger, Moment, SimTransaction, TxSummary};
-use super::faults::{FaultConfig, Faults, HangConfig};
+use super::faults::{take_one, FaultConfig, Faults, HangConfig};
 use super::server::Running;
 use crate::ton::{Nanoton, Network, WalletContract};
 
@@ -258,26 +258,20 @@ impl SimState {
         self.switches.lock().expect("switches poisoned")
     }
 
-    fn take(counter: &AtomicU32) -> bool {
-        counter
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
     /// Whether the message being accepted now is to be lost.
     fn take_drop(&self) -> bool {
         let rate = self.switches().drop_rate;
-        Self::take(&self.drop_next) || self.faults.chance(rate)
+        take_one(&self.drop_next) || self.faults.chance(rate)
     }
 
     /// Whether the answer to the message being accepted now is to be lost (504).
     fn take_lost_answer(&self) -> bool {
-        Self::take(&self.lose_answers)
+        take_one(&self.lose_answers)
     }
 
     /// Whether the answer to the message being accepted now is to hang.
     fn take_hung_answer(&self) -> bool {
-        Self::take(&self.hang_answers)
+        take_one(&self.hang_answers)
     }
 
     /// What the indexer (the v3 endpoints) shows: transactions applied at or before the
@@ -609,8 +603,8 @@ mod tests {
         assert_eq!(sim.produce_block(), 1);
     }
 
-    #[tokio::test]
-    async fn a_path_fault_fails_that_path_only_and_only_so_often() {
+    /// A simulator, a client that tries each call once, and a wallet of key `[seed; 32]`.
+    async fn without_retries(seed: u8) -> (TonSim, TonCenterClient, WalletContract) {
         let sim = TonSim::start(TonSimConfig::default(), "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -619,8 +613,14 @@ mod tests {
             ..TonApiConfig::local(sim.url())
         })
         .unwrap();
-        let key = KeyPair::from_secret_seed(&zeroize::Zeroizing::new([5u8; 32]));
+        let key = KeyPair::from_secret_seed(&zeroize::Zeroizing::new([seed; 32]));
         let wallet = WalletContract::new(WalletVersion::V4R2, Network::Mainnet, key.public_key());
+        (sim, client, wallet)
+    }
+
+    #[tokio::test]
+    async fn a_path_fault_fails_that_path_only_and_only_so_often() {
+        let (sim, client, wallet) = without_retries(5).await;
         sim.fail_next_on("/api/v2/getAddressInformation", 2);
         // Another path is not affected.
         client
@@ -635,16 +635,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_are_counted_by_path_even_when_a_fault_fails_them() {
-        let sim = TonSim::start(TonSimConfig::default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let client = TonCenterClient::new(TonApiConfig {
-            max_attempts: 1,
-            ..TonApiConfig::local(sim.url())
-        })
-        .unwrap();
-        let key = KeyPair::from_secret_seed(&zeroize::Zeroizing::new([4u8; 32]));
-        let wallet = WalletContract::new(WalletVersion::V4R2, Network::Mainnet, key.public_key());
+        let (sim, client, wallet) = without_retries(4).await;
         client.wallet_state(&wallet).await.unwrap();
         let path = "/api/v2/getAddressInformation";
         let answered = sim.requests_to(path);
