@@ -3,9 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,18 +35,34 @@ async fn everything(store: &dyn EventStore) -> Vec<RecordedEvent> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_store_passes_the_contract() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let next = AtomicUsize::new(0);
-    contract::run_all(|| async {
-        let dir = root
-            .path()
-            .join(format!("case-{}", next.fetch_add(1, Ordering::Relaxed)));
-        let store = SqliteStore::open(dir.join("events.sqlite3")).expect("open");
-        Arc::new(store) as Arc<dyn EventStore>
-    })
-    .await;
+/// A store in a directory of its own; `another` opens the same file again.
+async fn sqlite_fixture() -> contract::Fixture {
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let path = dir.path().join("events.sqlite3");
+    let store = Arc::new(SqliteStore::open(&path).expect("open")) as Arc<dyn EventStore>;
+    contract::Fixture {
+        store,
+        another: Box::new(move || {
+            // The directory lives as long as the case can open it.
+            let (dir, path) = (Arc::clone(&dir), path.clone());
+            Box::pin(async move {
+                let _dir = dir;
+                tokio::task::spawn_blocking(move || SqliteStore::open(path))
+                    .await
+                    .expect("open task")
+                    .map(|s| Arc::new(s) as Arc<dyn EventStore>)
+            })
+        }),
+        cleanup: None,
+    }
+}
+
+mod sqlite_contract {
+    fragment_gateway::event_store_contract!(super::sqlite_fixture());
+}
+
+mod postgres_contract {
+    fragment_gateway::event_store_contract!(fragment_gateway::store::contract::postgres_fixture());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,10 +195,14 @@ fn files_that_are_not_event_stores_are_refused() {
 //
 // The parent test starts this test binary again, running only `crash_child_writer`, which
 // appends from several tasks and prints a line for every acknowledged append. The parent
-// SIGKILLs it mid-stream, reopens the file and checks that what was acknowledged is there and
-// that nothing half-written is.
+// SIGKILLs it mid-stream, reopens the store and checks that what was acknowledged is there and
+// that nothing half-written is. On PostgreSQL two children write at once, as two gateway
+// processes would, and are killed one after the other.
 
-const CRASH_DB_ENV: &str = "FRAGMENT_GATEWAY_CRASH_TEST_DB";
+/// `sqlite:<file>` or `postgres:<schema>` (in the test database).
+const CRASH_STORE_ENV: &str = "FRAGMENT_GATEWAY_CRASH_TEST_STORE";
+/// The child's first task number: children of one test write disjoint streams and ids.
+const CRASH_TASK_BASE_ENV: &str = "FRAGMENT_GATEWAY_CRASH_TEST_TASK_BASE";
 const CHILD_TASKS: u64 = 4;
 const STREAMS_PER_TASK: u64 = 3;
 const ACKS_BEFORE_KILL: usize = 300;
@@ -212,14 +231,18 @@ fn crash_stream(task: u64, batch: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "child process of a_killed_writer_loses_no_acknowledged_append"]
 async fn crash_child_writer() {
-    let Some(path) = std::env::var_os(CRASH_DB_ENV) else {
+    let Ok(locator) = std::env::var(CRASH_STORE_ENV) else {
         return;
     };
-    let store = Arc::new(SqliteStore::open(PathBuf::from(path)).expect("child open"));
+    let base: u64 = std::env::var(CRASH_TASK_BASE_ENV)
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(0);
+    let store = open_crash_store(&locator).await;
     let out = Arc::new(Mutex::new(std::io::stdout()));
     // Keeps an orphaned child from writing for ever if the parent died without killing it.
     let give_up = Instant::now() + Duration::from_secs(300);
-    let tasks: Vec<_> = (0..CHILD_TASKS)
+    let tasks: Vec<_> = (base..base + CHILD_TASKS)
         .map(|task| {
             let store = store.clone();
             let out = out.clone();
@@ -301,13 +324,23 @@ impl Drop for KillOnDrop {
     }
 }
 
+async fn open_crash_store(locator: &str) -> Arc<dyn EventStore> {
+    if let Some(path) = locator.strip_prefix("sqlite:") {
+        Arc::new(SqliteStore::open(PathBuf::from(path)).expect("open the SQLite store"))
+    } else if let Some(schema) = locator.strip_prefix("postgres:") {
+        let mut test = contract::TestSchema::new();
+        test.config.schema = schema.to_string();
+        test.open().await.expect("open the PostgreSQL store")
+    } else {
+        panic!("unknown store {locator}")
+    }
+}
+
 fn spawn_child(
-    db: &Path,
-) -> (
-    KillOnDrop,
-    mpsc::Receiver<String>,
-    std::thread::JoinHandle<String>,
-) {
+    locator: &str,
+    task_base: u64,
+    lines_tx: mpsc::Sender<String>,
+) -> (KillOnDrop, std::thread::JoinHandle<String>) {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
@@ -316,7 +349,8 @@ fn spawn_child(
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CRASH_DB_ENV, db)
+        .env(CRASH_STORE_ENV, locator)
+        .env(CRASH_TASK_BASE_ENV, task_base.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -324,7 +358,6 @@ fn spawn_child(
         .expect("start the child");
     let stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
-    let (lines_tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
@@ -346,18 +379,19 @@ fn spawn_child(
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    (KillOnDrop(child), lines, errors)
+    (KillOnDrop(child), errors)
 }
 
-#[test]
-fn a_killed_writer_loses_no_acknowledged_append() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("events.sqlite3");
-    let (mut child, lines, child_stderr) = spawn_child(&db);
-
-    let mut acks = Vec::new();
+/// Reads acknowledgements until there are `count` in all, failing with the children's
+/// output if they stop first.
+fn collect_acks(
+    lines: &mpsc::Receiver<String>,
+    acks: &mut Vec<Ack>,
+    count: usize,
+    children: &mut [(KillOnDrop, Option<std::thread::JoinHandle<String>>)],
+) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while acks.len() < ACKS_BEFORE_KILL {
+    while acks.len() < count {
         let wait = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(wait) {
             Ok(line) if line.starts_with("ACK ") => {
@@ -365,32 +399,83 @@ fn a_killed_writer_loses_no_acknowledged_append() {
             }
             Ok(_) => {} // the test harness's own output
             Err(why) => {
-                let _ = child.0.kill();
-                let status = child.0.wait().expect("wait");
+                let mut report = String::new();
+                for (child, stderr) in children.iter_mut() {
+                    let _ = child.0.kill();
+                    let status = child.0.wait().expect("wait");
+                    let text = stderr
+                        .take()
+                        .and_then(|s| s.join().ok())
+                        .unwrap_or_default();
+                    report.push_str(&format!("--- child ({status}):\n{text}\n"));
+                }
                 panic!(
-                    "the child stopped acknowledging after {} appends ({why:?}, {status}):\n{}",
-                    acks.len(),
-                    child_stderr.join().unwrap_or_default()
+                    "the children stopped acknowledging after {} appends ({why:?}):\n{report}",
+                    acks.len()
                 );
             }
         }
     }
+}
+
+/// Kills a child and takes the acknowledgements already in its pipe: they count too.
+fn kill(child: &mut KillOnDrop) {
     child.0.kill().expect("SIGKILL the child");
     child.0.wait().expect("reap the child");
-    // Acknowledgements already in the pipe when the kill landed count too.
-    for line in lines.iter() {
-        if line.starts_with("ACK ") {
-            acks.push(parse_ack(&line).unwrap_or_else(|| panic!("bad ack line: {line}")));
-        }
+}
+
+#[test]
+fn a_killed_writer_loses_no_acknowledged_append() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("events.sqlite3");
+    let locator = format!("sqlite:{}", db.display());
+    let (lines_tx, lines) = mpsc::channel();
+    let (child, stderr) = spawn_child(&locator, 0, lines_tx);
+    let mut children = [(child, Some(stderr))];
+    let mut acks = Vec::new();
+    collect_acks(&lines, &mut acks, ACKS_BEFORE_KILL, &mut children);
+    kill(&mut children[0].0);
+    acks.extend(lines.iter().filter_map(|line| parse_ack(&line)));
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(check_after_crash(&locator, CHILD_TASKS, &acks));
+}
+
+/// Two processes appending to one PostgreSQL schema at once; one is killed mid-stream while
+/// the other goes on, then the other is killed too.
+#[test]
+fn killed_postgres_writers_in_two_processes_lose_no_acknowledged_append() {
+    let schema = contract::TestSchema::new();
+    let locator = format!("postgres:{}", schema.config.schema);
+    let (lines_tx, lines) = mpsc::channel();
+    let (a, a_err) = spawn_child(&locator, 0, lines_tx.clone());
+    let (b, b_err) = spawn_child(&locator, CHILD_TASKS, lines_tx);
+    let mut children = [(a, Some(a_err)), (b, Some(b_err))];
+    let mut acks = Vec::new();
+    collect_acks(&lines, &mut acks, ACKS_BEFORE_KILL, &mut children);
+    kill(&mut children[0].0);
+    collect_acks(&lines, &mut acks, 2 * ACKS_BEFORE_KILL, &mut children[1..]);
+    kill(&mut children[1].0);
+    acks.extend(lines.iter().filter_map(|line| parse_ack(&line)));
+    // Both wrote: the log interleaves two processes.
+    for base in [0, CHILD_TASKS] {
+        assert!(
+            acks.iter()
+                .any(|a| a.stream.starts_with(&format!("order-crash-{base}-"))),
+            "the child with tasks from {base} acknowledged nothing"
+        );
     }
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(check_after_crash(&db, &acks));
+    runtime.block_on(async {
+        check_after_crash(&locator, 2 * CHILD_TASKS, &acks).await;
+        schema.remove().await;
+    });
 }
 
-async fn check_after_crash(db: &Path, acks: &[Ack]) {
-    let store = SqliteStore::open(db).expect("reopen after the crash");
-    let log = everything(&store).await;
+async fn check_after_crash(locator: &str, tasks: u64, acks: &[Ack]) {
+    let store = open_crash_store(locator).await;
+    let log = everything(store.as_ref()).await;
     let head = store.head().await.expect("head");
     assert_eq!(
         log.iter().map(|e| e.position).collect::<Vec<_>>(),
@@ -448,7 +533,7 @@ async fn check_after_crash(db: &Path, acks: &[Ack]) {
         );
     }
     // Each task appended one batch at a time, so what it stored is a prefix of its batches.
-    for task in 0..CHILD_TASKS {
+    for task in 0..tasks {
         let stored: Vec<u64> = batches
             .keys()
             .filter(|(t, _)| *t == task)
@@ -476,4 +561,238 @@ async fn check_after_crash(db: &Path, acks: &[Ack]) {
         .await
         .expect("append after the crash");
     assert_eq!(result.position, head + 1);
+}
+
+// ---- PostgreSQL only ----------------------------------------------------------------------
+
+mod postgres_only {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use events::ExpectedVersion;
+    use fragment_gateway::store::contract::{test_postgres_url, TestSchema};
+    use fragment_gateway::store::postgres::{LISTEN_APPLICATION, MIGRATIONS};
+    use fragment_gateway::store::{EventStore, PostgresConfig, PostgresStore, StoreError};
+    use serde_json::json;
+    use sqlx::Connection;
+
+    use super::event;
+
+    async fn admin() -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(&test_postgres_url())
+            .await
+            .expect("connect to the test database")
+    }
+
+    async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .unwrap_or_else(|_| panic!("timed out: {what}"))
+    }
+
+    /// Backends of the store's listener, found by the application name it sets.
+    async fn listeners(conn: &mut sqlx::PgConnection, schema: &str) -> Vec<i32> {
+        sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN%'",
+        )
+        .bind(format!("{LISTEN_APPLICATION} {schema}"))
+        .fetch_all(conn)
+        .await
+        .expect("pg_stat_activity")
+    }
+
+    /// Another process's commits reach the head watch while the listening connection is
+    /// gone (by polling), and the store listens again afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_listening_connection_falls_back_to_polling_and_listens_again() {
+        let schema = TestSchema::new();
+        let watched = schema.open().await.expect("open");
+        let writer = schema.open().await.expect("open a second process");
+        let mut conn = admin().await;
+        let name = schema.config.schema.clone();
+        let pids = within("the listener to start", async {
+            loop {
+                let pids = listeners(&mut conn, &name).await;
+                if !pids.is_empty() {
+                    return pids;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        for pid in &pids {
+            sqlx::query("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .execute(&mut conn)
+                .await
+                .expect("terminate the listener");
+        }
+        let stored = writer
+            .append("order-1", ExpectedVersion::NoStream, vec![event(json!(1))])
+            .await
+            .expect("append from the other process");
+        let mut head = watched.head_watch();
+        within("the watch to see the other process's commit", async {
+            head.wait_for(|h| *h >= stored.position)
+                .await
+                .expect("open")
+        })
+        .await;
+        within("a new listener", async {
+            loop {
+                let now = listeners(&mut conn, &name).await;
+                if now.iter().any(|pid| !pids.contains(pid)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        watched.close().await.expect("close");
+        writer.close().await.expect("close");
+        schema.remove().await;
+    }
+
+    /// An append that cannot finish within the statement timeout (here: another session
+    /// holds the schema's append lock) is cancelled by the server and stores nothing; the
+    /// store goes on once the lock is free.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_statement_timeout_bounds_an_append_and_a_cancelled_one_stores_nothing() {
+        let mut schema = TestSchema::new();
+        schema.config.statement_timeout = Duration::from_millis(200);
+        let store = schema.open().await.expect("open");
+        let mut conn = admin().await;
+        sqlx::query("SELECT pg_advisory_lock($1, hashtext($2))")
+            .bind(0x4647_0001_i32)
+            .bind(&schema.config.schema)
+            .execute(&mut conn)
+            .await
+            .expect("take the append lock");
+        let blocked = store
+            .append("order-1", ExpectedVersion::NoStream, vec![event(json!(1))])
+            .await;
+        match blocked {
+            Err(StoreError::Backend(message)) => {
+                assert!(message.contains("statement timeout"), "{message}")
+            }
+            other => panic!("expected the statement timeout, got {other:?}"),
+        }
+        sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
+            .bind(0x4647_0001_i32)
+            .bind(&schema.config.schema)
+            .execute(&mut conn)
+            .await
+            .expect("release the append lock");
+        assert_eq!(
+            store.head().await.expect("head"),
+            0,
+            "the cancelled append left nothing"
+        );
+        let stored = store
+            .append("order-1", ExpectedVersion::NoStream, vec![event(json!(2))])
+            .await
+            .expect("the writer reconnects and goes on");
+        assert_eq!((stored.position, stored.version), (1, 1));
+        store.close().await.expect("close");
+        schema.remove().await;
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_once_and_concurrent_first_opens_agree() {
+        let schema = TestSchema::new();
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let schema = schema.clone();
+                tokio::spawn(async move { schema.open().await })
+            })
+            .collect();
+        let mut stores: Vec<Arc<dyn EventStore>> = Vec::new();
+        for open in opens {
+            stores.push(open.await.expect("task").expect("a concurrent first open"));
+        }
+        assert_eq!(
+            PostgresStore::migrate(&schema.config)
+                .await
+                .expect("migrate"),
+            Vec::<i32>::new(),
+            "nothing is left to apply"
+        );
+        let mut conn = admin().await;
+        let recorded: Vec<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT version FROM {}.schema_migrations ORDER BY version",
+            schema.config.schema
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .expect("schema_migrations");
+        assert_eq!(recorded, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
+        for store in stores {
+            store.close().await.expect("close");
+        }
+        schema.remove().await;
+
+        let fresh = TestSchema::new();
+        assert_eq!(
+            PostgresStore::migrate(&fresh.config)
+                .await
+                .expect("migrate alone"),
+            MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>()
+        );
+        fresh.remove().await;
+    }
+
+    #[tokio::test]
+    async fn a_schema_a_newer_build_migrated_is_refused() {
+        let schema = TestSchema::new();
+        schema
+            .open()
+            .await
+            .expect("open")
+            .close()
+            .await
+            .expect("close");
+        let mut conn = admin().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {}.schema_migrations (version, name) VALUES (9999, 'from the future')",
+            schema.config.schema
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("insert");
+        match schema.open().await {
+            Err(StoreError::Backend(message)) => {
+                assert!(
+                    message.contains("9999") && message.contains("newer"),
+                    "{message}"
+                )
+            }
+            Ok(_) => panic!("a schema from a newer build was opened"),
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+        schema.remove().await;
+    }
+
+    /// Unreachable servers and bad URLs are reported with where, never with the password.
+    #[tokio::test]
+    async fn connection_errors_never_show_the_password() {
+        let secret = "hunter2-Secret";
+        for url in [
+            format!("postgres://fg:{secret}@127.0.0.1:1/test"),
+            format!("postgres://fg:{secret}@127.0.0.1:notaport/test"),
+            format!("postgresql://fg:{secret}@127.0.0.1:5432/test?sslmode=bogus"),
+            format!("mysql://fg:{secret}@127.0.0.1/test"),
+        ] {
+            let mut config = PostgresConfig::new(url.as_str().into());
+            config.connect_timeout = Duration::from_secs(5);
+            let error = match PostgresStore::open(config.clone()).await {
+                Ok(_) => panic!("{url} opened"),
+                Err(e) => e.to_string(),
+            };
+            assert!(!error.contains(secret), "{error}");
+            assert!(
+                !format!("{config:?}").contains(secret),
+                "Debug shows the password"
+            );
+        }
+    }
 }

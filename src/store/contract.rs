@@ -1,8 +1,9 @@
 //! The contract every `EventStore` backend passes: the same cases, run against a fresh store
 //! each, so SQLite today and PostgreSQL later are held to one definition of "correct".
 //!
-//! Not `cfg(test)`: integration tests of each backend call [`run_all`] with a factory for
-//! fresh stores. Cases panic on a broken promise, like any test.
+//! Not `cfg(test)`: integration tests of each backend expand [`event_store_contract!`] with
+//! a factory of fresh [`Fixture`]s, one test per case. Cases panic on a broken promise, like
+//! any test.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -15,69 +16,81 @@ use events::{EventMetadata, ExpectedVersion, NewEvent, RecordedEvent};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{read_stream_all, AppendResult, EventStore, StoreError, Subscription};
+use super::{read_stream_all, AppendResult, EventStore, StoreError, Subscription, GROUP_LIMIT};
 
 /// How long a case waits for something that should happen promptly. Generous, because CI
 /// machines are small and shared; a correct store never comes near it.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-
-/// One promise of the contract, checked against a fresh, empty store.
-pub struct Case {
-    pub name: &'static str,
-    pub run: fn(Arc<dyn EventStore>) -> CaseFuture,
+/// What a case gets: a fresh, empty store, and a way to open the same data again the way
+/// another process would (its own connections, its own writer).
+pub struct Fixture {
+    pub store: Arc<dyn EventStore>,
+    /// Opens another handle on the same data. A backend that allows one process per store
+    /// (the embedded file) answers `Err(StoreError::Unavailable)` while `store` is open.
+    pub another: Opener,
+    /// Run after a case that passed (a failed one leaves its data to look at).
+    pub cleanup: Option<Cleanup>,
 }
 
-macro_rules! case {
-    ($name:ident) => {
-        Case {
-            name: stringify!($name),
-            run: |store| Box::pin($name(store)),
-        }
+pub type Opener = Box<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Arc<dyn EventStore>, StoreError>> + Send>>
+        + Send
+        + Sync,
+>;
+pub type Cleanup = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One test per contract case for a backend, so that a failing case does not hide the rest:
+/// `event_store_contract!(make_fixture())` inside a module of an integration test, where
+/// `make_fixture()` is an expression whose future gives a fresh [`Fixture`] for every call.
+#[macro_export]
+macro_rules! event_store_contract {
+    ($fixture:expr) => {
+        $crate::event_store_contract!(@cases $fixture;
+            an_empty_store_answers_empty,
+            appended_events_read_back_with_every_field,
+            an_empty_append_is_refused,
+            expected_versions_are_enforced_and_a_conflict_appends_nothing,
+            concurrent_appends_to_one_stream_lose_nothing,
+            a_duplicate_event_id_is_refused_and_its_batch_writes_nothing,
+            read_all_is_in_position_order_and_pages,
+            read_stream_starts_at_a_version_and_keeps_streams_apart,
+            read_stream_all_reads_past_one_page,
+            head_watch_follows_commits,
+            a_subscription_started_during_writes_sees_every_position_once,
+            a_subscription_from_the_middle_gets_exactly_the_rest,
+            a_caller_dropped_mid_append_leaves_all_of_it_or_none,
+            a_closed_store_refuses_everything_and_keeps_what_it_stored,
+            a_burst_larger_than_the_group_limit_is_stored_whole_and_in_order,
+            two_processes_appending_to_one_stream_lose_nothing,
+        );
+    };
+    (@cases $fixture:expr; $($case:ident),* $(,)?) => {
+        $(
+            // Multi-threaded: the concurrency cases need real parallelism to mean anything.
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let fixture = $fixture.await;
+                $crate::store::contract::run(fixture, $crate::store::contract::$case).await;
+            }
+        )*
     };
 }
 
-pub const CASES: &[Case] = &[
-    case!(an_empty_store_answers_empty),
-    case!(appended_events_read_back_with_every_field),
-    case!(an_empty_append_is_refused),
-    case!(expected_versions_are_enforced_and_a_conflict_appends_nothing),
-    case!(concurrent_appends_to_one_stream_lose_nothing),
-    case!(a_duplicate_event_id_is_refused_and_its_batch_writes_nothing),
-    case!(read_all_is_in_position_order_and_pages),
-    case!(read_stream_starts_at_a_version_and_keeps_streams_apart),
-    case!(read_stream_all_reads_past_one_page),
-    case!(head_watch_follows_commits),
-    case!(a_subscription_started_during_writes_sees_every_position_once),
-    case!(a_subscription_from_the_middle_gets_exactly_the_rest),
-];
-
-/// Runs every case, one after the other, each on a store from `make` (which must be new and
-/// empty). Call it from a multi-threaded tokio runtime: the concurrency cases need real
-/// parallelism to mean anything. A failing case panics with its name.
-pub async fn run_all<F, Fut>(make: F)
+/// Runs one case on a fixture: checks that the store is empty, runs the case, cleans up.
+pub async fn run<Fut>(mut fixture: Fixture, case: fn(Fixture) -> Fut)
 where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn EventStore>>,
+    Fut: Future<Output = ()>,
 {
-    for case in CASES {
-        let store = make().await;
-        assert_eq!(
-            store.head().await.expect("head of a new store"),
-            0,
-            "the factory must give an empty store (case `{}`)",
-            case.name
-        );
-        // Spawned so that a panic can be reported with the case's name.
-        if let Err(e) = tokio::spawn((case.run)(store)).await {
-            let why = if e.is_panic() {
-                crate::panic_message(&*e.into_panic())
-            } else {
-                "cancelled".to_string()
-            };
-            panic!("event store contract case `{}` failed: {why}", case.name);
-        }
+    assert_eq!(
+        fixture.store.head().await.expect("head of a new store"),
+        0,
+        "the fixture must give an empty store"
+    );
+    let cleanup = fixture.cleanup.take();
+    case(fixture).await;
+    if let Some(cleanup) = cleanup {
+        cleanup.await;
     }
 }
 
@@ -133,7 +146,8 @@ fn assert_conflict(result: Result<AppendResult, StoreError>, stream: &str, actua
     }
 }
 
-pub async fn an_empty_store_answers_empty(store: Arc<dyn EventStore>) {
+pub async fn an_empty_store_answers_empty(fixture: Fixture) {
+    let store = fixture.store;
     assert_eq!(store.head().await.expect("head"), 0);
     assert!(store.read_all(0, 10).await.expect("read_all").is_empty());
     assert!(store
@@ -151,7 +165,8 @@ pub async fn an_empty_store_answers_empty(store: Arc<dyn EventStore>) {
     assert_eq!(subscription.position(), 0);
 }
 
-pub async fn appended_events_read_back_with_every_field(store: Arc<dyn EventStore>) {
+pub async fn appended_events_read_back_with_every_field(fixture: Fixture) {
+    let store = fixture.store;
     let correlation = Uuid::new_v4();
     let causation = Uuid::new_v4();
     let sent = vec![
@@ -256,7 +271,8 @@ pub async fn appended_events_read_back_with_every_field(store: Arc<dyn EventStor
     assert_eq!(store.stream_version("order-2").await.expect("version"), 1);
 }
 
-pub async fn an_empty_append_is_refused(store: Arc<dyn EventStore>) {
+pub async fn an_empty_append_is_refused(fixture: Fixture) {
+    let store = fixture.store;
     let result = store
         .append("order-1", ExpectedVersion::NoStream, Vec::new())
         .await;
@@ -269,9 +285,8 @@ pub async fn an_empty_append_is_refused(store: Arc<dyn EventStore>) {
     assert_eq!(store.head().await.expect("head"), 0);
 }
 
-pub async fn expected_versions_are_enforced_and_a_conflict_appends_nothing(
-    store: Arc<dyn EventStore>,
-) {
+pub async fn expected_versions_are_enforced_and_a_conflict_appends_nothing(fixture: Fixture) {
+    let store = fixture.store;
     let s = "wallet-1";
     store
         .append(
@@ -323,7 +338,8 @@ pub async fn expected_versions_are_enforced_and_a_conflict_appends_nothing(
     assert_eq!(fresh.version, 1);
 }
 
-pub async fn concurrent_appends_to_one_stream_lose_nothing(store: Arc<dyn EventStore>) {
+pub async fn concurrent_appends_to_one_stream_lose_nothing(fixture: Fixture) {
+    let store = fixture.store;
     const TASKS: usize = 8;
     const APPENDS_PER_TASK: usize = 25;
     const STREAM: &str = "order-contended";
@@ -387,9 +403,8 @@ pub async fn concurrent_appends_to_one_stream_lose_nothing(store: Arc<dyn EventS
     assert_eq!(store.stream_version(STREAM).await.expect("version"), total);
 }
 
-pub async fn a_duplicate_event_id_is_refused_and_its_batch_writes_nothing(
-    store: Arc<dyn EventStore>,
-) {
+pub async fn a_duplicate_event_id_is_refused_and_its_batch_writes_nothing(fixture: Fixture) {
+    let store = fixture.store;
     let first = event("A", json!(1));
     store
         .append("order-1", ExpectedVersion::NoStream, vec![first.clone()])
@@ -452,7 +467,8 @@ pub async fn a_duplicate_event_id_is_refused_and_its_batch_writes_nothing(
     );
 }
 
-pub async fn read_all_is_in_position_order_and_pages(store: Arc<dyn EventStore>) {
+pub async fn read_all_is_in_position_order_and_pages(fixture: Fixture) {
+    let store = fixture.store;
     let plan = [
         ("order-a", 1),
         ("order-b", 2),
@@ -497,7 +513,8 @@ pub async fn read_all_is_in_position_order_and_pages(store: Arc<dyn EventStore>)
     assert_eq!(store.head().await.expect("head"), total);
 }
 
-pub async fn read_stream_starts_at_a_version_and_keeps_streams_apart(store: Arc<dyn EventStore>) {
+pub async fn read_stream_starts_at_a_version_and_keeps_streams_apart(fixture: Fixture) {
+    let store = fixture.store;
     // Names that a prefix match or a LIKE pattern would confuse.
     for stream in ["order-1", "order-10", "order-1%", "order-1_"] {
         let batch = (0..5).map(|i| event("Kept", json!(i))).collect();
@@ -538,7 +555,8 @@ pub async fn read_stream_starts_at_a_version_and_keeps_streams_apart(store: Arc<
     assert_eq!(store.stream_version("order-").await.expect("version"), 0);
 }
 
-pub async fn read_stream_all_reads_past_one_page(store: Arc<dyn EventStore>) {
+pub async fn read_stream_all_reads_past_one_page(fixture: Fixture) {
+    let store = fixture.store;
     // More than `read_stream_all`'s page, in one atomic append.
     const COUNT: u64 = 600;
     let batch: Vec<NewEvent> = (0..COUNT).map(|i| event("Bulk", json!(i))).collect();
@@ -564,7 +582,8 @@ pub async fn read_stream_all_reads_past_one_page(store: Arc<dyn EventStore>) {
     );
 }
 
-pub async fn head_watch_follows_commits(store: Arc<dyn EventStore>) {
+pub async fn head_watch_follows_commits(fixture: Fixture) {
+    let store = fixture.store;
     let mut watch = store.head_watch();
     let result = store
         .append(
@@ -659,9 +678,8 @@ fn follow_until_sentinel(
     })
 }
 
-pub async fn a_subscription_started_during_writes_sees_every_position_once(
-    store: Arc<dyn EventStore>,
-) {
+pub async fn a_subscription_started_during_writes_sees_every_position_once(fixture: Fixture) {
+    let store = fixture.store;
     // Something to catch up on before the first live event.
     let early: Vec<NewEvent> = (0..10).map(|i| event("Early", json!(i))).collect();
     store
@@ -717,7 +735,8 @@ pub async fn a_subscription_started_during_writes_sees_every_position_once(
     assert_eq!(rest, log[middle as usize..]);
 }
 
-pub async fn a_subscription_from_the_middle_gets_exactly_the_rest(store: Arc<dyn EventStore>) {
+pub async fn a_subscription_from_the_middle_gets_exactly_the_rest(fixture: Fixture) {
+    let store = fixture.store;
     let (_open, gate) = tokio::sync::watch::channel(true);
     for writer in spawn_writers(&store, &[], &gate) {
         within("a writer", writer).await.expect("writer");
@@ -757,4 +776,353 @@ pub async fn a_subscription_from_the_middle_gets_exactly_the_rest(store: Arc<dyn
     assert_eq!(e.event_id, live.event_id);
     assert_eq!(e.position, result.position);
     assert_eq!(position, result.position);
+}
+
+/// Callers that give up (a dropped future, an aborted task) at any point of an append: each
+/// append of several events is then in the log whole or not at all, and whatever is in the
+/// log is gap-free.
+pub async fn a_caller_dropped_mid_append_leaves_all_of_it_or_none(fixture: Fixture) {
+    const CALLERS: usize = 64;
+    const BATCH: u64 = 5;
+    let store = fixture.store;
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|n| {
+            let store = store.clone();
+            let batch = (0..BATCH)
+                .map(|i| event("Dropped", json!({ "n": n, "i": i })))
+                .collect();
+            let task = tokio::spawn(async move {
+                store
+                    .append(&format!("order-drop{n}"), ExpectedVersion::NoStream, batch)
+                    .await
+            });
+            (n, task)
+        })
+        .collect();
+    // Give up on them at different moments: some before they are sent, some while queued or
+    // being committed, some never.
+    for (n, task) in &callers {
+        for _ in 0..(n % 8) {
+            tokio::task::yield_now().await;
+        }
+        if n % 4 != 3 {
+            task.abort();
+        }
+    }
+    let mut answered = Vec::new();
+    for (n, task) in callers {
+        if let Ok(result) = within("a caller", task).await {
+            answered.push((n, result.expect("an append that was not dropped succeeds")));
+        }
+    }
+    // The writer takes appends in order: once a later one is answered, every earlier one
+    // that reached it is settled.
+    let last = store
+        .append(
+            "order-last",
+            ExpectedVersion::NoStream,
+            vec![event("Last", json!({}))],
+        )
+        .await
+        .expect("append after the dropped callers");
+
+    let log = everything(store.as_ref()).await;
+    assert_eq!(positions(&log), (1..=last.position).collect::<Vec<_>>());
+    for n in 0..CALLERS {
+        let stream = format!("order-drop{n}");
+        let version = store.stream_version(&stream).await.expect("version");
+        assert!(
+            version == 0 || version == BATCH,
+            "{stream} holds {version} of its {BATCH} events"
+        );
+    }
+    for (n, result) in answered {
+        assert_eq!(
+            result.version, BATCH,
+            "caller {n} was answered for its whole batch"
+        );
+    }
+}
+
+/// After `close`: appends and reads are refused as unavailable (never a backend error, never
+/// a hang), a second close returns at once, a subscription ends, and what was stored before
+/// is still there for the next opener.
+pub async fn a_closed_store_refuses_everything_and_keeps_what_it_stored(fixture: Fixture) {
+    let store = fixture.store;
+    let stored = store
+        .append(
+            "order-1",
+            ExpectedVersion::NoStream,
+            vec![event("A", json!(1)), event("B", json!(2))],
+        )
+        .await
+        .expect("append");
+    let mut subscription = Subscription::new(store.clone(), stored.position);
+    within("close", store.close()).await.expect("a clean close");
+
+    let unavailable = |what: &str, e: Option<StoreError>| match e {
+        Some(StoreError::Unavailable(_)) => {}
+        other => panic!("{what} after close: expected Unavailable, got {other:?}"),
+    };
+    let append = store
+        .append(
+            "order-1",
+            ExpectedVersion::Exact(2),
+            vec![event("C", json!(3))],
+        )
+        .await;
+    unavailable("append", append.err());
+    unavailable("read_all", store.read_all(0, 10).await.err());
+    unavailable(
+        "read_stream",
+        store.read_stream("order-1", 1, 10).await.err(),
+    );
+    unavailable("head", store.head().await.err());
+    unavailable(
+        "stream_version",
+        store.stream_version("order-1").await.err(),
+    );
+    let next = within("a subscription on a closed store", subscription.next()).await;
+    assert!(
+        next.is_err(),
+        "a subscription on a closed store ends: {next:?}"
+    );
+    within("a second close", store.close())
+        .await
+        .expect("a second close returns at once");
+    drop(store);
+
+    let reopened = within("reopening", (fixture.another)())
+        .await
+        .expect("the data opens again once the store is closed");
+    assert_eq!(reopened.head().await.expect("head"), 2);
+    assert_eq!(
+        reopened.stream_version("order-1").await.expect("version"),
+        2
+    );
+    within("closing the reopened store", reopened.close())
+        .await
+        .expect("close");
+}
+
+/// More appends at once than one group commit takes: every one is stored, at gap-free
+/// positions, each stream's appends in the order its writer made them.
+pub async fn a_burst_larger_than_the_group_limit_is_stored_whole_and_in_order(fixture: Fixture) {
+    let store = fixture.store;
+    let appends = GROUP_LIMIT * 2 + 37;
+    let tasks: Vec<_> = (0..appends)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let size = 1 + n % 3;
+                let batch = (0..size)
+                    .map(|i| event("Burst", json!({ "n": n, "i": i })))
+                    .collect();
+                store
+                    .append(&format!("order-burst{n}"), ExpectedVersion::NoStream, batch)
+                    .await
+                    .map(|result| (n, size as u64, result))
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(
+            within("an append of the burst", task)
+                .await
+                .expect("task")
+                .expect("append"),
+        );
+    }
+    let total: u64 = results.iter().map(|(_, size, _)| size).sum();
+    let log = everything(store.as_ref()).await;
+    assert_eq!(positions(&log), (1..=total).collect::<Vec<_>>());
+    let mut claimed = HashSet::new();
+    for (n, size, result) in results {
+        assert_eq!(result.version, size);
+        for position in result.position + 1 - size..=result.position {
+            let e = &log[position as usize - 1];
+            assert_eq!(e.stream, format!("order-burst{n}"), "position {position}");
+            assert!(
+                claimed.insert(position),
+                "position {position} answered twice"
+            );
+        }
+    }
+    assert_eq!(claimed.len() as u64, total);
+}
+
+/// Two processes on the same data, both appending to one stream with exact versions and to
+/// streams of their own: nothing is lost or stored twice, versions and positions are
+/// gap-free, and each sees the other's commits on its head watch. A backend that allows one
+/// process per store must refuse the second one instead.
+pub async fn two_processes_appending_to_one_stream_lose_nothing(fixture: Fixture) {
+    const TASKS_PER_PROCESS: usize = 4;
+    const APPENDS_PER_TASK: usize = 15;
+    const STREAM: &str = "order-shared";
+    let first = fixture.store;
+    let second = match within("opening a second process", (fixture.another)()).await {
+        Ok(second) => second,
+        Err(StoreError::Unavailable(_)) => {
+            // One process per store: appends from a second one are impossible by design.
+            let still = first
+                .append(
+                    STREAM,
+                    ExpectedVersion::NoStream,
+                    vec![event("A", json!(1))],
+                )
+                .await
+                .expect("the first process goes on after refusing the second");
+            assert_eq!(still.position, 1);
+            return;
+        }
+        Err(other) => panic!("a second process could not open the store: {other}"),
+    };
+
+    let mut tasks = Vec::new();
+    for (p, store) in [(0, first.clone()), (1, second.clone())] {
+        for t in 0..TASKS_PER_PROCESS {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut expected = 0;
+                let own = format!("order-p{p}t{t}");
+                for n in 0..APPENDS_PER_TASK {
+                    let e = event("Shared", json!({ "p": p, "t": t, "n": n }));
+                    loop {
+                        match store
+                            .append(STREAM, ExpectedVersion::Exact(expected), vec![e.clone()])
+                            .await
+                        {
+                            Ok(result) => {
+                                expected = result.version;
+                                acked.push(e.event_id);
+                                break;
+                            }
+                            Err(StoreError::Conflict { actual, .. }) => expected = actual,
+                            Err(other) => panic!("shared append failed: {other}"),
+                        }
+                    }
+                    let mine = event("Own", json!({ "p": p, "t": t, "n": n }));
+                    store
+                        .append(&own, ExpectedVersion::Exact(n as u64), vec![mine.clone()])
+                        .await
+                        .expect("append to a stream of its own");
+                    acked.push(mine.event_id);
+                }
+                acked
+            }));
+        }
+    }
+    let mut acked = Vec::new();
+    for task in tasks {
+        acked.extend(
+            within("the writers of both processes", task)
+                .await
+                .expect("task"),
+        );
+    }
+
+    let total = (2 * TASKS_PER_PROCESS * APPENDS_PER_TASK) as u64;
+    let shared = read_stream_all(first.as_ref(), STREAM).await.expect("read");
+    assert_eq!(
+        shared.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    let log = everything(first.as_ref()).await;
+    assert_eq!(positions(&log), (1..=2 * total).collect::<Vec<_>>());
+    assert_eq!(log, everything(second.as_ref()).await, "both read one log");
+    let stored: HashSet<Uuid> = ids(&log).into_iter().collect();
+    assert_eq!(stored.len(), log.len(), "no event stored twice");
+    assert_eq!(acked.len(), log.len());
+    assert!(
+        acked.iter().all(|id| stored.contains(id)),
+        "every acknowledged event is stored"
+    );
+    // Time follows positions whichever process wrote.
+    assert!(log.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at));
+    for store in [&first, &second] {
+        let mut watch = store.head_watch();
+        within("each process to see the other's commits", async {
+            watch
+                .wait_for(|h| *h >= 2 * total)
+                .await
+                .expect("store open")
+        })
+        .await;
+    }
+    within("closing the second process", second.close())
+        .await
+        .expect("close");
+}
+
+/// The database tests of the PostgreSQL backend use: `FG_TEST_POSTGRES_URL`, by default the
+/// local server's `test` database.
+pub fn test_postgres_url() -> String {
+    std::env::var("FG_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A schema of its own for one test, in the test database: tests run in parallel without
+/// seeing each other's data, and one that passed removes its schema.
+#[derive(Clone, Debug)]
+pub struct TestSchema {
+    pub config: super::PostgresConfig,
+}
+
+impl TestSchema {
+    pub fn new() -> TestSchema {
+        let mut config = super::PostgresConfig::new(test_postgres_url().as_str().into());
+        config.schema = format!("t_{}", Uuid::new_v4().simple());
+        config.pool_size = 4;
+        TestSchema { config }
+    }
+
+    pub async fn open(&self) -> Result<Arc<dyn EventStore>, StoreError> {
+        super::PostgresStore::open(self.config.clone())
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn EventStore>)
+    }
+
+    /// Drops the schema and everything in it.
+    pub async fn remove(&self) {
+        use sqlx::Connection;
+        let url = test_postgres_url();
+        let mut conn = sqlx::PgConnection::connect(&url)
+            .await
+            .expect("connecting to drop a test schema");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            self.config.schema
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("dropping a test schema");
+        let _ = conn.close().await;
+    }
+}
+
+impl Default for TestSchema {
+    fn default() -> TestSchema {
+        TestSchema::new()
+    }
+}
+
+/// A fresh schema and a store on it; `another` opens a second store on the same schema, with
+/// its own connections and writer, as a second gateway process would.
+pub async fn postgres_fixture() -> Fixture {
+    let schema = TestSchema::new();
+    let store = schema
+        .open()
+        .await
+        .expect("open a PostgreSQL store on a fresh schema");
+    let opener = schema.clone();
+    Fixture {
+        store,
+        another: Box::new(move || {
+            let schema = opener.clone();
+            Box::pin(async move { schema.open().await })
+        }),
+        cleanup: Some(Box::pin(async move { schema.remove().await })),
+    }
 }

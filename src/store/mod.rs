@@ -7,6 +7,7 @@
 pub mod contract;
 #[cfg(test)]
 pub(crate) mod gate;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -15,7 +16,13 @@ use async_trait::async_trait;
 use events::{ExpectedVersion, NewEvent, RecordedEvent};
 use tokio::sync::watch;
 
+pub use postgres::{PostgresConfig, PostgresStore};
 pub use sqlite::SqliteStore;
+
+/// Most appends a backend's writer commits in one transaction. Bounds the memory a burst can
+/// pin and the time the first caller of a large group waits; a few hundred already shares one
+/// sync among more callers than the gateway ever has in flight.
+pub const GROUP_LIMIT: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

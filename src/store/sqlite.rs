@@ -49,10 +49,8 @@ use super::{AppendResult, EventStore, StoreError};
 /// older builds then refuse the file instead of misreading it.
 const FORMAT_VERSION: i64 = 1;
 
-/// Most appends the writer puts in one transaction. Bounds the memory a burst can pin and the
-/// time the first caller of a large group waits; a few hundred already shares one fsync among
-/// more callers than the gateway ever has in flight.
-const MAX_GROUP: usize = 512;
+/// Most appends the writer puts in one transaction.
+const MAX_GROUP: usize = super::GROUP_LIMIT;
 
 /// Appends waiting for the writer. A full queue makes `append` wait (backpressure) instead of
 /// growing memory without bound.
