@@ -17,7 +17,8 @@ use crate::fragment::{FragmentClient, FragmentConfig, FragmentCookies};
 use crate::ops::DataDir;
 use crate::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
 use crate::sim::ton::{TonSim, TonSimConfig};
-use crate::store::{EventStore, SqliteStore};
+use crate::config::StoreBackend;
+use crate::store::{EventStore, PostgresStore, SqliteStore};
 use crate::ton::client::{TonApiConfig, TonCenterClient};
 use crate::ton::{KeyPair, Nanoton, Network, ParsedAddress, Seed, WalletContract, WalletVersion};
 
@@ -27,6 +28,8 @@ pub enum StartError {
     Config(String),
     #[error("cannot open the event store in {dir}: {error}")]
     Store { dir: PathBuf, error: String },
+    #[error("cannot open the PostgreSQL event store (schema {schema}): {error}")]
+    Database { schema: String, error: String },
     #[error("cannot listen on {addr}: {error}")]
     Listen {
         addr: SocketAddr,
@@ -83,23 +86,38 @@ fn random_key() -> KeyPair {
     KeyPair::from_secret_seed(&secret)
 }
 
-fn open_store(settings: &Settings) -> Result<(Arc<dyn EventStore>, DataDir), StartError> {
-    if settings.store.backend != "sqlite" {
-        return Err(StartError::Config(format!(
-            "store.backend {:?} is not available; this build has \"sqlite\"",
-            settings.store.backend
-        )));
-    }
+/// The configured event store, and the data directory (the session key; the embedded store's
+/// file and projection checkpoint).
+pub async fn open_store(settings: &Settings) -> Result<(Arc<dyn EventStore>, DataDir), StartError> {
+    let backend = settings
+        .store
+        .backend()
+        .map_err(|e| StartError::Config(e.to_string()))?;
     let dir = DataDir::new(&settings.store.data_dir);
     std::fs::create_dir_all(dir.root()).map_err(|e| StartError::Store {
         dir: dir.root().to_path_buf(),
         error: e.to_string(),
     })?;
-    let store = SqliteStore::open(dir.events_file()).map_err(|e| StartError::Store {
-        dir: dir.root().to_path_buf(),
-        error: e.to_string(),
-    })?;
-    Ok((Arc::new(store), dir))
+    let store: Arc<dyn EventStore> = match backend {
+        StoreBackend::Sqlite { .. } => {
+            Arc::new(SqliteStore::open(dir.events_file()).map_err(|e| StartError::Store {
+                dir: dir.root().to_path_buf(),
+                error: e.to_string(),
+            })?)
+        }
+        StoreBackend::Postgres(config) => {
+            let schema = config.schema.clone();
+            Arc::new(
+                PostgresStore::open(config)
+                    .await
+                    .map_err(|e| StartError::Database {
+                        schema,
+                        error: e.to_string(),
+                    })?,
+            )
+        }
+    };
+    Ok((store, dir))
 }
 
 fn core_config(settings: &Settings, dir: &DataDir, fast: bool) -> Result<CoreConfig, StartError> {
@@ -108,7 +126,10 @@ fn core_config(settings: &Settings, dir: &DataDir, fast: bool) -> Result<CoreCon
         .map_err(|e| StartError::Config(e.to_string()))?;
     Ok(CoreConfig {
         policy,
-        checkpoint: Some(dir.checkpoint_file()),
+        // The checkpoint file belongs to the embedded store beside it. A PostgreSQL log is
+        // shared and can be restored apart from any directory, so its read models are folded
+        // from the log at start instead of trusted from a file.
+        checkpoint: (settings.store.backend == "sqlite").then(|| dir.checkpoint_file()),
         idle_after: Duration::from_secs(300),
         tick: Duration::from_millis(if fast { 200 } else { 1000 }),
         sign_ttl_secs: settings.ton.sign_ttl_seconds,
@@ -127,7 +148,7 @@ async fn start(
     listen: SocketAddr,
     fast: bool,
 ) -> Result<(Core, Serving, SocketAddr), StartError> {
-    let (store, dir) = open_store(settings)?;
+    let (store, dir) = open_store(settings).await?;
     let config = core_config(settings, &dir, fast)?;
     let key = dir.session_key().map_err(|error| {
         StartError::Config(format!(

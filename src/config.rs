@@ -131,9 +131,100 @@ impl ServerSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
-    /// `sqlite`: the embedded store in `data_dir`.
+    /// `sqlite`: the embedded store in `data_dir`; `postgres`: the database at `url`.
     pub backend: String,
+    /// The embedded store's file, the session key, and (embedded store) the projections'
+    /// checkpoint.
     pub data_dir: PathBuf,
+    /// `postgres://user:password@host:port/database`. Secret: never logged.
+    pub url: Secret,
+    /// The PostgreSQL schema the service creates its tables in.
+    pub schema: String,
+    /// Most PostgreSQL connections for reads (the writer and the listener have their own).
+    pub pool_size: u32,
+    /// Longest a PostgreSQL statement may run before the server cancels it.
+    pub statement_timeout_seconds: u64,
+    /// Longest the service waits for a PostgreSQL connection.
+    pub connect_timeout_seconds: u64,
+}
+
+/// Which event store the settings name, ready to open.
+#[derive(Clone, Debug)]
+pub enum StoreBackend {
+    Sqlite { data_dir: PathBuf },
+    Postgres(crate::store::PostgresConfig),
+}
+
+impl StoreSettings {
+    /// The backend, with every setting it uses checked.
+    pub fn backend(&self) -> Result<StoreBackend, ConfigError> {
+        match self.backend.as_str() {
+            "sqlite" => Ok(StoreBackend::Sqlite {
+                data_dir: self.data_dir.clone(),
+            }),
+            "postgres" => {
+                if self.url.is_empty() {
+                    return Err(ConfigError::Missing {
+                        key: "store.url",
+                        hint: "store.backend = \"postgres\" needs the database's URL, \
+                               postgres://user:password@host:port/database (best from \
+                               FG_STORE__URL)",
+                    });
+                }
+                let url = self.url.expose();
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(ConfigError::Invalid {
+                        key: "store.url",
+                        error: "must start with postgres:// or postgresql://".into(),
+                    });
+                }
+                if !crate::store::postgres::valid_schema(&self.schema) {
+                    return Err(ConfigError::Invalid {
+                        key: "store.schema",
+                        error: format!(
+                            "{:?} must be a lower-case identifier: a-z, 0-9 and _, not starting \
+                             with a digit, at most 63 bytes",
+                            self.schema
+                        ),
+                    });
+                }
+                if !(1..=1000).contains(&self.pool_size) {
+                    return Err(ConfigError::Invalid {
+                        key: "store.pool_size",
+                        error: format!("{} must be between 1 and 1000", self.pool_size),
+                    });
+                }
+                let seconds = |key: &'static str, value: u64| {
+                    if (1..=3600).contains(&value) {
+                        Ok(std::time::Duration::from_secs(value))
+                    } else {
+                        Err(ConfigError::Invalid {
+                            key,
+                            error: format!("{value} must be between 1 and 3600 seconds"),
+                        })
+                    }
+                };
+                Ok(StoreBackend::Postgres(crate::store::PostgresConfig {
+                    url: self.url.clone(),
+                    schema: self.schema.clone(),
+                    pool_size: self.pool_size,
+                    statement_timeout: seconds(
+                        "store.statement_timeout_seconds",
+                        self.statement_timeout_seconds,
+                    )?,
+                    connect_timeout: seconds(
+                        "store.connect_timeout_seconds",
+                        self.connect_timeout_seconds,
+                    )?,
+                    migrate: true,
+                }))
+            }
+            other => Err(ConfigError::Invalid {
+                key: "store.backend",
+                error: format!("{other:?} must be \"sqlite\" or \"postgres\""),
+            }),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -287,6 +378,7 @@ impl Settings {
                     error: e.message().to_string(),
                 })?;
         settings.policy()?;
+        settings.store.backend()?;
         settings.ton.pacing()?;
         settings.server.trusted_proxies()?;
         if !["text", "json"].contains(&settings.server.log_format.as_str()) {
@@ -468,6 +560,58 @@ mod tests {
         assert_eq!(s.orders.expiry_seconds, 60);
         assert_eq!(s.admin.key.expose(), "k3y");
         assert_eq!(format!("{:?}", s.admin.key), "Secret(…)");
+    }
+
+    #[test]
+    fn store_settings_are_checked_by_name_and_the_url_is_never_shown() {
+        let url = "postgres://fg:pa55-w0rd@db.internal:5432/fg";
+        let postgres = |more: &[(&str, &str)]| {
+            let mut vars = vec![("FG_STORE__BACKEND", "postgres"), ("FG_STORE__URL", url)];
+            vars.extend_from_slice(more);
+            Settings::load(&[], env(&vars))
+        };
+        let s = postgres(&[
+            ("FG_STORE__SCHEMA", "gateway"),
+            ("FG_STORE__POOL_SIZE", "3"),
+            ("FG_STORE__STATEMENT_TIMEOUT_SECONDS", "7"),
+        ])
+        .unwrap();
+        match s.store.backend().unwrap() {
+            StoreBackend::Postgres(c) => {
+                assert_eq!(c.url.expose(), url);
+                assert_eq!(c.schema, "gateway");
+                assert_eq!(c.pool_size, 3);
+                assert_eq!(c.statement_timeout, std::time::Duration::from_secs(7));
+                assert!(!format!("{c:?}").contains("pa55-w0rd"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{s:?}").contains("pa55-w0rd"), "settings' Debug shows the URL");
+        for (vars, key) in [
+            (vec![("FG_STORE__BACKEND", "mysql")], "store.backend"),
+            (vec![("FG_STORE__BACKEND", "postgres")], "store.url"),
+            (
+                vec![
+                    ("FG_STORE__BACKEND", "postgres"),
+                    ("FG_STORE__URL", "mysql://fg:pa55-w0rd@db/fg"),
+                ],
+                "store.url",
+            ),
+        ] {
+            let err = Settings::load(&[], env(&vars)).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+            assert!(!err.contains("pa55-w0rd"), "{err}");
+        }
+        for (var, value, key) in [
+            ("FG_STORE__SCHEMA", "Gate-Way", "store.schema"),
+            ("FG_STORE__POOL_SIZE", "0", "store.pool_size"),
+            ("FG_STORE__STATEMENT_TIMEOUT_SECONDS", "0", "store.statement_timeout_seconds"),
+            ("FG_STORE__CONNECT_TIMEOUT_SECONDS", "99999", "store.connect_timeout_seconds"),
+        ] {
+            let err = postgres(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(key), "{var}={value}: {err}");
+            assert!(!err.contains("pa55-w0rd"), "{err}");
+        }
     }
 
     #[test]

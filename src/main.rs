@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fragment_gateway::cli::SimOverrides;
-use fragment_gateway::ops::{self, AuditTarget, DataDir, OpsError};
+use fragment_gateway::ops::{self, AuditTarget, OpsError};
 use fragment_gateway::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
 use fragment_gateway::sim::ton::TonSim;
 use fragment_gateway::{app, config};
@@ -74,6 +74,13 @@ enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// Create the configured store's schema, or bring it to this build's version, and exit.
+    /// `serve` and `sandbox` migrate at start too; this runs it alone (before starting a new
+    /// version on several machines, say). Other tools never migrate.
+    Migrate {
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,14 +93,38 @@ enum ProjectionsCommand {
     },
 }
 
+/// Which store an operator tool works on: the `[store]` settings of `--config` (or the
+/// defaults), with FG_STORE__* environment variables over them, and `--data-dir` over those.
 #[derive(clap::Args)]
 struct DataArgs {
-    /// The data directory (holding events.sqlite3).
-    #[arg(long, env = "FG_DATA_DIR", default_value = "data")]
-    data_dir: std::path::PathBuf,
+    /// The data directory (holding events.sqlite3); default: store.data_dir of the settings.
+    #[arg(long, env = "FG_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
+    /// A settings file to take the store settings from (e.g. the one `serve` uses, for a
+    /// PostgreSQL store).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+impl DataArgs {
+    fn backend(&self) -> Result<config::StoreBackend, OpsError> {
+        let loaded = match &self.config {
+            Some(path) => config::Settings::load_file(path, None, std::env::vars()),
+            None => config::Settings::load(&[], std::env::vars()),
+        };
+        let mut store = loaded.map_err(OpsError::Settings)?.store;
+        if let Some(dir) = &self.data_dir {
+            store.data_dir = dir.clone();
+        }
+        store.backend().map_err(OpsError::Settings)
+    }
+
+    async fn open(&self) -> Result<std::sync::Arc<dyn fragment_gateway::store::EventStore>, OpsError> {
+        ops::open_for_tools(&self.backend()?).await
+    }
 }
 
 #[derive(clap::Args)]
@@ -166,6 +197,7 @@ fn main() -> ExitCode {
         Command::Projections {
             command: ProjectionsCommand::Rebuild { data },
         } => run_async(rebuild(data)),
+        Command::Migrate { data } => run_async(migrate(data)),
     }
 }
 
@@ -177,7 +209,8 @@ fn ops_failed(e: OpsError) -> ExitCode {
         OpsError::NoStore(_)
         | OpsError::InUse(_)
         | OpsError::BadTarget(_)
-        | OpsError::NotFound(_) => ExitCode::from(2),
+        | OpsError::NotFound(_)
+        | OpsError::Settings(_) => ExitCode::from(2),
         OpsError::Write { .. } | OpsError::Store(_) => ExitCode::FAILURE,
     }
 }
@@ -196,8 +229,10 @@ fn print_report<T: serde::Serialize>(json: bool, report: &T, text: impl FnOnce(&
 async fn audit(target: String, data: DataArgs) -> ExitCode {
     let result = async {
         let target = AuditTarget::parse(&target)?;
-        let store = DataDir::new(&data.data_dir).open_existing()?;
-        ops::audit(&store, target).await
+        let store = data.open().await?;
+        let report = ops::audit(&store, target).await;
+        store.close().await?;
+        report
     }
     .await;
     match result {
@@ -211,8 +246,10 @@ async fn audit(target: String, data: DataArgs) -> ExitCode {
 
 async fn replay(data: DataArgs) -> ExitCode {
     let result = async {
-        let store = DataDir::new(&data.data_dir).open_existing()?;
-        ops::replay(&store).await
+        let store = data.open().await?;
+        let report = ops::replay(&store).await;
+        store.close().await?;
+        report
     }
     .await;
     match result {
@@ -230,11 +267,28 @@ async fn replay(data: DataArgs) -> ExitCode {
 }
 
 async fn rebuild(data: DataArgs) -> ExitCode {
-    match ops::rebuild_projections(&DataDir::new(&data.data_dir)).await {
+    let rebuilt = match data.backend() {
+        Ok(backend) => ops::rebuild_projections(&backend).await,
+        Err(e) => Err(e),
+    };
+    match rebuilt {
         Ok(report) => {
             print_report(data.json, &report, ops::RebuildReport::render_text);
             ExitCode::SUCCESS
         }
+        Err(e) => ops_failed(e),
+    }
+}
+
+async fn migrate(data: DataArgs) -> ExitCode {
+    match data.backend().map(|b| async move { ops::migrate(&b).await }) {
+        Ok(migrating) => match migrating.await {
+            Ok(report) => {
+                print_report(data.json, &report, ops::MigrateReport::render_text);
+                ExitCode::SUCCESS
+            }
+            Err(e) => ops_failed(e),
+        },
         Err(e) => ops_failed(e),
     }
 }

@@ -17,7 +17,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::actors::runner;
-use crate::store::{read_stream_all, EventStore, SqliteStore, StoreError};
+use crate::store::{
+    read_stream_all, EventStore, PostgresConfig, PostgresStore, SqliteStore, StoreError,
+};
 use crate::ton::{Nanoton, ParsedAddress};
 
 /// The layout of a data directory.
@@ -88,6 +90,24 @@ impl DataDir {
     }
 }
 
+/// Opens the configured store for an operator tool: an embedded store only where one exists
+/// (`DataDir::open_existing`), a PostgreSQL schema only if it is at this build's migration
+/// (tools never migrate it).
+pub async fn open_for_tools(
+    backend: &crate::config::StoreBackend,
+) -> Result<Arc<dyn EventStore>, OpsError> {
+    match backend {
+        crate::config::StoreBackend::Sqlite { data_dir } => DataDir::new(data_dir).open_existing(),
+        crate::config::StoreBackend::Postgres(config) => {
+            let config = PostgresConfig {
+                migrate: false,
+                ..config.clone()
+            };
+            Ok(Arc::new(PostgresStore::open(config).await?))
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
     #[error("no event store in {0} (expected the file events.sqlite3 there); check --data-dir")]
@@ -107,6 +127,76 @@ pub enum OpsError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Settings(crate::config::ConfigError),
+}
+
+/// What `migrate` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct MigrateReport {
+    pub backend: &'static str,
+    /// Where: the data directory, or the PostgreSQL schema.
+    pub target: String,
+    /// Migrations applied now (PostgreSQL); empty when the schema was up to date.
+    pub applied: Vec<i32>,
+    /// The schema's version afterwards.
+    pub version: i32,
+}
+
+impl MigrateReport {
+    pub fn render_text(&self) -> String {
+        if self.applied.is_empty() {
+            format!(
+                "{} store {} is at version {}: nothing to do\n",
+                self.backend, self.target, self.version
+            )
+        } else {
+            format!(
+                "{} store {}: applied migrations {:?}; now at version {}\n",
+                self.backend, self.target, self.applied, self.version
+            )
+        }
+    }
+}
+
+/// Creates or migrates the configured store.
+pub async fn migrate(backend: &crate::config::StoreBackend) -> Result<MigrateReport, OpsError> {
+    match backend {
+        crate::config::StoreBackend::Sqlite { data_dir } => {
+            let dir = DataDir::new(data_dir);
+            std::fs::create_dir_all(dir.root()).map_err(|error| OpsError::Write {
+                path: dir.root().to_path_buf(),
+                error,
+            })?;
+            let existed = dir.events_file().is_file();
+            // Opening creates the file's schema (and refuses a newer build's file).
+            let store = match SqliteStore::open(dir.events_file()) {
+                Ok(store) => store,
+                Err(StoreError::Unavailable(_)) => return Err(OpsError::InUse(dir.root().into())),
+                Err(e) => return Err(e.into()),
+            };
+            EventStore::close(&store).await?;
+            Ok(MigrateReport {
+                backend: "sqlite",
+                target: dir.events_file().display().to_string(),
+                applied: if existed {
+                    vec![]
+                } else {
+                    vec![crate::store::sqlite::FORMAT_VERSION as i32]
+                },
+                version: crate::store::sqlite::FORMAT_VERSION as i32,
+            })
+        }
+        crate::config::StoreBackend::Postgres(config) => {
+            let applied = PostgresStore::migrate(config).await?;
+            Ok(MigrateReport {
+                backend: "postgres",
+                target: format!("schema {}", config.schema),
+                applied,
+                version: crate::store::postgres::MIGRATIONS.last().map_or(0, |m| m.0),
+            })
+        }
+    }
 }
 
 /// What `audit` looks at.
@@ -856,17 +946,36 @@ pub struct RebuildReport {
     pub orders: usize,
     pub requests: usize,
     pub wallets: usize,
-    pub checkpoint: PathBuf,
+    /// The checkpoint written (embedded store); `None` on PostgreSQL, whose read models are
+    /// folded from the log at every start.
+    pub checkpoint: Option<PathBuf>,
     /// The position of the checkpoint that was replaced, if there was one.
     pub previous_position: Option<u64>,
     /// Whether the replaced checkpoint, at the same position, held the same models.
     pub previous_matched: Option<bool>,
 }
 
-/// Recomputes every read model from position 0 and stores them as the checkpoint.
-pub async fn rebuild_projections(dir: &DataDir) -> Result<RebuildReport, OpsError> {
-    let store = dir.open_existing()?;
-    let models = runner::rebuild(&store).await?;
+/// Recomputes every read model from position 0; on the embedded store, stores them as the
+/// checkpoint the service starts from.
+pub async fn rebuild_projections(
+    backend: &crate::config::StoreBackend,
+) -> Result<RebuildReport, OpsError> {
+    let store = open_for_tools(backend).await?;
+    let models = runner::rebuild(&store).await;
+    store.close().await?;
+    let models = models?;
+    let crate::config::StoreBackend::Sqlite { data_dir } = backend else {
+        return Ok(RebuildReport {
+            position: models.position,
+            orders: models.orders.orders.len(),
+            requests: models.orders.requests.len(),
+            wallets: models.commission.wallets.len(),
+            checkpoint: None,
+            previous_position: None,
+            previous_matched: None,
+        });
+    };
+    let dir = DataDir::new(data_dir);
     let path = dir.checkpoint_file();
     let previous = runner::load_checkpoint(&path);
     runner::save_checkpoint(&path, &models).map_err(|error| OpsError::Write {
@@ -878,7 +987,7 @@ pub async fn rebuild_projections(dir: &DataDir) -> Result<RebuildReport, OpsErro
         orders: models.orders.orders.len(),
         requests: models.orders.requests.len(),
         wallets: models.commission.wallets.len(),
-        checkpoint: path,
+        checkpoint: Some(path),
         previous_position: previous.as_ref().map(|p| p.position),
         previous_matched: previous
             .filter(|p| p.position == models.position)
@@ -889,13 +998,19 @@ pub async fn rebuild_projections(dir: &DataDir) -> Result<RebuildReport, OpsErro
 impl RebuildReport {
     pub fn render_text(&self) -> String {
         let mut out = format!(
-            "rebuilt the projections from position 0 to {}: {} orders, {} payment requests, {} wallets with commission\nwrote {}\n",
+            "rebuilt the projections from position 0 to {}: {} orders, {} payment requests, {} wallets with commission\n",
             self.position,
             self.orders,
             self.requests,
             self.wallets,
-            self.checkpoint.display()
         );
+        let Some(checkpoint) = &self.checkpoint else {
+            out.push_str(
+                "the PostgreSQL store keeps no checkpoint: the service folds the log at every start\n",
+            );
+            return out;
+        };
+        out.push_str(&format!("wrote {}\n", checkpoint.display()));
         match (self.previous_position, self.previous_matched) {
             (None, _) => out.push_str("there was no checkpoint before\n"),
             (Some(_), Some(true)) => {

@@ -671,6 +671,11 @@ async fn a_rebuild_finds_live_read_models_that_differ_from_the_log_and_can_repla
         .await;
     assert_error(status, &body, 400, "VALIDATION_ERROR");
     let (_, old_dir) = t.stop().await;
+    if fragment_gateway::store::contract::test_backend() == "postgres" {
+        // What follows doctors the embedded store's checkpoint file; on PostgreSQL the read
+        // models are folded from the log at every start, so there is no file to lie.
+        return;
+    }
     // The stopped gateway's actors keep the store open until this test's actix system ends:
     // the next start runs on a copy of its data directory.
     let dir = tempfile::tempdir().unwrap();

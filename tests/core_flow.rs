@@ -1450,18 +1450,12 @@ async fn an_unreadable_recorded_payment_stops_the_start_naming_its_stream_and_po
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop((core, store));
     let stream = order_stream(order.order_id);
-    {
-        let db = rusqlite::Connection::open(w.store_path()).unwrap();
-        let changed = db
-            .execute(
-                "UPDATE events SET schema_version = 99 WHERE stream = ?1 AND event_type = 'PaymentSubmitted'",
-                [&stream],
-            )
-            .unwrap();
-        assert_eq!(changed, 1);
-    }
+    assert_eq!(
+        w.set_schema_version(&stream, "PaymentSubmitted", 99).await,
+        1
+    );
     let store = w.open_store().await;
-    let position = fragment_gateway::store::read_stream_all(&store, &stream)
+    let position = fragment_gateway::store::read_stream_all(store.as_ref(), &stream)
         .await
         .unwrap()
         .iter()
@@ -1471,7 +1465,7 @@ async fn an_unreadable_recorded_payment_stops_the_start_naming_its_stream_and_po
     let started = Core::start(
         config(Policy::default()),
         w.services(),
-        std::sync::Arc::new(store),
+        store,
         fragment_gateway::actors::Liveness::default(),
     )
     .await;

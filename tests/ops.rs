@@ -77,8 +77,7 @@ struct Run {
 
 impl Run {
     async fn start(w: &World, config: &CoreConfig) -> (Core, Run) {
-        let sqlite: Arc<dyn EventStore> = Arc::new(w.open_store().await);
-        let store = Arc::new(Halting::closable(sqlite));
+        let store = Arc::new(Halting::closable(w.open_store().await));
         let mut services = w.services();
         // Two owner sessions (the operator logged in twice, the same wallet connected): the
         // pool takes turns.
@@ -463,6 +462,8 @@ async fn replay_names_an_order_whose_commission_was_never_accrued_and_an_unreada
             )
             .await
             .unwrap();
+        // Closed before the tool opens the file: a dropped store lets go of it a moment later.
+        EventStore::close(&store).await.unwrap();
     }
     let (code, out, err) = command(&["replay"], dir.path());
     assert_eq!(code, 1, "{out}");
@@ -521,6 +522,7 @@ async fn the_commands_refuse_what_they_cannot_do_and_say_why() {
         let (code, _, err) = command(&["replay"], dir.path());
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("in use by a running gateway"), "{err}");
+        EventStore::close(&store).await.unwrap();
     }
 
     let (code, _, err) = command(&["audit", "not-an-order"], dir.path());

@@ -9,10 +9,27 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use fragment_gateway::store::contract;
 use fragment_gateway::ton::{KeyPair, Network, Seed, WalletContract, WalletVersion};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fragment-gateway");
+
+/// The `[store]` lines of a gateway's settings: the data directory, and on PostgreSQL
+/// (`FG_TEST_BACKEND=postgres`) a fresh schema, dropped with the returned guard.
+fn store_settings(data: &std::path::Path) -> (String, Option<contract::SchemaGuard>) {
+    let mut lines = format!("data_dir = \"{}\"\n", data.display());
+    if contract::test_backend() != "postgres" {
+        return (lines, None);
+    }
+    let schema = contract::TestSchema::new();
+    lines.push_str(&format!(
+        "backend = \"postgres\"\nurl = \"{}\"\nschema = \"{}\"\n",
+        contract::test_postgres_url(),
+        schema.config.schema
+    ));
+    (lines, Some(contract::SchemaGuard(schema)))
+}
 const WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";
 
 /// A child process whose stdout lines arrive on a channel; killed when dropped.
@@ -163,6 +180,7 @@ async fn after_a_kill_a_broadcast_payment_completes_and_a_queued_one_ends_with_n
     let cookies_file = dir.path().join("owner-cookies");
     std::fs::write(&cookies_file, login["fragment_cookies"].as_str().unwrap()).unwrap();
     let config = dir.path().join("gateway.toml");
+    let (store, _schema) = store_settings(&dir.path().join("data"));
     std::fs::write(
         &config,
         format!(
@@ -171,7 +189,7 @@ async fn after_a_kill_a_broadcast_payment_completes_and_a_queued_one_ends_with_n
 listen = "127.0.0.1:0"
 shutdown_grace_seconds = 2
 [store]
-data_dir = "{data}"
+{store}
 [ton]
 api_url = "{ton}"
 requests_per_second = "unlimited"
@@ -185,7 +203,6 @@ delivery_timeout_seconds = 20
 [rate_limit]
 requests_per_minute = 0
 "#,
-            data = dir.path().join("data").display(),
             cookies = cookies_file.display(),
         ),
     )
@@ -348,11 +365,11 @@ async fn serve_names_what_is_missing_and_no_kyc_needs_owner_cookies() {
     ]);
     let fragment = sim.line("fragment.com simulator:");
     let ton = sim.line("TON simulator (toncenter API v2/v3):");
+    let (store, _schema) = store_settings(&dir.path().join("data"));
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[ton]\napi_url = \"{ton}\"\nrequests_per_second = \"unlimited\"\n[fragment]\nbase_url = \"{fragment}\"\n",
-            dir.path().join("data").display()
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\n{store}[ton]\napi_url = \"{ton}\"\nrequests_per_second = \"unlimited\"\n[fragment]\nbase_url = \"{fragment}\"\n",
         ),
     )
     .unwrap();

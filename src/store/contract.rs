@@ -1056,6 +1056,25 @@ pub async fn two_processes_appending_to_one_stream_lose_nothing(fixture: Fixture
         .expect("close");
 }
 
+/// The backend the service-level test suites (HTTP, core flows, the fault harness) run on:
+/// `FG_TEST_BACKEND`, `sqlite` (the default) or `postgres`. The README's test command runs
+/// them once on each.
+pub fn test_backend() -> &'static str {
+    match std::env::var("FG_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => "sqlite",
+        Ok("postgres") => "postgres",
+        Ok(other) => panic!("FG_TEST_BACKEND={other:?}: use sqlite or postgres"),
+    }
+}
+
+/// A test schema's name for a test's data directory: the same directory (a restarted
+/// gateway) finds the same schema.
+pub fn test_schema_for(dir: &std::path::Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    format!("t_{}", hex::encode(&digest[..12]))
+}
+
 /// The database tests of the PostgreSQL backend use: `FG_TEST_POSTGRES_URL`, by default the
 /// local server's `test` database.
 pub fn test_postgres_url() -> String {
@@ -1099,6 +1118,27 @@ impl TestSchema {
         .await
         .expect("dropping a test schema");
         let _ = conn.close().await;
+    }
+}
+
+/// Drops its schema when dropped (on a thread of its own, so it works in async code too):
+/// for a test's world that lives as long as the test.
+pub struct SchemaGuard(pub TestSchema);
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let schema = self.0.clone();
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(schema.remove())
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("dropping test schema {} failed", self.0.config.schema);
+        }
     }
 }
 

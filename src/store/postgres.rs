@@ -176,6 +176,9 @@ pub struct PostgresConfig {
     pub statement_timeout: Duration,
     /// Longest a connection (or a pooled one) is waited for.
     pub connect_timeout: Duration,
+    /// Whether `open` applies pending migrations (the service does). Operator tools open
+    /// without: a tool of a newer build must not migrate a schema under a running service.
+    pub migrate: bool,
 }
 
 impl PostgresConfig {
@@ -187,6 +190,7 @@ impl PostgresConfig {
             pool_size: 8,
             statement_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            migrate: true,
         }
     }
 }
@@ -453,7 +457,11 @@ async fn start(
     scrubber: Scrubber,
 ) -> Result<Started, StoreError> {
     let mut writer_conn = connect(&options, config.connect_timeout, &scrubber).await?;
-    migrate(&mut writer_conn, &config.schema, &scrubber).await?;
+    if config.migrate {
+        migrate(&mut writer_conn, &config.schema, &scrubber).await?;
+    } else {
+        check_migrated(&mut writer_conn, &config.schema, &scrubber).await?;
+    }
     let head = read_head(&mut writer_conn, &scrubber).await?;
     let pool = PgPoolOptions::new()
         .max_connections(config.pool_size.max(1))
@@ -582,6 +590,46 @@ async fn apply_migrations(
         applied.push(version);
     }
     Ok(applied)
+}
+
+/// Refuses a schema that is not at exactly this build's migration.
+async fn check_migrated(
+    conn: &mut PgConnection,
+    schema: &str,
+    scrubber: &Scrubber,
+) -> Result<(), StoreError> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+         WHERE table_schema = $1 AND table_name = 'schema_migrations')",
+    )
+    .bind(schema)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(scrubber.backend("reading the schema version"))?;
+    let current: i32 = if exists {
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(scrubber.backend("reading the schema version"))?
+    } else {
+        0
+    };
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    match current.cmp(&newest) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less if current == 0 => Err(StoreError::Backend(format!(
+            "schema {schema} holds no event store; check store.url and store.schema, or create \
+             it with `fragment-gateway migrate`"
+        ))),
+        std::cmp::Ordering::Less => Err(StoreError::Backend(format!(
+            "schema {schema} is at migration {current}, this build needs {newest}; run \
+             `fragment-gateway migrate` first"
+        ))),
+        std::cmp::Ordering::Greater => Err(StoreError::Backend(format!(
+            "schema {schema} is at migration {current}, newer than migration {newest} that this \
+             build knows; use a newer fragment-gateway"
+        ))),
+    }
 }
 
 async fn read_head(conn: &mut PgConnection, scrubber: &Scrubber) -> Result<u64, StoreError> {

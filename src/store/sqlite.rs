@@ -47,7 +47,7 @@ use super::{AppendResult, EventStore, StoreError};
 
 /// The file format this build writes. Bump it with a migration when the schema changes;
 /// older builds then refuse the file instead of misreading it.
-const FORMAT_VERSION: i64 = 1;
+pub const FORMAT_VERSION: i64 = 1;
 
 /// Most appends the writer puts in one transaction.
 const MAX_GROUP: usize = super::GROUP_LIMIT;

@@ -16,7 +16,7 @@ use fragment_gateway::fragment::{FragmentClient, FragmentConfig, FragmentCookies
 use fragment_gateway::sim::fragment::state::Rules;
 use fragment_gateway::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
 use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
-use fragment_gateway::store::{AppendResult, EventStore, SqliteStore, StoreError};
+use fragment_gateway::store::{contract, AppendResult, EventStore, SqliteStore, StoreError};
 use fragment_gateway::ton::client::{TonApiConfig, TonCenterClient};
 use fragment_gateway::ton::{
     KeyPair, Nanoton, Network, ParsedAddress, Seed, WalletContract, WalletVersion,
@@ -38,6 +38,9 @@ pub struct World {
     pub owner: FragmentCookies,
     pub dir: tempfile::TempDir,
     pub fee: ParsedAddress,
+    /// The world's PostgreSQL schema when the tests run on PostgreSQL (`FG_TEST_BACKEND`),
+    /// dropped with the world.
+    pub schema: Option<contract::SchemaGuard>,
 }
 
 pub async fn world() -> World {
@@ -89,6 +92,8 @@ pub async fn world_with_blocks(block_time: Duration) -> World {
         owner,
         dir: tempfile::tempdir().unwrap(),
         fee,
+        schema: (contract::test_backend() == "postgres")
+            .then(|| contract::SchemaGuard(contract::TestSchema::new())),
     }
 }
 
@@ -138,10 +143,46 @@ impl World {
         self.dir.path().join("events.sqlite3")
     }
 
-    /// Opens the data dir's store. A killed core's last store calls still hold the file for
-    /// a moment, as an exiting process does: wait for it to be free, as a supervisor
-    /// restarting the service would.
-    pub async fn open_store(&self) -> SqliteStore {
+    /// Opens the world's store: its PostgreSQL schema, or the data dir's file. A killed
+    /// core's last store calls still hold the file for a moment, as an exiting process does:
+    /// wait for it to be free, as a supervisor restarting the service would.
+    pub async fn open_store(&self) -> Arc<dyn EventStore> {
+        if let Some(schema) = &self.schema {
+            return schema.0.open().await.expect("open the PostgreSQL store");
+        }
+        Arc::new(self.open_sqlite().await)
+    }
+
+    /// Sets the stored schema version of `stream`'s events of one type, as a newer build
+    /// (or damage) would leave them: returns how many changed.
+    pub async fn set_schema_version(&self, stream: &str, event_type: &str, version: i32) -> u64 {
+        if let Some(schema) = &self.schema {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&contract::test_postgres_url())
+                .await
+                .unwrap();
+            let sql = format!(
+                "UPDATE {}.events SET schema_version = $1 WHERE stream = $2 AND event_type = $3",
+                schema.0.config.schema
+            );
+            return sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(version)
+                .bind(stream)
+                .bind(event_type)
+                .execute(&mut conn)
+                .await
+                .unwrap()
+                .rows_affected();
+        }
+        let db = rusqlite::Connection::open(self.store_path()).unwrap();
+        db.execute(
+            "UPDATE events SET schema_version = ?1 WHERE stream = ?2 AND event_type = ?3",
+            rusqlite::params![version, stream, event_type],
+        )
+        .unwrap() as u64
+    }
+
+    async fn open_sqlite(&self) -> SqliteStore {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             match SqliteStore::open(self.store_path()) {
@@ -183,8 +224,7 @@ impl World {
         halt: Option<(&'static str, usize)>,
     ) -> (Core, Arc<Halting>) {
         let liveness = Liveness::default();
-        let sqlite = self.open_store().await;
-        let store = Arc::new(Halting::new(Arc::new(sqlite), halt, liveness.clone()));
+        let store = Arc::new(Halting::new(self.open_store().await, halt, liveness.clone()));
         let core = Core::start(
             config,
             services,

@@ -18,6 +18,24 @@ pub struct Started {
 /// `FG_SECTION__KEY` settings.
 pub async fn start(dir: &Path, overrides: &[(&str, &str)]) -> Started {
     let data_dir = dir.display().to_string();
+    // On PostgreSQL (`FG_TEST_BACKEND=postgres`) the directory names its schema, so that a
+    // restart on the same directory finds the same log. The test database's `t_` schemas are
+    // dropped by `.ci/run` before a run.
+    let url = fragment_gateway::store::contract::test_postgres_url();
+    let schema = fragment_gateway::store::contract::test_schema_for(dir);
+    let postgres = [
+        ("FG_STORE__BACKEND", "postgres"),
+        ("FG_STORE__URL", url.as_str()),
+        ("FG_STORE__SCHEMA", schema.as_str()),
+        // Tests run side by side on one server (100 connections by default).
+        ("FG_STORE__POOL_SIZE", "2"),
+    ];
+    let backend: &[(&str, &str)] =
+        if fragment_gateway::store::contract::test_backend() == "postgres" {
+            &postgres
+        } else {
+            &[]
+        };
     let env = [
         ("FG_SERVER__LISTEN", "127.0.0.1:0"),
         ("FG_SANDBOX__TON_LISTEN", "127.0.0.1:0"),
@@ -27,6 +45,7 @@ pub async fn start(dir: &Path, overrides: &[(&str, &str)]) -> Started {
         ("FG_STORE__DATA_DIR", data_dir.as_str()),
     ]
     .iter()
+    .chain(backend)
     .chain(overrides)
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect::<Vec<_>>();
