@@ -17,7 +17,6 @@ use chrono::{TimeZone, Utc};
 use criterion::{Criterion, Throughput};
 use events::*;
 use fragment_gateway::actors::registry::Registry;
-use fragment_gateway::actors::runner;
 use fragment_gateway::domain::Policy;
 use fragment_gateway::store::{EventStore, SqliteStore};
 use projections::ReadModels;
@@ -263,7 +262,9 @@ fn replay(c: &mut Criterion, orders: u64) {
     rt.block_on(fill(&store, orders));
     g.bench_function(format!("sqlite/{events}_events"), |b| {
         b.iter(|| {
-            let models = rt.block_on(runner::rebuild(&store)).expect("rebuild");
+            let models = rt
+                .block_on(fragment_gateway::ops::rebuild_in_memory(&store))
+                .expect("rebuild");
             assert_eq!(models.position, events);
             models
         })

@@ -13,11 +13,11 @@ use zeroize::Zeroizing;
 use crate::actors::{Core, CoreConfig, Liveness, Services};
 use crate::api::{self, AppState, HttpSettings};
 use crate::config::Settings;
+use crate::config::StoreBackend;
 use crate::fragment::{FragmentClient, FragmentConfig, FragmentCookies};
 use crate::ops::DataDir;
 use crate::sim::fragment::{default_payment_wallet, FragmentSim, FragmentSimConfig};
 use crate::sim::ton::{TonSim, TonSimConfig};
-use crate::config::StoreBackend;
 use crate::store::{EventStore, PostgresStore, SqliteStore};
 use crate::ton::client::{TonApiConfig, TonCenterClient};
 use crate::ton::{KeyPair, Nanoton, Network, ParsedAddress, Seed, WalletContract, WalletVersion};
@@ -87,7 +87,7 @@ fn random_key() -> KeyPair {
 }
 
 /// The configured event store, and the data directory (the session key; the embedded store's
-/// file and projection checkpoint).
+/// file).
 pub async fn open_store(settings: &Settings) -> Result<(Arc<dyn EventStore>, DataDir), StartError> {
     let backend = settings
         .store
@@ -100,10 +100,13 @@ pub async fn open_store(settings: &Settings) -> Result<(Arc<dyn EventStore>, Dat
     })?;
     let store: Arc<dyn EventStore> = match backend {
         StoreBackend::Sqlite { .. } => {
-            Arc::new(SqliteStore::open(dir.events_file()).map_err(|e| StartError::Store {
-                dir: dir.root().to_path_buf(),
-                error: e.to_string(),
-            })?)
+            dir.remove_legacy_checkpoint();
+            Arc::new(
+                SqliteStore::open(dir.events_file()).map_err(|e| StartError::Store {
+                    dir: dir.root().to_path_buf(),
+                    error: e.to_string(),
+                })?,
+            )
         }
         StoreBackend::Postgres(config) => {
             let schema = config.schema.clone();
@@ -120,16 +123,16 @@ pub async fn open_store(settings: &Settings) -> Result<(Arc<dyn EventStore>, Dat
     Ok((store, dir))
 }
 
-fn core_config(settings: &Settings, dir: &DataDir, fast: bool) -> Result<CoreConfig, StartError> {
+fn core_config(settings: &Settings, fast: bool) -> Result<CoreConfig, StartError> {
     let policy = settings
         .policy()
         .map_err(|e| StartError::Config(e.to_string()))?;
     Ok(CoreConfig {
         policy,
-        // The checkpoint file belongs to the embedded store beside it. A PostgreSQL log is
-        // shared and can be restored apart from any directory, so its read models are folded
-        // from the log at start instead of trusted from a file.
-        checkpoint: (settings.store.backend == "sqlite").then(|| dir.checkpoint_file()),
+        cache_rows: settings
+            .store
+            .cache_rows()
+            .map_err(|e| StartError::Config(e.to_string()))?,
         idle_after: Duration::from_secs(300),
         tick: Duration::from_millis(if fast { 200 } else { 1000 }),
         sign_ttl_secs: settings.ton.sign_ttl_seconds,
@@ -149,7 +152,7 @@ async fn start(
     fast: bool,
 ) -> Result<(Core, Serving, SocketAddr), StartError> {
     let (store, dir) = open_store(settings).await?;
-    let config = core_config(settings, &dir, fast)?;
+    let config = core_config(settings, fast)?;
     let key = dir.session_key().map_err(|error| {
         StartError::Config(format!(
             "the session key in {}: {error}",

@@ -133,8 +133,7 @@ impl ServerSettings {
 pub struct StoreSettings {
     /// `sqlite`: the embedded store in `data_dir`; `postgres`: the database at `url`.
     pub backend: String,
-    /// The embedded store's file, the session key, and (embedded store) the projections'
-    /// checkpoint.
+    /// The embedded store's file and the session key.
     pub data_dir: PathBuf,
     /// `postgres://user:password@host:port/database`. Secret: never logged.
     pub url: Secret,
@@ -146,6 +145,8 @@ pub struct StoreSettings {
     pub statement_timeout_seconds: u64,
     /// Longest the service waits for a PostgreSQL connection.
     pub connect_timeout_seconds: u64,
+    /// Orders (and as many payment requests) kept in memory for polls, most recent first.
+    pub cache_rows: usize,
 }
 
 /// Which event store the settings name, ready to open.
@@ -156,6 +157,16 @@ pub enum StoreBackend {
 }
 
 impl StoreSettings {
+    /// `cache_rows`, checked.
+    pub fn cache_rows(&self) -> Result<std::num::NonZeroUsize, ConfigError> {
+        std::num::NonZeroUsize::new(self.cache_rows)
+            .filter(|n| n.get() <= 10_000_000)
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "store.cache_rows",
+                error: format!("{} must be between 1 and 10000000", self.cache_rows),
+            })
+    }
+
     /// The backend, with every setting it uses checked.
     pub fn backend(&self) -> Result<StoreBackend, ConfigError> {
         match self.backend.as_str() {
@@ -379,6 +390,7 @@ impl Settings {
                 })?;
         settings.policy()?;
         settings.store.backend()?;
+        settings.store.cache_rows()?;
         settings.ton.pacing()?;
         settings.server.trusted_proxies()?;
         if !["text", "json"].contains(&settings.server.log_format.as_str()) {
@@ -586,7 +598,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(!format!("{s:?}").contains("pa55-w0rd"), "settings' Debug shows the URL");
+        assert!(
+            !format!("{s:?}").contains("pa55-w0rd"),
+            "settings' Debug shows the URL"
+        );
         for (vars, key) in [
             (vec![("FG_STORE__BACKEND", "mysql")], "store.backend"),
             (vec![("FG_STORE__BACKEND", "postgres")], "store.url"),
@@ -605,8 +620,16 @@ mod tests {
         for (var, value, key) in [
             ("FG_STORE__SCHEMA", "Gate-Way", "store.schema"),
             ("FG_STORE__POOL_SIZE", "0", "store.pool_size"),
-            ("FG_STORE__STATEMENT_TIMEOUT_SECONDS", "0", "store.statement_timeout_seconds"),
-            ("FG_STORE__CONNECT_TIMEOUT_SECONDS", "99999", "store.connect_timeout_seconds"),
+            (
+                "FG_STORE__STATEMENT_TIMEOUT_SECONDS",
+                "0",
+                "store.statement_timeout_seconds",
+            ),
+            (
+                "FG_STORE__CONNECT_TIMEOUT_SECONDS",
+                "99999",
+                "store.connect_timeout_seconds",
+            ),
         ] {
             let err = postgres(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(key), "{var}={value}: {err}");

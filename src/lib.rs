@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod fragment;
 pub mod ops;
+pub mod readmodel;
 pub mod sim;
 pub mod store;
 pub mod ton;

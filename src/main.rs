@@ -122,7 +122,9 @@ impl DataArgs {
         store.backend().map_err(OpsError::Settings)
     }
 
-    async fn open(&self) -> Result<std::sync::Arc<dyn fragment_gateway::store::EventStore>, OpsError> {
+    async fn open(
+        &self,
+    ) -> Result<std::sync::Arc<dyn fragment_gateway::store::EventStore>, OpsError> {
         ops::open_for_tools(&self.backend()?).await
     }
 }
@@ -210,7 +212,8 @@ fn ops_failed(e: OpsError) -> ExitCode {
         | OpsError::InUse(_)
         | OpsError::BadTarget(_)
         | OpsError::NotFound(_)
-        | OpsError::Settings(_) => ExitCode::from(2),
+        | OpsError::Settings(_)
+        | OpsError::Busy(_) => ExitCode::from(2),
         OpsError::Write { .. } | OpsError::Store(_) => ExitCode::FAILURE,
     }
 }
@@ -230,7 +233,10 @@ async fn audit(target: String, data: DataArgs) -> ExitCode {
     let result = async {
         let target = AuditTarget::parse(&target)?;
         let store = data.open().await?;
-        let report = ops::audit(&store, target).await;
+        let report = match store.read_models() {
+            Ok(tables) => ops::audit(&store, tables.as_ref(), target, false).await,
+            Err(e) => Err(e.into()),
+        };
         store.close().await?;
         report
     }
@@ -281,7 +287,10 @@ async fn rebuild(data: DataArgs) -> ExitCode {
 }
 
 async fn migrate(data: DataArgs) -> ExitCode {
-    match data.backend().map(|b| async move { ops::migrate(&b).await }) {
+    match data
+        .backend()
+        .map(|b| async move { ops::migrate(&b).await })
+    {
         Ok(migrating) => match migrating.await {
             Ok(report) => {
                 print_report(data.json, &report, ops::MigrateReport::render_text);

@@ -1,9 +1,11 @@
-//! Operator tools over a data directory: `audit` (one order's or wallet's history),
-//! `replay` (fold the whole log: counts, totals and consistency checks) and `projections
-//! rebuild` (recompute the read models from position 0 and store them as the checkpoint).
+//! Operator tools over a store: `audit` (one order's or wallet's history), `replay` (fold the
+//! whole log: counts, totals and consistency checks), `projections rebuild` (recompute the
+//! read models' tables from position 0, compare them with the live ones and put them in their
+//! place) and `migrate`.
 //!
-//! They read the same store the service writes, so they are run while the service is stopped
-//! (the store's lock refuses a second opener) or, better, on a copy of the data directory.
+//! They read the same store the service writes. The embedded store admits one process at a
+//! time, so they run while the service is stopped or on a copy of the data directory; a
+//! PostgreSQL schema can be read while the service runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -12,11 +14,12 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use events::{Event, RecordedEvent, StreamName};
-use projections::{HistoryItem, ReadModels, WalletCommission};
+use projections::{HistoryItem, ReadModels, WalletCommission, PROJECTIONS_VERSION};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::actors::runner;
+use crate::readmodel::{compare, Comparison, ReadStore, TableSet};
 use crate::store::{
     read_stream_all, EventStore, PostgresConfig, PostgresStore, SqliteStore, StoreError,
 };
@@ -30,7 +33,8 @@ pub struct DataDir {
 
 impl DataDir {
     pub const EVENTS_FILE: &'static str = "events.sqlite3";
-    pub const CHECKPOINT_FILE: &'static str = "projections.json";
+    /// Where builds before the durable read models kept them whole: removed at start.
+    pub const LEGACY_CHECKPOINT_FILE: &'static str = "projections.json";
 
     pub fn new(root: impl Into<PathBuf>) -> DataDir {
         DataDir { root: root.into() }
@@ -45,9 +49,18 @@ impl DataDir {
         self.root.join(Self::EVENTS_FILE)
     }
 
-    /// The projections' checkpoint: derived data, rebuilt from the log when missing.
-    pub fn checkpoint_file(&self) -> PathBuf {
-        self.root.join(Self::CHECKPOINT_FILE)
+    /// Removes the read models' snapshot an older build left (the tables replace it).
+    pub fn remove_legacy_checkpoint(&self) {
+        let path = self.root.join(Self::LEGACY_CHECKPOINT_FILE);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed the read models' snapshot of an older version; they live in the store's tables now")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an older version's read models' snapshot")
+            }
+        }
     }
 
     pub const SESSION_KEY_FILE: &'static str = "session.key";
@@ -129,6 +142,9 @@ pub enum OpsError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Settings(crate::config::ConfigError),
+    /// The store is being changed by someone else (a running gateway).
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// What `migrate` did.
@@ -268,43 +284,24 @@ pub struct AuditReport {
     pub orders: Vec<HistoryItem>,
 }
 
-/// The history of one order or wallet.
+/// The history of one order or wallet. A wallet's commission account and the orders it paid
+/// for come from the read models' tables when they are up to date with the log (or `live`:
+/// the running service's, a moment behind at most), else from a fold of the whole log.
 pub async fn audit(
     store: &Arc<dyn EventStore>,
+    tables: &dyn ReadStore,
     target: AuditTarget,
-) -> Result<AuditReport, OpsError> {
-    audit_with(store, target, None).await
-}
-
-/// A wallet's commission account and the orders it paid for (newest first), from `models`.
-/// A wallet's own stream holds its commission account; the orders it paid for live in their
-/// streams, found through the history projection.
-pub fn wallet_account(models: &ReadModels, raw: &str) -> (WalletCommission, Vec<HistoryItem>) {
-    (
-        models.commission.wallet(raw),
-        models.history.page(&models.orders, raw, 0, usize::MAX),
-    )
-}
-
-/// `audit`, with a wallet's account and orders given by the caller: the running service
-/// passes its live read models' (`wallet_account`) instead of folding the whole log again.
-/// Without them, a wallet's are folded from the whole log. `wallet` is ignored for an order.
-pub async fn audit_with(
-    store: &Arc<dyn EventStore>,
-    target: AuditTarget,
-    wallet: Option<(WalletCommission, Vec<HistoryItem>)>,
+    live: bool,
 ) -> Result<AuditReport, OpsError> {
     let stream = target.stream().to_string();
     let recorded = read_stream_all(store.as_ref(), &stream).await?;
     let events: Vec<AuditLine> = recorded.iter().map(audit_line).collect();
-    let (commission, orders) = match (&target, wallet) {
-        (AuditTarget::Order { .. }, _) => (None, vec![]),
-        (AuditTarget::Wallet { address }, None) => {
-            let models = runner::rebuild(store).await?;
-            let (commission, orders) = wallet_account(&models, address);
+    let (commission, orders) = match &target {
+        AuditTarget::Order { .. } => (None, vec![]),
+        AuditTarget::Wallet { address } => {
+            let (commission, orders) = wallet_account(store, tables, address, live).await?;
             (Some(commission), orders)
         }
-        (AuditTarget::Wallet { .. }, Some((commission, orders))) => (Some(commission), orders),
     };
     if events.is_empty() && orders.is_empty() {
         let what = match &target {
@@ -320,6 +317,41 @@ pub async fn audit_with(
         commission,
         orders,
     })
+}
+
+/// A wallet's commission account and the orders it paid for, newest first.
+async fn wallet_account(
+    store: &Arc<dyn EventStore>,
+    tables: &dyn ReadStore,
+    raw: &str,
+    live: bool,
+) -> Result<(WalletCommission, Vec<HistoryItem>), OpsError> {
+    let state = tables.state().await?;
+    let current = state.version == PROJECTIONS_VERSION && state.position == store.head().await?;
+    if live || current {
+        let commission = tables.wallet(raw).await?.unwrap_or_default();
+        let orders = tables.history(raw, 0, u64::MAX).await?.items;
+        return Ok((commission, orders));
+    }
+    let models = rebuild_in_memory(store).await?;
+    Ok((
+        models.commission.wallet(raw),
+        models.history.page(&models.orders, raw, 0, usize::MAX),
+    ))
+}
+
+/// Folds the whole log into read models in memory (for tools, on logs their memory holds).
+pub async fn rebuild_in_memory(store: &Arc<dyn EventStore>) -> Result<ReadModels, StoreError> {
+    let mut models = ReadModels::new();
+    crate::store::Subscription::new(Arc::clone(store), 0)
+        .drain_now_with(|event| {
+            if let Err(e) = models.apply_recorded(&event) {
+                tracing::error!(position = event.position, event_type = %event.event_type, error = %e, "cannot fold event");
+                models.position = event.position;
+            }
+        })
+        .await?;
+    Ok(models)
 }
 
 /// One stored event as `audit` shows it.
@@ -942,86 +974,112 @@ fn checks(ledger: &Ledger, models: &ReadModels) -> Vec<Check> {
 /// What `projections rebuild` did.
 #[derive(Clone, Debug, Serialize)]
 pub struct RebuildReport {
+    /// The live tables' position, where they were compared with the rebuild.
     pub position: u64,
-    pub orders: usize,
-    pub requests: usize,
-    pub wallets: usize,
-    /// The checkpoint written (embedded store); `None` on PostgreSQL, whose read models are
-    /// folded from the log at every start.
-    pub checkpoint: Option<PathBuf>,
-    /// The position of the checkpoint that was replaced, if there was one.
-    pub previous_position: Option<u64>,
-    /// Whether the replaced checkpoint, at the same position, held the same models.
-    pub previous_matched: Option<bool>,
+    /// The position the rebuilt tables reached (the log's head).
+    pub head: u64,
+    pub orders: u64,
+    pub requests: u64,
+    pub wallets: u64,
+    /// Whether the live tables were of this build's projection version.
+    pub live_version_current: bool,
+    pub comparison: Comparison,
+    /// Whether the rebuilt tables took the live ones' place.
+    pub replaced: bool,
+    pub elapsed_ms: u64,
 }
 
-/// Recomputes every read model from position 0; on the embedded store, stores them as the
-/// checkpoint the service starts from.
+/// Rebuilds the read models' tables from position 0 beside the live ones, compares the two
+/// where the live ones are, then puts the rebuild (brought up to the log's head) in their
+/// place, unless they were equal and already at the head.
 pub async fn rebuild_projections(
     backend: &crate::config::StoreBackend,
 ) -> Result<RebuildReport, OpsError> {
     let store = open_for_tools(backend).await?;
-    let models = runner::rebuild(&store).await;
+    let report = rebuild_tables(&store).await;
     store.close().await?;
-    let models = models?;
-    let crate::config::StoreBackend::Sqlite { data_dir } = backend else {
-        return Ok(RebuildReport {
-            position: models.position,
-            orders: models.orders.orders.len(),
-            requests: models.orders.requests.len(),
-            wallets: models.commission.wallets.len(),
-            checkpoint: None,
-            previous_position: None,
-            previous_matched: None,
-        });
+    report
+}
+
+/// `rebuild_projections` on an open store.
+pub async fn rebuild_tables(store: &Arc<dyn EventStore>) -> Result<RebuildReport, OpsError> {
+    let started = Instant::now();
+    let live = store.read_models()?;
+    let state = live.state().await?;
+    let live_version_current = state.version == PROJECTIONS_VERSION;
+    let head = store.head().await?;
+    let at = if live_version_current {
+        state.position.min(head)
+    } else {
+        0
     };
-    let dir = DataDir::new(data_dir);
-    let path = dir.checkpoint_file();
-    let previous = runner::load_checkpoint(&path);
-    runner::save_checkpoint(&path, &models).map_err(|error| OpsError::Write {
-        path: path.clone(),
-        error,
-    })?;
-    Ok(RebuildReport {
-        position: models.position,
-        orders: models.orders.orders.len(),
-        requests: models.orders.requests.len(),
-        wallets: models.commission.wallets.len(),
-        checkpoint: Some(path),
-        previous_position: previous.as_ref().map(|p| p.position),
-        previous_matched: previous
-            .filter(|p| p.position == models.position)
-            .map(|p| p == models),
-    })
+    let rebuilt = live.other_set(TableSet::Rebuild).await?;
+    let result = async {
+        let mut projector = runner::rebuild_into(store, &*rebuilt, at).await?;
+        let comparison = compare(&*live, &*rebuilt, at).await?;
+        runner::fold_until(store, &*rebuilt, &mut projector, head, false).await?;
+        let orders = rebuilt.orders(Default::default(), 0, 0).await?.total;
+        let requests = rebuilt.requests(Default::default(), 0, 0).await?.total;
+        let wallets = rebuilt.wallets(false, 0, 0).await?.total;
+        let replaced = !(comparison.equal() && live_version_current && at == head);
+        if replaced {
+            live.adopt(TableSet::Rebuild, state.position).await?;
+        }
+        Ok::<_, StoreError>(RebuildReport {
+            position: at,
+            head: projector.position,
+            orders,
+            requests,
+            wallets,
+            live_version_current,
+            comparison,
+            replaced,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+    .await;
+    if let Err(e) = rebuilt.drop_set().await {
+        tracing::warn!(error = %e, "cannot drop the rebuild tables");
+    }
+    match result {
+        Err(StoreError::ReadModelsMoved { .. }) => Err(OpsError::Busy(
+            "the live read models moved during the rebuild: a gateway is running on this store; \
+             rebuild through its admin API (POST /admin/projections/rebuild) instead"
+                .into(),
+        )),
+        other => Ok(other?),
+    }
 }
 
 impl RebuildReport {
     pub fn render_text(&self) -> String {
         let mut out = format!(
-            "rebuilt the projections from position 0 to {}: {} orders, {} payment requests, {} wallets with commission\n",
-            self.position,
-            self.orders,
-            self.requests,
-            self.wallets,
+            "rebuilt the read models from position 0 to {}: {} orders, {} payment requests, {} wallets with commission\n",
+            self.head, self.orders, self.requests, self.wallets
         );
-        let Some(checkpoint) = &self.checkpoint else {
+        let c = &self.comparison;
+        if !self.live_version_current {
             out.push_str(
-                "the PostgreSQL store keeps no checkpoint: the service folds the log at every start\n",
+                "the live read models were of another projection version (or never built)\n",
             );
-            return out;
-        };
-        out.push_str(&format!("wrote {}\n", checkpoint.display()));
-        match (self.previous_position, self.previous_matched) {
-            (None, _) => out.push_str("there was no checkpoint before\n"),
-            (Some(_), Some(true)) => {
-                out.push_str("the previous checkpoint was at the same position and identical\n")
+        } else if c.equal() {
+            out.push_str(&format!(
+                "the live read models at position {} were identical to the rebuild\n",
+                self.position
+            ));
+        } else {
+            out.push_str(&format!(
+                "the live read models at position {} DIFFERED from the rebuild in {} rows:\n",
+                self.position, c.differing
+            ));
+            for d in &c.differences {
+                out.push_str(&format!("  {d}\n"));
             }
-            (Some(_), Some(false)) => out.push_str(
-                "the previous checkpoint was at the same position but DIFFERED; it was replaced\n",
-            ),
-            (Some(p), None) => out.push_str(&format!(
-                "the previous checkpoint was at position {p} and was replaced\n"
-            )),
+        }
+        if self.replaced {
+            out.push_str("the rebuilt read models are now the live ones\n");
+        } else {
+            out.push_str("nothing to replace\n");
         }
         out
     }

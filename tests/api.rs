@@ -57,7 +57,10 @@ async fn health_rates_prices_and_queue_answer_in_the_envelope() {
     assert_eq!(body["success"], true);
     assert_eq!(h["status"], "ok");
     assert_eq!(h["network"], "sandbox");
-    assert_eq!(h["store"], fragment_gateway::store::contract::test_backend());
+    assert_eq!(
+        h["store"],
+        fragment_gateway::store::contract::test_backend()
+    );
     assert_eq!(h["queue_length"], 0);
     assert!(h["version"].is_string() && h["uptime_seconds"].is_u64());
 

@@ -31,9 +31,12 @@ fn wallet_stream(raw: &str) -> String {
 
 /// A no-KYC order of `amount` Stars for @alice.
 async fn stars_for_alice(core: &Core, amount: u32) -> projections::OrderView {
-    core.create_order(Product::Stars { amount }, &alice(), None)
-        .await
-        .unwrap()
+    projections::OrderView::clone(
+        &core
+            .create_order(Product::Stars { amount }, &alice(), None)
+            .await
+            .unwrap(),
+    )
 }
 
 /// What the simulated chain charges a wallet for its first transfer of `messages` messages
@@ -63,16 +66,16 @@ async fn a_no_kyc_purchase_runs_through_the_actors_to_the_nanoton() {
     assert!(receipt.new_request);
     core.drain().await.unwrap();
 
-    let order = core.order(order.order_id).unwrap();
+    let order = core.order(order.order_id).await.unwrap();
     assert_eq!(order.status, "success", "{order:?}");
     assert_eq!(order.delivery_confirmed, Some(true));
-    let request = core.request(receipt.request.request_id).unwrap();
-    let result = request.result.unwrap();
+    let request = core.request(receipt.request.request_id).await.unwrap();
+    let result = request.result.clone().unwrap();
     assert_eq!(result.cost_nanoton.as_u64(), price);
     assert_eq!(result.commission_balance_nanoton, order.commission_nanoton);
     assert_eq!(w.fragment.deliveries().len(), 1);
     assert_eq!(w.ton.balance(&w.fragment.payment_address()).as_u64(), price);
-    let models = core.projections().snapshot();
+    let models = core.projections().snapshot().await.unwrap();
     assert_eq!(
         models.commission.wallet(&raw).debt_nanoton,
         order.commission_nanoton
@@ -110,8 +113,14 @@ async fn collection_rides_along_with_a_purchase_once_the_debt_reaches_the_thresh
     let raw = p.wallet.raw_address();
     core.pay_order(order.order_id, p, None, None).await.unwrap();
     core.drain().await.unwrap();
-    assert_eq!(core.order(order.order_id).unwrap().status, "success");
-    let wallet = core.projections().snapshot().commission.wallet(&raw);
+    assert_eq!(core.order(order.order_id).await.unwrap().status, "success");
+    let wallet = core
+        .projections()
+        .snapshot()
+        .await
+        .unwrap()
+        .commission
+        .wallet(&raw);
     assert_eq!(wallet.accrued_total_nanoton, order.commission_nanoton);
     assert_eq!(wallet.collected_total_nanoton, order.commission_nanoton);
     assert_eq!(wallet.debt_nanoton, Nanoton::new(0));
@@ -144,8 +153,14 @@ async fn without_a_fee_address_a_payment_is_not_asked_for_a_collection_that_neve
     let receipt = core.pay_order(order.order_id, p, None, None).await;
     assert!(receipt.is_ok(), "refused: {:?}", receipt.err());
     core.drain().await.unwrap();
-    assert_eq!(core.order(order.order_id).unwrap().status, "success");
-    let wallet = core.projections().snapshot().commission.wallet(&raw);
+    assert_eq!(core.order(order.order_id).await.unwrap().status, "success");
+    let wallet = core
+        .projections()
+        .snapshot()
+        .await
+        .unwrap()
+        .commission
+        .wallet(&raw);
     assert_eq!(
         wallet.debt_nanoton, order.commission_nanoton,
         "accrued, not collected"
@@ -186,9 +201,14 @@ async fn crash_after(event_type: &'static str) -> (World, String, usize, Option<
     let (core, _) = w.core(Policy::default(), None).await;
     core.drain().await.unwrap();
     // Wait out any message that could still land (its validity is 20 s at most).
-    let order = core.order(order_id).unwrap();
+    let order = core.order(order_id).await.unwrap();
     let deliveries = w.fragment.deliveries().len();
-    (w, order.status, deliveries, order.delivery_confirmed)
+    (
+        w,
+        order.status.clone(),
+        deliveries,
+        order.delivery_confirmed,
+    )
 }
 
 #[actix_web::test]
@@ -261,7 +281,7 @@ async fn a_kyc_purchase_runs_on_the_clients_own_session_with_no_commission() {
     );
     assert_eq!(err.api_code(), ("VALIDATION_ERROR", 400));
     assert!(err.to_string().contains("fragment_cookies"), "{err}");
-    let unpaid = core.order(order.order_id).unwrap();
+    let unpaid = core.order(order.order_id).await.unwrap();
     assert_eq!(unpaid.status, "created");
     assert_eq!(unpaid.request_id, None);
     assert_eq!(
@@ -276,13 +296,15 @@ async fn a_kyc_purchase_runs_on_the_clients_own_session_with_no_commission() {
     assert!(receipt.new_request);
     core.drain().await.unwrap();
 
-    let done = core.order(order.order_id).unwrap();
+    let done = core.order(order.order_id).await.unwrap();
     assert_eq!(done.status, "success", "{done:?}");
     assert_eq!(done.delivery_confirmed, Some(true));
     let result = core
         .request(receipt.request.request_id)
+        .await
         .unwrap()
         .result
+        .clone()
         .unwrap();
     assert_eq!(result.cost_nanoton.as_u64(), price);
     assert_eq!(result.commission_nanoton, Nanoton::new(0));
@@ -333,7 +355,13 @@ async fn a_kyc_purchase_runs_on_the_clients_own_session_with_no_commission() {
             .contains(&"CommissionAccrued"),
         "a KYC order accrues no commission"
     );
-    let wallet = core.projections().snapshot().commission.wallet(&raw);
+    let wallet = core
+        .projections()
+        .snapshot()
+        .await
+        .unwrap()
+        .commission
+        .wallet(&raw);
     assert_eq!(wallet.debt_nanoton, Nanoton::new(0));
     assert_eq!(wallet.accrued_total_nanoton, Nanoton::new(0));
 }
@@ -365,13 +393,15 @@ async fn a_premium_gift_to_a_user_without_premium_is_bought_at_the_fragment_pric
 
     let receipt = core.pay_order(order.order_id, p, None, None).await.unwrap();
     core.drain().await.unwrap();
-    let done = core.order(order.order_id).unwrap();
+    let done = core.order(order.order_id).await.unwrap();
     assert_eq!(done.status, "success", "{done:?}");
     assert_eq!(done.delivery_confirmed, Some(true));
     let result = core
         .request(receipt.request.request_id)
+        .await
         .unwrap()
         .result
+        .clone()
         .unwrap();
     assert_eq!(result.cost_nanoton.as_u64(), price);
     assert_eq!(result.commission_nanoton.as_u64(), commission);
@@ -402,6 +432,8 @@ async fn a_premium_gift_to_a_user_without_premium_is_bought_at_the_fragment_pric
     assert_eq!(
         core.projections()
             .snapshot()
+            .await
+            .unwrap()
             .commission
             .wallet(&raw)
             .debt_nanoton
@@ -432,8 +464,8 @@ async fn an_unpaid_order_expires_and_a_late_payment_is_refused() {
     );
 
     let id = order.order_id;
-    eventually("the order expires", || {
-        core.order(id).unwrap().status == "expired"
+    until("the order expires", || async {
+        core.order(id).await.unwrap().status == "expired"
     })
     .await;
     let events = stream_events(&*store, &order_stream(id)).await;
@@ -452,7 +484,7 @@ async fn an_unpaid_order_expires_and_a_late_payment_is_refused() {
         "{err:?}"
     );
     assert_eq!(err.api_code(), ("ORDER_EXPIRED", 400));
-    assert_eq!(core.order(id).unwrap().status, "expired");
+    assert_eq!(core.order(id).await.unwrap().status, "expired");
     assert_eq!(
         event_types(&*store, &order_stream(id)).await,
         ["OrderCreated", "OrderExpired"]
@@ -473,8 +505,8 @@ async fn an_unpaid_order_still_expires_after_a_restart() {
 
     let (core, store) = w.core(short_ttl(), None).await;
     let id = order.order_id;
-    eventually("the order expires after the restart", || {
-        core.order(id).unwrap().status == "expired"
+    until("the order expires after the restart", || async {
+        core.order(id).await.unwrap().status == "expired"
     })
     .await;
     assert_eq!(
@@ -548,16 +580,17 @@ async fn a_request_that_waits_past_the_queue_timeout_ends_and_moves_no_funds() {
         second,
         waiting: request_id,
     } = second_waits_behind_first(&w, policy, 400).await;
-    eventually("the waiting request times out", || {
+    until("the waiting request times out", || async {
         core.request(request_id)
+            .await
             .is_ok_and(|r| r.status.as_str() == "timeout")
     })
     .await;
-    let request = core.request(request_id).unwrap();
+    let request = core.request(request_id).await.unwrap();
     assert_eq!(request.error_code.as_deref(), Some("QUEUE_TIMEOUT"));
     assert_eq!(request.started_at, None);
-    assert!(request.error.unwrap().contains("no funds moved"));
-    let reopened = core.order(second).unwrap();
+    assert!(request.error.clone().unwrap().contains("no funds moved"));
+    let reopened = core.order(second).await.unwrap();
     assert_eq!(reopened.status, "created");
     assert_eq!(reopened.error_code.as_deref(), Some("QUEUE_TIMEOUT"));
     assert_eq!(
@@ -569,10 +602,19 @@ async fn a_request_that_waits_past_the_queue_timeout_ends_and_moves_no_funds() {
 
     w.fragment.faults().set_config(FaultConfig::default());
     core.drain().await.unwrap();
-    assert_eq!(core.order(first).unwrap().status, "success");
+    assert_eq!(core.order(first).await.unwrap().status, "success");
     assert_eq!(w.fragment.deliveries().len(), 1);
     assert_eq!(w.ton.balance(&second_address), funded, "no funds moved");
-    assert_eq!(core.projections().snapshot().queue.stats().timed_out, 1);
+    assert_eq!(
+        core.projections()
+            .snapshot()
+            .await
+            .unwrap()
+            .queue
+            .stats()
+            .timed_out,
+        1
+    );
 
     // The order can be paid again, and this time it goes through.
     let again = core
@@ -582,7 +624,7 @@ async fn a_request_that_waits_past_the_queue_timeout_ends_and_moves_no_funds() {
     assert!(again.new_request);
     assert_ne!(again.request.request_id, request_id);
     core.drain().await.unwrap();
-    assert_eq!(core.order(second).unwrap().status, "success");
+    assert_eq!(core.order(second).await.unwrap().status, "success");
     assert_eq!(w.fragment.deliveries().len(), 2);
     assert_eq!(
         w.ton.balance(&w.fragment.payment_address()).as_u64(),
@@ -605,8 +647,8 @@ async fn an_order_whose_time_ran_out_in_the_queue_expires_when_the_queue_gives_i
         second: id,
         ..
     } = second_waits_behind_first(&w, policy, 700).await;
-    eventually("the unpaid order expires", || {
-        core.order(id).unwrap().status == "expired"
+    until("the unpaid order expires", || async {
+        core.order(id).await.unwrap().status == "expired"
     })
     .await;
     assert_eq!(
@@ -651,10 +693,17 @@ async fn an_under_funded_wallet_is_refused_before_anything_is_queued() {
         ),
         "{err:?}"
     );
-    let unpaid = core.order(order.order_id).unwrap();
+    let unpaid = core.order(order.order_id).await.unwrap();
     assert_eq!(unpaid.status, "created");
     assert_eq!(unpaid.request_id, None);
-    assert!(core.projections().snapshot().orders.requests.is_empty());
+    assert!(core
+        .projections()
+        .snapshot()
+        .await
+        .unwrap()
+        .orders
+        .requests
+        .is_empty());
     assert_eq!(
         event_types(&*store, &order_stream(order.order_id)).await,
         ["OrderCreated"]
@@ -668,7 +717,7 @@ async fn an_under_funded_wallet_is_refused_before_anything_is_queued() {
         .await
         .unwrap();
     core.drain().await.unwrap();
-    assert_eq!(core.order(order.order_id).unwrap().status, "success");
+    assert_eq!(core.order(order.order_id).await.unwrap().status, "success");
     assert_eq!(w.ton.balance(&w.fragment.payment_address()).as_u64(), price);
     assert_eq!(
         w.ton.balance(&address).as_u64(),
@@ -696,10 +745,12 @@ async fn a_wallet_over_its_debt_limit_cannot_pay_new_orders() {
     assert_eq!(first.commission_nanoton, Nanoton::new(125_000_000));
     core.pay_order(first.order_id, p, None, None).await.unwrap();
     core.drain().await.unwrap();
-    assert_eq!(core.order(first.order_id).unwrap().status, "success");
+    assert_eq!(core.order(first.order_id).await.unwrap().status, "success");
     assert_eq!(
         core.projections()
             .snapshot()
+            .await
+            .unwrap()
             .commission
             .wallet(&raw)
             .debt_nanoton,
@@ -725,7 +776,7 @@ async fn a_wallet_over_its_debt_limit_cannot_pay_new_orders() {
         ),
         "{err:?}"
     );
-    let unpaid = core.order(second.order_id).unwrap();
+    let unpaid = core.order(second.order_id).await.unwrap();
     assert_eq!(unpaid.status, "created");
     assert_eq!(unpaid.request_id, None);
     assert_eq!(
@@ -781,15 +832,15 @@ async fn a_recorded_payment_that_never_landed_fails_after_a_restart_without_bein
 
     let (core, store) = w.core_with(cfg, None).await;
     let id = order.order_id;
-    eventually("the reconciliation ends", || {
-        core.order(id).unwrap().status != "processing"
+    until("the reconciliation ends", || async {
+        core.order(id).await.unwrap().status != "processing"
     })
     .await;
-    let failed = core.order(id).unwrap();
+    let failed = core.order(id).await.unwrap();
     assert_eq!(failed.status, "failed", "{failed:?}");
     assert_eq!(failed.error_code.as_deref(), Some("SERVICE_UNAVAILABLE"));
-    assert!(failed.error.unwrap().contains("no funds moved"));
-    let request = core.request(failed.request_id.unwrap()).unwrap();
+    assert!(failed.error.clone().unwrap().contains("no funds moved"));
+    let request = core.request(failed.request_id.unwrap()).await.unwrap();
     assert_eq!(request.status.as_str(), "failed");
 
     let events = stream_events(&*store, &order_stream(id)).await;
@@ -848,14 +899,14 @@ async fn a_restart_while_the_chain_is_down_completes_the_recorded_payment_once_i
     .await;
     assert!(w.ton.broadcasts().is_empty(), "nothing got through");
     // Nothing is decided without the chain.
-    assert_eq!(core.order(id).unwrap().status, "processing");
+    assert_eq!(core.order(id).await.unwrap().status, "processing");
 
     w.ton.faults().set_config(FaultConfig::default());
-    eventually("the order completes", || {
-        core.order(id).unwrap().status != "processing"
+    until("the order completes", || async {
+        core.order(id).await.unwrap().status != "processing"
     })
     .await;
-    let done = core.order(id).unwrap();
+    let done = core.order(id).await.unwrap();
     assert_eq!(done.status, "success", "{done:?}");
     eventually("Fragment delivers", || !w.fragment.deliveries().is_empty()).await;
     core.drain().await.unwrap();
@@ -900,8 +951,8 @@ async fn a_new_order_is_priced_while_the_only_owner_session_waits_for_the_chain(
     let first = stars_for_alice(&core, 50).await;
     let receipt = core.pay_order(first.order_id, p, None, None).await.unwrap();
     let request_id = receipt.request.request_id;
-    eventually("the first payment is broadcast", || {
-        w.ton.pending() == 1 && core.request(request_id).unwrap().submitted
+    until("the first payment is broadcast", || async {
+        w.ton.pending() == 1 && core.request(request_id).await.unwrap().submitted
     })
     .await;
 
@@ -915,22 +966,31 @@ async fn a_new_order_is_priced_while_the_only_owner_session_waits_for_the_chain(
     .expect("creating an order waited for the running payment")
     .unwrap();
     assert_eq!(second.price_nanoton.as_u64(), Prices::default().stars(100));
-    assert_eq!(core.order(first.order_id).unwrap().status, "processing");
+    assert_eq!(
+        core.order(first.order_id).await.unwrap().status,
+        "processing"
+    );
 
     // Then the chain moves, and both purchases complete on that session, in turn.
     let blocks = || {
         w.ton.produce_block();
         true
     };
-    eventually("the first purchase is delivered", || {
-        blocks() && core.order(first.order_id).unwrap().delivery_confirmed == Some(true)
+    until("the first purchase is delivered", || async {
+        blocks() && core.order(first.order_id).await.unwrap().delivery_confirmed == Some(true)
     })
     .await;
     core.pay_order(second.order_id, payer(), None, None)
         .await
         .unwrap();
-    eventually("the second purchase is delivered", || {
-        blocks() && core.order(second.order_id).unwrap().delivery_confirmed == Some(true)
+    until("the second purchase is delivered", || async {
+        blocks()
+            && core
+                .order(second.order_id)
+                .await
+                .unwrap()
+                .delivery_confirmed
+                == Some(true)
     })
     .await;
     assert_eq!(w.fragment.deliveries().len(), 2);
@@ -955,8 +1015,8 @@ async fn a_new_order_does_not_wait_past_owner_wait_for_a_busy_owner_session() {
     slow_fragment(&w, 1000);
     let receipt = core.pay_order(first.order_id, p, None, None).await.unwrap();
     let request_id = receipt.request.request_id;
-    eventually("the payment runs", || {
-        core.request(request_id).unwrap().status.as_str() == "processing"
+    until("the payment runs", || async {
+        core.request(request_id).await.unwrap().status.as_str() == "processing"
     })
     .await;
     // Processing starts a moment before the payment takes the session's turn: a new order
@@ -977,7 +1037,7 @@ async fn a_new_order_does_not_wait_past_owner_wait_for_a_busy_owner_session() {
     // Once the payment is done, orders are priced again.
     w.fragment.faults().set_config(FaultConfig::default());
     core.drain().await.unwrap();
-    assert_eq!(core.order(first.order_id).unwrap().status, "success");
+    assert_eq!(core.order(first.order_id).await.unwrap().status, "success");
     stars_for_alice(&core, 100).await;
 }
 
@@ -1005,16 +1065,30 @@ async fn a_shutdown_ends_waiting_requests_and_leaves_a_broadcast_payment_to_the_
     assert_eq!(second.position, Some(1));
 
     core.shutdown(Duration::from_millis(500)).await;
-    let models = core.projections().snapshot();
-    let waiting = models.orders.request(&second.request.request_id).unwrap();
+    // What the stopped service left in its read models, as the next start finds them.
+    let stopped = w.open_store().await;
+    let tables = stopped.read_models().unwrap();
+    let waiting = tables
+        .request(second.request.request_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(waiting.status.as_str(), "failed");
     assert_eq!(waiting.error_code.as_deref(), Some("SERVICE_UNAVAILABLE"));
     assert!(waiting.error.as_deref().unwrap().contains("no funds moved"));
-    assert_eq!(models.orders.order(&orders[1]).unwrap().status, "created");
+    assert_eq!(
+        tables.order(orders[1]).await.unwrap().unwrap().status,
+        "created"
+    );
     // The broadcast one is left as it is, recorded, for the next start.
-    let running = models.orders.request(&first.request.request_id).unwrap();
+    let running = tables
+        .request(first.request.request_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(running.status.as_str(), "processing");
     assert!(running.submitted);
+    stopped.close().await.unwrap();
     store.kill();
 
     let (core, _) = w.core_with(config(Policy::default()), None).await;
@@ -1022,9 +1096,10 @@ async fn a_shutdown_ends_waiting_requests_and_leaves_a_broadcast_payment_to_the_
         w.ton.produce_block();
         true
     };
-    eventually("the broadcast payment completes after the restart", || {
-        blocks() && core.order(orders[0]).unwrap().status == "success"
-    })
+    until(
+        "the broadcast payment completes after the restart",
+        || async { blocks() && core.order(orders[0]).await.unwrap().status == "success" },
+    )
     .await;
     assert_eq!(
         w.ton.balance(&w.fragment.payment_address()).as_u64(),
@@ -1074,8 +1149,9 @@ async fn panic_at(step: Step) -> (World, projections::RequestView, String) {
         .await
         .expect("the queue drains after a panic")
         .unwrap();
-    let request = core.request(receipt.request.request_id).unwrap();
-    let second = core.order(second.order_id).unwrap().status;
+    let request =
+        projections::RequestView::clone(&core.request(receipt.request.request_id).await.unwrap());
+    let second = core.order(second.order_id).await.unwrap().status.clone();
     (w, request, second)
 }
 
@@ -1129,7 +1205,7 @@ async fn a_payment_whose_caller_went_away_mid_hand_off_still_ends() {
     // Whoever holds it, a recorded payment ends within the queue timeout: here it is paid.
     let deadline = std::time::Instant::now() + Duration::from_secs(3 + 10);
     loop {
-        let status = core.order(order.order_id).unwrap().status;
+        let status = core.order(order.order_id).await.unwrap().status.clone();
         if status == "success" {
             break;
         }
@@ -1165,13 +1241,14 @@ async fn a_payment_whose_caller_went_away_mid_hand_off_still_ends() {
         .await
         .unwrap();
     core.projections().wait_for(position.unwrap()).await;
-    assert_eq!(core.order(lost.order_id).unwrap().status, "queued");
-    eventually("the unheld request times out", || {
-        core.order(lost.order_id).unwrap().status == "created"
+    assert_eq!(core.order(lost.order_id).await.unwrap().status, "queued");
+    until("the unheld request times out", || async {
+        core.order(lost.order_id).await.unwrap().status == "created"
     })
     .await;
     let request = core
-        .request(core.order(lost.order_id).unwrap().request_id.unwrap())
+        .request(core.order(lost.order_id).await.unwrap().request_id.unwrap())
+        .await
         .unwrap();
     assert_eq!(request.status.as_str(), "timeout");
     assert_eq!(w.fragment.deliveries().len(), 1);
@@ -1222,7 +1299,7 @@ async fn two_wallets_paying_with_one_clients_cookies_take_turns_on_its_fragment_
     );
     assert_eq!(w.fragment.max_in_flight_any(), 1);
     for id in [for_alice.order_id, for_bob.order_id] {
-        assert_eq!(core.order(id).unwrap().status, "success");
+        assert_eq!(core.order(id).await.unwrap().status, "success");
     }
     let mut delivered: Vec<String> = w
         .fragment
@@ -1265,11 +1342,11 @@ async fn a_payment_pushed_far_back_by_incoming_transfers_behind_a_lagging_indexe
     assert_eq!(w.ton.produce_block(), 1);
     w.ton.burst(&address, 120, Nanoton::new(1_000_000));
     w.ton.faults().set_config(FaultConfig::default());
-    eventually("the payment has an outcome", || {
-        core.order(order.order_id).unwrap().status != "processing"
+    until("the payment has an outcome", || async {
+        core.order(order.order_id).await.unwrap().status != "processing"
     })
     .await;
-    let done = core.order(order.order_id).unwrap();
+    let done = core.order(order.order_id).await.unwrap();
     assert_eq!(done.status, "success", "{done:?}");
     // Fragment's own watcher reads the indexer too.
     w.ton.pause_indexer(false);
@@ -1295,15 +1372,15 @@ async fn a_passing_ton_api_failure_before_signing_reopens_the_order() {
     w.ton
         .fail_next_on("/api/v2/getAddressInformation", attempts);
     core.drain().await.unwrap();
-    let request = core.request(receipt.request.request_id).unwrap();
+    let request = core.request(receipt.request.request_id).await.unwrap();
     assert_eq!(request.status.as_str(), "failed");
     assert_eq!(request.error_code.as_deref(), Some("SERVICE_UNAVAILABLE"));
-    let message = request.error.unwrap();
+    let message = request.error.clone().unwrap();
     assert!(message.contains("no funds moved"), "{message}");
     assert!(message.contains("paid again"), "{message}");
     assert_eq!(w.ton.broadcasts().len(), 0);
     // The order is open again, and paying it again works.
-    assert_eq!(core.order(order.order_id).unwrap().status, "created");
+    assert_eq!(core.order(order.order_id).await.unwrap().status, "created");
     slow_fragment(&w, 0);
     let again = core
         .pay_order(order.order_id, payer(), None, None)
@@ -1311,7 +1388,7 @@ async fn a_passing_ton_api_failure_before_signing_reopens_the_order() {
         .unwrap();
     assert!(again.new_request);
     core.drain().await.unwrap();
-    assert_eq!(core.order(order.order_id).unwrap().status, "success");
+    assert_eq!(core.order(order.order_id).await.unwrap().status, "success");
 }
 
 /// Spawns `n` balance reads on `chain` when a payment is signed, as clients polling their
@@ -1375,7 +1452,7 @@ async fn clients_polling_balances_cannot_push_a_payment_past_its_validity() {
     let order = stars_for_alice(&core, 50).await;
     core.pay_order(order.order_id, p, None, None).await.unwrap();
     core.drain().await.unwrap();
-    let done = core.order(order.order_id).unwrap();
+    let done = core.order(order.order_id).await.unwrap();
     assert_eq!(done.status, "success", "{done:?}");
     // Reads over the bound are turned away (SERVICE_UNAVAILABLE with Retry-After at the
     // API), not queued for minutes.
@@ -1415,7 +1492,7 @@ async fn after_a_restart_a_kyc_payment_is_listed_unconfirmed_only_because_fragme
     drop(core);
     let (core, store) = w.core(Policy::default(), None).await;
     core.drain().await.unwrap();
-    let done = core.order(order.order_id).unwrap();
+    let done = core.order(order.order_id).await.unwrap();
     assert_eq!(done.status, "success");
     // The client's cookies went with the old process: Fragment cannot be asked on the
     // session that bought it, and the operator's list says why.

@@ -15,10 +15,10 @@ use events::{
     Event, EventMetadata, ExpectedVersion, OrderCreated, OrderFulfilled, OrderMode, OrderPaid,
     Product, StreamName,
 };
-use fragment_gateway::actors::runner;
 use fragment_gateway::actors::{Core, CoreConfig, Liveness, PayerKey};
 use fragment_gateway::domain::{Policy, Username};
 use fragment_gateway::ops::{self, DataDir};
+use fragment_gateway::store::contract;
 use fragment_gateway::store::{EventStore, SqliteStore};
 use fragment_gateway::ton::{KeyPair, Nanoton, Network, WalletContract, WalletVersion};
 use rand::rngs::StdRng;
@@ -29,13 +29,29 @@ use uuid::Uuid;
 const BIN: &str = env!("CARGO_BIN_EXE_fragment-gateway");
 
 fn command(args: &[&str], data_dir: &Path) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
+    command_on(args, data_dir, None)
+}
+
+/// A tool run on a data directory, or on the world's PostgreSQL schema when it has one.
+fn command_on(
+    args: &[&str],
+    data_dir: &Path,
+    schema: Option<&contract::SchemaGuard>,
+) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("FG_DATA_DIR")
-        .output()
-        .unwrap();
+        .env_remove("FG_STORE__BACKEND")
+        .env_remove("FG_STORE__URL")
+        .env_remove("FG_STORE__SCHEMA");
+    if let Some(schema) = schema {
+        cmd.env("FG_STORE__BACKEND", "postgres")
+            .env("FG_STORE__URL", contract::test_postgres_url())
+            .env("FG_STORE__SCHEMA", &schema.0.config.schema);
+    }
+    let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8(out.stdout).unwrap(),
@@ -167,11 +183,14 @@ async fn random_orders(w: &World, core: &Core, rng: &mut StdRng, n: usize) -> Ve
     futures_util::future::join_all(payments).await;
     core.drain().await.unwrap();
     let ids: Vec<Uuid> = created.iter().map(|c| c.0).collect();
-    eventually("every order ended", || {
-        ids.iter().all(|id| {
-            let s = core.order(*id).unwrap().status;
-            ["success", "failed", "expired"].contains(&s.as_str())
-        })
+    until("every order ended", || async {
+        for id in &ids {
+            let s = &core.order(*id).await.unwrap().status;
+            if !["success", "failed", "expired"].contains(&s.as_str()) {
+                return false;
+            }
+        }
+        true
     })
     .await;
     ids
@@ -202,35 +221,32 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
         debt_limit_nanoton: Nanoton::new(2_000_000_000),
         ..Policy::default()
     };
-    let config = CoreConfig {
-        checkpoint: Some(w.dir.path().join(DataDir::CHECKPOINT_FILE)),
-        ..config(policy)
-    };
+    let config = config(policy);
 
-    // First run, then a stop that writes the checkpoint.
+    // First run, then a stop.
     let (core, run) = Run::start(&w, &config).await;
     let mut orders = random_orders(&w, &core, &mut rng, 24).await;
-    let at_stop = core.projections().snapshot();
+    let at_stop = core.projections().snapshot().await.unwrap();
     run.stop(core).await;
 
-    // Second run: starts from the checkpoint, then goes on.
+    // Second run: starts from the tables where the first left them, then goes on.
     let (core, run) = Run::start(&w, &config).await;
     assert_eq!(
-        core.projections().snapshot(),
+        core.projections().snapshot().await.unwrap(),
         at_stop,
-        "the checkpoint restores the models as they were at the stop"
+        "a restart finds the read models as they were at the stop"
     );
     orders.extend(random_orders(&w, &core, &mut rng, 16).await);
     let head = core.store().head().await.unwrap();
     core.projections().wait_for(head).await;
-    let live = core.projections().snapshot();
+    let live = core.projections().snapshot().await.unwrap();
     let store: Arc<dyn EventStore> = Arc::clone(core.store());
 
-    let rebuilt = runner::rebuild(&store).await.unwrap();
+    let rebuilt = ops::rebuild_in_memory(&store).await.unwrap();
     assert_eq!(rebuilt.position, head);
     assert_eq!(
         live, rebuilt,
-        "live projections (checkpoint + catch-up + live) equal a rebuild from position 0"
+        "live read models (tables across a restart, batch by batch) equal a fold from position 0"
     );
 
     // The money adds up: Fragment got exactly what the fulfilled orders cost, the operator
@@ -278,13 +294,14 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
         orders.len() as u64
     );
 
-    // The commands, on a copy of the stopped service's data directory.
+    // The commands, on a copy of the stopped service's data directory (or its schema).
     run.stop(core).await;
     let copy = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(w.dir.path()).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
     }
+    let command = |args: &[&str], dir: &Path| command_on(args, dir, w.schema.as_ref());
 
     let (code, out, err) = command(&["replay", "--json"], copy.path());
     assert_eq!(code, 0, "{err}");
@@ -304,17 +321,16 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
         .iter()
         .all(|c| c["ok"] == true));
 
-    // The checkpoint the service wrote at its stop is exactly what a rebuild computes.
+    // The tables the service left at its stop are exactly what a rebuild computes.
     let (code, out, err) = command(&["projections", "rebuild", "--json"], copy.path());
     assert_eq!(code, 0, "{err}");
     let json: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(json["position"], head);
-    assert_eq!(json["previous_position"], head);
-    assert_eq!(json["previous_matched"], true, "{out}");
-    assert_eq!(
-        runner::load_checkpoint(&copy.path().join(DataDir::CHECKPOINT_FILE)).unwrap(),
-        rebuilt
-    );
+    assert_eq!(json["position"], head, "{out}");
+    assert_eq!(json["head"], head, "{out}");
+    assert_eq!(json["comparison"]["differing"], 0, "{out}");
+    assert_eq!(json["comparison"]["summary_compared"], true, "{out}");
+    assert_eq!(json["replaced"], false, "{out}");
+    assert_eq!(json["orders"], rebuilt.orders.orders.len(), "{out}");
 
     // One fulfilled order's history, in the order it happened.
     let done = live
@@ -545,15 +561,30 @@ async fn the_commands_refuse_what_they_cannot_do_and_say_why() {
     assert_eq!(code, 2);
     assert!(err.contains("no events for wallet 0:"), "{err}");
 
-    // A rebuild with no checkpoint before says so, and writes one that the service loads.
+    // No service ever folded this log: a rebuild says the live tables were never built, and
+    // puts its own in their place, where the next start (or tool) finds them.
     let (code, out, err) = command(&["projections", "rebuild"], dir.path());
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("from position 0 to 1: 1 orders"), "{out}");
-    assert!(out.contains("there was no checkpoint before"), "{out}");
-    let checkpoint = runner::load_checkpoint(&dir.path().join(DataDir::CHECKPOINT_FILE)).unwrap();
-    assert_eq!(checkpoint.position, 1);
+    assert!(out.contains("never built"), "{out}");
+    assert!(
+        out.contains("the rebuilt read models are now the live ones"),
+        "{out}"
+    );
+    let (code, out, err) = command(&["projections", "rebuild", "--json"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
-        checkpoint.orders.order(&order_id).unwrap().status,
+        (json["position"].as_u64(), json["replaced"].as_bool()),
+        (Some(1), Some(false)),
+        "{out}"
+    );
+    let store = SqliteStore::open(dir.path().join(DataDir::EVENTS_FILE)).unwrap();
+    let tables = store.read_models().unwrap();
+    assert_eq!(tables.state().await.unwrap().position, 1);
+    assert_eq!(
+        tables.order(order_id).await.unwrap().unwrap().status,
         "created"
     );
+    EventStore::close(&store).await.unwrap();
 }

@@ -65,6 +65,14 @@ mod postgres_contract {
     fragment_gateway::event_store_contract!(fragment_gateway::store::contract::postgres_fixture());
 }
 
+mod sqlite_read_models {
+    fragment_gateway::read_model_contract!(super::sqlite_fixture());
+}
+
+mod postgres_read_models {
+    fragment_gateway::read_model_contract!(fragment_gateway::store::contract::postgres_fixture());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reopened_store_has_everything_and_continues_positions_and_versions() {
     let dir = tempfile::tempdir().expect("tempdir");

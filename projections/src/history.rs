@@ -1,15 +1,16 @@
-//! Transaction history per wallet: an index from wallet to its payment requests, newest
-//! first. The items themselves are read from the order book, so the two never disagree.
+//! Transaction history per wallet: a wallet's payment requests, newest first, each shown with
+//! its order. The items are made from the order and request rows, so the two never disagree;
+//! in memory an index from wallet to its requests keeps the pages cheap (the durable stores
+//! index the request rows by wallet and `paid_position` instead).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use events::{Event, Nanoton, Product};
+use events::{Nanoton, Product};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::orders::OrderBook;
-use crate::EventContext;
+use crate::orders::{OrderBook, OrderView, RequestView};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransactionHistory {
@@ -34,14 +35,32 @@ pub struct HistoryItem {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-impl TransactionHistory {
-    pub fn apply(&mut self, _ctx: EventContext, event: &Event) {
-        if let Event::OrderPaid(e) = event {
-            self.by_wallet
-                .entry(e.wallet_address.clone())
-                .or_default()
-                .push(e.request_id);
+impl HistoryItem {
+    /// A request as its wallet's history shows it, with the order it paid for.
+    pub fn new(order: &OrderView, request: &RequestView) -> HistoryItem {
+        let result = request.result.as_ref();
+        HistoryItem {
+            order_id: order.order_id,
+            request_id: request.request_id,
+            product: order.product,
+            username: order.username.clone(),
+            cost_nanoton: result.map_or(order.price_nanoton, |r| r.cost_nanoton),
+            commission_nanoton: order.commission_nanoton,
+            status: request.status.as_str().to_string(),
+            tx_hash: result.map(|r| r.transaction_hash.clone()),
+            created_at: request.created_at,
+            completed_at: request.completed_at,
         }
+    }
+}
+
+impl TransactionHistory {
+    /// Notes a new request of `wallet_raw`: they arrive in the order they were paid.
+    pub fn paid(&mut self, wallet_raw: &str, request_id: Uuid) {
+        self.by_wallet
+            .entry(wallet_raw.to_string())
+            .or_default()
+            .push(request_id);
     }
 
     pub fn count(&self, wallet_raw: &str) -> usize {
@@ -66,19 +85,7 @@ impl TransactionHistory {
             .filter_map(|id| {
                 let request = book.request(id)?;
                 let order = book.order(&request.order_id)?;
-                let result = request.result.as_ref();
-                Some(HistoryItem {
-                    order_id: order.order_id,
-                    request_id: request.request_id,
-                    product: order.product,
-                    username: order.username.clone(),
-                    cost_nanoton: result.map_or(order.price_nanoton, |r| r.cost_nanoton),
-                    commission_nanoton: order.commission_nanoton,
-                    status: request.status.as_str().to_string(),
-                    tx_hash: result.map(|r| r.transaction_hash.clone()),
-                    created_at: request.created_at,
-                    completed_at: request.completed_at,
-                })
+                Some(HistoryItem::new(order, request))
             })
             .collect()
     }

@@ -1,6 +1,12 @@
 //! Read models of fragment-gateway: pure folds from events to what the API shows. No I/O:
-//! the same `apply` serves live updates and full replays, and a checkpoint is just the
-//! position stored with the state (see `ReadModels`).
+//! the same fold serves live updates, full replays and rebuilds.
+//!
+//! The models are rows (orders, payment requests, wallets' commission accounts, each keyed
+//! by its id) plus a few singletons (the operator's totals, the queue's counters). A fold of
+//! one event touches only the rows the event names (`Keys`), through the `Rows` trait: the
+//! service keeps the rows in database tables and hands the fold just those rows, while
+//! `ReadModels` keeps every row in memory for the offline tools and tests. Both run the same
+//! `fold`, so they cannot disagree.
 //!
 //! Projections never do business arithmetic: the events carry the derived values (costs,
 //! debts after), so a projection only copies and indexes them.
@@ -10,19 +16,23 @@ pub mod history;
 pub mod orders;
 pub mod queue;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use events::{Event, RecordedEvent};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 pub use commission::{CommissionBalances, OperatorTotals, WalletCommission};
 pub use history::{HistoryItem, TransactionHistory};
 pub use orders::{OrderBook, OrderView, RequestResult, RequestStatus, RequestView};
-pub use queue::{QueueStats, QueueView};
+pub use queue::{QueueCounters, QueueStats, QueueView};
 
-/// Bumped whenever a projection's shape or meaning changes: a stored checkpoint of another
-/// version is discarded and the projections are rebuilt from the log.
-/// (2: checkpoints from builds that skipped unreadable events at start are not trusted.)
-pub const PROJECTIONS_VERSION: u32 = 2;
+/// Bumped whenever a projection's shape or meaning changes: stored read models of another
+/// version are discarded and rebuilt from the log.
+/// (2: checkpoints from builds that skipped unreadable events at start are not trusted.
+/// 3: rows in tables, with the positions that order history and the queue.)
+pub const PROJECTIONS_VERSION: u32 = 3;
 
 /// What each projection needs of an event besides its data.
 #[derive(Clone, Copy, Debug)]
@@ -31,11 +41,85 @@ pub struct EventContext {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// All read models, folded up to `position`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The rows a fold reads and changes. `*_mut` and `put_*` mark a row changed.
+pub trait Rows {
+    fn order(&self, id: &Uuid) -> Option<&OrderView>;
+    fn order_mut(&mut self, id: &Uuid) -> Option<&mut OrderView>;
+    fn put_order(&mut self, order: OrderView);
+    fn request(&self, id: &Uuid) -> Option<&RequestView>;
+    fn request_mut(&mut self, id: &Uuid) -> Option<&mut RequestView>;
+    fn put_request(&mut self, request: RequestView);
+    /// The wallet's account, created empty if the wallet has none.
+    fn wallet_mut(&mut self, raw: &str) -> &mut WalletCommission;
+}
+
+/// The rows one event reads or writes: what a store must load before folding it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Keys {
+    pub order: Option<Uuid>,
+    pub request: Option<Uuid>,
+    pub wallet: Option<String>,
+}
+
+impl Keys {
+    pub fn of(event: &Event) -> Keys {
+        let (order, request) = match event {
+            Event::OrderCreated(e) => (Some(e.order_id), None),
+            Event::OrderPaid(e) => (Some(e.order_id), Some(e.request_id)),
+            Event::OrderQueued(e) => (Some(e.order_id), Some(e.request_id)),
+            Event::OrderProcessingStarted(e) => (Some(e.order_id), Some(e.request_id)),
+            Event::PaymentSubmitted(e) => (None, Some(e.request_id)),
+            Event::OrderFulfilled(e) => (Some(e.order_id), Some(e.request_id)),
+            Event::OrderDeliveryConfirmed(e) => (Some(e.order_id), None),
+            Event::OrderDeliveryUnconfirmed(e) => (Some(e.order_id), None),
+            Event::OrderFailed(e) => (Some(e.order_id), Some(e.request_id)),
+            Event::OrderTimedOut(e) => (Some(e.order_id), Some(e.request_id)),
+            Event::OrderPaymentAbandoned(e) => (Some(e.order_id), Some(e.request_id)),
+            Event::OrderExpired(e) => (Some(e.order_id), None),
+            _ => (None, None),
+        };
+        Keys {
+            order,
+            request,
+            wallet: commission::wallet_of(event).map(str::to_string),
+        }
+    }
+}
+
+/// The singletons stored beside the rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub totals: OperatorTotals,
+    pub queue: QueueCounters,
+}
+
+/// Folds one decoded event into `rows`, the queue and the operator's totals.
+pub fn fold(
+    rows: &mut impl Rows,
+    queue: &mut QueueView,
+    totals: &mut OperatorTotals,
+    ctx: EventContext,
+    event: &Event,
+) {
+    let keys = Keys::of(event);
+    let started = keys
+        .request
+        .and_then(|id| rows.request(&id))
+        .filter(|r| r.status == RequestStatus::Processing)
+        .and_then(|r| r.started_at);
+    orders::apply(rows, ctx, event);
+    if let Some(r) = keys.request.and_then(|id| rows.request(&id)) {
+        queue.track(r);
+    }
+    queue.count(event, started);
+    commission::apply(rows, totals, ctx, event);
+}
+
+/// All read models in memory, folded up to `position`: for the offline tools (`replay`,
+/// `audit` of a copy) and tests. The service keeps the same rows in tables instead.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReadModels {
-    pub version: u32,
-    /// The global position of the last event folded (the checkpoint).
+    /// The global position of the last event folded.
     pub position: u64,
     pub orders: OrderBook,
     pub queue: QueueView,
@@ -43,17 +127,38 @@ pub struct ReadModels {
     pub history: TransactionHistory,
 }
 
-impl Default for ReadModels {
-    /// Empty models of this build's projection version.
-    fn default() -> ReadModels {
-        ReadModels {
-            version: PROJECTIONS_VERSION,
-            position: 0,
-            orders: Default::default(),
-            queue: Default::default(),
-            commission: Default::default(),
-            history: Default::default(),
+/// `ReadModels`' rows, borrowed for one fold.
+struct MemoryRows<'a> {
+    book: &'a mut OrderBook,
+    wallets: &'a mut BTreeMap<String, WalletCommission>,
+    history: &'a mut TransactionHistory,
+}
+
+impl Rows for MemoryRows<'_> {
+    fn order(&self, id: &Uuid) -> Option<&OrderView> {
+        self.book.orders.get(id)
+    }
+    fn order_mut(&mut self, id: &Uuid) -> Option<&mut OrderView> {
+        self.book.orders.get_mut(id)
+    }
+    fn put_order(&mut self, order: OrderView) {
+        self.book.orders.insert(order.order_id, order);
+    }
+    fn request(&self, id: &Uuid) -> Option<&RequestView> {
+        self.book.requests.get(id)
+    }
+    fn request_mut(&mut self, id: &Uuid) -> Option<&mut RequestView> {
+        self.book.requests.get_mut(id)
+    }
+    fn put_request(&mut self, request: RequestView) {
+        if !self.book.requests.contains_key(&request.request_id) {
+            self.history
+                .paid(&request.wallet_address, request.request_id);
         }
+        self.book.requests.insert(request.request_id, request);
+    }
+    fn wallet_mut(&mut self, raw: &str) -> &mut WalletCommission {
+        self.wallets.entry(raw.to_string()).or_default()
     }
 }
 
@@ -62,8 +167,8 @@ impl ReadModels {
         ReadModels::default()
     }
 
-    /// Folds one decoded event. Events at or before the checkpoint are ignored, so replaying
-    /// an overlap after a restart cannot count anything twice.
+    /// Folds one decoded event. Events at or before `position` are ignored, so replaying
+    /// an overlap cannot count anything twice.
     pub fn apply(&mut self, recorded: &RecordedEvent, event: &Event) {
         if recorded.position <= self.position {
             return;
@@ -72,10 +177,18 @@ impl ReadModels {
             position: recorded.position,
             recorded_at: recorded.recorded_at,
         };
-        self.orders.apply(ctx, event);
-        self.queue.apply(ctx, event);
-        self.commission.apply(ctx, event);
-        self.history.apply(ctx, event);
+        let mut rows = MemoryRows {
+            book: &mut self.orders,
+            wallets: &mut self.commission.wallets,
+            history: &mut self.history,
+        };
+        fold(
+            &mut rows,
+            &mut self.queue,
+            &mut self.commission.totals,
+            ctx,
+            event,
+        );
         self.position = recorded.position;
     }
 
@@ -84,6 +197,14 @@ impl ReadModels {
         let event = Event::from_recorded(recorded)?;
         self.apply(recorded, &event);
         Ok(())
+    }
+
+    /// The singletons, as a store keeps them.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            totals: self.commission.totals.clone(),
+            queue: self.queue.counters.clone(),
+        }
     }
 }
 

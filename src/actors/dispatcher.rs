@@ -229,20 +229,30 @@ impl Dispatcher {
             .map(Work::request_id)
             .chain(self.running.iter().copied())
             .collect();
-        let lost: Vec<(Uuid, Uuid)> = {
-            let models = self.sh.runner.read();
-            models
-                .queue
-                .waiting()
-                .filter(|r| !held.contains(r))
-                .filter_map(|r| models.orders.request(&r))
-                .filter(|r| r.queue_deadline <= now)
-                .map(|r| (r.order_id, r.request_id))
-                .collect()
-        };
-        for (order_id, request_id) in lost {
-            tracing::error!(%order_id, %request_id, "a queued request had no holder; timing it out");
-            actix::spawn(time_out(Arc::clone(&self.sh), order_id, request_id));
+        let lost: Vec<Uuid> = self
+            .sh
+            .runner
+            .live()
+            .queue
+            .waiting()
+            .filter(|(r, deadline)| !held.contains(r) && *deadline <= now)
+            .map(|(r, _)| r)
+            .collect();
+        for request_id in lost {
+            let sh = Arc::clone(&self.sh);
+            actix::spawn(async move {
+                match sh.runner.request(request_id).await {
+                    Ok(Some(request)) => {
+                        let order_id = request.order_id;
+                        tracing::error!(%order_id, %request_id, "a queued request had no holder; timing it out");
+                        time_out(sh, order_id, request_id).await;
+                    }
+                    Ok(None) => tracing::error!(%request_id, "a queued request has no row"),
+                    Err(e) => {
+                        tracing::warn!(%request_id, error = %e, "cannot read a queued request nobody holds")
+                    }
+                }
+            });
         }
     }
 }

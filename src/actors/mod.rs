@@ -14,7 +14,6 @@ pub mod registry;
 pub mod runner;
 pub mod scheduler;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,8 +75,8 @@ impl CoreError {
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
     pub policy: Policy,
-    /// Where the projection checkpoint lives (`None`: fold from 0 on every start).
-    pub checkpoint: Option<PathBuf>,
+    /// Orders (and as many requests) the read models keep in memory for polls.
+    pub cache_rows: std::num::NonZeroUsize,
     /// Actors idle this long stop (and reload their stream when needed again).
     pub idle_after: Duration,
     /// How often the dispatcher and the scheduler look at their deadlines.
@@ -99,7 +98,7 @@ impl Default for CoreConfig {
     fn default() -> CoreConfig {
         CoreConfig {
             policy: Policy::default(),
-            checkpoint: None,
+            cache_rows: std::num::NonZeroUsize::new(10_000).expect("not zero"),
             idle_after: Duration::from_secs(300),
             tick: Duration::from_secs(1),
             sign_ttl_secs: 120,
@@ -191,7 +190,7 @@ pub struct Core {
 /// What a payment request gets back.
 #[derive(Clone, Debug)]
 pub struct PayReceipt {
-    pub request: RequestView,
+    pub request: Arc<RequestView>,
     pub position: Option<u64>,
     pub estimated_wait_seconds: u64,
     /// False when this payment had already been made (same order, same wallet).
@@ -210,7 +209,7 @@ impl Core {
         // Debt is collected only into a fee address: the policy learns whether there is one
         // here, so the rule that says what a payment needs cannot disagree with the payment.
         config.policy.collection_enabled = services.fee_address.is_some();
-        let runner = ProjectionRunner::start(Arc::clone(&store), config.checkpoint.clone()).await?;
+        let runner = ProjectionRunner::start(Arc::clone(&store), config.cache_rows).await?;
         // Taken out of `services`, so that after a replacement no copy of the old cookies
         // outlives the sessions made from them.
         let owners = Arc::new(owners::OwnerPool::new(
@@ -269,21 +268,59 @@ impl Core {
     /// - unpaid: its expiry is watched again (from the read model: the expiry re-reads the
     ///   order's state when it fires, so nothing is decided from the projection).
     async fn recover(&self) -> Result<(), CoreError> {
-        let (candidates, unpaid): (std::collections::BTreeSet<Uuid>, Vec<_>) = {
-            let m = self.sh.runner.read();
-            let orders = &m.orders;
-            let candidates = orders
-                .unsigned_in_flight()
-                .chain(orders.unresolved_submissions())
-                .map(|r| r.order_id)
-                .chain(orders.awaiting_delivery_verdict().map(|o| o.order_id))
-                .collect();
-            let unpaid = orders
-                .unpaid()
-                .map(|o| (o.order_id, o.expires_at))
-                .collect();
-            (candidates, unpaid)
-        };
+        use crate::readmodel::{OrderFilter, RequestFilter};
+        use projections::RequestStatus;
+        let tables = self.sh.runner.tables();
+        // Each list is bounded by the work that was in flight (or unpaid orders, which expire),
+        // never by the age of the log: they come from indexed reads, not a scan.
+        let in_flight = tables
+            .requests(
+                RequestFilter {
+                    statuses: Some(vec![RequestStatus::Queued, RequestStatus::Processing]),
+                    wallet: None,
+                },
+                0,
+                u64::MAX,
+            )
+            .await?
+            .items;
+        let awaiting = tables
+            .orders(
+                OrderFilter {
+                    statuses: Some(vec!["success".into()]),
+                    delivery_confirmed: Some(None),
+                    ..OrderFilter::default()
+                },
+                0,
+                u64::MAX,
+            )
+            .await?
+            .items;
+        let unpaid: Vec<_> = tables
+            .orders(
+                OrderFilter {
+                    statuses: Some(vec!["created".into()]),
+                    ..OrderFilter::default()
+                },
+                0,
+                u64::MAX,
+            )
+            .await?
+            .items
+            .into_iter()
+            .map(|o| (o.order_id, o.expires_at))
+            .collect();
+        let candidates: std::collections::BTreeSet<Uuid> = in_flight
+            .iter()
+            .filter(|r| r.unsigned_in_flight() || r.unresolved_submission())
+            .map(|r| r.order_id)
+            .chain(
+                awaiting
+                    .iter()
+                    .filter(|o| o.awaits_delivery_verdict())
+                    .map(|o| o.order_id),
+            )
+            .collect();
         for (order_id, expires_at) in unpaid {
             self.scheduler.do_send(scheduler::Track {
                 order_id,
@@ -291,7 +328,13 @@ impl Core {
             });
         }
         for order_id in candidates {
-            let state = self.sh.registry.order_state(order_id).await?;
+            // Read strictly from the stream itself (not through an actor, whose failed load
+            // would only say it is unavailable): an event this build cannot read stops the
+            // start, naming it, even when the read models folded it while it was readable.
+            let stream = events::StreamName::order(order_id).to_string();
+            let state =
+                aggregate::load::<aggregate::OrderAggregate>(self.sh.store.as_ref(), &stream)
+                    .await?;
             let Some(created) = state.created.clone() else {
                 continue;
             };
@@ -405,7 +448,7 @@ impl Core {
         product: Product,
         username: &Username,
         cookies: Option<FragmentCookies>,
-    ) -> Result<OrderView, CoreError> {
+    ) -> Result<Arc<OrderView>, CoreError> {
         let purchase =
             Purchase::from_order(product).map_err(|e| CoreError::Internal(e.to_string()))?;
         let (mode, fingerprint) = match &cookies {
@@ -454,26 +497,24 @@ impl Core {
             expires_at: created.expires_at,
         });
         self.sh.runner.wait_for(position.unwrap_or(0)).await;
-        self.order(order_id)
+        self.order(order_id).await
     }
 
-    pub fn order(&self, order_id: Uuid) -> Result<OrderView, CoreError> {
+    /// An order as the read models have it.
+    pub async fn order(&self, order_id: Uuid) -> Result<Arc<OrderView>, CoreError> {
         self.sh
             .runner
-            .read()
-            .orders
-            .order(&order_id)
-            .cloned()
+            .order(order_id)
+            .await?
             .ok_or(CoreError::Domain(DomainError::OrderNotFound))
     }
 
-    pub fn request(&self, request_id: Uuid) -> Result<RequestView, CoreError> {
+    /// A payment request as the read models have it.
+    pub async fn request(&self, request_id: Uuid) -> Result<Arc<RequestView>, CoreError> {
         self.sh
             .runner
-            .read()
-            .orders
-            .request(&request_id)
-            .cloned()
+            .request(request_id)
+            .await?
             .ok_or(CoreError::Domain(DomainError::UnknownRequest(request_id)))
     }
 
@@ -547,11 +588,11 @@ impl Core {
         if let Some(p) = position {
             self.sh.runner.wait_for(p).await;
         }
-        let request = self.request(request.request_id)?;
+        let request = self.request(request.request_id).await?;
         let (position, wait) = {
-            let m = self.sh.runner.read();
-            let p = m.queue.position(&request.request_id);
-            (p, p.map_or(0, |p| m.queue.estimated_wait_seconds(p)))
+            let live = self.sh.runner.live();
+            let p = live.queue.position(&request.request_id);
+            (p, p.map_or(0, |p| live.queue.estimated_wait_seconds(p)))
         };
         Ok(PayReceipt {
             request,
@@ -651,7 +692,7 @@ impl Core {
 
     /// Ends the requests still waiting (their seeds go with the process; API.md "Restarts"),
     /// lets running payments reach a recorded state (within `grace`), then stops side
-    /// effects and the projection runner, whose checkpoint it writes, and closes the store.
+    /// effects and the projection runner (its last batch committed), and closes the store.
     pub async fn shutdown(&self, grace: Duration) {
         let _ = tokio::time::timeout(grace, self.dispatcher.send(dispatcher::Stop)).await;
         let _ = tokio::time::timeout(grace, self.drain()).await;

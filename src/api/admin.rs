@@ -14,9 +14,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{web, HttpRequest, ResponseError};
 use chrono::Utc;
-use events::{EventMetadata, StreamName};
+use events::{EventMetadata, OrderMode, StreamName};
 use hmac::{Hmac, Mac};
-use projections::{OrderView, ReadModels, RequestView, WalletCommission};
+use projections::{RequestStatus, RequestView, WalletCommission};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use uuid::Uuid;
@@ -27,11 +27,12 @@ use super::openapi::{self as doc, errors};
 use super::routes::{ok, route_table, Reply};
 use super::secret::{Body, SecretJson, SecretValue};
 use super::{views, AppState};
-use crate::actors::{runner, CoreError};
+use crate::actors::CoreError;
 use crate::config::Secret;
 use crate::domain::{DomainError, WalletCommand};
 use crate::fragment::FragmentCookies;
 use crate::ops::{self, AuditLine, AuditTarget, OpsError};
+use crate::readmodel::{self, OrderFilter, RequestFilter};
 use crate::store::read_stream_all;
 use crate::ton::{address, Nanoton, ParsedAddress};
 
@@ -301,18 +302,23 @@ struct Page {
 }
 
 impl Page {
-    /// One page of `items` (already filtered, newest first) with the total.
-    fn answer<T>(self, items: impl Iterator<Item = T>, view: impl Fn(T) -> Value) -> Value {
-        let mut total = 0usize;
-        let mut page = vec![];
-        for item in items {
-            if total >= self.offset && page.len() < self.limit {
-                page.push(view(item));
-            }
-            total += 1;
-        }
-        json!({"items": page, "total": total, "limit": self.limit, "offset": self.offset})
+    /// A page the read models answered, with the total.
+    fn answer<T>(self, page: readmodel::Page<T>, view: impl Fn(&T) -> Value) -> Value {
+        let items: Vec<Value> = page.items.iter().map(view).collect();
+        json!({"items": items, "total": page.total, "limit": self.limit, "offset": self.offset})
     }
+
+    fn offset(&self) -> u64 {
+        self.offset as u64
+    }
+
+    fn limit(&self) -> u64 {
+        self.limit as u64
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> ApiError {
+    ApiError::from(CoreError::Store(e))
 }
 
 const ORDER_STATUSES: [&str; 6] = [
@@ -324,12 +330,6 @@ const ORDER_STATUSES: [&str; 6] = [
     "expired",
 ];
 const REQUEST_STATUSES: [&str; 5] = ["queued", "processing", "completed", "failed", "timeout"];
-
-/// The raw address of the wallet that paid an order last (the request keeps it raw).
-fn order_wallet<'a>(m: &'a ReadModels, o: &OrderView) -> Option<&'a str> {
-    let request = m.orders.request(&o.request_id?)?;
-    Some(request.wallet_address.as_str())
-}
 
 /// Orders
 ///
@@ -356,16 +356,27 @@ async fn orders(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let wallet = q.wallet("wallet_address");
     let page = q.page();
     q.finish()?;
-    let guard = state.core.projections().read();
-    let m: &ReadModels = &guard;
-    let items = m.orders.orders.values().rev().filter(|o| {
-        statuses.as_ref().is_none_or(|s| s.contains(&o.status))
-            && modes.as_ref().is_none_or(|s| s.contains(o.mode.as_str()))
-            && wallet
-                .as_deref()
-                .is_none_or(|w| order_wallet(m, o) == Some(w))
-    });
-    ok(page.answer(items, views::order))
+    let filter = OrderFilter {
+        statuses: statuses.map(|s| s.into_iter().collect()),
+        modes: modes.map(|m| {
+            m.iter()
+                .map(|m| match m.as_str() {
+                    "kyc" => OrderMode::Kyc,
+                    _ => OrderMode::NoKyc,
+                })
+                .collect()
+        }),
+        wallet,
+        delivery_confirmed: None,
+    };
+    let orders = state
+        .core
+        .projections()
+        .tables()
+        .orders(filter, page.offset(), page.limit())
+        .await
+        .map_err(store_error)?;
+    ok(page.answer(orders, views::order))
 }
 
 /// Unconfirmed deliveries
@@ -383,14 +394,18 @@ async fn unconfirmed(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let mut q = Query::parse(&req, &["limit", "offset"]);
     let page = q.page();
     q.finish()?;
-    let m = state.core.projections().read();
-    let items = m
-        .orders
-        .orders
-        .values()
-        .rev()
-        .filter(|o| o.delivery_confirmed == Some(false));
-    ok(page.answer(items, views::order))
+    let filter = OrderFilter {
+        delivery_confirmed: Some(Some(false)),
+        ..OrderFilter::default()
+    };
+    let orders = state
+        .core
+        .projections()
+        .tables()
+        .orders(filter, page.offset(), page.limit())
+        .await
+        .map_err(store_error)?;
+    ok(page.answer(orders, views::order))
 }
 
 /// Payment requests
@@ -413,16 +428,20 @@ async fn requests(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let wallet = q.wallet("wallet_address");
     let page = q.page();
     q.finish()?;
-    let m = state.core.projections().read();
-    let items = m.orders.requests.values().rev().filter(|r| {
-        statuses
-            .as_ref()
-            .is_none_or(|s| s.contains(r.status.as_str()))
-            && wallet.as_deref().is_none_or(|w| r.wallet_address == w)
-    });
-    ok(page.answer(items, |r: &RequestView| {
-        let position = m.queue.position(&r.request_id);
-        let wait = position.map_or(0, |p| m.queue.estimated_wait_seconds(p));
+    let filter = RequestFilter {
+        statuses: statuses.map(|s| s.iter().filter_map(|s| RequestStatus::parse(s)).collect()),
+        wallet,
+    };
+    let runner = state.core.projections();
+    let requests = runner
+        .tables()
+        .requests(filter, page.offset(), page.limit())
+        .await
+        .map_err(store_error)?;
+    let live = runner.live();
+    ok(page.answer(requests, |r: &RequestView| {
+        let position = live.queue.position(&r.request_id);
+        let wait = position.map_or(0, |p| live.queue.estimated_wait_seconds(p));
         views::request(r, position, wait)
     }))
 }
@@ -458,18 +477,15 @@ async fn commission(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let all = q.flag("all");
     let page = q.page();
     q.finish()?;
-    let m = state.core.projections().read();
-    let t = &m.commission.totals;
-    let mut wallets: Vec<(&String, &WalletCommission)> = m
-        .commission
-        .wallets
-        .iter()
-        .filter(|(_, c)| all || !c.debt_nanoton.is_zero())
-        .collect();
-    wallets.sort_by(|a, b| b.1.debt_nanoton.cmp(&a.1.debt_nanoton).then(a.0.cmp(b.0)));
-    let mut data = page.answer(wallets.into_iter(), |(raw, c)| {
-        wallet_commission(&state, raw, c)
-    });
+    let runner = state.core.projections();
+    let wallets = runner
+        .tables()
+        .wallets(!all, page.offset(), page.limit())
+        .await
+        .map_err(store_error)?;
+    let live = runner.live();
+    let t = &live.totals;
+    let mut data = page.answer(wallets, |(raw, c)| wallet_commission(&state, raw, c));
     let p = state.core.policy();
     data["totals"] = json!({
         "accrued_ton": views::ton(t.accrued_nanoton),
@@ -528,17 +544,14 @@ async fn audit(state: web::Data<AppState>, path: web::Path<String>, req: HttpReq
     Query::parse(&req, &[]).finish()?;
     let target = AuditTarget::parse(&path)
         .map_err(|e| ApiError::validation(vec![FieldError::new("target", e.to_string())]))?;
-    let wallet = match &target {
-        // The live models, not a fold of the whole log as the offline command does.
-        AuditTarget::Wallet { address } => Some(ops::wallet_account(
-            &state.core.projections().read(),
-            address,
-        )),
-        AuditTarget::Order { .. } => None,
-    };
-    let report = ops::audit_with(state.core.store(), target.clone(), wallet)
-        .await
-        .map_err(|e| ops_error(e, &target))?;
+    let report = ops::audit(
+        state.core.store(),
+        state.core.projections().tables().as_ref(),
+        target.clone(),
+        true,
+    )
+    .await
+    .map_err(|e| ops_error(e, &target))?;
     let commission = match (&report.target, &report.commission) {
         (AuditTarget::Wallet { address }, Some(c)) => wallet_commission(&state, address, c),
         _ => Value::Null,
@@ -689,50 +702,47 @@ async fn rebuild(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let replace = q.flag("replace");
     q.finish()?;
     let runner = state.core.projections();
-    let started = Instant::now();
-    let live = runner.snapshot();
-    let rebuilt = runner::rebuild_until(state.core.store(), live.position)
-        .await
-        .map_err(|e| ApiError::from(CoreError::Store(e)))?;
+    let rebuilt = runner.rebuild(replace).await.map_err(store_error)?;
+    let c = &rebuilt.comparison;
+    let equal = c.equal();
     let differing: Vec<&str> = [
-        ("orders", live.orders != rebuilt.orders),
-        ("queue", live.queue != rebuilt.queue),
-        ("commission", live.commission != rebuilt.commission),
-        ("history", live.history != rebuilt.history),
+        ("orders", "order "),
+        ("requests", "request "),
+        ("wallets", "wallet "),
+        ("summary", "summary:"),
     ]
     .into_iter()
-    .filter_map(|(name, differs)| differs.then_some(name))
+    .filter(|(_, prefix)| c.differences.iter().any(|d| d.starts_with(prefix)))
+    .map(|(name, _)| name)
     .collect();
-    let equal = differing.is_empty() && live.position == rebuilt.position;
-    let counts = json!({
-        "orders": rebuilt.orders.orders.len(),
-        "requests": rebuilt.orders.requests.len(),
-        "wallets": rebuilt.commission.wallets.len(),
-    });
-    let position = rebuilt.position;
-    let replaced = replace && !equal && runner.replace_at_same_position(rebuilt);
     if !equal {
         tracing::warn!(
-            position,
+            position = rebuilt.position,
             differing = ?differing,
-            replaced,
+            rows = c.differing,
+            replaced = rebuilt.replaced,
             "the live read models differ from a rebuild from the log"
         );
     }
-    let message = match (equal, replace, replaced) {
+    let message = match (equal, replace, rebuilt.replaced) {
         (true, _, _) => "the live read models equal a rebuild from the log",
         (false, false, _) => "the live read models DIFFER from a rebuild from the log; ?replace=true puts the rebuild in their place",
-        (false, true, true) => "the live read models differed from a rebuild from the log and were replaced by it",
-        (false, true, false) => "the live read models differ from a rebuild from the log; new events arrived meanwhile, so they were not replaced: try again",
+        (false, true, _) => "the live read models differed from a rebuild from the log and were replaced by it",
     };
     ok(json!({
-        "position": position,
-        "live_position": live.position,
+        "position": rebuilt.position,
+        "live_position": runner.position(),
         "equal": equal,
         "differing": differing,
-        "replaced": replaced,
-        "counts": counts,
-        "elapsed_ms": started.elapsed().as_millis() as u64,
+        "differences": c.differences,
+        "replaced": rebuilt.replaced,
+        "counts": {
+            "orders": c.orders,
+            "requests": c.requests,
+            "wallets": c.wallets,
+            "skipped": c.skipped,
+        },
+        "elapsed_ms": rebuilt.elapsed_ms,
         "message": message,
     }))
 }

@@ -1351,10 +1351,14 @@ pub struct OwnerCookiesReplaced {
 #[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadModel {
+    /// The orders table.
     Orders,
-    Queue,
-    Commission,
-    History,
+    /// The payment requests table (the queue and the wallets' histories are made of it).
+    Requests,
+    /// The wallets' commission accounts.
+    Wallets,
+    /// The operator's totals and the queue's counters.
+    Summary,
 }
 
 #[derive(ToSchema)]
@@ -1362,6 +1366,9 @@ pub struct RebuildCounts {
     pub orders: u64,
     pub requests: u64,
     pub wallets: u64,
+    /// Live rows changed after `position` (new events arrived during the rebuild): not
+    /// compared.
+    pub skipped: u64,
 }
 
 /// A rebuild of the read models from the log, compared with the live ones.
@@ -1374,6 +1381,8 @@ pub struct RebuildReport {
     pub equal: bool,
     /// The read models that differ.
     pub differing: Vec<ReadModel>,
+    /// The first rows that differ, as `<kind> <key>: <how>`.
+    pub differences: Vec<String>,
     pub replaced: bool,
     pub counts: RebuildCounts,
     pub elapsed_ms: u64,

@@ -12,6 +12,7 @@ use super::input::{header_seed, resolve_wallet, Fields, ResolvedWallet, WalletCh
 use super::openapi::{self as doc, errors, openapi_json};
 use super::secret::{Body, SecretJson};
 use super::{views, AppState};
+use crate::actors::CoreError;
 use crate::config::Secret;
 use crate::domain::PremiumMonths;
 use crate::fragment::FragmentCookies;
@@ -108,7 +109,7 @@ route_table! {
     responses((status = 200, description = "The service's status", body = doc::Envelope<doc::Health>), errors::Health))]
 async fn health(state: web::Data<AppState>) -> Reply {
     let store_ok = state.core.store().head().await.is_ok();
-    let queue_length = state.core.projections().read().queue.stats().queue_length;
+    let queue_length = state.core.projections().live().queue.len();
     ok(json!({
         "status": if store_ok { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
@@ -393,7 +394,7 @@ async fn premium_buy(state: web::Data<AppState>, body: SecretJson) -> Reply {
     responses((status = 200, description = "The order", body = doc::Envelope<doc::Order>), errors::GetOrder))]
 async fn get_order(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let id = parse_uuid("order_id", &path, ("ORDER_NOT_FOUND", "Order not found"))?;
-    let order = state.core.order(id)?;
+    let order = state.core.order(id).await?;
     ok(views::order(&order))
 }
 
@@ -409,11 +410,11 @@ async fn get_request(state: web::Data<AppState>, path: web::Path<String>) -> Rep
         &path,
         ("REQUEST_NOT_FOUND", "Request not found"),
     )?;
-    let request = state.core.request(id)?;
+    let request = state.core.request(id).await?;
     let (position, wait) = {
-        let m = state.core.projections().read();
-        let p = m.queue.position(&id);
-        (p, p.map_or(0, |p| m.queue.estimated_wait_seconds(p)))
+        let live = state.core.projections().live();
+        let p = live.queue.position(&id);
+        (p, p.map_or(0, |p| live.queue.estimated_wait_seconds(p)))
     };
     ok(views::request(&request, position, wait))
 }
@@ -422,7 +423,7 @@ async fn get_request(state: web::Data<AppState>, path: web::Path<String>) -> Rep
 #[utoipa::path(get, path = "/api/v1/queue/status", tag = "queue",
     responses((status = 200, description = "Queue statistics", body = doc::Envelope<doc::QueueStatus>), errors::Queue))]
 async fn queue_status(state: web::Data<AppState>) -> Reply {
-    let stats = state.core.projections().read().queue.stats();
+    let stats = state.core.projections().live().queue.stats();
     let mut data = views::queue_status(&stats);
     // The queue never pauses; version 2.0.0 of the original service's SDK requires the field.
     data["is_paused"] = json!(false);
@@ -434,8 +435,8 @@ async fn queue_status(state: web::Data<AppState>) -> Reply {
 #[utoipa::path(get, path = "/api/v1/queue", tag = "queue",
     responses((status = 200, description = "Requests waiting or running", body = doc::Envelope<doc::QueueLength>), errors::Queue))]
 async fn queue_length(state: web::Data<AppState>) -> Reply {
-    let stats = state.core.projections().read().queue.stats();
-    ok(json!({"queue_length": stats.queue_length}))
+    let queue_length = state.core.projections().live().queue.len();
+    ok(json!({"queue_length": queue_length}))
 }
 
 /// Check Premium eligibility
@@ -478,7 +479,7 @@ async fn premium_eligibility(state: web::Data<AppState>, body: SecretJson) -> Re
             match code {
                 // What Fragment says about the recipient is the answer, not a failure.
                 "PREMIUM_ALREADY_ACTIVE" | "USER_NOT_FOUND"
-                    if matches!(e, crate::actors::CoreError::Fragment(_)) =>
+                    if matches!(e, CoreError::Fragment(_)) =>
                 {
                     answer(json!({
                         "eligible": false,
@@ -612,7 +613,14 @@ async fn wallet_balance(state: web::Data<AppState>, req: HttpRequest) -> Reply {
 async fn commission_balance(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let (address, _) = queried_wallet(&state, &req, &query_map(&req)?).await?;
     let (friendly, raw) = address_forms(&address, state.wallet_network.is_testnet());
-    let c = state.core.projections().read().commission.wallet(&raw);
+    let c = state
+        .core
+        .projections()
+        .tables()
+        .wallet(&raw)
+        .await
+        .map_err(|e| ApiError::from(CoreError::Store(e)))?
+        .unwrap_or_default();
     let p = state.core.policy();
     let mut account = views::commission_account(Some(friendly), &raw, &c, p.debt_limit_nanoton);
     account.insert(
@@ -678,17 +686,18 @@ async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     }
     let (address, _) = queried_wallet(&state, &req, &query).await?;
     let (friendly, raw) = address_forms(&address, state.wallet_network.is_testnet());
-    let m = state.core.projections().read();
-    let items: Vec<Value> = m
-        .history
-        .page(&m.orders, &raw, offset as usize, limit as usize)
-        .iter()
-        .map(views::history_item)
-        .collect();
+    let page = state
+        .core
+        .projections()
+        .tables()
+        .history(&raw, offset, limit)
+        .await
+        .map_err(|e| ApiError::from(CoreError::Store(e)))?;
+    let items: Vec<Value> = page.items.iter().map(views::history_item).collect();
     ok(json!({
         "wallet_address": friendly,
         "items": items,
-        "total": m.history.count(&raw),
+        "total": page.total,
         "limit": limit,
         "offset": offset,
     }))

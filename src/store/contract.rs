@@ -63,6 +63,7 @@ macro_rules! event_store_contract {
             a_closed_store_refuses_everything_and_keeps_what_it_stored,
             a_burst_larger_than_the_group_limit_is_stored_whole_and_in_order,
             two_processes_appending_to_one_stream_lose_nothing,
+            category_reads_return_one_kind_in_position_order,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -1054,6 +1055,69 @@ pub async fn two_processes_appending_to_one_stream_lose_nothing(fixture: Fixture
     within("closing the second process", second.close())
         .await
         .expect("close");
+}
+
+/// A category is the part of a stream's name before its first `-` (all of it if it has none):
+/// streams whose names share a longer or shorter prefix are other categories.
+pub async fn category_reads_return_one_kind_in_position_order(fixture: Fixture) {
+    let store = fixture.store;
+    let streams = [
+        "order-1",
+        "wallet-0:ab",
+        "order-2",
+        "orders-3",
+        "order",
+        "orderx-4",
+        "order-1",
+        "wallet-0:cd",
+        "xorder-5",
+        "order-3-6",
+    ];
+    for (i, stream) in streams.iter().enumerate() {
+        store
+            .append(
+                stream,
+                ExpectedVersion::Any,
+                vec![event("Tested", json!(i))],
+            )
+            .await
+            .expect("append");
+    }
+    let read = |category: &'static str, after: u64, limit: usize| {
+        let store = store.clone();
+        async move {
+            store
+                .read_category(category, after, limit)
+                .await
+                .expect("read_category")
+                .into_iter()
+                .map(|e| (e.position, e.stream))
+                .collect::<Vec<_>>()
+        }
+    };
+    let orders = read("order", 0, 100).await;
+    assert_eq!(
+        orders,
+        [
+            (1, "order-1"),
+            (3, "order-2"),
+            (5, "order"),
+            (7, "order-1"),
+            (10, "order-3-6")
+        ]
+        .map(|(p, s)| (p, s.to_string()))
+    );
+    assert_eq!(read("order", 1, 2).await, orders[1..3].to_vec());
+    assert_eq!(read("order", 7, 100).await, orders[3..].to_vec());
+    assert_eq!(read("order", 10, 100).await, vec![]);
+    assert_eq!(
+        read("wallet", 0, 100).await,
+        [(2, "wallet-0:ab"), (8, "wallet-0:cd")].map(|(p, s)| (p, s.to_string()))
+    );
+    assert_eq!(read("orders", 0, 100).await, [(4, "orders-3".to_string())]);
+    assert!(read("ord", 0, 100).await.is_empty());
+    assert!(read("order%", 0, 100).await.is_empty());
+    assert!(read("", 0, 100).await.is_empty());
 }
 
 /// The backend the service-level test suites (HTTP, core flows, the fault harness) run on:

@@ -41,6 +41,10 @@ pub enum StoreError {
     /// The store is closed or its writer stopped.
     #[error("the event store is unavailable: {0}")]
     Unavailable(String),
+    /// The read models are not at the position a commit started from: another writer moved
+    /// them (or they were reset). Reload and fold again from where they are.
+    #[error("the read models are at position {actual}, the commit started from {expected}")]
+    ReadModelsMoved { expected: u64, actual: u64 },
     /// The backend failed (I/O, corruption). The message is for logs, never for clients.
     #[error("event store backend error: {0}")]
     Backend(String),
@@ -109,6 +113,19 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Notified with the head position after every commit. Subscriptions wait on it.
     fn head_watch(&self) -> watch::Receiver<u64>;
+
+    /// Events of every stream of `category` (`order`, `wallet`: the part of a stream's name
+    /// before its first `-`) with global position > `after`, in position order, at most
+    /// `limit`. Answered from an index: it never scans the rest of the log.
+    async fn read_category(
+        &self,
+        category: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The read models kept in the same database as this log (the live set of tables).
+    fn read_models(&self) -> Result<Arc<dyn crate::readmodel::ReadStore>, StoreError>;
 
     /// Stops taking appends and reads, lets the appends already queued commit (their callers
     /// get their answers), and releases the backend (files, connections). Returns once that
@@ -187,6 +204,21 @@ impl Subscription {
             }
             self.buffer.extend(page);
         }
+    }
+
+    /// The next events: at least one (waiting for it if the subscription has caught up), at
+    /// most `limit`, and no more than are already read: a batch never waits to fill up.
+    pub async fn next_batch(&mut self, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let first = self.next().await?;
+        let mut out = vec![first];
+        while out.len() < limit {
+            let Some(event) = self.buffer.pop_front() else {
+                break;
+            };
+            self.last = event.position;
+            out.push(event);
+        }
+        Ok(out)
     }
 
     /// Everything committed when this is called, without waiting: for "process what is
@@ -293,6 +325,21 @@ mod tests {
 
         fn head_watch(&self) -> watch::Receiver<u64> {
             self.watch.subscribe()
+        }
+
+        async fn read_category(
+            &self,
+            _: &str,
+            _: u64,
+            _: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            unreachable!("the test only reads the whole log")
+        }
+
+        fn read_models(&self) -> Result<Arc<dyn crate::readmodel::ReadStore>, StoreError> {
+            Err(StoreError::Unavailable(
+                "a test log without read models".into(),
+            ))
         }
     }
 

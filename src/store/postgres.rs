@@ -72,7 +72,22 @@ const CHANNEL: &str = "fg_events";
 /// Versioned schema changes, applied in order, each in its own transaction and recorded in
 /// `schema_migrations`. Never edit one that has shipped: add the next. (sqlx has a migrator,
 /// but only for its own connections; the embedded store keeps the same scheme in SQLite.)
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "event log", MIGRATION_1)];
+pub const MIGRATIONS: &[Migration] = &[
+    (1, "event log", || MIGRATION_1.to_string()),
+    (2, "read models and category reads", migration_2),
+];
+
+/// A migration: its version, its name, and its SQL.
+pub type Migration = (i32, &'static str, fn() -> String);
+
+/// The read models' live tables (`readmodel::postgres::TABLES`), and an index of the streams'
+/// categories (the part of a stream's name before its first `-`) for category reads.
+fn migration_2() -> String {
+    format!(
+        "CREATE INDEX events_category ON events ((split_part(stream, '-', 1)), position);\n{}",
+        crate::readmodel::postgres::tables(crate::readmodel::TableSet::Live)
+    )
+}
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE events (
@@ -379,6 +394,15 @@ impl PostgresStore {
         &self.schema
     }
 
+    /// What the read models' store needs of this one: its pool, on its runtime.
+    fn access(&self) -> Access {
+        Access {
+            pool: self.pool.clone(),
+            handle: self.handle.clone(),
+            scrubber: self.scrubber.clone(),
+        }
+    }
+
     /// Runs `work` on the store's runtime.
     async fn on_runtime<T, F>(&self, work: F) -> Result<T, StoreError>
     where
@@ -410,6 +434,64 @@ impl PostgresStore {
             rows.iter().map(decode).collect()
         })
         .await
+    }
+}
+
+/// The store's connections, lent to the read models in the same schema: every statement
+/// runs on the store's runtime (the connections belong to it), and its errors are scrubbed
+/// of the URL's password like the store's own.
+#[derive(Clone)]
+pub struct Access {
+    pool: PgPool,
+    handle: tokio::runtime::Handle,
+    scrubber: Scrubber,
+}
+
+impl Access {
+    /// Runs `work` with the pool on the store's runtime; `what` names it in errors.
+    pub async fn run<T, F, Fut>(&self, what: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(PgPool) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, ReadError>> + Send + 'static,
+    {
+        if self.pool.is_closed() {
+            return Err(StoreError::Unavailable("the store is closed".into()));
+        }
+        let pool = self.pool.clone();
+        let scrubber = self.scrubber.clone();
+        let task = self.handle.spawn(async move {
+            work(pool).await.map_err(|e| match e {
+                ReadError::Sql(e) => closed_or(e, |e| {
+                    StoreError::Backend(scrubber.scrub(format!("read models: {what}: {e}")))
+                }),
+                ReadError::Store(e) => e,
+            })
+        });
+        match task.await {
+            Ok(out) => out,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Unavailable("the store is shutting down".into())),
+        }
+    }
+}
+
+/// What read-model work on PostgreSQL fails with: a statement, or a decision of its own.
+#[derive(Debug)]
+pub enum ReadError {
+    Sql(sqlx::Error),
+    Store(StoreError),
+}
+
+impl From<sqlx::Error> for ReadError {
+    fn from(e: sqlx::Error) -> ReadError {
+        ReadError::Sql(e)
+    }
+}
+
+impl From<StoreError> for ReadError {
+    fn from(e: StoreError) -> ReadError {
+        ReadError::Store(e)
     }
 }
 
@@ -571,7 +653,7 @@ async fn apply_migrations(
     let mut applied = Vec::new();
     for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
         let mut tx = conn.begin().await.map_err(failed("starting a migration"))?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql()))
             .execute(&mut *tx)
             .await
             .map_err(|e| {
@@ -1015,6 +1097,34 @@ impl EventStore for PostgresStore {
 
     fn head_watch(&self) -> watch::Receiver<u64> {
         self.head.clone()
+    }
+
+    async fn read_category(
+        &self,
+        category: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // The same expression as the index `events_category`, so the index answers it.
+        self.fetch(
+            "reading a category",
+            sqlx::query(
+                "SELECT position, stream, version, event_id, event_type, schema_version, \
+                 data::text, correlation_id, causation_id, recorded_at FROM events \
+                 WHERE split_part(stream, '-', 1) = $1 AND position > $2 \
+                 ORDER BY position LIMIT $3",
+            )
+            .bind(category.to_string())
+            .bind(sql_int(after))
+            .bind(sql_limit(limit)),
+        )
+        .await
+    }
+
+    fn read_models(&self) -> Result<Arc<dyn crate::readmodel::ReadStore>, StoreError> {
+        Ok(Arc::new(crate::readmodel::postgres::PgReadStore::live(
+            self.access(),
+        )))
     }
 
     async fn close(&self) -> Result<(), StoreError> {

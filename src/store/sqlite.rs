@@ -45,9 +45,10 @@ use uuid::Uuid;
 
 use super::{AppendResult, EventStore, StoreError};
 
-/// The file format this build writes. Bump it with a migration when the schema changes;
-/// older builds then refuse the file instead of misreading it.
-pub const FORMAT_VERSION: i64 = 1;
+/// The file format this build writes. Bump it with a migration (`migration`) when the schema
+/// changes; older builds then refuse the file instead of misreading it.
+/// (2: the read models' tables, and the index of category reads.)
+pub const FORMAT_VERSION: i64 = 2;
 
 /// Most appends the writer puts in one transaction.
 const MAX_GROUP: usize = super::GROUP_LIMIT;
@@ -79,6 +80,25 @@ CREATE TABLE events (
 ) STRICT;
 ";
 
+/// A stream's category (the part of its name before its first `-`, all of it if it has none), for the index `events_category` and the queries it answers: SQLite
+/// uses an index on an expression only for a query that repeats the expression.
+const CATEGORY: &str =
+    "(CASE WHEN instr(stream, '-') > 0 THEN substr(stream, 1, instr(stream, '-') - 1) ELSE stream END)";
+
+/// The SQL that brings a file from the format before to each format. Format 2: an index of the
+/// streams' categories for category reads, and the read models' live tables
+/// (`readmodel::sqlite::TABLES`).
+fn migration(format: i64) -> String {
+    match format {
+        1 => SCHEMA.to_string(),
+        2 => format!(
+            "CREATE INDEX events_category ON events ({CATEGORY}, position);\n{}",
+            crate::readmodel::sqlite::tables(crate::readmodel::TableSet::Live)
+        ),
+        other => unreachable!("no migration to format {other}"),
+    }
+}
+
 const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, data, \
                        correlation_id, causation_id, recorded_at";
 
@@ -100,6 +120,9 @@ pub struct SqliteStore {
     read_permits: Arc<Semaphore>,
     head: watch::Receiver<u64>,
     stats: Arc<WriterCounters>,
+    /// The read models' connections to this file, refused once this store closes.
+    read_models: Arc<crate::readmodel::sqlite::Shared>,
+    closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How well group commit is doing: `appends / commits` is the average group size.
@@ -217,7 +240,10 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
         tracing::info!(path = %path.display(), head, "event store opened");
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         Ok(SqliteStore {
+            read_models: crate::readmodel::sqlite::Shared::new(&path, Arc::clone(&closing)),
+            closing,
             path,
             appends: Mutex::new(Some(tx)),
             stopped,
@@ -252,6 +278,7 @@ impl SqliteStore {
     /// Refuses appends and reads from now on. Reads already running finish; appends already
     /// sending are queued, and the writer commits the queue before it stops.
     fn begin_close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
         drop(lock(&self.appends).take());
         self.read_permits.close();
     }
@@ -488,6 +515,34 @@ impl EventStore for SqliteStore {
 
     fn head_watch(&self) -> watch::Receiver<u64> {
         self.head.clone()
+    }
+
+    async fn read_category(
+        &self,
+        category: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let category = category.to_string();
+        self.read(move |conn| {
+            // The same expression as the index `events_category`, so the index answers it.
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE {CATEGORY} = ?1 AND position > ?2 \
+                 ORDER BY position LIMIT ?3"
+            );
+            query_events(
+                conn,
+                &sql,
+                params![category, sql_int(after), sql_limit(limit)],
+            )
+        })
+        .await
+    }
+
+    fn read_models(&self) -> Result<Arc<dyn crate::readmodel::ReadStore>, StoreError> {
+        Ok(Arc::new(crate::readmodel::sqlite::SqliteReadStore::live(
+            Arc::clone(&self.read_models),
+        )))
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -747,24 +802,31 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     // FULL: the WAL is synced at every commit, so an acknowledged append survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(at("configuring"))?;
-    if found == 0 {
+    if found < FORMAT_VERSION {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(at("creating the schema of"))?;
-        let objects: i64 = tx
-            .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |row| row.get(0))
-            .map_err(at("reading the schema of"))?;
-        if objects > 0 {
-            return Err(StoreError::Backend(format!(
-                "{} is an SQLite database but not an event store (format version 0 with {objects} schema objects); refusing to add tables to it",
-                path.display()
-            )));
+            .map_err(at("migrating"))?;
+        if found == 0 {
+            let objects: i64 = tx
+                .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |row| row.get(0))
+                .map_err(at("reading the schema of"))?;
+            if objects > 0 {
+                return Err(StoreError::Backend(format!(
+                    "{} is an SQLite database but not an event store (format version 0 with {objects} schema objects); refusing to add tables to it",
+                    path.display()
+                )));
+            }
         }
-        tx.execute_batch(SCHEMA)
-            .map_err(at("creating the schema of"))?;
+        for format in found + 1..=FORMAT_VERSION {
+            tx.execute_batch(&migration(format))
+                .map_err(at("migrating"))?;
+        }
         tx.pragma_update(None, "user_version", FORMAT_VERSION)
-            .map_err(at("creating the schema of"))?;
-        tx.commit().map_err(at("creating the schema of"))?;
+            .map_err(at("migrating"))?;
+        tx.commit().map_err(at("migrating"))?;
+        if found > 0 {
+            tracing::info!(path = %path.display(), from = found, to = FORMAT_VERSION, "event store file migrated");
+        }
     }
     Ok(conn)
 }

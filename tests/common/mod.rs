@@ -115,7 +115,7 @@ pub fn config(policy: Policy) -> CoreConfig {
         poll_interval: Duration::from_millis(50),
         delivery_timeout: Duration::from_secs(10),
         owner_wait: Duration::from_secs(10),
-        checkpoint: None,
+        cache_rows: CoreConfig::default().cache_rows,
         hooks: Default::default(),
     }
 }
@@ -224,7 +224,11 @@ impl World {
         halt: Option<(&'static str, usize)>,
     ) -> (Core, Arc<Halting>) {
         let liveness = Liveness::default();
-        let store = Arc::new(Halting::new(self.open_store().await, halt, liveness.clone()));
+        let store = Arc::new(Halting::new(
+            self.open_store().await,
+            halt,
+            liveness.clone(),
+        ));
         let core = Core::start(
             config,
             services,
@@ -365,6 +369,17 @@ impl EventStore for Halting {
     fn head_watch(&self) -> watch::Receiver<u64> {
         self.head.clone()
     }
+    async fn read_category(
+        &self,
+        category: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner()?.read_category(category, after, limit).await
+    }
+    fn read_models(&self) -> Result<Arc<dyn fragment_gateway::readmodel::ReadStore>, StoreError> {
+        self.inner()?.read_models()
+    }
     async fn close(&self) -> Result<(), StoreError> {
         // A killed process has nothing left to close.
         match self.inner() {
@@ -402,6 +417,22 @@ pub async fn event_types(store: &dyn EventStore, stream: &str) -> Vec<&'static s
 
 pub fn alice() -> Username {
     Username::parse("@alice").unwrap()
+}
+
+/// Polls the async `check` until it holds (the core works in the background).
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Polls `check` until it holds (the core works in the background).

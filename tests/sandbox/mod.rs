@@ -2,6 +2,7 @@
 //! random loopback port, fast blocks, and the caller's data directory.
 
 use std::path::Path;
+use std::time::Duration;
 
 use fragment_gateway::app::{self, App};
 use fragment_gateway::config::{Settings, SANDBOX_TOML};
@@ -85,6 +86,30 @@ pub fn fragment_login(
     let encoded =
         base64::engine::general_purpose::STANDARD.encode(serde_json::to_string(&export).unwrap());
     (cookies, encoded)
+}
+
+/// Runs SQL on the database of the gateway whose data directory is `dir`, as an operator (or
+/// a bug) could: `sqlite` on the embedded store's file, `postgres` in the gateway's schema.
+#[allow(dead_code)] // not every test binary doctors a store
+pub async fn run_sql(dir: &Path, sqlite: &str, postgres: &str) {
+    if fragment_gateway::store::contract::test_backend() == "postgres" {
+        use sqlx::Connection;
+        let mut conn =
+            sqlx::PgConnection::connect(&fragment_gateway::store::contract::test_postgres_url())
+                .await
+                .unwrap();
+        let schema = fragment_gateway::store::contract::test_schema_for(dir);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SET search_path TO {schema}; {postgres}"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    } else {
+        let db = rusqlite::Connection::open(dir.join("events.sqlite3")).unwrap();
+        db.busy_timeout(Duration::from_secs(10)).unwrap();
+        db.execute_batch(sqlite).unwrap();
+    }
 }
 
 /// A sandbox gateway on a fresh data directory, with an HTTP client for it.
