@@ -133,6 +133,7 @@ fn core_config(settings: &Settings, fast: bool) -> Result<CoreConfig, StartError
             .store
             .cache_rows()
             .map_err(|e| StartError::Config(e.to_string()))?,
+        queue_limit: settings.orders.queue_limit,
         idle_after: Duration::from_secs(300),
         tick: Duration::from_millis(if fast { 200 } else { 1000 }),
         sign_ttl_secs: settings.ton.sign_ttl_seconds,
@@ -185,6 +186,7 @@ async fn start(
         body_limit_bytes: settings.server.body_limit_bytes,
         requests_per_minute: settings.rate_limit.requests_per_minute,
         burst: settings.rate_limit.burst,
+        max_clients: settings.rate_limit.max_clients,
         shutdown_timeout: settings.server.shutdown_grace_seconds,
         admin_key: settings.admin.key.clone(),
         trusted_proxies: settings

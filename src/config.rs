@@ -294,6 +294,9 @@ pub struct CommissionSettings {
 pub struct OrderSettings {
     pub expiry_seconds: i64,
     pub queue_timeout_seconds: i64,
+    /// Most payments waiting in the queue (each holds its wallet key in memory); more are
+    /// refused with SERVICE_UNAVAILABLE until some have started.
+    pub queue_limit: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -302,6 +305,8 @@ pub struct RateLimitSettings {
     /// Client routes, per IP address. 0 disables the limit.
     pub requests_per_minute: u32,
     pub burst: u32,
+    /// Most clients tracked at once; clients beyond it share one bucket.
+    pub max_clients: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -393,6 +398,17 @@ impl Settings {
         settings.store.cache_rows()?;
         settings.ton.pacing()?;
         settings.server.trusted_proxies()?;
+        for (key, value) in [
+            ("orders.queue_limit", settings.orders.queue_limit),
+            ("rate_limit.max_clients", settings.rate_limit.max_clients),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    error: "must be at least 1".into(),
+                });
+            }
+        }
         if !["text", "json"].contains(&settings.server.log_format.as_str()) {
             return Err(ConfigError::Invalid {
                 key: "server.log_format",
@@ -634,6 +650,29 @@ mod tests {
             let err = postgres(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(key), "{var}={value}: {err}");
             assert!(!err.contains("pa55-w0rd"), "{err}");
+        }
+    }
+
+    #[test]
+    fn memory_bounds_are_settings_and_zero_is_refused() {
+        let s = Settings::load(&[], env(&[])).unwrap();
+        assert_eq!(
+            (
+                s.store.cache_rows,
+                s.orders.queue_limit,
+                s.rate_limit.max_clients
+            ),
+            (10_000, 10_000, 100_000)
+        );
+        for (var, key) in [
+            ("FG_STORE__CACHE_ROWS", "store.cache_rows"),
+            ("FG_ORDERS__QUEUE_LIMIT", "orders.queue_limit"),
+            ("FG_RATE_LIMIT__MAX_CLIENTS", "rate_limit.max_clients"),
+        ] {
+            let err = Settings::load(&[], env(&[(var, "0")]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{var}=0: {err}");
         }
     }
 

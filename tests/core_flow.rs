@@ -1556,3 +1556,62 @@ async fn an_unreadable_recorded_payment_stops_the_start_naming_its_stream_and_po
     // refused start neither sent the recorded message nor gave the payment up.
     assert_eq!(w.ton.broadcasts().len(), 0);
 }
+
+#[actix_web::test]
+async fn a_payment_past_the_queue_limit_is_refused_before_anything_is_recorded() {
+    // Blocks only on demand: the first payment stays on its way to the chain.
+    let w = world_with_blocks(Duration::ZERO).await;
+    w.ton.fund(payer().wallet.address(), Nanoton::from_ton(5));
+    let cfg = CoreConfig {
+        queue_limit: 1,
+        ..config(Policy::default())
+    };
+    let (core, store) = w.core_with(cfg, None).await;
+    let mut orders = vec![];
+    for _ in 0..3 {
+        orders.push(stars_for_alice(&core, 50).await.order_id);
+    }
+    core.pay_order(orders[0], payer(), None, None)
+        .await
+        .unwrap();
+    eventually("the first payment is broadcast", || w.ton.pending() == 1).await;
+    // The same wallet: the second waits, and fills the queue.
+    let second = core
+        .pay_order(orders[1], payer(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(second.position, Some(1));
+    let refused = core
+        .pay_order(orders[2], payer(), None, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, CoreError::QueueFull { waiting: 1 }),
+        "{refused:?}"
+    );
+    assert_eq!(refused.api_code(), ("SERVICE_UNAVAILABLE", 503));
+    assert!(refused.to_string().contains("no funds moved"), "{refused}");
+    assert_eq!(core.order(orders[2]).await.unwrap().status, "created");
+    assert_eq!(
+        event_types(&*store, &order_stream(orders[2])).await,
+        ["OrderCreated"]
+    );
+    // Once the queue moves, the same payment is taken.
+    until("the queue moves", || async {
+        w.ton.produce_block();
+        core.request(second.request.request_id)
+            .await
+            .is_ok_and(|r| r.status.as_str() != "queued")
+    })
+    .await;
+    let third = core
+        .pay_order(orders[2], payer(), None, None)
+        .await
+        .unwrap();
+    assert!(third.new_request);
+    until("every payment completes", || async {
+        w.ton.produce_block();
+        core.order(orders[2]).await.unwrap().status == "success"
+    })
+    .await;
+}

@@ -176,6 +176,74 @@ fn a_file_from_a_newer_build_is_refused() {
     assert_eq!(version, 99);
 }
 
+/// A file of format 1 (the log alone, as the build before the durable read models wrote it)
+/// opens as format 2: its events untouched, the read models' tables added empty (the service
+/// folds the log into them at its first start), category reads answered by the new index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_1_file_is_migrated_in_place_keeping_every_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.sqlite3");
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(
+            "CREATE TABLE events (
+                position INTEGER PRIMARY KEY CHECK (position >= 1),
+                stream TEXT NOT NULL,
+                version INTEGER NOT NULL CHECK (version >= 1),
+                event_id TEXT NOT NULL UNIQUE,
+                event_type TEXT NOT NULL,
+                schema_version INTEGER NOT NULL CHECK (schema_version BETWEEN 0 AND 65535),
+                data TEXT NOT NULL CHECK (json_valid(data)),
+                correlation_id TEXT,
+                causation_id TEXT,
+                recorded_at TEXT NOT NULL,
+                UNIQUE (stream, version)
+            ) STRICT;
+            INSERT INTO events VALUES
+                (1, 'order-a', 1, '00000000-0000-0000-0000-000000000001', 'Tested', 1, '1', NULL, NULL, '2026-11-01T00:00:00.000000Z'),
+                (2, 'wallet-0:b', 1, '00000000-0000-0000-0000-000000000002', 'Tested', 1, '2', NULL, NULL, '2026-11-01T00:00:00.000000Z'),
+                (3, 'order-c', 1, '00000000-0000-0000-0000-000000000003', 'Tested', 1, '3', NULL, NULL, '2026-11-01T00:00:00.000000Z');
+            PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).expect("a format 1 file opens");
+    assert_eq!(store.head().await.unwrap(), 3);
+    let orders: Vec<u64> = store
+        .read_category("order", 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(orders, [1, 3]);
+    let tables = store.read_models().unwrap();
+    assert_eq!(tables.state().await.unwrap().position, 0);
+    store
+        .append("order-d", ExpectedVersion::NoStream, vec![event(json!(4))])
+        .await
+        .unwrap();
+    EventStore::close(&store).await.unwrap();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let format: i64 = db
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(format, 2);
+    let plan: String = db
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT position FROM events WHERE (CASE WHEN instr(stream, '-') > 0 \
+             THEN substr(stream, 1, instr(stream, '-') - 1) ELSE stream END) = 'order' AND position > 0 \
+             ORDER BY position",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(
+        plan.contains("events_category"),
+        "category reads scan the log: {plan}"
+    );
+}
+
 #[test]
 fn files_that_are_not_event_stores_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -747,6 +815,83 @@ mod postgres_only {
             MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>()
         );
         fresh.remove().await;
+    }
+
+    /// A schema of migration 1 (the log alone, as the build before the durable read models
+    /// made it) is brought to the newest migration at open: its events untouched, the read
+    /// models' tables empty, category reads answered by the new index.
+    #[tokio::test]
+    async fn a_schema_of_migration_1_is_migrated_keeping_every_event() {
+        let schema = TestSchema::new();
+        let name = schema.config.schema.clone();
+        let mut conn = admin().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA {name};
+             SET search_path TO {name};
+             CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             {}
+             INSERT INTO schema_migrations (version, name) VALUES (1, 'event log');",
+            (MIGRATIONS[0].2)()
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("a schema of migration 1");
+        let old = {
+            let mut config = schema.config.clone();
+            config.migrate = false;
+            config
+        };
+        match PostgresStore::open(old).await {
+            Err(StoreError::Backend(message)) => {
+                assert!(message.contains("fragment-gateway migrate"), "{message}")
+            }
+            other => panic!(
+                "a tool opened an unmigrated schema: {:?}",
+                other.map(|_| ())
+            ),
+        }
+        let store = schema.open().await.expect("the service's open migrates");
+        for (stream, n) in [("order-a", 1), ("wallet-0:b", 2), ("order-c", 3)] {
+            store
+                .append(stream, ExpectedVersion::NoStream, vec![event(json!(n))])
+                .await
+                .unwrap();
+        }
+        let orders: Vec<u64> = store
+            .read_category("order", 0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.position)
+            .collect();
+        assert_eq!(orders, [1, 3]);
+        assert_eq!(
+            store.read_models().unwrap().state().await.unwrap().position,
+            0
+        );
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN SELECT position FROM {name}.events WHERE split_part(stream, '-', 1) = 'order' \
+             AND position > 0 ORDER BY position"
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        // A tiny table may be read whole either way; the index must at least exist and match.
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'events_category'",
+        )
+        .bind(&name)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(indexes.len(), 1, "{plan:?}");
+        assert!(
+            indexes[0].contains("split_part(stream, '-'::text, 1)"),
+            "{indexes:?}"
+        );
+        store.close().await.unwrap();
+        schema.remove().await;
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use super::CoreError;
 use crate::domain::{
     order, wallet, DomainError, OrderCommand, OrderState, Policy, WalletCommand, WalletState,
 };
-use crate::store::{read_stream_all, EventStore, StoreError};
+use crate::store::{EventStore, StoreError};
 
 /// A conflict means another writer appended between our read and our write; a few
 /// reloads settle it unless something is badly wrong.
@@ -111,17 +111,28 @@ impl<A: Aggregate> AggregateActor<A> {
     }
 }
 
+/// Folds a stream into its aggregate's state, a page at a time: a long stream (a wallet of
+/// many purchases) costs time to load, never memory beyond one page and the state.
 pub async fn load<A: Aggregate>(
     store: &dyn EventStore,
     stream: &str,
 ) -> Result<A::State, CoreError> {
+    const PAGE: usize = 512;
     let mut state = A::State::default();
-    for recorded in read_stream_all(store, stream).await? {
-        let event = Event::from_recorded(&recorded)
-            .map_err(|e| CoreError::Store(StoreError::undecodable(&recorded, e)))?;
-        A::evolve(&mut state, &event);
+    let mut next = 1;
+    loop {
+        let page = store.read_stream(stream, next, PAGE).await?;
+        let done = page.len() < PAGE;
+        for recorded in &page {
+            let event = Event::from_recorded(recorded)
+                .map_err(|e| CoreError::Store(StoreError::undecodable(recorded, e)))?;
+            A::evolve(&mut state, &event);
+            next = recorded.version + 1;
+        }
+        if done {
+            return Ok(state);
+        }
     }
-    Ok(state)
 }
 
 impl<A: Aggregate> Actor for AggregateActor<A> {

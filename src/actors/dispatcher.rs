@@ -464,6 +464,14 @@ impl Handler<Enqueue> for Dispatcher {
             )));
             return;
         }
+        // Every waiting payment holds its wallet's key: the queue is bounded, and a payment
+        // past the bound is refused before anything is recorded.
+        let waiting = self.waiting.len() + self.enqueuing;
+        if waiting >= self.sh.config.queue_limit {
+            drop(payer);
+            let _ = reply.send(Err(CoreError::QueueFull { waiting }));
+            return;
+        }
         self.enqueuing += 1;
         let sh = Arc::clone(&self.sh);
         let order_id = order.order_id;

@@ -52,6 +52,9 @@ pub enum CoreError {
     OwnerCookiesNotConfigured,
     #[error("{0}")]
     Unavailable(String),
+    /// The queue holds `queue_limit` payments already: this one was not taken.
+    #[error("the payment queue is full ({waiting} payments are waiting); nothing was recorded and no funds moved: pay again in a moment")]
+    QueueFull { waiting: usize },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -62,7 +65,9 @@ impl CoreError {
         match self {
             CoreError::Domain(e) => (e.api_code(), e.http_status()),
             CoreError::Fragment(e) => e.api_code(),
-            CoreError::Ton(_) | CoreError::Unavailable(_) => ("SERVICE_UNAVAILABLE", 503),
+            CoreError::Ton(_) | CoreError::Unavailable(_) | CoreError::QueueFull { .. } => {
+                ("SERVICE_UNAVAILABLE", 503)
+            }
             CoreError::Store(StoreError::Conflict { .. } | StoreError::Undecodable { .. })
             | CoreError::Internal(_) => ("INTERNAL_ERROR", 500),
             CoreError::Store(_) => ("SERVICE_UNAVAILABLE", 503),
@@ -77,6 +82,8 @@ pub struct CoreConfig {
     pub policy: Policy,
     /// Orders (and as many requests) the read models keep in memory for polls.
     pub cache_rows: std::num::NonZeroUsize,
+    /// Most payments waiting in the queue; more are refused (`CoreError::QueueFull`).
+    pub queue_limit: usize,
     /// Actors idle this long stop (and reload their stream when needed again).
     pub idle_after: Duration,
     /// How often the dispatcher and the scheduler look at their deadlines.
@@ -99,6 +106,7 @@ impl Default for CoreConfig {
         CoreConfig {
             policy: Policy::default(),
             cache_rows: std::num::NonZeroUsize::new(10_000).expect("not zero"),
+            queue_limit: 10_000,
             idle_after: Duration::from_secs(300),
             tick: Duration::from_secs(1),
             sign_ttl_secs: 120,

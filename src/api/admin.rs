@@ -39,6 +39,11 @@ use crate::ton::{address, Nanoton, ParsedAddress};
 /// Wrong keys an address may send: a burst of this many, then this many a minute.
 const FAILED_LOGINS_PER_MINUTE: u32 = 10;
 const FAILED_LOGINS_BURST: u32 = 10;
+/// Addresses whose wrong keys are counted apart. Past it, new addresses share one budget
+/// (`Limiter`): a flood of addresses cannot grow memory, at the price of slowing the
+/// operator down if they arrive from a new address during such a flood (reach the admin API
+/// from a private network, not the internet, to avoid that).
+const FAILED_LOGIN_CLIENTS: usize = 100_000;
 
 /// Page sizes of the lists.
 const DEFAULT_LIMIT: usize = 50;
@@ -65,7 +70,11 @@ impl AdminAuth {
         let mut auth = AdminAuth {
             expected: None,
             mac_key,
-            failures: Limiter::new(FAILED_LOGINS_PER_MINUTE, FAILED_LOGINS_BURST),
+            failures: Limiter::new(
+                FAILED_LOGINS_PER_MINUTE,
+                FAILED_LOGINS_BURST,
+                FAILED_LOGIN_CLIENTS,
+            ),
         };
         let key = key.expose().trim();
         if key.is_empty() {

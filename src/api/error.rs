@@ -148,6 +148,10 @@ impl From<CoreError> for ApiError {
         if let CoreError::Ton(t) = &e {
             return ApiError::ton(t);
         }
+        if let CoreError::QueueFull { .. } = &e {
+            // The client's to act on (wait and pay again), so it says exactly that.
+            return ApiError::new(status, code, e.to_string()).with_retry_after(10);
+        }
         match code {
             "INTERNAL_ERROR" => ApiError::internal(&e),
             "SERVICE_UNAVAILABLE" => ApiError::unavailable(&e),

@@ -142,11 +142,24 @@ impl ClientIps {
     }
 }
 
+/// A token bucket per client, at most `max_clients` of them.
+///
+/// Written here rather than taken from `governor`: its keyed limiter's map grows with every
+/// key until the caller sweeps it, and cannot be capped, while a flood of addresses must not
+/// grow memory; and the admin lockout needs to look at a bucket without spending from it
+/// (`peek`).
 pub struct Limiter {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    max_clients: usize,
+    buckets: Mutex<Buckets>,
     last_sweep: Mutex<Instant>,
+}
+
+struct Buckets {
+    by_client: HashMap<IpAddr, Bucket>,
+    /// Shared by the clients that arrive while `by_client` is full.
+    overflow: Bucket,
 }
 
 struct Bucket {
@@ -155,14 +168,32 @@ struct Bucket {
 }
 
 impl Limiter {
-    /// `requests_per_minute` 0 disables the limit.
-    pub fn new(requests_per_minute: u32, burst: u32) -> Limiter {
+    /// `requests_per_minute` 0 disables the limit. At most `max_clients` buckets are kept;
+    /// see `token` for what happens past it.
+    pub fn new(requests_per_minute: u32, burst: u32, max_clients: usize) -> Limiter {
+        let burst = f64::from(burst.max(1));
         Limiter {
             per_second: f64::from(requests_per_minute) / 60.0,
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+            burst,
+            max_clients: max_clients.max(1),
+            buckets: Mutex::new(Buckets {
+                by_client: HashMap::new(),
+                overflow: Bucket {
+                    tokens: burst,
+                    at: Instant::now(),
+                },
+            }),
             last_sweep: Mutex::new(Instant::now()),
         }
+    }
+
+    /// How many clients have a bucket of their own.
+    pub fn clients(&self) -> usize {
+        self.buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_client
+            .len()
     }
 
     /// Takes a token for `ip`'s client (`client_key`) at `now`; `Err(seconds)` to wait when
@@ -177,24 +208,48 @@ impl Limiter {
         self.token(client_key(ip), now, false)
     }
 
+    /// The client's bucket, refilled to `now`, then a token taken (`take`) or looked at.
+    ///
+    /// Past `max_clients`: buckets that have refilled completely are forgotten first (a new
+    /// bucket starts full, so nothing is lost); if every bucket is still in use, the newcomer
+    /// shares one overflow bucket with every other client that found no room. A flood of
+    /// addresses then throttles itself (and other newcomers) instead of growing memory, and
+    /// clients already tracked keep their own budget.
     fn token(&self, ip: IpAddr, now: Instant, take: bool) -> Result<(), u64> {
         if self.per_second == 0.0 {
             return Ok(());
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let refilled_after = self.burst / self.per_second;
         {
             let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
             // Only a full bucket may be forgotten: a new one starts full.
-            let forget_after = FORGET_AFTER_SECS.max(self.burst / self.per_second);
+            let forget_after = FORGET_AFTER_SECS.max(refilled_after);
             if now.duration_since(*last).as_secs_f64() > forget_after {
-                buckets.retain(|_, b| now.duration_since(b.at).as_secs_f64() < forget_after);
+                buckets
+                    .by_client
+                    .retain(|_, b| now.duration_since(b.at).as_secs_f64() < forget_after);
                 *last = now;
             }
         }
-        let bucket = buckets.entry(ip).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
+        if !buckets.by_client.contains_key(&ip) && buckets.by_client.len() >= self.max_clients {
+            buckets.by_client.retain(|_, b| {
+                b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_second < self.burst
+            });
+        }
+        let Buckets {
+            by_client,
+            overflow,
+        } = &mut *buckets;
+        let full = by_client.len() >= self.max_clients;
+        let bucket = match by_client.get_mut(&ip) {
+            Some(bucket) => bucket,
+            None if full => overflow,
+            None => by_client.entry(ip).or_insert(Bucket {
+                tokens: self.burst,
+                at: now,
+            }),
+        };
         let elapsed = now.duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
         bucket.at = now;
@@ -257,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_burst_then_the_refill_rate_per_address() {
-        let l = Limiter::new(60, 3);
+        let l = Limiter::new(60, 3, 1000);
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let t = Instant::now();
         for _ in 0..3 {
@@ -269,12 +324,12 @@ mod tests {
         // One request a second comes back.
         assert_eq!(l.check(a, t + Duration::from_millis(1000)), Ok(()));
         assert_eq!(l.check(a, t + Duration::from_millis(1000)), Err(1));
-        let slow = Limiter::new(6, 1);
+        let slow = Limiter::new(6, 1, 1000);
         assert_eq!(slow.check(a, t), Ok(()));
         assert_eq!(slow.check(a, t), Err(10));
-        assert_eq!(Limiter::new(0, 0).check(a, t), Ok(()));
+        assert_eq!(Limiter::new(0, 0, 1000).check(a, t), Ok(()));
         // Peeking takes nothing.
-        let peeked = Limiter::new(60, 1);
+        let peeked = Limiter::new(60, 1, 1000);
         assert_eq!(peeked.peek(a, t), Ok(()));
         assert_eq!(peeked.peek(a, t), Ok(()));
         assert_eq!(peeked.check(a, t), Ok(()));
@@ -341,7 +396,7 @@ mod tests {
 
     #[test]
     fn an_ipv6_client_is_its_64_and_a_mapped_ipv4_is_ipv4() {
-        let l = Limiter::new(60, 1);
+        let l = Limiter::new(60, 1, 1000);
         let t = Instant::now();
         assert_eq!(l.check("2001:db8:1:2::1".parse().unwrap(), t), Ok(()));
         // Another address in the same /64 shares the bucket; another /64 does not.
@@ -349,5 +404,35 @@ mod tests {
         assert_eq!(l.check("2001:db8:1:3::1".parse().unwrap(), t), Ok(()));
         assert_eq!(l.check("192.0.2.1".parse().unwrap(), t), Ok(()));
         assert_eq!(l.check("::ffff:192.0.2.1".parse().unwrap(), t), Err(1));
+    }
+
+    /// A flood of addresses cannot grow the table past its cap: newcomers share one bucket
+    /// while every tracked client is mid-budget, and get their own once some have refilled.
+    #[test]
+    fn past_max_clients_newcomers_share_one_bucket_and_memory_stays_bounded() {
+        let l = Limiter::new(60, 2, 3);
+        let t = Instant::now();
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        for n in 1..=3 {
+            assert_eq!(l.check(ip(n), t), Ok(()));
+        }
+        // Thousands of new addresses: one shared budget of two, and three buckets in all.
+        assert_eq!(l.check(ip(100), t), Ok(()));
+        assert_eq!(l.check(ip(101), t), Ok(()));
+        for n in 102..=250 {
+            assert!(
+                l.check(ip(n), t).is_err(),
+                "newcomer {n} had a budget of its own"
+            );
+        }
+        assert_eq!(l.clients(), 3);
+        // The tracked clients kept theirs.
+        assert_eq!(l.check(ip(1), t), Ok(()));
+        // Two seconds later the tracked buckets are full again and forgotten for the newcomer.
+        let later = t + std::time::Duration::from_secs(2);
+        assert_eq!(l.check(ip(200), later), Ok(()));
+        assert_eq!(l.check(ip(200), later), Ok(()));
+        assert!(l.check(ip(200), later).is_err());
+        assert!(l.clients() <= 3);
     }
 }

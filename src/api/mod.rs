@@ -55,6 +55,8 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     pub requests_per_minute: u32,
     pub burst: u32,
+    /// Most clients the rate limiter tracks at once.
+    pub max_clients: usize,
     /// Seconds actix waits for in-flight requests when stopping.
     pub shutdown_timeout: u64,
     /// `X-Admin-Key` for `/admin/*`; empty disables the admin API.
@@ -70,7 +72,11 @@ pub fn serve(
     http: HttpSettings,
 ) -> std::io::Result<Server> {
     let state = web::Data::new(state);
-    let limiter = Arc::new(limit::Limiter::new(http.requests_per_minute, http.burst));
+    let limiter = Arc::new(limit::Limiter::new(
+        http.requests_per_minute,
+        http.burst,
+        http.max_clients,
+    ));
     let clients = web::Data::new(limit::ClientIps::new(http.trusted_proxies.clone()));
     let admin = web::Data::new(admin::AdminAuth::new(&http.admin_key));
     let body_limit = http.body_limit_bytes;

@@ -1,7 +1,7 @@
 //! A wallet's commission account: debt accrues when a no-KYC order it paid succeeds, and is
 //! collected inside the wallet message of a later purchase (see `policy::collection_due`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -20,14 +20,62 @@ pub struct WalletState {
     pub accrued_total_nanoton: Nanoton,
     pub collected_total_nanoton: Nanoton,
     pub settled_total_nanoton: Nanoton,
-    /// Orders already accounted: settling an order's outcome twice (a retry after a crash
+    /// The last orders accounted: settling an order's outcome twice (a retry after a crash
     /// between the wallet's and the order's append) must not charge twice.
-    pub accounted_orders: HashSet<Uuid>,
-    /// Settlements recorded, by their reference: the operator's retry of a settlement (a
-    /// timeout, a double click) must not settle twice, so a reference names one settlement
-    /// of one wallet.
-    pub settlements: HashMap<String, Nanoton>,
+    ///
+    /// Only the last `REMEMBERED` are kept, which is enough: a wallet signs one transfer at a
+    /// time, and signs the next only once the previous one's outcome is recorded in its
+    /// order's stream, so a repeated settlement can only be of one of its latest orders. Any
+    /// order further back was finished long ago and is never settled again. Keeping them all
+    /// would grow a busy wallet's actor with every purchase it ever made.
+    pub accounted_orders: Recent<Uuid, ()>,
+    /// The last settlements recorded, by their reference: the operator's retry of a
+    /// settlement (a timeout, a double click) must not settle twice, so a reference names one
+    /// settlement of one wallet. A retry comes within seconds; the last `REMEMBERED`
+    /// references of a wallet cover years of manual settlements.
+    pub settlements: Recent<String, Nanoton>,
     pub version: u64,
+}
+
+/// How many accounted orders and settlement references a wallet keeps.
+pub const REMEMBERED: usize = 1024;
+
+/// The last `REMEMBERED` keys inserted, with their values: a window, not a history.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recent<K: std::hash::Hash + Eq, V> {
+    order: VecDeque<K>,
+    values: HashMap<K, V>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> Recent<K, V> {
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.values.get(key)
+    }
+
+    pub fn contains(&self, key: &K) -> bool {
+        self.values.contains_key(key)
+    }
+
+    /// Remembers `key` (again, as the newest), forgetting the oldest past `REMEMBERED`.
+    pub fn insert(&mut self, key: K, value: V) {
+        if self.values.insert(key.clone(), value).is_some() {
+            self.order.retain(|k| k != &key);
+        }
+        self.order.push_back(key);
+        while self.order.len() > REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.values.remove(&oldest);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
 }
 
 /// The money outcome of one confirmed purchase transfer, for the wallet's account.
@@ -63,15 +111,15 @@ impl WalletState {
             Event::CommissionAccrued(e) => {
                 self.debt_nanoton = e.debt_after_nanoton;
                 self.accrued_total_nanoton = e.accrued_total_after_nanoton;
-                self.accounted_orders.insert(e.order_id);
+                self.accounted_orders.insert(e.order_id, ());
             }
             Event::CommissionCollected(e) => {
                 self.debt_nanoton = e.debt_after_nanoton;
                 self.collected_total_nanoton = e.collected_total_after_nanoton;
-                self.accounted_orders.insert(e.order_id);
+                self.accounted_orders.insert(e.order_id, ());
             }
             Event::CommissionCollectionFailed(e) => {
-                self.accounted_orders.insert(e.order_id);
+                self.accounted_orders.insert(e.order_id, ());
             }
             Event::DebtSettled(e) => {
                 self.debt_nanoton = e.debt_after_nanoton;
@@ -368,5 +416,46 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    /// A wallet of many purchases keeps a window of them, not its history, and still
+    /// refuses to account its latest orders twice.
+    #[test]
+    fn a_busy_wallet_remembers_a_window_of_orders_and_still_refuses_a_repeat() {
+        let orders = 3 * REMEMBERED as u128;
+        let (state, events) = run((1..=orders).map(|n| settle(n, 1, 0, false)).collect());
+        assert_eq!(events.len() as u128, orders);
+        assert_eq!(state.accounted_orders.len(), REMEMBERED);
+        assert_eq!(state.debt_nanoton, Nanoton::new(orders as u64));
+        let policy = Policy::default();
+        for recent in [orders, orders - 1, orders - REMEMBERED as u128 + 1] {
+            assert_eq!(
+                decide(&state, W, settle(recent, 1, 0, false), &policy).unwrap(),
+                vec![],
+                "order {recent} accounted twice"
+            );
+        }
+        let refs = 2 * REMEMBERED;
+        let mut state = WalletState {
+            debt_nanoton: Nanoton::new(u64::MAX / 2),
+            ..WalletState::default()
+        };
+        for n in 0..refs {
+            let command = WalletCommand::SettleDebt {
+                amount_nanoton: Nanoton::new(1),
+                reference: format!("bank {n}"),
+                now: now(),
+            };
+            for e in decide(&state, W, command, &policy).unwrap() {
+                state.evolve(&e);
+            }
+        }
+        assert_eq!(state.settlements.len(), REMEMBERED);
+        let retry = WalletCommand::SettleDebt {
+            amount_nanoton: Nanoton::new(1),
+            reference: format!("bank {}", refs - 1),
+            now: now(),
+        };
+        assert_eq!(decide(&state, W, retry, &policy).unwrap(), vec![]);
     }
 }

@@ -116,6 +116,7 @@ pub fn config(policy: Policy) -> CoreConfig {
         delivery_timeout: Duration::from_secs(10),
         owner_wait: Duration::from_secs(10),
         cache_rows: CoreConfig::default().cache_rows,
+        queue_limit: CoreConfig::default().queue_limit,
         hooks: Default::default(),
     }
 }
