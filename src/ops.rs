@@ -142,9 +142,11 @@ pub enum OpsError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Settings(crate::config::ConfigError),
-    /// The store is being changed by someone else (a running gateway).
+    /// The store is being changed by someone else (a running gateway), or is not empty.
     #[error("{0}")]
     Busy(String),
+    #[error("{0}")]
+    BadLocation(String),
 }
 
 /// What `migrate` did.
@@ -213,6 +215,230 @@ pub async fn migrate(backend: &crate::config::StoreBackend) -> Result<MigrateRep
             })
         }
     }
+}
+
+/// One end of `migrate-store`: `sqlite:DIR` or `postgres:URL` (with its schema).
+#[derive(Clone, Debug)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+    Postgres(PostgresConfig),
+}
+
+impl StoreLocation {
+    /// `sqlite:DIR`, or `postgres:URL` in the `schema` given (`postgres:` alone takes the URL
+    /// from `FG_STORE__URL`, so that a password need not be on the command line).
+    pub fn parse(
+        text: &str,
+        schema: &str,
+        env_url: Option<String>,
+    ) -> Result<StoreLocation, OpsError> {
+        let bad =
+            |why: &str| OpsError::BadLocation(format!("{why}; use sqlite:DIR or postgres:URL"));
+        match text.split_once(':') {
+            Some(("sqlite", dir)) if !dir.is_empty() => Ok(StoreLocation::Sqlite(dir.into())),
+            Some(("postgres", url)) => {
+                let url = if url.is_empty() {
+                    env_url.ok_or_else(|| bad("postgres: without a URL needs FG_STORE__URL"))?
+                } else {
+                    url.to_string()
+                };
+                if !crate::store::postgres::valid_schema(schema) {
+                    return Err(OpsError::BadLocation(format!(
+                        "schema {schema:?} must be a lower-case identifier (a-z, 0-9, _)"
+                    )));
+                }
+                let mut config = PostgresConfig::new(url.as_str().into());
+                config.schema = schema.to_string();
+                Ok(StoreLocation::Postgres(config))
+            }
+            _ => Err(bad("not a store location")),
+        }
+    }
+
+    /// Where, without any password: for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(dir) => format!("sqlite:{}", dir.display()),
+            StoreLocation::Postgres(c) => {
+                let at = url::Url::parse(c.url.expose())
+                    .map(|u| {
+                        format!(
+                            "{}:{}{}",
+                            u.host_str().unwrap_or(""),
+                            u.port().unwrap_or(5432),
+                            u.path()
+                        )
+                    })
+                    .unwrap_or_default();
+                format!("postgres:{at} schema {}", c.schema)
+            }
+        }
+    }
+}
+
+/// What `migrate-store` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct MigrateStoreReport {
+    pub from: String,
+    pub to: String,
+    pub events: u64,
+    pub head: u64,
+    /// The read models rebuilt in the target: rows of each kind.
+    pub orders: u64,
+    pub requests: u64,
+    pub wallets: u64,
+    /// `replay` of the source and of the target agree on everything they count and check.
+    pub replay_matches: bool,
+    /// Where `session.key` is now, or what to do with it.
+    pub session_key: String,
+    pub elapsed_ms: u64,
+}
+
+impl MigrateStoreReport {
+    pub fn render_text(&self) -> String {
+        format!(
+            "copied {} events (up to position {}) from {} to {}\n\
+             rebuilt the read models there: {} orders, {} payment requests, {} wallets with commission\n\
+             replay of both stores: {}\n\
+             session.key: {}\n",
+            self.events,
+            self.head,
+            self.from,
+            self.to,
+            self.orders,
+            self.requests,
+            self.wallets,
+            if self.replay_matches { "identical" } else { "DIFFERENT" },
+            self.session_key,
+        )
+    }
+}
+
+/// Copies a whole log from one store to an empty one, as it was recorded (positions, ids,
+/// times), rebuilds the read models there from the copy, and checks that `replay` of both
+/// agrees. The source is only read; it must not change meanwhile (stop the gateway).
+pub async fn migrate_store(
+    from: &StoreLocation,
+    to: &StoreLocation,
+) -> Result<MigrateStoreReport, OpsError> {
+    const PAGE: usize = 2000;
+    let started = Instant::now();
+    let source = match from {
+        StoreLocation::Sqlite(dir) => DataDir::new(dir).open_existing()?,
+        StoreLocation::Postgres(config) => {
+            open_for_tools(&crate::config::StoreBackend::Postgres(config.clone())).await?
+        }
+    };
+    let target: Arc<dyn EventStore> = match to {
+        StoreLocation::Sqlite(dir) => {
+            let dir = DataDir::new(dir);
+            match SqliteStore::open(dir.events_file()) {
+                Ok(store) => Arc::new(store),
+                Err(StoreError::Unavailable(_)) => return Err(OpsError::InUse(dir.root().into())),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        StoreLocation::Postgres(config) => Arc::new(PostgresStore::open(config.clone()).await?),
+    };
+    let result = copy_and_check(&source, &target, PAGE).await;
+    let closed = (source.close().await, target.close().await);
+    let (events, head, orders, requests, wallets, replay_matches) = result?;
+    closed.0?;
+    closed.1?;
+    let session_key = match (from, to) {
+        (StoreLocation::Sqlite(a), StoreLocation::Sqlite(b)) => {
+            let (src, dst) = (
+                a.join(DataDir::SESSION_KEY_FILE),
+                b.join(DataDir::SESSION_KEY_FILE),
+            );
+            if src.is_file() {
+                let key = std::fs::read(&src).map_err(|error| OpsError::Write {
+                    path: src.clone(),
+                    error,
+                })?;
+                write_atomically(&dst, &key, Some(0o600)).map_err(|error| OpsError::Write {
+                    path: dst.clone(),
+                    error,
+                })?;
+                format!("copied to {}", dst.display())
+            } else {
+                "none in the source directory".into()
+            }
+        }
+        (StoreLocation::Sqlite(a), _) => format!(
+            "keep {} as store.data_dir's session.key of the gateway on the new store",
+            a.join(DataDir::SESSION_KEY_FILE).display()
+        ),
+        (_, _) => "unchanged: it lives in the gateway's data directory".into(),
+    };
+    Ok(MigrateStoreReport {
+        from: from.describe(),
+        to: to.describe(),
+        events,
+        head,
+        orders,
+        requests,
+        wallets,
+        replay_matches,
+        session_key,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+type Copied = (u64, u64, u64, u64, u64, bool);
+
+async fn copy_and_check(
+    source: &Arc<dyn EventStore>,
+    target: &Arc<dyn EventStore>,
+    page: usize,
+) -> Result<Copied, OpsError> {
+    let existing = target.head().await?;
+    if existing > 0 {
+        return Err(OpsError::Busy(format!(
+            "the target store already holds {existing} events; migrate-store copies into an empty store"
+        )));
+    }
+    let head = source.head().await?;
+    let mut after = 0;
+    let mut events = 0u64;
+    while after < head {
+        let mut batch = source.read_all(after, page).await?;
+        batch.retain(|e| e.position <= head);
+        let Some(last) = batch.last().map(|e| e.position) else {
+            break;
+        };
+        events += batch.len() as u64;
+        target.import(batch).await?;
+        after = last;
+    }
+    if source.head().await? != head {
+        return Err(OpsError::Busy(
+            "the source store changed during the copy: a gateway is writing to it; stop it and \
+             copy into a new, empty target"
+                .into(),
+        ));
+    }
+    let tables = target.read_models()?;
+    runner::rebuild_into(target, &*tables, head).await?;
+    let orders = tables.orders(Default::default(), 0, 0).await?.total;
+    let requests = tables.requests(Default::default(), 0, 0).await?.total;
+    let wallets = tables.wallets(false, 0, 0).await?.total;
+    let (a, b) = (replay(source).await?, replay(target).await?);
+    let comparable = |r: &ReplayReport| {
+        let mut json = serde_json::to_value(r).unwrap_or_default();
+        if let Some(o) = json.as_object_mut() {
+            o.remove("elapsed_ms");
+        }
+        json
+    };
+    Ok((
+        events,
+        head,
+        orders,
+        requests,
+        wallets,
+        comparable(&a) == comparable(&b),
+    ))
 }
 
 /// What `audit` looks at.

@@ -64,6 +64,7 @@ macro_rules! event_store_contract {
             a_burst_larger_than_the_group_limit_is_stored_whole_and_in_order,
             two_processes_appending_to_one_stream_lose_nothing,
             category_reads_return_one_kind_in_position_order,
+            an_import_stores_events_as_recorded_and_refuses_gaps_whole,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -1118,6 +1119,97 @@ pub async fn category_reads_return_one_kind_in_position_order(fixture: Fixture) 
     assert!(read("ord", 0, 100).await.is_empty());
     assert!(read("order%", 0, 100).await.is_empty());
     assert!(read("", 0, 100).await.is_empty());
+}
+
+/// Events imported from another store read back exactly as they were recorded there, and
+/// the log goes on after them; an import that would leave a gap (in positions or in a
+/// stream's versions) or repeat an id stores nothing.
+pub async fn an_import_stores_events_as_recorded_and_refuses_gaps_whole(fixture: Fixture) {
+    let store = fixture.store;
+    let at = |secs: i64| {
+        chrono::DateTime::parse_from_rfc3339("2026-11-01T10:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + chrono::Duration::seconds(secs)
+    };
+    let recorded = |position: u64, stream: &str, version: u64, secs: i64| RecordedEvent {
+        position,
+        stream: stream.to_string(),
+        version,
+        event_id: Uuid::new_v4(),
+        event_type: "Imported".into(),
+        schema_version: 3,
+        data: json!({"position": position, "text": "ü \" \\ \n", "big": u64::MAX}),
+        metadata: EventMetadata {
+            correlation_id: Some(Uuid::new_v4()),
+            causation_id: (position % 2 == 0).then(Uuid::new_v4),
+        },
+        recorded_at: at(secs),
+    };
+    let first = vec![
+        recorded(1, "order-a", 1, 0),
+        recorded(2, "wallet-0:b", 1, 5),
+        recorded(3, "order-a", 2, 5),
+    ];
+    store.import(first.clone()).await.expect("import");
+    assert_eq!(store.head().await.unwrap(), 3);
+    assert_eq!(everything(&*store).await, first);
+    let mut watch = store.head_watch();
+    assert_eq!(
+        *watch.borrow_and_update(),
+        3,
+        "the head watch follows an import"
+    );
+
+    for (refused, why) in [
+        (vec![recorded(5, "order-c", 1, 9)], "a gap in positions"),
+        (
+            vec![recorded(4, "order-c", 1, 9), recorded(6, "order-c", 2, 9)],
+            "a gap inside the import",
+        ),
+        (
+            vec![recorded(4, "order-a", 4, 9)],
+            "a gap in a stream's versions",
+        ),
+        (
+            vec![recorded(4, "order-a", 2, 9)],
+            "a version the stream has",
+        ),
+        (
+            vec![RecordedEvent {
+                event_id: first[0].event_id,
+                ..recorded(4, "order-d", 1, 9)
+            }],
+            "an id the log holds",
+        ),
+        (
+            vec![recorded(4, "order-e", 1, 9), recorded(3, "order-e", 2, 9)],
+            "positions going back",
+        ),
+    ] {
+        assert!(store.import(refused).await.is_err(), "{why} was imported");
+        assert_eq!(
+            everything(&*store).await,
+            first,
+            "{why}: something was stored"
+        );
+    }
+
+    let appended = store
+        .append(
+            "order-a",
+            ExpectedVersion::Exact(2),
+            vec![event("After", json!(4))],
+        )
+        .await
+        .expect("append after an import");
+    assert_eq!((appended.position, appended.version), (4, 3));
+    let log = everything(&*store).await;
+    assert!(log[3].recorded_at >= log[2].recorded_at);
+    store
+        .import(vec![])
+        .await
+        .expect("an empty import is nothing");
 }
 
 /// The backend the service-level test suites (HTTP, core flows, the fault harness) run on:

@@ -127,6 +127,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// The read models kept in the same database as this log (the live set of tables).
     fn read_models(&self) -> Result<Arc<dyn crate::readmodel::ReadStore>, StoreError>;
 
+    /// Stores events another store recorded, exactly as they were recorded (positions,
+    /// versions, ids, times), in one transaction: for moving a log between stores
+    /// (`migrate-store`). The first must be at the head + 1 and the rest follow it without a
+    /// gap, each stream's versions continuing where the stream is; anything else is refused
+    /// whole (`StoreError::Backend`, nothing stored).
+    async fn import(&self, events: Vec<RecordedEvent>) -> Result<(), StoreError>;
+
     /// Stops taking appends and reads, lets the appends already queued commit (their callers
     /// get their answers), and releases the backend (files, connections). Returns once that
     /// is done, without blocking the async thread it is awaited on; later calls return at
@@ -134,6 +141,22 @@ pub trait EventStore: Send + Sync + 'static {
     async fn close(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// Why an import is refused, if it is: positions must go on from `head` one by one.
+pub fn check_import(head: u64, events: &[RecordedEvent]) -> Result<(), StoreError> {
+    for (i, e) in events.iter().enumerate() {
+        let want = head + 1 + i as u64;
+        if e.position != want {
+            return Err(StoreError::Backend(format!(
+                "an import must continue the log without a gap: event {} of the import is at \
+                 position {}, the log needs {want}",
+                i + 1,
+                e.position
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a whole stream.

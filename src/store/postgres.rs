@@ -305,6 +305,8 @@ pub struct PostgresStore {
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     head: watch::Receiver<u64>,
+    /// Moved by imports (the writer and the listener move it for appends).
+    head_sender: Arc<watch::Sender<u64>>,
     scrubber: Scrubber,
     closed: tokio::sync::OnceCell<()>,
 }
@@ -374,6 +376,7 @@ impl PostgresStore {
             writer: Mutex::new(Some(started.writer)),
             listener: Mutex::new(Some(started.listener)),
             head: started.head,
+            head_sender: started.head_sender,
             scrubber,
             closed: tokio::sync::OnceCell::new(),
         })
@@ -504,6 +507,7 @@ fn closed_or(e: sqlx::Error, backend: impl Fn(sqlx::Error) -> StoreError) -> Sto
 }
 
 struct Started {
+    head_sender: Arc<watch::Sender<u64>>,
     pool: PgPool,
     appends: mpsc::Sender<AppendRequest>,
     writer: tokio::task::JoinHandle<()>,
@@ -582,10 +586,11 @@ async fn start(
         listen_pool,
         pool.clone(),
         config.schema.clone(),
-        head_tx,
+        Arc::clone(&head_tx),
         scrubber,
     ));
     Ok(Started {
+        head_sender: head_tx,
         pool,
         appends: tx,
         writer,
@@ -1125,6 +1130,119 @@ impl EventStore for PostgresStore {
         Ok(Arc::new(crate::readmodel::postgres::PgReadStore::live(
             self.access(),
         )))
+    }
+
+    async fn import(&self, events: Vec<RecordedEvent>) -> Result<(), StoreError> {
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(());
+        };
+        let pool = self.pool.clone();
+        let scrubber = self.scrubber.clone();
+        let head = Arc::clone(&self.head_sender);
+        self.on_runtime(async move {
+            let sql = |e: sqlx::Error| closed_or(e, scrubber.backend("importing events"));
+            let mut tx = pool.begin().await.map_err(sql)?;
+            // The appends' lock: positions are taken under it, so the head read here stays
+            // the head until this commits.
+            sqlx::query("SELECT pg_advisory_xact_lock(1179058177, hashtext(current_schema()))")
+                .execute(&mut *tx)
+                .await
+                .map_err(sql)?;
+            let at: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(sql)?;
+            super::check_import(stored_u64("position", at)?, &events)?;
+            let streams: Vec<String> = events
+                .iter()
+                .map(|e| e.stream.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let mut versions: std::collections::HashMap<String, u64> = sqlx::query_as::<
+                _,
+                (String, i64),
+            >(
+                "SELECT stream, MAX(version) FROM events WHERE stream = ANY($1) GROUP BY stream",
+            )
+            .bind(&streams)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(sql)?
+            .into_iter()
+            .map(|(stream, v)| (stream, u64::try_from(v).unwrap_or(0)))
+            .collect();
+            let mut positions = Vec::with_capacity(events.len());
+            let mut names = Vec::with_capacity(events.len());
+            let mut numbers = Vec::with_capacity(events.len());
+            let mut ids = Vec::with_capacity(events.len());
+            let mut types = Vec::with_capacity(events.len());
+            let mut schemas = Vec::with_capacity(events.len());
+            let mut data = Vec::with_capacity(events.len());
+            let mut correlations = Vec::with_capacity(events.len());
+            let mut causations = Vec::with_capacity(events.len());
+            let mut times = Vec::with_capacity(events.len());
+            for e in &events {
+                let version = versions.entry(e.stream.clone()).or_insert(0);
+                if e.version != *version + 1 {
+                    return Err(StoreError::Backend(format!(
+                        "an import must continue each stream: event at position {} is version \
+                         {} of `{}`, which is at version {version}",
+                        e.position, e.version, e.stream
+                    )));
+                }
+                *version = e.version;
+                positions.push(sql_int(e.position));
+                names.push(e.stream.clone());
+                numbers.push(sql_int(e.version));
+                ids.push(e.event_id);
+                types.push(e.event_type.clone());
+                schemas.push(i32::from(e.schema_version));
+                data.push(serde_json::to_string(&e.data).map_err(|err| {
+                    StoreError::Backend(format!("event {} data: {err}", e.event_id))
+                })?);
+                correlations.push(e.metadata.correlation_id);
+                causations.push(e.metadata.causation_id);
+                times.push(e.recorded_at);
+            }
+            sqlx::query(
+                "INSERT INTO events (position, stream, version, event_id, event_type, \
+                 schema_version, data, correlation_id, causation_id, recorded_at) \
+                 SELECT p, s, v, i, t, sv, d::json, c, ca, r FROM unnest($1::bigint[], \
+                 $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::integer[], $7::text[], \
+                 $8::uuid[], $9::uuid[], $10::timestamptz[]) AS x(p, s, v, i, t, sv, d, c, ca, r)",
+            )
+            .bind(&positions)
+            .bind(&names)
+            .bind(&numbers)
+            .bind(&ids)
+            .bind(&types)
+            .bind(&schemas)
+            .bind(&data)
+            .bind(&correlations)
+            .bind(&causations)
+            .bind(&times)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                match e.as_database_error().map(|d| d.is_unique_violation()) {
+                    Some(true) => StoreError::Backend(
+                        "an import repeats an event id the log already holds".into(),
+                    ),
+                    _ => sql(e),
+                }
+            })?;
+            sqlx::query("SELECT pg_notify($1, current_schema() || ':' || $2)")
+                .bind(CHANNEL)
+                .bind(last.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(sql)?;
+            tx.commit().await.map_err(sql)?;
+            advance(&head, last);
+            Ok(())
+        })
+        .await
     }
 
     async fn close(&self) -> Result<(), StoreError> {

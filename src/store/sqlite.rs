@@ -110,7 +110,7 @@ pub struct SqliteStore {
     /// Each append sends on a clone. `None` once closing: when the last clone is gone the
     /// channel closes, which is the writer's signal to finish the queue and stop. An append
     /// that took its clone before the close is still queued, committed and answered.
-    appends: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    appends: Mutex<Option<mpsc::Sender<Request>>>,
     /// Set by the writer thread once it has stopped and released the file.
     stopped: Arc<Stopped>,
     /// The file as `open` names it when it looks for this store closing (`CLOSING`).
@@ -142,6 +142,18 @@ struct WriterCounters {
 
 /// One caller's append on its way to the writer, already encoded so the writer thread spends
 /// its time in SQLite only.
+/// What the writer thread is asked to do.
+enum Request {
+    Append(AppendRequest),
+    Import(ImportRequest),
+}
+
+/// Events of another store, to be stored as they are (`EventStore::import`).
+struct ImportRequest {
+    events: Vec<RecordedEvent>,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
 struct AppendRequest {
     stream: String,
     expected: ExpectedVersion,
@@ -455,7 +467,7 @@ impl EventStore for SqliteStore {
             .clone()
             .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
         writer
-            .send(request)
+            .send(Request::Append(request))
             .await
             .map_err(|_| StoreError::Unavailable("the event store writer has stopped".into()))?;
         // Queued: the writer will answer it. Our clone must not keep the channel open.
@@ -545,6 +557,21 @@ impl EventStore for SqliteStore {
         )))
     }
 
+    async fn import(&self, events: Vec<RecordedEvent>) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let writer = lock(&self.appends)
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+        writer
+            .send(Request::Import(ImportRequest { events, reply }))
+            .await
+            .map_err(|_| StoreError::Unavailable("the event store writer has stopped".into()))?;
+        drop(writer);
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the event store writer stopped before answering".into())
+        })?
+    }
+
     async fn close(&self) -> Result<(), StoreError> {
         self.begin_close();
         self.stopped.stopped().await
@@ -566,21 +593,99 @@ struct Writer {
 type CommitHook = Arc<dyn Fn() + Send + Sync>;
 
 impl Writer {
-    fn run(&mut self, mut requests: mpsc::Receiver<AppendRequest>) {
+    fn run(&mut self, mut requests: mpsc::Receiver<Request>) {
         let mut group = Vec::with_capacity(MAX_GROUP);
         // `blocking_recv` keeps returning queued requests after the store drops its sender,
         // so everything accepted before close is still written.
         while let Some(first) = requests.blocking_recv() {
-            group.push(first);
-            while group.len() < MAX_GROUP {
+            let mut import = None;
+            match first {
+                Request::Append(a) => group.push(a),
+                Request::Import(i) => import = Some(i),
+            }
+            // Appends queued behind an import wait for it: the group ends where one is met.
+            while import.is_none() && group.len() < MAX_GROUP {
                 match requests.try_recv() {
-                    Ok(next) => group.push(next),
+                    Ok(Request::Append(a)) => group.push(a),
+                    Ok(Request::Import(i)) => import = Some(i),
                     Err(_) => break,
                 }
             }
-            self.commit_group(std::mem::take(&mut group));
+            if !group.is_empty() {
+                self.commit_group(std::mem::take(&mut group));
+            }
+            if let Some(ImportRequest { events, reply }) = import {
+                let _ = reply.send(self.import(&events));
+            }
         }
         tracing::debug!("event store writer stopped");
+    }
+
+    /// Stores another store's events as they were recorded, in one transaction.
+    fn import(&mut self, events: &[RecordedEvent]) -> Result<(), StoreError> {
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        let written = (|| -> Result<(), StoreError> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("starting an import"))?;
+            let (head, _) = last_event(&tx)?;
+            super::check_import(head, events)?;
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO events (position, stream, version, event_id, event_type, \
+                         schema_version, data, correlation_id, causation_id, recorded_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )
+                    .map_err(db("preparing the import"))?;
+                for e in events {
+                    let version =
+                        stream_version(&tx, &e.stream).map_err(db("reading a stream version"))?;
+                    if e.version != version + 1 {
+                        return Err(StoreError::Backend(format!(
+                            "an import must continue each stream: event at position {} is \
+                             version {} of `{}`, which is at version {version}",
+                            e.position, e.version, e.stream
+                        )));
+                    }
+                    let data = serde_json::to_string(&e.data).map_err(|err| {
+                        StoreError::Backend(format!("event {} data: {err}", e.event_id))
+                    })?;
+                    insert
+                        .execute(params![
+                            sql_int(e.position),
+                            e.stream,
+                            sql_int(e.version),
+                            uuid_text(e.event_id),
+                            e.event_type,
+                            e.schema_version,
+                            data,
+                            e.metadata.correlation_id.map(uuid_text),
+                            e.metadata.causation_id.map(uuid_text),
+                            format_recorded_at(e.recorded_at),
+                        ])
+                        .map_err(|err| {
+                            if is_duplicate_event_id(&err) {
+                                StoreError::DuplicateEventId(e.event_id)
+                            } else {
+                                db("importing an event")(err)
+                            }
+                        })?;
+                }
+            }
+            tx.commit().map_err(db("committing an import"))
+        })();
+        match written {
+            Ok(()) => {
+                self.last_recorded_at = self.last_recorded_at.max(last.recorded_at);
+                self.head.send_replace(last.position);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes a group in one transaction, then publishes the head, then answers each caller.

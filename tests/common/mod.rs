@@ -381,6 +381,9 @@ impl EventStore for Halting {
     fn read_models(&self) -> Result<Arc<dyn fragment_gateway::readmodel::ReadStore>, StoreError> {
         self.inner()?.read_models()
     }
+    async fn import(&self, events: Vec<RecordedEvent>) -> Result<(), StoreError> {
+        self.inner()?.import(events).await
+    }
     async fn close(&self) -> Result<(), StoreError> {
         // A killed process has nothing left to close.
         match self.inner() {
