@@ -1142,7 +1142,7 @@ pub async fn an_import_stores_events_as_recorded_and_refuses_gaps_whole(fixture:
         data: json!({"position": position, "text": "ü \" \\ \n", "big": u64::MAX}),
         metadata: EventMetadata {
             correlation_id: Some(Uuid::new_v4()),
-            causation_id: (position % 2 == 0).then(Uuid::new_v4),
+            causation_id: position.is_multiple_of(2).then(Uuid::new_v4),
         },
         recorded_at: at(secs),
     };

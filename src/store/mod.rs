@@ -364,6 +364,10 @@ mod tests {
                 "a test log without read models".into(),
             ))
         }
+
+        async fn import(&self, _: Vec<RecordedEvent>) -> Result<(), StoreError> {
+            unreachable!("the test only reads")
+        }
     }
 
     /// A worker's "process what is pending" must return even when writers never pause.
