@@ -1,14 +1,20 @@
-//! Embedded event store throughput: durable appends one at a time, appends from many tasks at
-//! once (where group commit shares one fsync among them), and reading the log in pages.
+//! Event store throughput on both backends: durable appends one at a time, appends from many
+//! tasks at once (where group commit shares one sync among them), and reading the log in
+//! pages. At the end it prints, per backend, the appends per second of each writer count and
+//! its ratio to the one-writer rate.
 //!
-//! Run: `cargo bench --bench store`. The files live in a temporary directory, so the figures
-//! are those of the disk under `$TMPDIR`.
+//! Run: `cargo bench --bench store`. The embedded store's files live in a temporary
+//! directory (the figures are those of the disk under `$TMPDIR`); PostgreSQL is the server
+//! at `FG_TEST_POSTGRES_URL` (default: the local `test` database), in a schema of its own that
+//! is dropped at the end. Without a reachable server, only the embedded store is measured.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use events::{EventMetadata, ExpectedVersion, NewEvent};
+use fragment_gateway::store::contract::TestSchema;
 use fragment_gateway::store::{EventStore, SqliteStore};
 use serde_json::json;
 use uuid::Uuid;
@@ -37,97 +43,127 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// Appends per second measured, by backend and number of writers.
+type Rates = Arc<Mutex<BTreeMap<(&'static str, u64), (u64, Duration)>>>;
+
+fn note(rates: &Rates, backend: &'static str, writers: u64, appends: u64, took: Duration) {
+    let mut r = rates.lock().unwrap();
+    let entry = r.entry((backend, writers)).or_default();
+    entry.0 += appends;
+    entry.1 += took;
+}
+
+/// A fresh store of each backend that can be had here.
+fn backends(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+) -> Vec<(&'static str, Arc<dyn EventStore>, Option<TestSchema>)> {
+    let mut out: Vec<(&'static str, Arc<dyn EventStore>, Option<TestSchema>)> = vec![(
+        "sqlite",
+        Arc::new(SqliteStore::open(dir.join("appends.sqlite3")).expect("open")),
+        None,
+    )];
+    let schema = TestSchema::new();
+    match rt.block_on(schema.open()) {
+        Ok(store) => out.push(("postgres", store, Some(schema))),
+        Err(e) => eprintln!("postgres: not measured ({e})"),
+    }
+    out
+}
+
 fn appends(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
+    let rates: Rates = Default::default();
     let mut g = c.benchmark_group("append");
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(8))
         .throughput(Throughput::Elements(1));
-
-    // One caller awaiting each append: every append pays a whole fsync.
-    let store = Arc::new(SqliteStore::open(dir.path().join("single.sqlite3")).expect("open"));
-    let mut version = 0;
-    g.bench_function("single_writer", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for n in 0..iters {
-                    version = store
-                        .append(
-                            "order-single",
-                            ExpectedVersion::Exact(version),
-                            vec![event(n)],
-                        )
-                        .await
-                        .expect("append")
-                        .version;
-                }
-                start.elapsed()
-            })
-        })
-    });
-    report_groups("single_writer", &store);
-
-    // Many callers, each appending to its own stream: the writer commits whatever is queued
-    // together, so appends per second grow with the number of callers.
-    for tasks in [16u64, 64] {
-        let store = Arc::new(
-            SqliteStore::open(dir.path().join(format!("tasks{tasks}.sqlite3"))).expect("open"),
-        );
-        let mut round = 0u64;
-        g.bench_with_input(
-            BenchmarkId::new("concurrent_tasks", tasks),
-            &tasks,
-            |b, &tasks| {
-                b.iter_custom(|iters| {
-                    round += 1;
-                    let per_task = iters.div_ceil(tasks);
-                    rt.block_on(async {
-                        let start = Instant::now();
-                        let handles: Vec<_> = (0..tasks)
-                            .map(|t| {
-                                let store = store.clone();
-                                let stream = format!("order-r{round}t{t}");
-                                tokio::spawn(async move {
-                                    for n in 0..per_task {
-                                        store
-                                            .append(
-                                                &stream,
-                                                ExpectedVersion::Exact(n),
-                                                vec![event(n)],
-                                            )
-                                            .await
-                                            .expect("append");
-                                    }
-                                })
-                            })
-                            .collect();
-                        for h in handles {
-                            h.await.expect("task");
-                        }
-                        // Scaled to the iterations asked for; rounding up adds < 1 append per task.
-                        start
-                            .elapsed()
-                            .mul_f64(iters as f64 / (per_task * tasks) as f64)
-                    })
+    let mut round = 0u64;
+    for (backend, store, schema) in backends(&rt, dir.path()) {
+        // One caller awaiting each append: every append pays a whole sync.
+        let mut version = 0;
+        g.bench_function(format!("{backend}/1_writer"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for n in 0..iters {
+                        version = store
+                            .append(
+                                "order-single",
+                                ExpectedVersion::Exact(version),
+                                vec![event(n)],
+                            )
+                            .await
+                            .expect("append")
+                            .version;
+                    }
+                    let took = start.elapsed();
+                    note(&rates, backend, 1, iters, took);
+                    took
                 })
-            },
-        );
-        report_groups(&format!("concurrent_tasks/{tasks}"), &store);
+            })
+        });
+        // Many callers, each appending to its own stream: the writer commits whatever is
+        // queued together, so appends per second grow with the number of callers.
+        for writers in [16u64, 64, 256] {
+            g.bench_with_input(
+                BenchmarkId::new(format!("{backend}/writers"), writers),
+                &writers,
+                |b, &writers| {
+                    b.iter_custom(|iters| {
+                        round += 1;
+                        let per_task = iters.div_ceil(writers);
+                        rt.block_on(async {
+                            let start = Instant::now();
+                            let handles: Vec<_> = (0..writers)
+                                .map(|t| {
+                                    let store = store.clone();
+                                    let stream = format!("order-r{round}t{t}");
+                                    tokio::spawn(async move {
+                                        for n in 0..per_task {
+                                            store
+                                                .append(
+                                                    &stream,
+                                                    ExpectedVersion::Exact(n),
+                                                    vec![event(n)],
+                                                )
+                                                .await
+                                                .expect("append");
+                                        }
+                                    })
+                                })
+                                .collect();
+                            for h in handles {
+                                h.await.expect("task");
+                            }
+                            let took = start.elapsed();
+                            note(&rates, backend, writers, per_task * writers, took);
+                            // Scaled to the iterations asked for; rounding up adds < 1 append
+                            // per task.
+                            took.mul_f64(iters as f64 / (per_task * writers) as f64)
+                        })
+                    })
+                },
+            );
+        }
+        rt.block_on(store.close()).expect("close");
+        if let Some(schema) = schema {
+            rt.block_on(schema.remove());
+        }
     }
     g.finish();
-}
-
-fn report_groups(name: &str, store: &SqliteStore) {
-    let stats = store.group_commit_stats();
-    if stats.commits > 0 {
+    let rates = rates.lock().unwrap();
+    for ((backend, writers), (appends, took)) in rates.iter() {
+        let rate = *appends as f64 / took.as_secs_f64();
+        let single = rates
+            .get(&(*backend, 1))
+            .map(|(a, t)| *a as f64 / t.as_secs_f64())
+            .unwrap_or(rate);
         eprintln!(
-            "{name}: {} appends in {} commits, {:.1} appends per fsync",
-            stats.appends,
-            stats.commits,
-            stats.appends as f64 / stats.commits as f64
+            "{backend}: {writers:>3} writers: {rate:>9.0} appends/s, {:>5.1}x one writer",
+            rate / single
         );
     }
 }

@@ -181,6 +181,7 @@ async fn start(
         wallet_network,
         started: Instant::now(),
         rates_updated_at: chrono::Utc::now(),
+        store_health: Default::default(),
     };
     let http = HttpSettings {
         body_limit_bytes: settings.server.body_limit_bytes,

@@ -155,16 +155,28 @@ impl Serialize for Nanoton {
 impl<'de> Deserialize<'de> for Nanoton {
     /// Accepts a JSON integer (stored events) or the decimal string form (toncenter).
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Wire {
-            Str(String),
-            Int(u64),
+        // A visitor, not an untagged enum: an untagged enum buffers the value and builds an
+        // error for every shape it tries first, which made amounts the costliest part of
+        // reading an event.
+        struct Amount;
+        impl serde::de::Visitor<'_> for Amount {
+            type Value = Nanoton;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an amount in nanoton (integer) or TON (decimal string)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Nanoton, E> {
+                Ok(Nanoton(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Nanoton, E> {
+                u64::try_from(n)
+                    .map(Nanoton)
+                    .map_err(|_| E::custom("an amount cannot be negative"))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Nanoton, E> {
+                s.parse().map_err(E::custom)
+            }
         }
-        match Wire::deserialize(deserializer)? {
-            Wire::Str(s) => s.parse().map_err(serde::de::Error::custom),
-            Wire::Int(n) => Ok(Nanoton(n)),
-        }
+        deserializer.deserialize_any(Amount)
     }
 }
 

@@ -82,6 +82,16 @@ macro_rules! event_set {
                     other => Err(DecodeError::UnknownType(other.to_string())),
                 }
             }
+
+            /// `decode_current` from a borrowed value: no copy of the tree.
+            fn decode_current_ref(event_type: &str, data: &Value) -> Result<Event, DecodeError> {
+                use serde::Deserialize;
+                let shape = |source| DecodeError::Shape { event_type: event_type.to_string(), source };
+                match event_type {
+                    $(stringify!($name) => $name::deserialize(data).map(Event::$name).map_err(shape),)+
+                    other => Err(DecodeError::UnknownType(other.to_string())),
+                }
+            }
         }
 
         $(impl From<$name> for Event {
@@ -173,6 +183,11 @@ impl Event {
     }
 
     pub fn from_recorded(recorded: &RecordedEvent) -> Result<Event, DecodeError> {
+        // The current shape (nearly every stored event) is read in place; only an old shape
+        // is copied, to be upcast.
+        if Event::current_version(&recorded.event_type) == Some(recorded.schema_version) {
+            return Event::decode_current_ref(&recorded.event_type, &recorded.data);
+        }
         Event::decode(
             &recorded.event_type,
             recorded.schema_version,

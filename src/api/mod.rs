@@ -47,6 +47,44 @@ pub struct AppState {
     pub started: Instant,
     /// When the commission rates were configured (this start).
     pub rates_updated_at: DateTime<Utc>,
+    /// What `/health` says of the store.
+    pub store_health: StoreHealth,
+}
+
+/// The store's health as `/health` reports it: asked at most once per `StoreHealth::FRESH`,
+/// so that load balancers and monitors polling `/health` cost the store one query a second,
+/// not one per poll. One caller asks while the others answer with the last word.
+#[derive(Default)]
+pub struct StoreHealth {
+    last: std::sync::Mutex<Option<(Instant, bool)>>,
+    asking: std::sync::atomic::AtomicBool,
+}
+
+impl StoreHealth {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub async fn ok(&self, store: &dyn crate::store::EventStore) -> bool {
+        use std::sync::atomic::Ordering;
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, ok)) = last {
+            if at.elapsed() < Self::FRESH || self.asking.swap(true, Ordering::AcqRel) {
+                return ok;
+            }
+        } else {
+            self.asking.store(true, Ordering::Release);
+        }
+        /// Lets the next caller ask, however this one ends (answered, or dropped mid-way).
+        struct Asked<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Asked<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+        let _asked = Asked(&self.asking);
+        let ok = store.head().await.is_ok();
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), ok));
+        ok
+    }
 }
 
 /// How the HTTP layer behaves.
@@ -158,4 +196,30 @@ async fn refuse_seed_in_url(
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EventStore, SqliteStore};
+
+    /// `/health` asks the store once per second at most, and sees it go down at the next ask.
+    #[tokio::test]
+    async fn store_health_is_asked_at_most_once_a_second_and_follows_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("events.sqlite3")).unwrap();
+        let health = StoreHealth::default();
+        assert!(health.ok(&store).await);
+        EventStore::close(&store).await.unwrap();
+        assert!(
+            store.head().await.is_err(),
+            "a closed store no longer answers"
+        );
+        assert!(
+            health.ok(&store).await,
+            "the answer of a moment ago is reused"
+        );
+        tokio::time::sleep(StoreHealth::FRESH + std::time::Duration::from_millis(100)).await;
+        assert!(!health.ok(&store).await, "the store went down");
+    }
 }

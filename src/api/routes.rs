@@ -108,7 +108,7 @@ route_table! {
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, description = "The service's status", body = doc::Envelope<doc::Health>), errors::Health))]
 async fn health(state: web::Data<AppState>) -> Reply {
-    let store_ok = state.core.store().head().await.is_ok();
+    let store_ok = state.store_health.ok(state.core.store().as_ref()).await;
     let queue_length = state.core.projections().live().queue.len();
     ok(json!({
         "status": if store_ok { "ok" } else { "degraded" },

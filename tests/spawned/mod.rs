@@ -23,6 +23,11 @@ pub struct Sandbox {
 impl Sandbox {
     /// Blocking: waits (30 s at most) for the banner with the URL and the demo wallet.
     pub fn start() -> Sandbox {
+        Sandbox::start_with(&[])
+    }
+
+    /// `start`, with more `FG_*` settings in its environment.
+    pub fn start_with(env: &[(&str, &str)]) -> Sandbox {
         use std::io::BufRead;
 
         let dir = tempfile::tempdir().expect("tempdir");
@@ -34,6 +39,7 @@ impl Sandbox {
             .env("FG_SANDBOX__TON_LISTEN", "127.0.0.1:0")
             .env("FG_SANDBOX__FRAGMENT_LISTEN", "127.0.0.1:0")
             .env("FG_SANDBOX__BLOCK_TIME_MS", "100")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).expect("stderr log"))
