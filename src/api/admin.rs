@@ -385,7 +385,7 @@ async fn orders(state: web::Data<AppState>, req: HttpRequest) -> Reply {
         .orders(filter, page.offset(), page.limit())
         .await
         .map_err(store_error)?;
-    ok(page.answer(orders, views::order))
+    ok(page.answer(orders, |o| views::value(views::order(o))))
 }
 
 /// Unconfirmed deliveries
@@ -414,7 +414,7 @@ async fn unconfirmed(state: web::Data<AppState>, req: HttpRequest) -> Reply {
         .orders(filter, page.offset(), page.limit())
         .await
         .map_err(store_error)?;
-    ok(page.answer(orders, views::order))
+    ok(page.answer(orders, |o| views::value(views::order(o))))
 }
 
 /// Payment requests
@@ -451,7 +451,7 @@ async fn requests(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     ok(page.answer(requests, |r: &RequestView| {
         let position = live.queue.position(&r.request_id);
         let wait = position.map_or(0, |p| live.queue.estimated_wait_seconds(p));
-        views::request(r, position, wait)
+        views::value(views::request(r, position, wait))
     }))
 }
 

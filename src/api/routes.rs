@@ -21,8 +21,17 @@ use crate::ton::{Nanoton, ParsedAddress, TonAddress};
 
 pub type Reply = Result<HttpResponse, ApiError>;
 
-pub fn ok(data: Value) -> Reply {
-    Ok(HttpResponse::Ok().json(json!({"success": true, "data": data})))
+pub fn ok<T: serde::Serialize>(data: T) -> Reply {
+    /// The envelope of a success, its keys in the order a `Value` map writes them.
+    #[derive(serde::Serialize)]
+    struct Success<T> {
+        data: T,
+        success: bool,
+    }
+    Ok(HttpResponse::Ok().json(Success {
+        data,
+        success: true,
+    }))
 }
 
 /// One route of the server: its method (lowercase, as OpenAPI writes it), its path (actix and
@@ -108,17 +117,28 @@ route_table! {
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, description = "The service's status", body = doc::Envelope<doc::Health>), errors::Health))]
 async fn health(state: web::Data<AppState>) -> Reply {
+    /// Polled by load balancers and monitors: written without a `Value` tree, its keys in
+    /// the order a `Value` map writes them.
+    #[derive(serde::Serialize)]
+    struct Health<'a> {
+        network: &'a str,
+        no_kyc_available: bool,
+        queue_length: usize,
+        status: &'static str,
+        store: &'static str,
+        uptime_seconds: u64,
+        version: &'static str,
+    }
     let store_ok = state.store_health.ok(state.core.store().as_ref()).await;
-    let queue_length = state.core.projections().live().queue.len();
-    ok(json!({
-        "status": if store_ok { "ok" } else { "degraded" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "store": state.core.store().backend(),
-        "network": state.network_name,
-        "queue_length": queue_length,
-        "uptime_seconds": state.started.elapsed().as_secs(),
-        "no_kyc_available": state.core.has_owner_sessions(),
-    }))
+    ok(Health {
+        network: &state.network_name,
+        no_kyc_available: state.core.has_owner_sessions(),
+        queue_length: state.core.projections().live().queue.len(),
+        status: if store_ok { "ok" } else { "degraded" },
+        store: state.core.store().backend(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 fn parse_uuid(
@@ -424,11 +444,7 @@ async fn get_request(state: web::Data<AppState>, path: web::Path<String>) -> Rep
     responses((status = 200, description = "Queue statistics", body = doc::Envelope<doc::QueueStatus>), errors::Queue))]
 async fn queue_status(state: web::Data<AppState>) -> Reply {
     let stats = state.core.projections().live().queue.stats();
-    let mut data = views::queue_status(&stats);
-    // The queue never pauses; version 2.0.0 of the original service's SDK requires the field.
-    data["is_paused"] = json!(false);
-    data["pause_reason"] = Value::Null;
-    ok(data)
+    ok(views::queue_status(&stats))
 }
 
 /// Queue length

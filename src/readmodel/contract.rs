@@ -912,25 +912,61 @@ enum Fate {
 /// the steps of up to eight orders interleaved. Each entry is one append: a stream and its
 /// events.
 pub fn synthetic_log(seed: u64, orders: u64, wallets: u64) -> Vec<(String, Vec<Event>)> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut out = vec![];
-    let mut scripts: Vec<std::collections::VecDeque<(String, Vec<Event>)>> = vec![];
-    let mut debts: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
-    let mut next = 0u64;
-    while next < orders || !scripts.is_empty() {
-        if next < orders && (scripts.len() < 8 || rng.gen_bool(0.1)) {
-            scripts.push(order_script(&mut rng, next, wallets, &mut debts).into());
-            next += 1;
-        }
-        let i = rng.gen_range(0..scripts.len());
-        if let Some(step) = scripts[i].pop_front() {
-            out.push(step);
-        }
-        if scripts[i].is_empty() {
-            scripts.swap_remove(i);
+    LogGenerator::new(seed, wallets, false).chunk(orders)
+}
+
+/// Makes synthetic logs a chunk of orders at a time, so that a log of millions of orders
+/// never has to be held whole (the benchmarks'). The wallets' debts carry over from chunk to
+/// chunk; every order of a chunk ends within it.
+pub struct LogGenerator {
+    rng: StdRng,
+    wallets: u64,
+    next: u64,
+    debts: BTreeMap<String, (u64, u64, u64)>,
+    /// Only what a service that ran a long time leaves behind: unpaid orders expired, no
+    /// request waiting or running, every delivery with Fragment's word on it.
+    settled: bool,
+}
+
+impl LogGenerator {
+    pub fn new(seed: u64, wallets: u64, settled: bool) -> LogGenerator {
+        LogGenerator {
+            rng: StdRng::seed_from_u64(seed),
+            wallets,
+            next: 0,
+            debts: BTreeMap::new(),
+            settled,
         }
     }
-    out
+
+    /// The appends of the next `orders` orders.
+    pub fn chunk(&mut self, orders: u64) -> Vec<(String, Vec<Event>)> {
+        let mut out = vec![];
+        let mut scripts: Vec<std::collections::VecDeque<(String, Vec<Event>)>> = vec![];
+        let end = self.next + orders;
+        while self.next < end || !scripts.is_empty() {
+            if self.next < end && (scripts.len() < 8 || self.rng.gen_bool(0.1)) {
+                let n = self.next;
+                let script = order_script(
+                    &mut self.rng,
+                    n,
+                    self.wallets,
+                    &mut self.debts,
+                    self.settled,
+                );
+                scripts.push(script.into());
+                self.next += 1;
+            }
+            let i = self.rng.gen_range(0..scripts.len());
+            if let Some(step) = scripts[i].pop_front() {
+                out.push(step);
+            }
+            if scripts[i].is_empty() {
+                scripts.swap_remove(i);
+            }
+        }
+        out
+    }
 }
 
 fn order_script(
@@ -938,6 +974,7 @@ fn order_script(
     n: u64,
     wallets: u64,
     debts: &mut BTreeMap<String, (u64, u64, u64)>,
+    settled: bool,
 ) -> Vec<(String, Vec<Event>)> {
     let t = t0() + Duration::seconds(n as i64 * 7);
     let order_id = Uuid::from_u128((1u128 << 100) + n as u128);
@@ -957,15 +994,19 @@ fn order_script(
     let price = Nanoton::new(rng.gen_range(100_000_000..20_000_000_000));
     let commission = Nanoton::new(if kyc { 0 } else { price.as_u64() / 100 });
     let fate = match rng.gen_range(0..20) {
-        0 => Fate::Unpaid,
-        1 => Fate::Expired,
+        0 if !settled => Fate::Unpaid,
+        0 | 1 => Fate::Expired,
         2 => Fate::TimedOutThenFulfilled,
         3 => Fate::Failed,
         4 => Fate::Abandoned,
-        5 => Fate::Waiting,
-        6 => Fate::Running,
+        5 if !settled => Fate::Waiting,
+        6 if !settled => Fate::Running,
         _ => Fate::Fulfilled {
-            confirmed: [None, Some(true), Some(true), Some(false)][rng.gen_range(0..4)],
+            confirmed: if settled {
+                [Some(true), Some(true), Some(true), Some(false)][rng.gen_range(0..4)]
+            } else {
+                [None, Some(true), Some(true), Some(false)][rng.gen_range(0..4)]
+            },
             collected: rng.gen_bool(0.2),
         },
     };

@@ -28,14 +28,25 @@ impl Sandbox {
 
     /// `start`, with more `FG_*` settings in its environment.
     pub fn start_with(env: &[(&str, &str)]) -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        Sandbox::start_in(dir, &data, env)
+    }
+
+    /// `start_with`, on the data directory `data` (which may hold a store already); `dir`
+    /// holds the process's log and lives as long as the sandbox.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        data: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Sandbox {
         use std::io::BufRead;
 
-        let dir = tempfile::tempdir().expect("tempdir");
         let stderr_log = dir.path().join("stderr.log");
         let mut process = Command::new(env!("CARGO_BIN_EXE_fragment-gateway"))
             .arg("sandbox")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
+            .arg(data)
             .env("FG_SANDBOX__TON_LISTEN", "127.0.0.1:0")
             .env("FG_SANDBOX__FRAGMENT_LISTEN", "127.0.0.1:0")
             .env("FG_SANDBOX__BLOCK_TIME_MS", "100")
@@ -92,6 +103,11 @@ impl Sandbox {
             "the sandbox's banner lacks its URL, demo wallet or faucet"
         );
         sandbox
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
     }
 
     /// What the process wrote to stderr (its log).
