@@ -106,6 +106,7 @@ impl Sandbox {
     }
 
     /// The process id.
+    #[allow(dead_code)] // the benchmarks read its memory
     pub fn pid(&self) -> u32 {
         self.process.id()
     }
