@@ -182,6 +182,12 @@ async fn start(
         started: Instant::now(),
         rates_updated_at: chrono::Utc::now(),
         store_health: Default::default(),
+        bodies: api::bodies::Bodies::new(
+            settings
+                .store
+                .cache_rows()
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        ),
     };
     let http = HttpSettings {
         body_limit_bytes: settings.server.body_limit_bytes,

@@ -569,15 +569,67 @@ async fn wallet_account(
 /// Folds the whole log into read models in memory (for tools, on logs their memory holds).
 pub async fn rebuild_in_memory(store: &Arc<dyn EventStore>) -> Result<ReadModels, StoreError> {
     let mut models = ReadModels::new();
-    crate::store::Subscription::new(Arc::clone(store), 0)
-        .drain_now_with(|event| {
-            if let Err(e) = models.apply_recorded(&event) {
-                tracing::error!(position = event.position, event_type = %event.event_type, error = %e, "cannot fold event");
-                models.position = event.position;
+    read_ahead(store, |page| {
+        for e in page {
+            let ctx = projections::EventContext {
+                position: e.position,
+                recorded_at: e.recorded_at,
+            };
+            match &e.event {
+                Ok(event) => models.apply_at(ctx, event),
+                Err(error) => {
+                    tracing::error!(position = e.position, event_type = %e.event_type, %error, "cannot fold event");
+                    models.position = e.position;
+                }
+            }
+        }
+    })
+    .await?;
+    Ok(models)
+}
+
+/// Hands the whole log, as of the head when it starts, to `fold` a decoded page at a time,
+/// reading the next pages while `fold` works on this one: the reading and decoding run on
+/// the store's threads, the fold on this one, so a replay keeps two cores busy.
+pub async fn read_ahead(
+    store: &Arc<dyn EventStore>,
+    mut fold: impl FnMut(Vec<events::DecodedEvent>),
+) -> Result<u64, StoreError> {
+    const PAGE: usize = 2048;
+    let head = store.head().await?;
+    let (pages, mut next) = tokio::sync::mpsc::channel(2);
+    let reader = {
+        let store = Arc::clone(store);
+        tokio::spawn(async move {
+            let mut after = 0;
+            while after < head {
+                let page = match store.read_all_decoded(after, PAGE).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = pages.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let Some(last) = page.last().map(|e| e.position) else {
+                    return;
+                };
+                after = last;
+                if pages.send(Ok(page)).await.is_err() {
+                    return;
+                }
             }
         })
-        .await?;
-    Ok(models)
+    };
+    let mut reached = 0;
+    while let Some(page) = next.recv().await {
+        let page = page?;
+        reached = page.last().map_or(reached, |e| e.position);
+        fold(page);
+    }
+    reader
+        .await
+        .map_err(|e| StoreError::Backend(format!("the log reader stopped: {e}")))?;
+    Ok(reached)
 }
 
 /// One stored event as `audit` shows it.
@@ -938,7 +990,6 @@ struct Ledger {
 
 /// Folds the whole log into the read models, counting and cross-checking as it goes.
 pub async fn replay(store: &Arc<dyn EventStore>) -> Result<ReplayReport, OpsError> {
-    const PAGE: usize = 4096;
     const MAX_LISTED: usize = 20;
     let started = Instant::now();
     let head = store.head().await?;
@@ -949,26 +1000,30 @@ pub async fn replay(store: &Arc<dyn EventStore>) -> Result<ReplayReport, OpsErro
     let mut totals = ReplayTotals::default();
     let mut ledger = Ledger::default();
     let (mut count, mut first, mut last) = (0u64, None, None);
-    let mut after = 0;
-    while after < head {
-        let page = store.read_all(after, PAGE).await?;
-        let Some(tail) = page.last() else { break };
-        after = tail.position;
+    read_ahead(store, |page| {
         for r in page {
+            if r.position > head {
+                break;
+            }
             count += 1;
             first.get_or_insert(r.recorded_at);
             last = Some(r.recorded_at);
-            *by_type.entry(r.event_type.clone()).or_insert(0) += 1;
+            match by_type.get_mut(r.event_type.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    by_type.insert(r.event_type.clone(), 1);
+                }
+            }
             if !streams.contains(&r.stream) {
                 streams.insert(r.stream.clone());
             }
-            let event = match Event::from_recorded(&r) {
+            let event = match r.event {
                 Ok(e) => e,
                 Err(e) => {
                     if undecodable.len() < MAX_LISTED {
                         undecodable.push(UndecodableEvent {
                             position: r.position,
-                            stream: r.stream.clone(),
+                            stream: r.stream,
                             event_type: r.event_type.clone(),
                             error: e.to_string(),
                         });
@@ -978,9 +1033,14 @@ pub async fn replay(store: &Arc<dyn EventStore>) -> Result<ReplayReport, OpsErro
                 }
             };
             tally(&event, &mut totals, &mut ledger);
-            models.apply(&r, &event);
+            let ctx = projections::EventContext {
+                position: r.position,
+                recorded_at: r.recorded_at,
+            };
+            models.apply_at(ctx, &event);
         }
-    }
+    })
+    .await?;
     let c = &models.commission.totals;
     totals.commission_accrued_nanoton = c.accrued_nanoton;
     totals.commission_collected_nanoton = c.collected_nanoton;

@@ -79,3 +79,15 @@ pub struct RecordedEvent {
     pub metadata: EventMetadata,
     pub recorded_at: DateTime<Utc>,
 }
+
+/// An event read for a fold over the log: where it is and what it says, decoded straight
+/// from the stored text (`EventStore::read_all_decoded`).
+#[derive(Debug)]
+pub struct DecodedEvent {
+    pub position: u64,
+    pub stream: String,
+    pub event_type: String,
+    pub recorded_at: DateTime<Utc>,
+    /// The event, or why this build cannot read it.
+    pub event: Result<crate::Event, crate::DecodeError>,
+}

@@ -13,7 +13,7 @@ pub mod schema;
 pub mod stream;
 pub mod wallet;
 
-pub use envelope::{EventMetadata, ExpectedVersion, NewEvent, RecordedEvent};
+pub use envelope::{DecodedEvent, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent};
 pub use money::Nanoton;
 pub use order::*;
 pub use schema::{DecodeError, Event};

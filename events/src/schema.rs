@@ -83,6 +83,15 @@ macro_rules! event_set {
                 }
             }
 
+            /// `decode_current` from the stored text: no `Value` tree at all.
+            fn decode_current_str(event_type: &str, text: &str) -> Result<Event, DecodeError> {
+                let shape = |source| DecodeError::Shape { event_type: event_type.to_string(), source };
+                match event_type {
+                    $(stringify!($name) => serde_json::from_str::<$name>(text).map(Event::$name).map_err(shape),)+
+                    other => Err(DecodeError::UnknownType(other.to_string())),
+                }
+            }
+
             /// `decode_current` from a borrowed value: no copy of the tree.
             fn decode_current_ref(event_type: &str, data: &Value) -> Result<Event, DecodeError> {
                 use serde::Deserialize;
@@ -180,6 +189,23 @@ impl Event {
             version += 1;
         }
         Event::decode_current(event_type, data)
+    }
+
+    /// `decode`, from the stored JSON text: an event of the current shape is read straight
+    /// into its type; an old one goes through `decode` and its upcasters.
+    pub fn decode_str(
+        event_type: &str,
+        schema_version: u16,
+        text: &str,
+    ) -> Result<Event, DecodeError> {
+        if Event::current_version(event_type) == Some(schema_version) {
+            return Event::decode_current_str(event_type, text);
+        }
+        let data: Value = serde_json::from_str(text).map_err(|source| DecodeError::Shape {
+            event_type: event_type.to_string(),
+            source,
+        })?;
+        Event::decode(event_type, schema_version, data)
     }
 
     pub fn from_recorded(recorded: &RecordedEvent) -> Result<Event, DecodeError> {

@@ -170,13 +170,20 @@ impl ReadModels {
     /// Folds one decoded event. Events at or before `position` are ignored, so replaying
     /// an overlap cannot count anything twice.
     pub fn apply(&mut self, recorded: &RecordedEvent, event: &Event) {
-        if recorded.position <= self.position {
+        self.apply_at(
+            EventContext {
+                position: recorded.position,
+                recorded_at: recorded.recorded_at,
+            },
+            event,
+        );
+    }
+
+    /// `apply`, given where the event is.
+    pub fn apply_at(&mut self, ctx: EventContext, event: &Event) {
+        if ctx.position <= self.position {
             return;
         }
-        let ctx = EventContext {
-            position: recorded.position,
-            recorded_at: recorded.recorded_at,
-        };
         let mut rows = MemoryRows {
             book: &mut self.orders,
             wallets: &mut self.commission.wallets,
@@ -189,7 +196,7 @@ impl ReadModels {
             ctx,
             event,
         );
-        self.position = recorded.position;
+        self.position = ctx.position;
     }
 
     /// Folds a stored event, decoding (and upcasting) it first.

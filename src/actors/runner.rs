@@ -347,12 +347,14 @@ pub async fn fold_until(
     strict: bool,
 ) -> Result<(), StoreError> {
     while projector.position < up_to {
-        let mut page = store.read_all(projector.position, BATCH).await?;
+        let mut page = store.read_all_decoded(projector.position, BATCH).await?;
         page.retain(|e| e.position <= up_to);
         if page.is_empty() {
             break;
         }
-        projector.fold(tables, &NoCache, &page, strict).await?;
+        projector
+            .fold_decoded(tables, &NoCache, page, strict)
+            .await?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! - `admin`: the operator's API (`/admin/*`) and its key check.
 
 pub mod admin;
+pub mod bodies;
 pub mod error;
 pub mod input;
 pub mod limit;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub rates_updated_at: DateTime<Utc>,
     /// What `/health` says of the store.
     pub store_health: StoreHealth,
+    /// The polled answers, serialized.
+    pub bodies: bodies::Bodies,
 }
 
 /// The store's health as `/health` reports it: asked at most once per `StoreHealth::FRESH`,

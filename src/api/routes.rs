@@ -21,17 +21,36 @@ use crate::ton::{Nanoton, ParsedAddress, TonAddress};
 
 pub type Reply = Result<HttpResponse, ApiError>;
 
+/// The envelope of a success, its keys in the order a `Value` map writes them.
+#[derive(serde::Serialize)]
+struct Success<T> {
+    data: T,
+    success: bool,
+}
+
 pub fn ok<T: serde::Serialize>(data: T) -> Reply {
-    /// The envelope of a success, its keys in the order a `Value` map writes them.
-    #[derive(serde::Serialize)]
-    struct Success<T> {
-        data: T,
-        success: bool,
-    }
     Ok(HttpResponse::Ok().json(Success {
         data,
         success: true,
     }))
+}
+
+/// A success's body, serialized.
+fn success_bytes<T: serde::Serialize>(data: T) -> actix_web::web::Bytes {
+    // Plain structs of strings and numbers: serializing cannot fail.
+    serde_json::to_vec(&Success {
+        data,
+        success: true,
+    })
+    .unwrap_or_default()
+    .into()
+}
+
+/// A success whose body is serialized already, as `HttpResponse::json` would send it.
+fn json_body(body: actix_web::web::Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body)
 }
 
 /// One route of the server: its method (lowercase, as OpenAPI writes it), its path (actix and
@@ -415,7 +434,12 @@ async fn premium_buy(state: web::Data<AppState>, body: SecretJson) -> Reply {
 async fn get_order(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let id = parse_uuid("order_id", &path, ("ORDER_NOT_FOUND", "Order not found"))?;
     let order = state.core.order(id).await?;
-    ok(views::order(&order))
+    let body = state
+        .bodies
+        .get_or_make(id, (order.updated_at_position, None, 0), || {
+            success_bytes(views::order(&order))
+        });
+    Ok(json_body(body))
 }
 
 /// Read a payment request
@@ -436,7 +460,12 @@ async fn get_request(state: web::Data<AppState>, path: web::Path<String>) -> Rep
         let p = live.queue.position(&id);
         (p, p.map_or(0, |p| live.queue.estimated_wait_seconds(p)))
     };
-    ok(views::request(&request, position, wait))
+    let body = state
+        .bodies
+        .get_or_make(id, (request.updated_at_position, position, wait), || {
+            success_bytes(views::request(&request, position, wait))
+        });
+    Ok(json_body(body))
 }
 
 /// Queue statistics

@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use events::{Event, OrderMode, RecordedEvent};
+use events::{DecodedEvent, Event, OrderMode, RecordedEvent};
 use projections::{
     EventContext, HistoryItem, Keys, OperatorTotals, OrderView, QueueView, RequestStatus,
     RequestView, Rows, Summary, WalletCommission, PROJECTIONS_VERSION,
@@ -393,20 +393,54 @@ impl Projector {
         events: &[RecordedEvent],
         strict: bool,
     ) -> Result<Folded, StoreError> {
+        let decoded = events
+            .iter()
+            .filter(|e| e.position > self.position)
+            .map(|r| DecodedEvent {
+                position: r.position,
+                stream: r.stream.clone(),
+                event_type: r.event_type.clone(),
+                recorded_at: r.recorded_at,
+                event: Event::from_recorded(r),
+            })
+            .collect();
+        self.fold_decoded(store, known, decoded, strict).await
+    }
+
+    /// `fold`, of events the store decoded (`EventStore::read_all_decoded`).
+    pub async fn fold_decoded(
+        &mut self,
+        store: &dyn ReadStore,
+        known: &dyn RowSource,
+        events: Vec<DecodedEvent>,
+        strict: bool,
+    ) -> Result<Folded, StoreError> {
         let mut decoded = Vec::with_capacity(events.len());
         let mut skipped = vec![];
-        for recorded in events.iter().filter(|e| e.position > self.position) {
-            match Event::from_recorded(recorded) {
-                Ok(event) => decoded.push((recorded, Some(event))),
-                Err(e) if strict => return Err(StoreError::undecodable(recorded, e)),
-                Err(e) => {
-                    tracing::error!(position = recorded.position, event_type = %recorded.event_type, error = %e, "cannot fold event");
-                    skipped.push(StoreError::undecodable(recorded, e));
-                    decoded.push((recorded, None));
+        for e in events.into_iter().filter(|e| e.position > self.position) {
+            let ctx = EventContext {
+                position: e.position,
+                recorded_at: e.recorded_at,
+            };
+            match e.event {
+                Ok(event) => decoded.push((ctx, Some(event))),
+                Err(error) => {
+                    let refused = StoreError::Undecodable {
+                        stream: e.stream,
+                        position: e.position,
+                        event_type: e.event_type,
+                        error: error.to_string(),
+                    };
+                    if strict {
+                        return Err(refused);
+                    }
+                    tracing::error!(error = %refused, "cannot fold event");
+                    skipped.push(refused);
+                    decoded.push((ctx, None));
                 }
             }
         }
-        let Some(last) = decoded.last().map(|(r, _)| r.position) else {
+        let Some(last) = decoded.last().map(|(ctx, _)| ctx.position) else {
             return Ok(Folded {
                 position: self.position,
                 ..Folded::default()
@@ -426,13 +460,9 @@ impl Projector {
         }
         let mut queue = self.queue.clone();
         let mut totals = self.totals.clone();
-        for (recorded, event) in &decoded {
+        for (ctx, event) in &decoded {
             let Some(event) = event else { continue };
-            let ctx = EventContext {
-                position: recorded.position,
-                recorded_at: recorded.recorded_at,
-            };
-            projections::fold(&mut overlay, &mut queue, &mut totals, ctx, event);
+            projections::fold(&mut overlay, &mut queue, &mut totals, *ctx, event);
         }
         let rows = overlay.changed();
         let summary = Summary {

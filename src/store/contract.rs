@@ -65,6 +65,7 @@ macro_rules! event_store_contract {
             two_processes_appending_to_one_stream_lose_nothing,
             category_reads_return_one_kind_in_position_order,
             an_import_stores_events_as_recorded_and_refuses_gaps_whole,
+            decoded_reads_say_what_read_all_and_decoding_say,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -1210,6 +1211,89 @@ pub async fn an_import_stores_events_as_recorded_and_refuses_gaps_whole(fixture:
         .import(vec![])
         .await
         .expect("an empty import is nothing");
+}
+
+/// `read_all_decoded` reads each event as `read_all` and `Event::from_recorded` would: the
+/// current shapes, an old shape upcast, and the refusals of events this build cannot read.
+pub async fn decoded_reads_say_what_read_all_and_decoding_say(fixture: Fixture) {
+    let store = fixture.store;
+    let order_id = Uuid::new_v4();
+    let created = events::Event::from(events::OrderCreated {
+        order_id,
+        product: events::Product::Stars { amount: 50 },
+        username: "alice".into(),
+        mode: events::OrderMode::NoKyc,
+        cookie_fingerprint: None,
+        price_nanoton: events::Nanoton::new(u64::MAX),
+        commission_rate: "0.01".parse().unwrap(),
+        commission_nanoton: events::Nanoton::new(1),
+        total_nanoton: events::Nanoton::new(u64::MAX),
+        created_at: Utc::now(),
+        expires_at: Utc::now(),
+    });
+    let mut old = events::Event::from(events::OrderFailed {
+        order_id,
+        request_id: Uuid::new_v4(),
+        error_code: "X".into(),
+        error: "é \"quoted\"".into(),
+        funds_moved: false,
+        network_fee_nanoton: events::Nanoton::ZERO,
+        failed_at: Utc::now(),
+    })
+    .to_new_event(EventMetadata::default());
+    // Schema 1 of OrderFailed had no network fee: it is upcast.
+    old.schema_version = 1;
+    old.data
+        .as_object_mut()
+        .unwrap()
+        .remove("network_fee_nanoton");
+    let mut newer = created.to_new_event(EventMetadata::default());
+    newer.schema_version = 999;
+    let mut unknown = event("NoSuchEvent", json!({"a": 1}));
+    unknown.schema_version = 1;
+    let mut misshapen = created.to_new_event(EventMetadata::default());
+    misshapen.data = json!({"order_id": "not a uuid"});
+    store
+        .append(
+            &format!("order-{order_id}"),
+            ExpectedVersion::Any,
+            vec![
+                created.to_new_event(EventMetadata::default()),
+                old,
+                newer,
+                unknown,
+                misshapen,
+            ],
+        )
+        .await
+        .expect("append");
+    let recorded = store.read_all(0, 100).await.expect("read_all");
+    let decoded = store
+        .read_all_decoded(0, 100)
+        .await
+        .expect("read_all_decoded");
+    assert_eq!(decoded.len(), recorded.len());
+    for (d, r) in decoded.iter().zip(&recorded) {
+        assert_eq!(
+            (d.position, &d.stream, &d.event_type, d.recorded_at),
+            (r.position, &r.stream, &r.event_type, r.recorded_at)
+        );
+        let want = events::Event::from_recorded(r);
+        match (&d.event, &want) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "position {}", r.position),
+            (Err(a), Err(b)) => assert_eq!(
+                std::mem::discriminant(a),
+                std::mem::discriminant(b),
+                "position {}: {a} / {b}",
+                r.position
+            ),
+            other => panic!("position {}: {other:?}", r.position),
+        }
+    }
+    assert!(decoded[0].event.is_ok() && decoded[1].event.is_ok());
+    assert!(decoded[2..].iter().all(|d| d.event.is_err()));
+    let page = store.read_all_decoded(2, 2).await.expect("a page");
+    assert_eq!(page.iter().map(|d| d.position).collect::<Vec<_>>(), [3, 4]);
 }
 
 /// The backend the service-level test suites (HTTP, core flows, the fault harness) run on:

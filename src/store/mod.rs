@@ -13,7 +13,7 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use events::{ExpectedVersion, NewEvent, RecordedEvent};
+use events::{DecodedEvent, ExpectedVersion, NewEvent, RecordedEvent};
 use tokio::sync::watch;
 
 pub use postgres::{PostgresConfig, PostgresStore};
@@ -104,6 +104,28 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Events with global position > `after`, in position order, at most `limit`.
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// `read_all`, decoded for a fold over the log: what folds need of each event (position,
+    /// stream, type, time and the event), read straight from the stored text by backends
+    /// that can, on the store's own threads, so the caller's thread only folds.
+    async fn read_all_decoded(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DecodedEvent>, StoreError> {
+        Ok(self
+            .read_all(after, limit)
+            .await?
+            .into_iter()
+            .map(|r| DecodedEvent {
+                event: events::Event::from_recorded(&r),
+                position: r.position,
+                stream: r.stream,
+                event_type: r.event_type,
+                recorded_at: r.recorded_at,
+            })
+            .collect())
+    }
 
     /// The position of the last committed event (0 when empty).
     async fn head(&self) -> Result<u64, StoreError>;

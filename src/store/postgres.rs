@@ -1070,6 +1070,47 @@ impl EventStore for PostgresStore {
         .await
     }
 
+    async fn read_all_decoded(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<events::DecodedEvent>, StoreError> {
+        let pool = self.pool.clone();
+        let scrubber = self.scrubber.clone();
+        self.on_runtime(async move {
+            let rows = sqlx::query(
+                "SELECT position, stream, event_type, schema_version, data::text, recorded_at \
+                 FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            )
+            .bind(sql_int(after))
+            .bind(sql_limit(limit))
+            .fetch_all(&pool)
+            .await
+            .map_err(|e| closed_or(e, scrubber.backend("reading the log")))?;
+            rows.iter()
+                .map(|row| {
+                    let column = |e: sqlx::Error| {
+                        StoreError::Backend(format!("reading an event column: {e}"))
+                    };
+                    let position: i64 = row.try_get(0).map_err(column)?;
+                    let event_type: String = row.try_get(2).map_err(column)?;
+                    let schema_version: i32 = row.try_get(3).map_err(column)?;
+                    let schema_version = u16::try_from(schema_version)
+                        .map_err(|_| corrupt("schema_version", schema_version))?;
+                    let data: &str = row.try_get(4).map_err(column)?;
+                    Ok(events::DecodedEvent {
+                        position: stored_u64("position", position)?,
+                        stream: row.try_get(1).map_err(column)?,
+                        event: events::Event::decode_str(&event_type, schema_version, data),
+                        event_type,
+                        recorded_at: row.try_get::<DateTime<Utc>, _>(5).map_err(column)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn head(&self) -> Result<u64, StoreError> {
         let pool = self.pool.clone();
         let scrubber = self.scrubber.clone();
