@@ -1,6 +1,6 @@
 //! The read endpoints under load, against a bare actix-web handler answering the same bytes:
-//! requests per second and latency percentiles from `wrk` (2 threads, 64 connections), on each
-//! store backend.
+//! requests per second and latency percentiles from `wrk` (2 threads; 64 connections, and 16
+//! for the latency of a lighter load), on each store backend.
 //!
 //! For each backend a `fragment-gateway sandbox` process (rate limit off) is started and one
 //! purchase is made through it, so the order and its request exist. Then, one endpoint at a
@@ -39,6 +39,7 @@ struct Row {
     backend: &'static str,
     endpoint: String,
     body_bytes: usize,
+    connections: u32,
     gateway: Load,
     bare: Load,
     ratio: f64,
@@ -91,29 +92,39 @@ fn main() {
             if !bench {
                 continue;
             }
-            let gateway = wrk(&target);
-            let bare = rt.block_on(bare_load(&endpoint, status, &content_type, &body));
-            let ratio = gateway.requests_per_second / bare.requests_per_second;
-            eprintln!(
-                "{backend:<8} {endpoint:<55} {:>6} B  gateway {:>8.0} req/s p50 {:>5.2} ms p99 {:>5.2} ms | bare {:>8.0} req/s p99 {:>5.2} ms | {:>5.1} %",
-                body.len(),
-                gateway.requests_per_second,
-                gateway.p50_ms,
-                gateway.p99_ms,
-                bare.requests_per_second,
-                bare.p99_ms,
-                ratio * 100.0
-            );
-            rows.push(Row {
-                backend,
-                endpoint: endpoint
-                    .replace(&order_id, "{id}")
-                    .replace(&request_id, "{id}"),
-                body_bytes: body.len(),
-                gateway,
-                bare,
-                ratio,
-            });
+            for connections in [64, 16] {
+                let gateway = wrk(&target, connections);
+                let bare = rt.block_on(bare_load(
+                    &endpoint,
+                    status,
+                    &content_type,
+                    &body,
+                    connections,
+                ));
+                let ratio = gateway.requests_per_second / bare.requests_per_second;
+                eprintln!(
+                    "{backend:<8} {:<28} {:>5} B c{connections:<3} gateway {:>7.0} req/s p50 {:>5.2} ms p99 {:>5.2} ms | bare {:>7.0} req/s p99 {:>5.2} ms | {:>5.1} %",
+                    endpoint.replace(&order_id, "{id}").replace(&request_id, "{id}"),
+                    body.len(),
+                    gateway.requests_per_second,
+                    gateway.p50_ms,
+                    gateway.p99_ms,
+                    bare.requests_per_second,
+                    bare.p99_ms,
+                    ratio * 100.0
+                );
+                rows.push(Row {
+                    backend,
+                    endpoint: endpoint
+                        .replace(&order_id, "{id}")
+                        .replace(&request_id, "{id}"),
+                    body_bytes: body.len(),
+                    connections,
+                    gateway,
+                    bare,
+                    ratio,
+                });
+            }
         }
         drop(sandbox);
     }
@@ -175,7 +186,13 @@ async fn fetch(url: &str) -> (u16, String, String) {
 }
 
 /// A bare actix-web server answering `body` on `path`, loaded with wrk, then stopped.
-async fn bare_load(path: &str, status: u16, content_type: &str, body: &str) -> Load {
+async fn bare_load(
+    path: &str,
+    status: u16,
+    content_type: &str,
+    body: &str,
+    connections: u32,
+) -> Load {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (body, content_type) = (body.to_string(), content_type.to_string());
@@ -204,7 +221,7 @@ async fn bare_load(path: &str, status: u16, content_type: &str, body: &str) -> L
     let handle = server.handle();
     let running = std::thread::spawn(move || actix_web::rt::System::new().block_on(server));
     let target = format!("http://{addr}{path}");
-    let measured = tokio::task::spawn_blocking(move || wrk(&target))
+    let measured = tokio::task::spawn_blocking(move || wrk(&target, connections))
         .await
         .expect("wrk");
     handle.stop(true).await;
@@ -212,10 +229,16 @@ async fn bare_load(path: &str, status: u16, content_type: &str, body: &str) -> L
     measured
 }
 
-/// `wrk -t2 -c64 -d<SECONDS>s --latency <url>`, parsed.
-fn wrk(url: &str) -> Load {
+/// `wrk -t2 -c<connections> -d<SECONDS>s --latency <url>`, parsed.
+fn wrk(url: &str, connections: u32) -> Load {
     let out = Command::new("wrk")
-        .args(["-t2", "-c64", &format!("-d{SECONDS}s"), "--latency", url])
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{SECONDS}s"),
+            "--latency",
+            url,
+        ])
         .output()
         .expect("wrk on the PATH (Debian: apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout).to_string();

@@ -126,13 +126,14 @@ fn main() {
             "{backend}: {orders} orders, {events} events imported in {import_seconds:.1} s; tables built in {tables_seconds:.1} s"
         );
 
-        let first = run_gateway(&rt, &data, &env, orders);
+        let reads = if bench { 20_000 } else { 200 };
+        let first = run_gateway(&rt, &data, &env, orders, reads);
         let store = open().expect("reopen");
         let more_events = rt.block_on(import(&store, &mut generator, more, &mut versions));
         rt.block_on(store.close()).expect("close");
         drop(store);
-        let folding = run_gateway(&rt, &data, &env, orders + more);
-        let again = run_gateway(&rt, &data, &env, orders + more);
+        let folding = run_gateway(&rt, &data, &env, orders + more, reads);
+        let again = run_gateway(&rt, &data, &env, orders + more, reads);
         let report = Report {
             backend,
             orders,
@@ -231,6 +232,7 @@ fn run_gateway(
     data: &std::path::Path,
     env: &[(&str, &str)],
     orders: u64,
+    reads: u64,
 ) -> Started {
     let mut env = env.to_vec();
     env.push(("FG_RATE_LIMIT__REQUESTS_PER_MINUTE", "0"));
@@ -255,7 +257,7 @@ fn run_gateway(
     rt.block_on(async {
         let http = reqwest::Client::new();
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-        for _ in 0..20_000 {
+        for _ in 0..reads {
             let n = rng.gen_range(0..orders) as u128;
             let id = Uuid::from_u128((1u128 << 100) + n);
             let r = http

@@ -589,46 +589,55 @@ pub async fn rebuild_in_memory(store: &Arc<dyn EventStore>) -> Result<ReadModels
 }
 
 /// Hands the whole log, as of the head when it starts, to `fold` a decoded page at a time,
-/// reading the next pages while `fold` works on this one: the reading and decoding run on
-/// the store's threads, the fold on this one, so a replay keeps two cores busy.
+/// reading the next pages while `fold` works on this one: the reading and the decoding run on
+/// the store's threads, two pages at once (positions have no gaps, so page k is positions
+/// k·PAGE + 1 to (k + 1)·PAGE, whoever reads it), and the fold on this one, so a replay keeps
+/// every core busy.
 pub async fn read_ahead(
     store: &Arc<dyn EventStore>,
     mut fold: impl FnMut(Vec<events::DecodedEvent>),
 ) -> Result<u64, StoreError> {
     const PAGE: usize = 2048;
+    const READERS: u64 = 2;
     let head = store.head().await?;
-    let (pages, mut next) = tokio::sync::mpsc::channel(2);
-    let reader = {
+    let pages = head.div_ceil(PAGE as u64);
+    let mut channels = vec![];
+    let mut readers = vec![];
+    for first in 0..READERS.min(pages) {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        channels.push(rx);
         let store = Arc::clone(store);
-        tokio::spawn(async move {
-            let mut after = 0;
-            while after < head {
-                let page = match store.read_all_decoded(after, PAGE).await {
-                    Ok(page) => page,
-                    Err(e) => {
-                        let _ = pages.send(Err(e)).await;
-                        return;
-                    }
-                };
-                let Some(last) = page.last().map(|e| e.position) else {
-                    return;
-                };
-                after = last;
-                if pages.send(Ok(page)).await.is_err() {
+        readers.push(tokio::spawn(async move {
+            let mut page = first;
+            while page < pages {
+                let after = page * PAGE as u64;
+                let read = store.read_all_decoded(after, PAGE).await.map(|mut events| {
+                    events.retain(|e| e.position <= head);
+                    events
+                });
+                let failed = read.is_err();
+                if tx.send(read).await.is_err() || failed {
                     return;
                 }
+                page += READERS;
             }
-        })
-    };
-    let mut reached = 0;
-    while let Some(page) = next.recv().await {
-        let page = page?;
-        reached = page.last().map_or(reached, |e| e.position);
-        fold(page);
+        }));
     }
-    reader
-        .await
-        .map_err(|e| StoreError::Backend(format!("the log reader stopped: {e}")))?;
+    let mut reached = 0;
+    'pages: for page in 0..pages {
+        let channel = &mut channels[(page % READERS) as usize];
+        let Some(events) = channel.recv().await else {
+            break 'pages;
+        };
+        let events = events?;
+        reached = events.last().map_or(reached, |e| e.position);
+        fold(events);
+    }
+    for reader in readers {
+        reader
+            .await
+            .map_err(|e| StoreError::Backend(format!("a log reader stopped: {e}")))?;
+    }
     Ok(reached)
 }
 

@@ -1110,7 +1110,7 @@ pub async fn category_reads_return_one_kind_in_position_order(fixture: Fixture) 
         .map(|(p, s)| (p, s.to_string()))
     );
     assert_eq!(read("order", 1, 2).await, orders[1..3].to_vec());
-    assert_eq!(read("order", 7, 100).await, orders[3..].to_vec());
+    assert_eq!(read("order", 7, 100).await, orders[4..].to_vec());
     assert_eq!(read("order", 10, 100).await, vec![]);
     assert_eq!(
         read("wallet", 0, 100).await,

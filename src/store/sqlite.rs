@@ -1014,8 +1014,15 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     // Read-write open (so WAL's shared memory works without special cases), but refusing
     // writes: the writer thread must stay the only writer.
     conn.pragma_update(None, "query_only", true).map_err(at)?;
+    // Reads of a long log (a replay, a rebuild) map the file instead of copying every page
+    // through read(2). Address space only: the kernel pages it in and out as it likes.
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)
+        .map_err(at)?;
     Ok(conn)
 }
+
+/// How much of the file a read connection maps.
+const MMAP_BYTES: i64 = 1 << 30;
 
 /// The head and the last `recorded_at`, to start the writer where the file ends.
 fn last_event(conn: &Connection) -> Result<(u64, DateTime<Utc>), StoreError> {
