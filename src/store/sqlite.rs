@@ -794,10 +794,11 @@ impl Writer {
         );
         let mut outcomes = Vec::with_capacity(group.len());
         for request in group {
-            self.conn.execute_batch("SAVEPOINT append")?;
+            // Prepared once: a group runs these for every append.
+            self.conn.prepare_cached("SAVEPOINT append")?.execute([])?;
             match self.insert(request, head, &recorded_at) {
                 Ok(result) => {
-                    self.conn.execute_batch("RELEASE append")?;
+                    self.conn.prepare_cached("RELEASE append")?.execute([])?;
                     head = result.position;
                     outcomes.push(Ok(result));
                 }
