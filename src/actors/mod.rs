@@ -392,6 +392,10 @@ impl Core {
                 _ => {}
             }
         }
+        // Serve only once the read models show what recovery recorded: a client polling a
+        // request right after the restart sees it ended, not the state the old process left.
+        let head = self.sh.store.head().await?;
+        self.sh.runner.wait_for(head).await;
         Ok(())
     }
 
