@@ -647,7 +647,7 @@ mod postgres_only {
 
     use events::ExpectedVersion;
     use fragment_gateway::store::contract::{test_postgres_url, TestSchema};
-    use fragment_gateway::store::postgres::{LISTEN_APPLICATION, MIGRATIONS};
+    use fragment_gateway::store::postgres::{LISTEN_APPLICATION, MIGRATIONS, STREAM_VERSIONS};
     use fragment_gateway::store::{EventStore, PostgresConfig, PostgresStore, StoreError};
     use serde_json::json;
     use sqlx::Connection;
@@ -770,6 +770,67 @@ mod postgres_only {
             .expect("the writer reconnects and goes on");
         assert_eq!((stored.position, stored.version), (1, 1));
         store.close().await.expect("close");
+        schema.remove().await;
+    }
+
+    /// The streams' versions an import checks are read by index whatever the planner knows
+    /// of the table: on an analyzed log of long streams, the query this replaced
+    /// (`stream = ANY($1) GROUP BY stream`) was planned as a scan of the whole table, which
+    /// on a log of millions of events outlasted the statement timeout.
+    #[tokio::test]
+    async fn stream_versions_are_read_by_index_on_an_analyzed_log_of_long_streams() {
+        let schema = TestSchema::new();
+        let store = schema.open().await.expect("open");
+        for s in 0..8 {
+            let events = (0..1000).map(|n| event(json!(n))).collect();
+            store
+                .append(&format!("wallet-{s}"), ExpectedVersion::NoStream, events)
+                .await
+                .expect("append");
+        }
+        store.close().await.expect("close");
+        let name = &schema.config.schema;
+        let mut conn = admin().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SET search_path TO {name}; ANALYZE events; PREPARE versions(text[]) AS {STREAM_VERSIONS};"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("prepare");
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
+                .execute(&mut conn)
+                .await
+                .expect("plan mode");
+            let plan: Vec<String> =
+                sqlx::query_scalar(
+                    "EXPLAIN EXECUTE versions('{wallet-1,wallet-2,wallet-3,wallet-4,order-9}')",
+                )
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("explain");
+            let plan = plan.join("\n");
+            assert!(
+                !plan.contains("Seq Scan on events"),
+                "{mode}: the versions are read by a scan of the log:\n{plan}"
+            );
+        }
+        let versions: Vec<(String, i64)> =
+            sqlx::query_as("EXECUTE versions('{wallet-1,wallet-2,wallet-3,wallet-4,order-9}')")
+                .fetch_all(&mut conn)
+                .await
+                .expect("versions");
+        assert_eq!(
+            versions,
+            vec![
+                ("wallet-1".to_string(), 1000),
+                ("wallet-2".to_string(), 1000),
+                ("wallet-3".to_string(), 1000),
+                ("wallet-4".to_string(), 1000),
+                ("order-9".to_string(), 0)
+            ]
+        );
+        let _ = conn.close().await;
         schema.remove().await;
     }
 

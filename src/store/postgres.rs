@@ -175,6 +175,17 @@ END
 $$;
 "#;
 
+/// The current version of each of the streams `$1` (0 for a stream without events).
+///
+/// One backward step on the `(stream, version)` index per stream, whatever the planner
+/// thinks of the table. The obvious `WHERE stream = ANY($1) GROUP BY stream` lets it weigh
+/// how many rows the named streams hold; on a large log with statistics it chose a parallel
+/// sequential scan of the whole table, and an import into a log of 7 million events ran past
+/// the statement timeout.
+pub const STREAM_VERSIONS: &str = "SELECT s.name, COALESCE((SELECT e.version FROM events e \
+     WHERE e.stream = s.name ORDER BY e.version DESC LIMIT 1), 0) \
+     FROM unnest($1::text[]) AS s(name)";
+
 /// A migration: its version, its name, and its SQL.
 pub type Migration = (i32, &'static str, fn() -> String);
 
@@ -1299,12 +1310,8 @@ impl EventStore for PostgresStore {
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            let mut versions: std::collections::HashMap<String, u64> = sqlx::query_as::<
-                _,
-                (String, i64),
-            >(
-                "SELECT stream, MAX(version) FROM events WHERE stream = ANY($1) GROUP BY stream",
-            )
+            let mut versions: std::collections::HashMap<String, u64> =
+                sqlx::query_as::<_, (String, i64)>(STREAM_VERSIONS)
             .bind(&streams)
             .fetch_all(&mut *tx)
             .await
