@@ -1,7 +1,7 @@
 //! The core's read side and its actors:
 //! - replay: events per second folded into all projections (decode + upcast + apply), from
-//!   memory and from the embedded store (read + decode + apply, what `projections rebuild`
-//!   and a start without a checkpoint do);
+//!   memory and from the embedded store (read + decode + apply, as `fragment-gateway replay`
+//!   and `audit` fold the whole log);
 //! - memory per idle actor: live heap bytes per order actor and per wallet actor started by
 //!   the registry with its state loaded, counted by a global allocator.
 //!

@@ -10,8 +10,8 @@
 //! twice more: once folding them into the tables as it starts, once on caught-up tables.
 //!
 //! Run: `cargo bench --bench scale` (1 000 000 orders and 100 000 more; `FG_SCALE_ORDERS`
-//! and `FG_SCALE_MORE` change them). PostgreSQL is measured when the server at
-//! `FG_TEST_POSTGRES_URL` answers. A table goes to stderr and `target/bench-scale.json`.
+//! and `FG_SCALE_MORE` change them; `FG_SCALE_BACKENDS=postgres` measures one backend).
+//! PostgreSQL is measured when the server at `FG_TEST_POSTGRES_URL` answers. A table goes to stderr and `target/bench-scale.json`.
 //! Under `cargo test` it runs on 2 000 orders, as a smoke test.
 
 #[allow(dead_code)]
@@ -80,8 +80,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let only = std::env::var("FG_SCALE_BACKENDS").unwrap_or_default();
     let mut reports = vec![];
     for backend in ["sqlite", "postgres"] {
+        if !only.is_empty() && !only.split(',').any(|b| b.trim() == backend) {
+            continue;
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data dir");

@@ -1190,6 +1190,17 @@ fn order_script(
                 }
                 .into()],
             ));
+            // Reopened, and not paid again: in a log of a service long past, it expired.
+            if settled {
+                steps.push((
+                    stream.clone(),
+                    vec![OrderExpired {
+                        order_id,
+                        expired_at: at(2400),
+                    }
+                    .into()],
+                ));
+            }
         }
         Fate::Failed => {
             steps.push((stream.clone(), pay(first, at(1))));
@@ -1230,6 +1241,18 @@ fn order_script(
                 vec![start(second, at(1203)), submit(second, at(1204))],
             ));
             fulfil(second, at(1220), false, &mut steps);
+            // In a log of a service long past, Fragment's word on the delivery came.
+            if settled {
+                steps.push((
+                    stream.clone(),
+                    vec![OrderDeliveryConfirmed {
+                        order_id,
+                        request_id: Uuid::from_u128(second),
+                        confirmed_at: at(1222),
+                    }
+                    .into()],
+                ));
+            }
         }
         Fate::Fulfilled {
             confirmed,
