@@ -11,7 +11,8 @@
 //!
 //! Run: `cargo bench --bench scale` (1 000 000 orders and 100 000 more; `FG_SCALE_ORDERS`
 //! and `FG_SCALE_MORE` change them; `FG_SCALE_BACKENDS=postgres` measures one backend).
-//! PostgreSQL is measured when the server at `FG_TEST_POSTGRES_URL` answers. A table goes to stderr and `target/bench-scale.json`.
+//! PostgreSQL is measured when the server at `FG_TEST_POSTGRES_URL` answers. A table goes to
+//! stderr and `target/bench-scale.json`.
 //! Under `cargo test` it runs on 2 000 orders, as a smoke test.
 
 #[allow(dead_code)]

@@ -205,6 +205,9 @@ pub struct PayReceipt {
     pub new_request: bool,
 }
 
+/// Longest a start waits for the read models to show what recovery recorded.
+const RECOVERY_VISIBLE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Core {
     /// Starts the core on `store` (inside an actix system) and recovers what a previous run
     /// left unfinished.
@@ -394,8 +397,20 @@ impl Core {
         }
         // Serve only once the read models show what recovery recorded: a client polling a
         // request right after the restart sees it ended, not the state the old process left.
+        // Bounded: read models that cannot catch up (their tables failing) are said in the
+        // log, and the service starts anyway rather than not at all.
         let head = self.sh.store.head().await?;
-        self.sh.runner.wait_for(head).await;
+        if tokio::time::timeout(RECOVERY_VISIBLE, self.sh.runner.wait_for(head))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                head,
+                reached = self.sh.runner.position(),
+                "the read models have not caught up with recovery after {} s; serving anyway",
+                RECOVERY_VISIBLE.as_secs()
+            );
+        }
         Ok(())
     }
 

@@ -1312,13 +1312,13 @@ impl EventStore for PostgresStore {
                 .collect();
             let mut versions: std::collections::HashMap<String, u64> =
                 sqlx::query_as::<_, (String, i64)>(STREAM_VERSIONS)
-            .bind(&streams)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(sql)?
-            .into_iter()
-            .map(|(stream, v)| (stream, u64::try_from(v).unwrap_or(0)))
-            .collect();
+                    .bind(&streams)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(sql)?
+                    .into_iter()
+                    .map(|(stream, v)| (stream, u64::try_from(v).unwrap_or(0)))
+                    .collect();
             let mut positions = Vec::with_capacity(events.len());
             let mut names = Vec::with_capacity(events.len());
             let mut numbers = Vec::with_capacity(events.len());
