@@ -175,18 +175,17 @@ fn recorded_log(orders: u64) -> Vec<RecordedEvent> {
     for n in 0..orders {
         let (_, order, accrual) = order_events(n);
         for (version, event) in order.into_iter().chain([accrual]).enumerate() {
-            let new = event.to_new_event(EventMetadata::correlated(Uuid::new_v4()));
-            log.push(RecordedEvent {
-                position: log.len() as u64 + 1,
-                stream: event.stream().to_string(),
-                version: version as u64 + 1,
-                event_id: new.event_id,
-                event_type: new.event_type,
-                schema_version: new.schema_version,
-                data: new.data,
-                metadata: new.metadata,
-                recorded_at: Utc::now(),
-            });
+            let position = log.len() as u64 + 1;
+            log.push(
+                event
+                    .to_new_event(EventMetadata::correlated(Uuid::new_v4()))
+                    .recorded(
+                        event.stream().to_string(),
+                        position,
+                        version as u64 + 1,
+                        Utc::now(),
+                    ),
+            );
         }
     }
     log

@@ -571,12 +571,8 @@ pub async fn rebuild_in_memory(store: &Arc<dyn EventStore>) -> Result<ReadModels
     let mut models = ReadModels::new();
     read_ahead(store, |page| {
         for e in page {
-            let ctx = projections::EventContext {
-                position: e.position,
-                recorded_at: e.recorded_at,
-            };
             match &e.event {
-                Ok(event) => models.apply_at(ctx, event),
+                Ok(event) => models.apply_at((&e).into(), event),
                 Err(error) => {
                     tracing::error!(position = e.position, event_type = %e.event_type, %error, "cannot fold event");
                     models.position = e.position;
@@ -1015,6 +1011,7 @@ pub async fn replay(store: &Arc<dyn EventStore>) -> Result<ReplayReport, OpsErro
                 break;
             }
             count += 1;
+            let ctx = projections::EventContext::from(&r);
             first.get_or_insert(r.recorded_at);
             last = Some(r.recorded_at);
             match by_type.get_mut(r.event_type.as_str()) {
@@ -1042,10 +1039,6 @@ pub async fn replay(store: &Arc<dyn EventStore>) -> Result<ReplayReport, OpsErro
                 }
             };
             tally(&event, &mut totals, &mut ledger);
-            let ctx = projections::EventContext {
-                position: r.position,
-                recorded_at: r.recorded_at,
-            };
             models.apply_at(ctx, &event);
         }
     })

@@ -64,6 +64,30 @@ pub struct NewEvent {
     pub metadata: EventMetadata,
 }
 
+impl NewEvent {
+    /// The event as a store records it at `position`, version `version` of `stream`: for
+    /// logs built without a store (tools' imports, tests, benchmarks).
+    pub fn recorded(
+        self,
+        stream: impl Into<String>,
+        position: u64,
+        version: u64,
+        recorded_at: DateTime<Utc>,
+    ) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream: stream.into(),
+            version,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            data: self.data,
+            metadata: self.metadata,
+            recorded_at,
+        }
+    }
+}
+
 /// An event as stored, with the place the store gave it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecordedEvent {
@@ -90,4 +114,17 @@ pub struct DecodedEvent {
     pub recorded_at: DateTime<Utc>,
     /// The event, or why this build cannot read it.
     pub event: Result<crate::Event, crate::DecodeError>,
+}
+
+impl DecodedEvent {
+    /// A stored event, decoded (and upcast).
+    pub fn of(recorded: &RecordedEvent) -> DecodedEvent {
+        DecodedEvent {
+            position: recorded.position,
+            stream: recorded.stream.clone(),
+            event_type: recorded.event_type.clone(),
+            recorded_at: recorded.recorded_at,
+            event: crate::Event::from_recorded(recorded),
+        }
+    }
 }

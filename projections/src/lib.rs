@@ -41,6 +41,24 @@ pub struct EventContext {
     pub recorded_at: DateTime<Utc>,
 }
 
+impl From<&RecordedEvent> for EventContext {
+    fn from(e: &RecordedEvent) -> EventContext {
+        EventContext {
+            position: e.position,
+            recorded_at: e.recorded_at,
+        }
+    }
+}
+
+impl From<&events::DecodedEvent> for EventContext {
+    fn from(e: &events::DecodedEvent) -> EventContext {
+        EventContext {
+            position: e.position,
+            recorded_at: e.recorded_at,
+        }
+    }
+}
+
 /// The rows a fold reads and changes. `*_mut` and `put_*` mark a row changed.
 pub trait Rows {
     fn order(&self, id: &Uuid) -> Option<&OrderView>;
@@ -170,13 +188,7 @@ impl ReadModels {
     /// Folds one decoded event. Events at or before `position` are ignored, so replaying
     /// an overlap cannot count anything twice.
     pub fn apply(&mut self, recorded: &RecordedEvent, event: &Event) {
-        self.apply_at(
-            EventContext {
-                position: recorded.position,
-                recorded_at: recorded.recorded_at,
-            },
-            event,
-        );
+        self.apply_at(recorded.into(), event);
     }
 
     /// `apply`, given where the event is.
@@ -245,18 +257,12 @@ mod tests {
         fn push(&mut self, event: impl Into<Event>) {
             let event = event.into();
             self.position += 1;
-            let new = event.to_new_event(EventMetadata::default());
-            let recorded = RecordedEvent {
-                position: self.position,
-                stream: event.stream().to_string(),
-                version: 1,
-                event_id: new.event_id,
-                event_type: new.event_type,
-                schema_version: new.schema_version,
-                data: new.data,
-                metadata: new.metadata,
-                recorded_at: self.t0,
-            };
+            let recorded = event.to_new_event(EventMetadata::default()).recorded(
+                event.stream().to_string(),
+                self.position,
+                1,
+                self.t0,
+            );
             self.models.apply_recorded(&recorded).unwrap();
         }
 

@@ -434,18 +434,9 @@ mod tests {
         for (stream, events) in &log {
             for event in events {
                 position += 1;
-                let new = event.to_new_event(events::EventMetadata::default());
-                let recorded = events::RecordedEvent {
-                    position,
-                    stream: stream.clone(),
-                    version: 1,
-                    event_id: new.event_id,
-                    event_type: new.event_type,
-                    schema_version: new.schema_version,
-                    data: new.data,
-                    metadata: new.metadata,
-                    recorded_at: chrono::Utc::now(),
-                };
+                let recorded = event
+                    .to_new_event(events::EventMetadata::default())
+                    .recorded(stream.clone(), position, 1, chrono::Utc::now());
                 models.apply_recorded(&recorded).unwrap();
             }
         }

@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use events::{DecodedEvent, Event, OrderMode, RecordedEvent};
+use events::{DecodedEvent, OrderMode, RecordedEvent};
 use projections::{
     EventContext, HistoryItem, Keys, OperatorTotals, OrderView, QueueView, RequestStatus,
     RequestView, Rows, Summary, WalletCommission, PROJECTIONS_VERSION,
@@ -396,13 +396,7 @@ impl Projector {
         let decoded = events
             .iter()
             .filter(|e| e.position > self.position)
-            .map(|r| DecodedEvent {
-                position: r.position,
-                stream: r.stream.clone(),
-                event_type: r.event_type.clone(),
-                recorded_at: r.recorded_at,
-                event: Event::from_recorded(r),
-            })
+            .map(DecodedEvent::of)
             .collect();
         self.fold_decoded(store, known, decoded, strict).await
     }
@@ -418,10 +412,7 @@ impl Projector {
         let mut decoded = Vec::with_capacity(events.len());
         let mut skipped = vec![];
         for e in events.into_iter().filter(|e| e.position > self.position) {
-            let ctx = EventContext {
-                position: e.position,
-                recorded_at: e.recorded_at,
-            };
+            let ctx = EventContext::from(&e);
             match e.event {
                 Ok(event) => decoded.push((ctx, Some(event))),
                 Err(error) => {

@@ -116,14 +116,8 @@ pub trait EventStore: Send + Sync + 'static {
         Ok(self
             .read_all(after, limit)
             .await?
-            .into_iter()
-            .map(|r| DecodedEvent {
-                event: events::Event::from_recorded(&r),
-                position: r.position,
-                stream: r.stream,
-                event_type: r.event_type,
-                recorded_at: r.recorded_at,
-            })
+            .iter()
+            .map(DecodedEvent::of)
             .collect())
     }
 
