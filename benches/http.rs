@@ -6,7 +6,8 @@
 //! purchase is made through it, so the order and its request exist. Then, one endpoint at a
 //! time: the gateway is loaded with `wrk`, and a bare actix-web server in this process
 //! (as many workers as the gateway has) answering the very same body, status and content type
-//! is loaded the same way. The ratio is gateway/bare. A table goes to stderr and
+//! is loaded the same way, alternately, three rounds of 5 s each; the median round of each
+//! is reported, and the ratio is gateway/bare of those. A table goes to stderr and
 //! `target/bench-http.json`.
 //!
 //! Run: `cargo bench --bench http` (needs `wrk` on the PATH; PostgreSQL is measured when the
@@ -23,8 +24,10 @@ use std::time::{Duration, Instant};
 use fragment_gateway::store::contract::{test_postgres_url, TestSchema};
 use serde_json::{json, Value};
 
-/// Seconds of load per measurement.
-const SECONDS: u64 = 10;
+/// Seconds of load per round, and rounds per measurement (gateway and bare alternate; the
+/// median round of each is reported).
+const SECONDS: u64 = 5;
+const ROUNDS: usize = 3;
 
 #[derive(Clone, Debug, serde::Serialize)]
 struct Load {
@@ -92,15 +95,15 @@ fn main() {
             if !bench {
                 continue;
             }
+            let bare = BareServer::start(&endpoint, status, &content_type, &body);
             for connections in [64, 16] {
-                let gateway = wrk(&target, connections);
-                let bare = rt.block_on(bare_load(
-                    &endpoint,
-                    status,
-                    &content_type,
-                    &body,
-                    connections,
-                ));
+                // Alternated, so that what else the shared machine runs weighs on both alike.
+                let (mut gateways, mut bares) = (vec![], vec![]);
+                for _ in 0..ROUNDS {
+                    gateways.push(wrk(&target, connections));
+                    bares.push(wrk(&bare.url, connections));
+                }
+                let (gateway, bare) = (median(gateways), median(bares));
                 let ratio = gateway.requests_per_second / bare.requests_per_second;
                 eprintln!(
                     "{backend:<8} {:<28} {:>5} B c{connections:<3} gateway {:>7.0} req/s p50 {:>5.2} ms p99 {:>5.2} ms | bare {:>7.0} req/s p99 {:>5.2} ms | {:>5.1} %",
@@ -185,48 +188,69 @@ async fn fetch(url: &str) -> (u16, String, String) {
     (status, content_type, response.text().await.expect("body"))
 }
 
-/// A bare actix-web server answering `body` on `path`, loaded with wrk, then stopped.
-async fn bare_load(
-    path: &str,
-    status: u16,
-    content_type: &str,
-    body: &str,
-    connections: u32,
-) -> Load {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (body, content_type) = (body.to_string(), content_type.to_string());
-    let route = path.to_string();
-    let server = actix_web::HttpServer::new(move || {
-        let (body, content_type) = (body.clone(), content_type.clone());
-        actix_web::App::new().route(
-            &route,
-            actix_web::web::get().to(move || {
-                let (body, content_type) = (body.clone(), content_type.clone());
-                async move {
-                    actix_web::HttpResponse::build(
-                        actix_web::http::StatusCode::from_u16(status).expect("status"),
-                    )
-                    .content_type(content_type)
-                    .body(body)
-                }
-            }),
-        )
-    })
-    .workers(2)
-    .listen(listener)
-    .expect("listen")
-    .disable_signals()
-    .run();
-    let handle = server.handle();
-    let running = std::thread::spawn(move || actix_web::rt::System::new().block_on(server));
-    let target = format!("http://{addr}{path}");
-    let measured = tokio::task::spawn_blocking(move || wrk(&target, connections))
-        .await
-        .expect("wrk");
-    handle.stop(true).await;
-    running.join().expect("server thread").expect("server");
-    measured
+/// A bare actix-web server answering `body` on `path`, as cheaply as actix-web can (the body
+/// and content type are shared, not copied, per request), with as many workers as the
+/// gateway; stopped when dropped.
+struct BareServer {
+    url: String,
+    handle: actix_web::dev::ServerHandle,
+    running: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl BareServer {
+    fn start(path: &str, status: u16, content_type: &str, body: &str) -> BareServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let body = actix_web::web::Bytes::from(body.to_string());
+        let content_type =
+            actix_web::http::header::HeaderValue::from_str(content_type).expect("content type");
+        let status = actix_web::http::StatusCode::from_u16(status).expect("status");
+        let route = path.to_string();
+        let server = actix_web::HttpServer::new(move || {
+            let (body, content_type) = (body.clone(), content_type.clone());
+            actix_web::App::new().route(
+                &route,
+                actix_web::web::get().to(move || {
+                    let (body, content_type) = (body.clone(), content_type.clone());
+                    async move {
+                        actix_web::HttpResponse::build(status)
+                            .insert_header((actix_web::http::header::CONTENT_TYPE, content_type))
+                            .body(body)
+                    }
+                }),
+            )
+        })
+        .workers(2)
+        .listen(listener)
+        .expect("listen")
+        .disable_signals()
+        .run();
+        let handle = server.handle();
+        let running = std::thread::spawn(move || actix_web::rt::System::new().block_on(server));
+        BareServer {
+            url: format!("http://{addr}{path}"),
+            handle,
+            running: Some(running),
+        }
+    }
+}
+
+impl Drop for BareServer {
+    fn drop(&mut self) {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(self.handle.stop(true));
+        if let Some(running) = self.running.take() {
+            running.join().expect("server thread").expect("server");
+        }
+    }
+}
+
+/// The middle round by requests per second (its latencies go with it).
+fn median(mut rounds: Vec<Load>) -> Load {
+    rounds.sort_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
+    rounds.swap_remove(rounds.len() / 2)
 }
 
 /// `wrk -t2 -c<connections> -d<SECONDS>s --latency <url>`, parsed.

@@ -10,14 +10,10 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::ResponseError;
-
-use super::ApiError;
+use actix_web::dev::ServiceRequest;
 
 /// Buckets idle this long (or longer, when a bucket takes longer to refill) are dropped, so
 /// the map does not grow with every address ever seen.
@@ -262,46 +258,6 @@ impl Limiter {
             Err(((1.0 - bucket.tokens) / self.per_second).ceil().max(1.0) as u64)
         }
     }
-}
-
-pub async fn middleware(
-    limiter: Arc<Limiter>,
-    clients: Arc<ClientIps>,
-    req: ServiceRequest,
-    next: actix_web::middleware::Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
-    // Decided on the decoded path the router matches, not the raw one: `/%61pi/…` reaches the
-    // same handlers as `/api/…` and must count the same.
-    let path = req.match_info().as_str();
-    // Reading a queue request is what a client's wait loop does every couple of seconds (the
-    // original SDK: every 2 s for 5 minutes); counting it would throttle a waiting buyer
-    // into thinking the purchase failed. It only reads a projection.
-    let polling = req.method() == actix_web::http::Method::GET
-        && path.starts_with("/api/v1/queue/")
-        && path != "/api/v1/queue/status";
-    // Everything counts except polling, health checks, this API's document, and the admin
-    // API (which limits wrong keys itself).
-    let exempt =
-        polling || path == "/health" || path == "/openapi.json" || path.starts_with("/admin/");
-    let limited = !exempt;
-    if let (true, Some(client)) = (limited, clients.of(&req)) {
-        if let Err(wait) = limiter.check(client, Instant::now()) {
-            let error = ApiError::new(
-                429,
-                "RATE_LIMIT_EXCEEDED",
-                format!(
-                    "Rate limit exceeded: too many requests from this address; retry in {wait} s"
-                ),
-            )
-            .with_retry_after(wait);
-            return Ok(req
-                .into_response(error.error_response())
-                .map_into_right_body());
-        }
-    }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
 }
 
 #[cfg(test)]

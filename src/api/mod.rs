@@ -8,11 +8,13 @@
 //! - `views`: the JSON shapes of orders, requests, history.
 //! - `error`: `ApiError`, the one mapping from failures to codes.
 //! - `limit`: the per-IP token bucket.
+//! - `gate`: the middleware that spends it and refuses seeds in URLs.
 //! - `admin`: the operator's API (`/admin/*`) and its key check.
 
 pub mod admin;
 pub mod bodies;
 pub mod error;
+pub mod gate;
 pub mod input;
 pub mod limit;
 pub mod openapi;
@@ -24,8 +26,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer, ResponseError};
 use chrono::{DateTime, Utc};
 
@@ -119,12 +120,14 @@ pub fn serve(
         http.max_clients,
     ));
     let clients = web::Data::new(limit::ClientIps::new(http.trusted_proxies.clone()));
+    let gate = gate::Gate {
+        limiter,
+        clients: clients.clone().into_inner(),
+    };
     let admin = web::Data::new(admin::AdminAuth::new(&http.admin_key));
     let body_limit = http.body_limit_bytes;
     let server =
         HttpServer::new(move || {
-            let limiter = Arc::clone(&limiter);
-            let ips = clients.clone().into_inner();
             App::new()
                 .app_data(state.clone())
                 .app_data(admin.clone())
@@ -139,10 +142,7 @@ pub fn serve(
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::bad_request(format!("invalid path: {e}")).into()
                 }))
-                .wrap(actix_web::middleware::from_fn(refuse_seed_in_url))
-                .wrap(actix_web::middleware::from_fn(move |req, next| {
-                    limit::middleware(Arc::clone(&limiter), Arc::clone(&ips), req, next)
-                }))
+                .wrap(gate.clone())
                 .configure(routes::configure)
                 .configure(admin::configure)
                 .default_service(web::to(|req: actix_web::HttpRequest| async move {
@@ -178,27 +178,6 @@ fn json_error(e: actix_web::error::JsonPayloadError) -> ApiError {
         )),
         other => ApiError::bad_request(format!("the request body could not be read: {other}")),
     }
-}
-
-/// Seeds never travel in URLs: proxies and access logs keep URLs.
-async fn refuse_seed_in_url(
-    req: ServiceRequest,
-    next: actix_web::middleware::Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
-    let has_seed = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .any(|(k, _)| k.eq_ignore_ascii_case("seed") || k.eq_ignore_ascii_case("mnemonic"));
-    if has_seed {
-        let error = ApiError::validation(vec![FieldError::new(
-            "seed",
-            "must not be sent in the URL (URLs are logged): send it in the JSON body, or in the X-Wallet-Seed header for reads",
-        )]);
-        return Ok(req
-            .into_response(error.error_response())
-            .map_into_right_body());
-    }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
 }
 
 #[cfg(test)]

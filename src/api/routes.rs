@@ -104,9 +104,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 route_table! {
     /// Every client route, in matching order (`/queue/status` before `/queue/{request_id}`).
-    /// Aliases are routes to the same handler.
+    /// Aliases are routes to the same handler. What clients and monitors poll comes first:
+    /// actix tries the routes in turn, and every route with a `{segment}` tried on the way is
+    /// a regex match.
     prefix "" {
         get "/health" => health,
+        get "/api/v1/queue/status" => queue_status,
+        get "/api/v1/queue/{request_id}" => get_request,
+        get "/api/v1/orders/{order_id}" => get_order,
         get "/openapi.json" => openapi_json,
         post "/api/v1/stars/buy" => stars_buy,
         post "/api/v1/stars/create" => stars_create,
@@ -115,9 +120,6 @@ route_table! {
         post "/api/v1/orders/premium" => premium_create,
         post "/api/v1/stars/pay" => pay_from_body,
         post "/api/v1/orders/{order_id}/pay" => pay_from_path,
-        get "/api/v1/orders/{order_id}" => get_order,
-        get "/api/v1/queue/status" => queue_status,
-        get "/api/v1/queue/{request_id}" => get_request,
         get "/api/v1/queue" => queue_length,
         post "/api/v1/premium/check-eligibility" => premium_eligibility,
         post "/api/v1/premium/buy" => premium_buy,
