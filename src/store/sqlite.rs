@@ -6,8 +6,9 @@
 //!   expected version and inserts in the same place, so no other code path can read a
 //!   version and write after someone else moved the stream. It also makes the writer the
 //!   only source of positions: `last + 1`, in commit order, so readers never see a gap.
-//! - **Group commit.** The writer takes every append already queued, gives each its own
-//!   SAVEPOINT (a refused append rolls back alone), then COMMITs once: with
+//! - **Group commit.** The writer takes every append already queued, writes them in turn
+//!   (an append of several events in its own SAVEPOINT; a refused append rolls back
+//!   alone), then COMMITs once: with
 //!   `synchronous=FULL` that is one fsync for the whole group. Callers are answered only
 //!   after the COMMIT, so `Ok` means durable.
 //! - **No streams table.** A stream's version is `MAX(version)` over the `UNIQUE(stream,
@@ -794,17 +795,28 @@ impl Writer {
         );
         let mut outcomes = Vec::with_capacity(group.len());
         for request in group {
-            // Prepared once: a group runs these for every append.
-            self.conn.prepare_cached("SAVEPOINT append")?.execute([])?;
-            match self.insert(request, head, &recorded_at) {
+            // An append of several events is undone whole if one of them is refused (a
+            // duplicate id), so it runs in a savepoint. One event needs none: its version is
+            // checked before anything is written, and a refused INSERT leaves nothing. Most
+            // appends are of one event, and a savepoint copies every page it touches first.
+            let savepoint = request.events.len() > 1;
+            if savepoint {
+                // Prepared once: a group runs these for every append of several events.
+                self.conn.prepare_cached("SAVEPOINT append")?.execute([])?;
+            }
+            match self.insert(request, head, &recorded_at)? {
                 Ok(result) => {
-                    self.conn.prepare_cached("RELEASE append")?.execute([])?;
+                    if savepoint {
+                        self.conn.prepare_cached("RELEASE append")?.execute([])?;
+                    }
                     head = result.position;
                     outcomes.push(Ok(result));
                 }
                 Err(refused) => {
-                    self.conn
-                        .execute_batch("ROLLBACK TO append; RELEASE append")?;
+                    if savepoint {
+                        self.conn
+                            .execute_batch("ROLLBACK TO append; RELEASE append")?;
+                    }
                     outcomes.push(Err(refused));
                 }
             }
@@ -816,31 +828,30 @@ impl Writer {
         Ok((outcomes, head))
     }
 
-    /// One append, inside its savepoint: the version check and the inserts see the same
-    /// snapshot because this thread is the only writer.
+    /// One append: its result, or why it is refused (`Ok(Err(_))`: a version conflict, found
+    /// before anything is written, or a duplicate event id, whose INSERT SQLite undoes
+    /// alone). Any other failure (`Err`) leaves the transaction in doubt, and the group
+    /// fails whole. The version check and the inserts see the same snapshot because this
+    /// thread is the only writer.
     fn insert(
         &self,
         request: &AppendRequest,
         head: u64,
         recorded_at: &str,
-    ) -> Result<AppendResult, StoreError> {
-        let actual =
-            stream_version(&self.conn, &request.stream).map_err(db("reading a stream version"))?;
+    ) -> Result<Result<AppendResult, StoreError>, rusqlite::Error> {
+        let actual = stream_version(&self.conn, &request.stream)?;
         if !request.expected.matches(actual) {
-            return Err(StoreError::Conflict {
+            return Ok(Err(StoreError::Conflict {
                 stream: request.stream.clone(),
                 expected: request.expected,
                 actual,
-            });
+            }));
         }
-        let mut insert = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO events (position, stream, version, event_id, event_type, \
-                 schema_version, data, correlation_id, causation_id, recorded_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )
-            .map_err(db("preparing the insert"))?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO events (position, stream, version, event_id, event_type, \
+             schema_version, data, correlation_id, causation_id, recorded_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
         let mut result = AppendResult {
             version: actual,
             position: head,
@@ -863,12 +874,12 @@ impl Writer {
             match inserted {
                 Ok(_) => {}
                 Err(e) if is_duplicate_event_id(&e) => {
-                    return Err(StoreError::DuplicateEventId(event.event_id))
+                    return Ok(Err(StoreError::DuplicateEventId(event.event_id)))
                 }
-                Err(e) => return Err(db("inserting an event")(e)),
+                Err(e) => return Err(e),
             }
         }
-        Ok(result)
+        Ok(Ok(result))
     }
 }
 
@@ -1222,8 +1233,9 @@ mod tests {
         .expect("read")
     }
 
-    /// The savepoint per append is what lets one caller's conflict or duplicate leave the rest
-    /// of its group committed; queuing the requests before the writer runs makes the group
+    /// A caller's conflict or duplicate leaves the rest of its group committed: an append of
+    /// several events is undone whole by its savepoint, a one-event append's refused INSERT
+    /// by SQLite itself. Queuing the requests before the writer runs makes the group
     /// deterministic.
     #[test]
     fn a_group_commits_once_and_a_refused_append_rolls_back_alone() {
@@ -1243,8 +1255,10 @@ mod tests {
             ExpectedVersion::Exact(1),
             &[Uuid::new_v4(), Uuid::new_v4()],
         );
+        // One event (no savepoint), repeating `a`'s id in a new stream.
+        let (e, e_answer) = request("order-e", ExpectedVersion::NoStream, &[shared_id]);
 
-        h.writer.commit_group(vec![a, b, c, d]);
+        h.writer.commit_group(vec![a, b, c, d, e]);
 
         let a = a_answer.blocking_recv().expect("a answered");
         assert_eq!(
@@ -1275,6 +1289,11 @@ mod tests {
                 position: 3
             }
         );
+
+        match e_answer.blocking_recv().expect("e answered") {
+            Err(StoreError::DuplicateEventId(id)) => assert_eq!(id, shared_id),
+            other => panic!("e should be a duplicate, got {other:?}"),
+        }
 
         let events = stored(&h.path);
         let placed: Vec<(u64, &str, u64)> = events
