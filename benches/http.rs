@@ -128,6 +128,7 @@ fn main() {
                     ratio,
                 });
             }
+            rt.block_on(bare.stop());
         }
         drop(sandbox);
     }
@@ -190,11 +191,11 @@ async fn fetch(url: &str) -> (u16, String, String) {
 
 /// A bare actix-web server answering `body` on `path`, as cheaply as actix-web can (the body
 /// and content type are shared, not copied, per request), with as many workers as the
-/// gateway; stopped when dropped.
+/// gateway.
 struct BareServer {
     url: String,
     handle: actix_web::dev::ServerHandle,
-    running: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    running: std::thread::JoinHandle<std::io::Result<()>>,
 }
 
 impl BareServer {
@@ -230,20 +231,13 @@ impl BareServer {
         BareServer {
             url: format!("http://{addr}{path}"),
             handle,
-            running: Some(running),
+            running,
         }
     }
-}
 
-impl Drop for BareServer {
-    fn drop(&mut self) {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(self.handle.stop(true));
-        if let Some(running) = self.running.take() {
-            running.join().expect("server thread").expect("server");
-        }
+    async fn stop(self) {
+        self.handle.stop(true).await;
+        self.running.join().expect("server thread").expect("server");
     }
 }
 

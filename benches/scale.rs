@@ -218,10 +218,14 @@ async fn import(
             }
         }
         count += batch.len() as u64;
-        // Handed over a part at a time, without copying the events.
-        while !batch.is_empty() {
-            let rest = batch.split_off(batch.len().min(5_000));
-            let part = std::mem::replace(&mut batch, rest);
+        // Handed over a part at a time, each event moved once (not cloned, nor shifted along
+        // the batch as its head is cut off).
+        let mut events = batch.into_iter();
+        loop {
+            let part: Vec<RecordedEvent> = events.by_ref().take(5_000).collect();
+            if part.is_empty() {
+                break;
+            }
             store.import(part).await.expect("import");
         }
     }
