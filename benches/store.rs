@@ -1,7 +1,9 @@
 //! Event store throughput on both backends: durable appends one at a time, appends from many
 //! tasks at once (where group commit shares one sync among them), and reading the log in
 //! pages. At the end it prints, per backend, the appends per second of each writer count and
-//! its ratio to the one-writer rate.
+//! its ratio to the one-writer rate; then (under `cargo bench` only) that ratio for 256
+//! writers again, from rounds that alternate one writer and 256, which a machine whose speed
+//! drifts between criterion's measurements cannot bend as much.
 //!
 //! Run: `cargo bench --bench store`. The embedded store's files live in a temporary
 //! directory (the figures are those of the disk under `$TMPDIR`); PostgreSQL is the server
@@ -165,6 +167,9 @@ fn appends(c: &mut Criterion) {
                 },
             );
         }
+        if std::env::args().any(|a| a == "--bench") {
+            alternating_rounds(&rt, backend, &store);
+        }
         rt.block_on(store.close()).expect("close");
         if let Some(schema) = schema {
             rt.block_on(schema.remove());
@@ -183,6 +188,67 @@ fn appends(c: &mut Criterion) {
             rate / single
         );
     }
+}
+
+/// Rounds of the ratio measurement, and how long each side of a round writes.
+const ROUNDS: usize = 5;
+const ROUND: Duration = Duration::from_secs(2);
+
+/// The ratio of 256 writers to one, measured in rounds that alternate the two, so that a
+/// machine whose speed drifts (a shared VM whose hypervisor takes a varying share of it)
+/// slows both sides alike; criterion measures each writer count for several seconds in turn,
+/// far enough apart for the drift to bend the ratio. Prints each round's ratio and the
+/// median.
+fn alternating_rounds(rt: &tokio::runtime::Runtime, backend: &str, store: &Arc<dyn EventStore>) {
+    let mut ratios = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let one = rt.block_on(write_for(store, 1, ROUND));
+        let many = rt.block_on(write_for(store, 256, ROUND));
+        ratios.push(many / one);
+        eprintln!(
+            "{backend}: round: 1 writer {one:>7.0} appends/s, 256 writers {many:>8.0} appends/s, {:>5.1}x",
+            many / one
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "{backend}: 256 writers / 1 writer over {ROUNDS} alternating rounds: median {:.1}x (from {:.1}x to {:.1}x)",
+        ratios[ROUNDS / 2],
+        ratios[0],
+        ratios[ROUNDS - 1]
+    );
+}
+
+/// Appends per second of `writers` tasks writing order-shaped streams for `duration`.
+async fn write_for(store: &Arc<dyn EventStore>, writers: u64, duration: Duration) -> f64 {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut stream = String::new();
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let version = n % ORDER_EVENTS;
+                    if version == 0 {
+                        stream = format!("order-{}", Uuid::now_v7());
+                    }
+                    store
+                        .append(&stream, ExpectedVersion::Exact(version), vec![event(n)])
+                        .await
+                        .expect("append");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut appends = 0;
+    for task in tasks {
+        appends += task.await.expect("task");
+    }
+    appends as f64 / start.elapsed().as_secs_f64()
 }
 
 fn reads(c: &mut Criterion) {
