@@ -131,32 +131,7 @@ fn appends(c: &mut Criterion) {
                         let per_task = iters.div_ceil(writers);
                         rt.block_on(async {
                             let start = Instant::now();
-                            let handles: Vec<_> = (0..writers)
-                                .map(|_| {
-                                    let store = store.clone();
-                                    tokio::spawn(async move {
-                                        // Named as the service names them.
-                                        let mut stream = String::new();
-                                        for n in 0..per_task {
-                                            let version = n % ORDER_EVENTS;
-                                            if version == 0 {
-                                                stream = format!("order-{}", Uuid::now_v7());
-                                            }
-                                            store
-                                                .append(
-                                                    &stream,
-                                                    ExpectedVersion::Exact(version),
-                                                    vec![event(n)],
-                                                )
-                                                .await
-                                                .expect("append");
-                                        }
-                                    })
-                                })
-                                .collect();
-                            for h in handles {
-                                h.await.expect("task");
-                            }
+                            write_orders(&store, writers, move |n| n < per_task).await;
                             let took = start.elapsed();
                             note(&rates, backend, writers, per_task * writers, took);
                             // Scaled to the iterations asked for; rounding up adds < 1 append
@@ -223,13 +198,24 @@ fn alternating_rounds(rt: &tokio::runtime::Runtime, backend: &str, store: &Arc<d
 async fn write_for(store: &Arc<dyn EventStore>, writers: u64, duration: Duration) -> f64 {
     let start = Instant::now();
     let deadline = start + duration;
+    let appends = write_orders(store, writers, move |_| Instant::now() < deadline).await;
+    appends as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `writers` tasks, each appending one event at a time to order-shaped streams (named as the
+/// service names them) while `more(appends so far)` holds; returns the appends made.
+async fn write_orders(
+    store: &Arc<dyn EventStore>,
+    writers: u64,
+    more: impl Fn(u64) -> bool + Copy + Send + 'static,
+) -> u64 {
     let tasks: Vec<_> = (0..writers)
         .map(|_| {
             let store = store.clone();
             tokio::spawn(async move {
                 let mut stream = String::new();
                 let mut n = 0;
-                while Instant::now() < deadline {
+                while more(n) {
                     let version = n % ORDER_EVENTS;
                     if version == 0 {
                         stream = format!("order-{}", Uuid::now_v7());
@@ -248,7 +234,7 @@ async fn write_for(store: &Arc<dyn EventStore>, writers: u64, duration: Duration
     for task in tasks {
         appends += task.await.expect("task");
     }
-    appends as f64 / start.elapsed().as_secs_f64()
+    appends
 }
 
 fn reads(c: &mut Criterion) {

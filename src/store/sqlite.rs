@@ -1088,7 +1088,7 @@ impl Syncer {
             batch.extend(commits.try_iter());
             let head = batch.iter().filter_map(|c| c.head).max();
             let failure = if self.failed.load(Ordering::SeqCst) {
-                Some(IN_DOUBT.to_string())
+                Some(IN_DOUBT)
             } else if let Some(head) = head {
                 match self.sync() {
                     Ok(()) => {
@@ -1098,14 +1098,14 @@ impl Syncer {
                     Err(e) => {
                         self.failed.store(true, Ordering::SeqCst);
                         tracing::error!(error = %e, head, "syncing the event log to disk failed; the store takes no more appends until a restart");
-                        Some(IN_DOUBT.to_string())
+                        Some(IN_DOUBT)
                     }
                 }
             } else {
                 None
             };
             for committed in batch.drain(..) {
-                committed.answer(failure.as_deref());
+                committed.answer(failure);
             }
         }
     }
@@ -1629,6 +1629,19 @@ mod tests {
         }
     }
 
+    /// One `tested` event appended to the new stream `stream` by a task of its own.
+    fn spawn_append(
+        store: &Arc<SqliteStore>,
+        stream: &'static str,
+    ) -> tokio::task::JoinHandle<Result<AppendResult, StoreError>> {
+        let store = Arc::clone(store);
+        tokio::spawn(async move {
+            store
+                .append(stream, ExpectedVersion::NoStream, vec![tested()])
+                .await
+        })
+    }
+
     /// A store whose writer waits at `gate` before every COMMIT, as on a slow fsync.
     fn gated_store(path: &Path, gate: &Arc<Gate>) -> SqliteStore {
         let gate = Arc::clone(gate);
@@ -1667,14 +1680,7 @@ mod tests {
                 Ok(())
             }
         }));
-        let append = |stream: &'static str| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                store
-                    .append(stream, ExpectedVersion::NoStream, vec![tested()])
-                    .await
-            })
-        };
+        let append = |stream| spawn_append(&store, stream);
         let first = append("order-a");
         tokio::time::timeout(LIMIT * 2, gate.arrival())
             .await
@@ -1851,14 +1857,7 @@ mod tests {
         let path = dir.path().join("events.sqlite3");
         let gate = Gate::new();
         let store = Arc::new(gated_store(&path, &gate));
-        let append = |stream: &'static str| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                store
-                    .append(stream, ExpectedVersion::NoStream, vec![tested()])
-                    .await
-            })
-        };
+        let append = |stream| spawn_append(&store, stream);
         let first = append("order-a");
         tokio::time::timeout(LIMIT * 2, gate.arrival())
             .await
