@@ -30,6 +30,20 @@ fn wallet_stream(raw: &str) -> String {
 }
 
 /// A no-KYC order of `amount` Stars for @alice.
+/// Waits until the order's read model shows an outcome (success, failed or expired) and
+/// returns it. Waiting for "not processing" is not enough: the read model follows the log,
+/// so it may still show the order as queued when the wait begins.
+async fn order_outcome(core: &Core, id: Uuid) -> projections::OrderView {
+    until("the order has an outcome", || async {
+        matches!(
+            core.order(id).await.unwrap().status.as_str(),
+            "success" | "failed" | "expired"
+        )
+    })
+    .await;
+    projections::OrderView::clone(&core.order(id).await.unwrap())
+}
+
 async fn stars_for_alice(core: &Core, amount: u32) -> projections::OrderView {
     projections::OrderView::clone(
         &core
@@ -832,11 +846,7 @@ async fn a_recorded_payment_that_never_landed_fails_after_a_restart_without_bein
 
     let (core, store) = w.core_with(cfg, None).await;
     let id = order.order_id;
-    until("the reconciliation ends", || async {
-        core.order(id).await.unwrap().status != "processing"
-    })
-    .await;
-    let failed = core.order(id).await.unwrap();
+    let failed = order_outcome(&core, id).await;
     assert_eq!(failed.status, "failed", "{failed:?}");
     assert_eq!(failed.error_code.as_deref(), Some("SERVICE_UNAVAILABLE"));
     assert!(failed.error.clone().unwrap().contains("no funds moved"));
@@ -902,11 +912,7 @@ async fn a_restart_while_the_chain_is_down_completes_the_recorded_payment_once_i
     assert_eq!(core.order(id).await.unwrap().status, "processing");
 
     w.ton.faults().set_config(FaultConfig::default());
-    until("the order completes", || async {
-        core.order(id).await.unwrap().status != "processing"
-    })
-    .await;
-    let done = core.order(id).await.unwrap();
+    let done = order_outcome(&core, id).await;
     assert_eq!(done.status, "success", "{done:?}");
     eventually("Fragment delivers", || !w.fragment.deliveries().is_empty()).await;
     core.drain().await.unwrap();
@@ -1342,11 +1348,7 @@ async fn a_payment_pushed_far_back_by_incoming_transfers_behind_a_lagging_indexe
     assert_eq!(w.ton.produce_block(), 1);
     w.ton.burst(&address, 120, Nanoton::new(1_000_000));
     w.ton.faults().set_config(FaultConfig::default());
-    until("the payment has an outcome", || async {
-        core.order(order.order_id).await.unwrap().status != "processing"
-    })
-    .await;
-    let done = core.order(order.order_id).await.unwrap();
+    let done = order_outcome(&core, order.order_id).await;
     assert_eq!(done.status, "success", "{done:?}");
     // Fragment's own watcher reads the indexer too.
     w.ton.pause_indexer(false);
