@@ -164,6 +164,13 @@ async fn start(
         fragment: services.fragment.with_session_key(key),
         ..services
     };
+    let idempotency = settings
+        .idempotency
+        .settings()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let idempotency = crate::idempotency::Idempotency::open(Arc::clone(&store), idempotency)
+        .await
+        .map_err(|e| StartError::Other(format!("the idempotency key: {e}")))?;
     let core = Core::start(config, services, store, Liveness::default())
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
@@ -188,6 +195,7 @@ async fn start(
                 .cache_rows()
                 .map_err(|e| StartError::Config(e.to_string()))?,
         ),
+        idempotency: Arc::new(idempotency),
     };
     let http = HttpSettings {
         body_limit_bytes: settings.server.body_limit_bytes,

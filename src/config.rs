@@ -96,6 +96,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub admin: AdminSettings,
     pub sandbox: SandboxSettings,
+    pub idempotency: IdempotencySection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -297,6 +298,41 @@ pub struct OrderSettings {
     /// Most payments waiting in the queue (each holds its wallet key in memory); more are
     /// refused with SERVICE_UNAVAILABLE until some have started.
     pub queue_limit: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencySection {
+    /// Hours an `Idempotency-Key` stays bound to its first request; at least 24.
+    pub retention_hours: u64,
+    /// Seconds a request under a key is taken to be running before a retry runs it again.
+    pub lease_seconds: u64,
+    /// Seconds a retry waits for the first request under its key before answering
+    /// IDEMPOTENCY_KEY_IN_PROGRESS.
+    pub wait_seconds: u64,
+}
+
+impl IdempotencySection {
+    pub fn settings(&self) -> Result<crate::idempotency::IdempotencySettings, ConfigError> {
+        let invalid = |key, error: &str| ConfigError::Invalid {
+            key,
+            error: error.to_string(),
+        };
+        if self.retention_hours < 24 {
+            return Err(invalid(
+                "idempotency.retention_hours",
+                "must be at least 24: clients retry for up to a day",
+            ));
+        }
+        if self.lease_seconds == 0 {
+            return Err(invalid("idempotency.lease_seconds", "must be more than 0"));
+        }
+        Ok(crate::idempotency::IdempotencySettings {
+            retention: std::time::Duration::from_secs(self.retention_hours.saturating_mul(3600)),
+            lease: std::time::Duration::from_secs(self.lease_seconds),
+            wait: std::time::Duration::from_secs(self.wait_seconds),
+        })
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

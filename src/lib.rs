@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod fragment;
+pub mod idempotency;
 pub mod ops;
 pub mod readmodel;
 pub mod sim;

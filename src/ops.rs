@@ -452,6 +452,10 @@ pub enum AuditTarget {
     Wallet {
         address: String,
     },
+    /// An idempotency key's stream, by its id (`idempotency-<key id>`).
+    IdempotencyKey {
+        key_id: String,
+    },
 }
 
 impl AuditTarget {
@@ -465,6 +469,7 @@ impl AuditTarget {
             return Ok(match stream {
                 StreamName::Order(order_id) => AuditTarget::Order { order_id },
                 StreamName::Wallet(address) => AuditTarget::Wallet { address },
+                StreamName::Idempotency(key_id) => AuditTarget::IdempotencyKey { key_id },
             });
         }
         match ParsedAddress::parse(s) {
@@ -479,6 +484,7 @@ impl AuditTarget {
         match self {
             AuditTarget::Order { order_id } => StreamName::order(*order_id),
             AuditTarget::Wallet { address } => StreamName::Wallet(address.clone()),
+            AuditTarget::IdempotencyKey { key_id } => StreamName::Idempotency(key_id.clone()),
         }
     }
 }
@@ -523,7 +529,7 @@ pub async fn audit(
     let recorded = read_stream_all(store.as_ref(), &stream).await?;
     let events: Vec<AuditLine> = recorded.iter().map(audit_line).collect();
     let (commission, orders) = match &target {
-        AuditTarget::Order { .. } => (None, vec![]),
+        AuditTarget::Order { .. } | AuditTarget::IdempotencyKey { .. } => (None, vec![]),
         AuditTarget::Wallet { address } => {
             let (commission, orders) = wallet_account(store, tables, address, live).await?;
             (Some(commission), orders)
@@ -533,6 +539,7 @@ pub async fn audit(
         let what = match &target {
             AuditTarget::Order { order_id } => format!("order {order_id}"),
             AuditTarget::Wallet { address } => format!("wallet {address}"),
+            AuditTarget::IdempotencyKey { key_id } => format!("idempotency key {key_id}"),
         };
         return Err(OpsError::NotFound(what));
     }
@@ -791,6 +798,24 @@ pub fn summary(event: &Event) -> String {
             ton(e.amount_nanoton),
             e.reference,
             ton(e.debt_after_nanoton)
+        ),
+        Event::IdempotencyKeyClaimed(e) => format!(
+            "key {:?} ({}) claimed for {}{}; lease until {}, kept until {}",
+            e.key,
+            e.scope,
+            e.operation,
+            e.order_id
+                .map(|id| format!(" of order {id}"))
+                .unwrap_or_default(),
+            time(e.lease_until),
+            time(e.expires_at),
+        ),
+        Event::IdempotentAnswerRecorded(e) => {
+            format!("answered {} ({} bytes)", e.status, e.body.len())
+        }
+        Event::IdempotencyKeyReleased(e) => format!(
+            "released after {} {}: a retry runs again",
+            e.status, e.error_code
         ),
     }
 }

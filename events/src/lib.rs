@@ -7,6 +7,7 @@
 //! secret: no seed, no key, no cookie value (a keyed fingerprint of a cookie set at most).
 
 pub mod envelope;
+pub mod idempotency;
 pub mod money;
 pub mod order;
 pub mod schema;
@@ -14,6 +15,7 @@ pub mod stream;
 pub mod wallet;
 
 pub use envelope::{DecodedEvent, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent};
+pub use idempotency::*;
 pub use money::Nanoton;
 pub use order::*;
 pub use schema::{DecodeError, Event};

@@ -10,6 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent};
+use crate::idempotency::*;
 use crate::order::*;
 use crate::stream::StreamName;
 use crate::wallet::*;
@@ -129,6 +130,9 @@ event_set! {
     CommissionCollectionFailed = 1,
     DebtLimitReached = 1,
     DebtSettled = 1,
+    IdempotencyKeyClaimed = 1,
+    IdempotentAnswerRecorded = 1,
+    IdempotencyKeyReleased = 1,
 }
 
 impl Event {
@@ -153,6 +157,9 @@ impl Event {
             Event::CommissionCollectionFailed(e) => wallet(&e.wallet_address),
             Event::DebtLimitReached(e) => wallet(&e.wallet_address),
             Event::DebtSettled(e) => wallet(&e.wallet_address),
+            Event::IdempotencyKeyClaimed(e) => StreamName::Idempotency(e.key_id.clone()),
+            Event::IdempotentAnswerRecorded(e) => StreamName::Idempotency(e.key_id.clone()),
+            Event::IdempotencyKeyReleased(e) => StreamName::Idempotency(e.key_id.clone()),
         }
     }
 

@@ -476,6 +476,34 @@ impl Core {
         username: &Username,
         cookies: Option<FragmentCookies>,
     ) -> Result<Arc<OrderView>, CoreError> {
+        self.create_new_order(Uuid::now_v7(), product, username, cookies)
+            .await
+    }
+
+    /// `create_order` under an id the caller chose (a request under an idempotency key
+    /// chooses it once for all its runs). If an order with that id exists already, an
+    /// earlier run made it: it is returned as it is, and nothing is asked of Fragment.
+    pub async fn create_order_as(
+        &self,
+        order_id: Uuid,
+        product: Product,
+        username: &Username,
+        cookies: Option<FragmentCookies>,
+    ) -> Result<Arc<OrderView>, CoreError> {
+        if let Some(existing) = self.existing_order(order_id).await? {
+            return Ok(existing);
+        }
+        self.create_new_order(order_id, product, username, cookies)
+            .await
+    }
+
+    async fn create_new_order(
+        &self,
+        order_id: Uuid,
+        product: Product,
+        username: &Username,
+        cookies: Option<FragmentCookies>,
+    ) -> Result<Arc<OrderView>, CoreError> {
         let purchase =
             Purchase::from_order(product).map_err(|e| CoreError::Internal(e.to_string()))?;
         let (mode, fingerprint) = match &cookies {
@@ -501,7 +529,6 @@ impl Core {
                     })?,
             }
         };
-        let order_id = Uuid::now_v7();
         let cmd = OrderCommand::Create {
             order_id,
             product,
@@ -511,11 +538,23 @@ impl Core {
             price_nanoton: price,
             now: Utc::now(),
         };
-        let (state, position) = self
+        let (state, position) = match self
             .sh
             .registry
             .order(order_id, cmd, EventMetadata::correlated(order_id))
-            .await?;
+            .await
+        {
+            // Another run under the same id made it meanwhile.
+            Err(CoreError::Domain(DomainError::OrderExists(_))) => {
+                if let Some(existing) = self.existing_order(order_id).await? {
+                    return Ok(existing);
+                }
+                return Err(CoreError::Internal(format!(
+                    "order {order_id} exists but cannot be read"
+                )));
+            }
+            other => other?,
+        };
         let created = state
             .created
             .ok_or_else(|| CoreError::Internal("order not created".into()))?;
@@ -525,6 +564,18 @@ impl Core {
         });
         self.sh.runner.wait_for(position.unwrap_or(0)).await;
         self.order(order_id).await
+    }
+
+    /// The order `order_id` if its stream holds one, as the read models have it once they
+    /// caught up with the log.
+    async fn existing_order(&self, order_id: Uuid) -> Result<Option<Arc<OrderView>>, CoreError> {
+        let state = self.sh.registry.order_state(order_id).await?;
+        if state.created.is_none() {
+            return Ok(None);
+        }
+        let head = self.sh.store.head().await?;
+        self.sh.runner.wait_for(head).await;
+        self.order(order_id).await.map(Some)
     }
 
     /// An order as the read models have it.

@@ -530,6 +530,12 @@ mod tests {
         fn set(&self) -> TableSet {
             self.inner.set()
         }
+        async fn service_key(
+            &self,
+            name: &str,
+        ) -> Result<crate::readmodel::ServiceKey, StoreError> {
+            self.inner.service_key(name).await
+        }
         async fn other_set(&self, set: TableSet) -> Result<Arc<dyn ReadStore>, StoreError> {
             self.inner.other_set(set).await
         }

@@ -531,7 +531,9 @@ fn ops_error(e: OpsError, target: &AuditTarget) -> ApiError {
             AuditTarget::Order { .. } => {
                 ApiError::new(404, "ORDER_NOT_FOUND", format!("no events for {what}"))
             }
-            AuditTarget::Wallet { .. } => ApiError::not_found(format!("no events for {what}")),
+            AuditTarget::Wallet { .. } | AuditTarget::IdempotencyKey { .. } => {
+                ApiError::not_found(format!("no events for {what}"))
+            }
         },
         OpsError::BadTarget(_) => {
             ApiError::validation(vec![FieldError::new("target", e.to_string())])
@@ -825,10 +827,54 @@ async fn settle(
             Some(r)
         }
     });
+    let key = match body.get(super::idempotent::FIELD) {
+        None | Some(Value::Null) => super::idempotent::key(&req, None),
+        Some(Value::String(s)) => super::idempotent::key(&req, Some(s.clone())),
+        Some(_) => Err(FieldError::new(
+            super::idempotent::FIELD,
+            "must be a string",
+        )),
+    }
+    .unwrap_or_else(|e| {
+        errors.push(e);
+        None
+    });
     let (Some(wallet), Some(amount), Some(reference)) = (wallet, amount, reference) else {
         return Err(ApiError::validation(errors));
     };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
     let raw = address::raw(&wallet.address);
+    let keyed = key.map(|key| {
+        let mut fingerprint = state.idempotency.fingerprint("admin.settle");
+        fingerprint
+            .field("wallet", &raw)
+            .field("amount_nanoton", amount.as_u64().to_string())
+            .field("reference", &reference);
+        crate::idempotency::Keyed {
+            key,
+            scope: crate::idempotency::Scope::Admin,
+            operation: "admin.settle",
+            fingerprint,
+            creates_order: false,
+        }
+    });
+    let work_state = state.clone();
+    super::idempotent::run(state, keyed, move |_| async move {
+        settle_debt(work_state, wallet, raw, amount, reference).await
+    })
+    .await
+}
+
+/// Records a settlement `settle` validated.
+async fn settle_debt(
+    state: web::Data<AppState>,
+    wallet: ParsedAddress,
+    raw: String,
+    amount: Nanoton,
+    reference: String,
+) -> Reply {
     let command = WalletCommand::SettleDebt {
         amount_nanoton: amount,
         reference,

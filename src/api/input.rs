@@ -42,6 +42,11 @@ impl Fields {
         self.errors.push(FieldError::new(field, message));
     }
 
+    /// Records an error found outside the body's fields (a header).
+    pub fn fail_with(&mut self, error: FieldError) {
+        self.errors.push(error);
+    }
+
     /// Whether the body has a non-null `field`.
     pub fn has(&self, field: &str) -> bool {
         self.present(field).is_some()

@@ -124,6 +124,10 @@ impl ClientIps {
     }
 
     pub fn of(&self, req: &ServiceRequest) -> Option<IpAddr> {
+        self.of_request(req.request())
+    }
+
+    pub fn of_request(&self, req: &actix_web::HttpRequest) -> Option<IpAddr> {
         let peer = req.peer_addr().map(|a| a.ip());
         if peer.is_none_or(|p| !self.trusts(p)) {
             // The common case, without reading the headers.

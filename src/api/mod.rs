@@ -15,6 +15,7 @@ pub mod admin;
 pub mod bodies;
 pub mod error;
 pub mod gate;
+pub mod idempotent;
 pub mod input;
 pub mod limit;
 pub mod openapi;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub store_health: StoreHealth,
     /// The polled answers, serialized.
     pub bodies: bodies::Bodies,
+    /// Requests under an `Idempotency-Key`.
+    pub idempotency: std::sync::Arc<crate::idempotency::Idempotency>,
 }
 
 /// The store's health as `/health` reports it: asked at most once per `StoreHealth::FRESH`,

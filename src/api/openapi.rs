@@ -1275,12 +1275,13 @@ pub struct CommissionReport {
 }
 
 // Mirrors `ops::AuditTarget`.
-/// What was audited: an order, or a wallet by its raw address.
+/// What was audited: an order, a wallet by its raw address, or an idempotency key's stream.
 #[derive(ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AuditTarget {
     Order { order_id: uuid::Uuid },
     Wallet { address: String },
+    IdempotencyKey { key_id: String },
 }
 
 // Mirrors `admin::audit_event`.

@@ -8,6 +8,7 @@ use events::Product;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, FieldError};
+use super::idempotent;
 use super::input::{header_seed, resolve_wallet, Fields, ResolvedWallet, WalletChoice};
 use super::openapi::{self as doc, errors, openapi_json};
 use super::secret::{Body, SecretJson};
@@ -16,6 +17,7 @@ use crate::actors::CoreError;
 use crate::config::Secret;
 use crate::domain::PremiumMonths;
 use crate::fragment::FragmentCookies;
+use crate::idempotency::{Fingerprint, IdempotencyKey, Keyed, Scope};
 use crate::ton::client::AccountStatus;
 use crate::ton::{Nanoton, ParsedAddress, TonAddress};
 
@@ -201,9 +203,36 @@ impl Ordered {
     }
 }
 
+/// The request's `Idempotency-Key` (header or body field); an invalid one is a field error.
+fn idempotency_key(req: &HttpRequest, f: &mut Fields) -> Option<IdempotencyKey> {
+    let field = f.optional_string(idempotent::FIELD);
+    match idempotent::key(req, field) {
+        Ok(key) => key,
+        Err(e) => {
+            f.fail_with(e);
+            None
+        }
+    }
+}
+
+/// Feeds an order's product and recipient to a fingerprint.
+fn feed_order(fp: &mut Fingerprint, product: Product, username: &crate::domain::Username) {
+    fp.field("username", username.as_str());
+    match product {
+        Product::Stars { amount } => fp.field("stars", amount.to_string()),
+        Product::Premium { months } => fp.field("months", months.to_string()),
+    };
+}
+
 /// Step 1: validates the body and creates the order.
-async fn create(state: &AppState, body: Body, ordered: Ordered) -> Reply {
+async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Body,
+    ordered: Ordered,
+) -> Reply {
     let mut f = Fields::new(body)?;
+    let key = idempotency_key(&req, &mut f);
     let username = f.username("username")?;
     let product = ordered.read(&mut f);
     let cookies = f.cookies()?;
@@ -211,8 +240,39 @@ async fn create(state: &AppState, body: Body, ordered: Ordered) -> Reply {
         return Err(missing(f));
     };
     f.finish()?;
-    let order = state.core.create_order(product, &username, cookies).await?;
-    ok(views::order(&order))
+    // No wallet yet: a key is the client's (its address).
+    let keyed = key.map(|key| {
+        let operation = match product {
+            Product::Stars { .. } => "stars.create",
+            Product::Premium { .. } => "premium.create",
+        };
+        let mut fingerprint = state.idempotency.fingerprint(operation);
+        feed_order(&mut fingerprint, product, &username);
+        idempotent::feed_cookies(&mut fingerprint, cookies.as_ref());
+        let ip = req
+            .app_data::<web::Data<super::limit::ClientIps>>()
+            .and_then(|c| c.of_request(&req))
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        Keyed {
+            key,
+            scope: Scope::Client(ip),
+            operation,
+            fingerprint,
+            creates_order: true,
+        }
+    });
+    let core = state.core.clone();
+    idempotent::run(state, keyed, move |order_id| async move {
+        let order = match order_id {
+            Some(id) => {
+                core.create_order_as(id, product, &username, cookies)
+                    .await?
+            }
+            None => core.create_order(product, &username, cookies).await?,
+        };
+        ok(views::order(&order))
+    })
+    .await
 }
 
 /// Order Stars
@@ -222,8 +282,8 @@ async fn create(state: &AppState, body: Body, ordered: Ordered) -> Reply {
 #[utoipa::path(post, path = "/api/v1/stars/create", tag = "orders",
     request_body = doc::StarsCreateBody,
     responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>), errors::StarsCreate))]
-async fn stars_create(state: web::Data<AppState>, body: SecretJson) -> Reply {
-    create(&state, body.0, Ordered::Stars).await
+async fn stars_create(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
+    create(state, req, body.0, Ordered::Stars).await
 }
 
 /// Order Premium
@@ -233,9 +293,10 @@ async fn stars_create(state: web::Data<AppState>, body: SecretJson) -> Reply {
 #[utoipa::path(post, path = "/api/v1/premium/create", tag = "premium",
     request_body = doc::PremiumCreateBody,
     responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>), errors::PremiumCreate))]
-async fn premium_create(state: web::Data<AppState>, body: SecretJson) -> Reply {
+async fn premium_create(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
     create(
-        &state,
+        state,
+        req,
         body.0,
         Ordered::Premium {
             field: "months",
@@ -284,10 +345,24 @@ impl PayerInput {
     }
 }
 
+/// Feeds the paying wallet to a fingerprint (the wallet the seed derives, never the seed).
+fn feed_wallet(fp: &mut Fingerprint, resolved: &ResolvedWallet) {
+    fp.field("wallet", resolved.payer.wallet.raw_address());
+    fp.field("wallet_version", resolved.payer.wallet.version().as_str());
+    fp.field(
+        "account_index",
+        resolved
+            .account_index
+            .map(|i| i.to_string())
+            .unwrap_or_default(),
+    );
+}
+
 async fn pay(
-    state: &AppState,
+    state: web::Data<AppState>,
     order_id: uuid::Uuid,
     f: Fields,
+    key: Option<IdempotencyKey>,
     payer: Option<PayerInput>,
     cookies: Option<FragmentCookies>,
 ) -> Reply {
@@ -296,11 +371,27 @@ async fn pay(
     };
     f.finish()?;
     let resolved = payer.resolve().await?;
-    let receipt = state
-        .core
-        .pay_order(order_id, resolved.payer, resolved.account_index, cookies)
-        .await?;
-    ok(pay_answer(&receipt))
+    let keyed = key.map(|key| {
+        let mut fingerprint = state.idempotency.fingerprint("order.pay");
+        fingerprint.field("order_id", order_id.to_string());
+        feed_wallet(&mut fingerprint, &resolved);
+        idempotent::feed_cookies(&mut fingerprint, cookies.as_ref());
+        Keyed {
+            key,
+            scope: Scope::Wallet(resolved.payer.wallet.raw_address()),
+            operation: "order.pay",
+            fingerprint,
+            creates_order: false,
+        }
+    });
+    let core = state.core.clone();
+    idempotent::run(state, keyed, move |_| async move {
+        let receipt = core
+            .pay_order(order_id, resolved.payer, resolved.account_index, cookies)
+            .await?;
+        ok(pay_answer(&receipt))
+    })
+    .await
 }
 
 fn pay_answer(receipt: &crate::actors::PayReceipt) -> Value {
@@ -334,8 +425,9 @@ fn pay_answer(receipt: &crate::actors::PayReceipt) -> Value {
 #[utoipa::path(post, path = "/api/v1/stars/pay", tag = "orders",
     request_body = doc::PayBody,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::Pay))]
-async fn pay_from_body(state: web::Data<AppState>, body: SecretJson) -> Reply {
+async fn pay_from_body(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
     let mut f = Fields::new(body.0)?;
+    let key = idempotency_key(&req, &mut f);
     let order_id = f.string("order_id");
     let payer = payer(&state, &mut f).await?;
     let cookies = f.cookies()?;
@@ -348,7 +440,7 @@ async fn pay_from_body(state: web::Data<AppState>, body: SecretJson) -> Reply {
         &order_id,
         ("ORDER_NOT_FOUND", "Order not found"),
     )?;
-    pay(&state, order_id, f, payer, cookies).await
+    pay(state, order_id, f, key, payer, cookies).await
 }
 
 /// Pay an order
@@ -361,42 +453,71 @@ async fn pay_from_body(state: web::Data<AppState>, body: SecretJson) -> Reply {
 async fn pay_from_path(
     state: web::Data<AppState>,
     path: web::Path<String>,
+    req: HttpRequest,
     body: SecretJson,
 ) -> Reply {
     let order_id = parse_uuid("order_id", &path, ("ORDER_NOT_FOUND", "Order not found"))?;
     let mut f = Fields::new(body.0)?;
+    let key = idempotency_key(&req, &mut f);
     let payer = payer(&state, &mut f).await?;
     let cookies = f.cookies()?;
-    pay(&state, order_id, f, payer, cookies).await
+    pay(state, order_id, f, key, payer, cookies).await
 }
 
 /// One-shot buy: the seed is checked before the order exists, so a bad seed leaves nothing.
-async fn buy(state: &AppState, body: Body, ordered: Ordered) -> Reply {
+async fn buy(state: web::Data<AppState>, req: HttpRequest, body: Body, ordered: Ordered) -> Reply {
     let mut f = Fields::new(body)?;
+    let key = idempotency_key(&req, &mut f);
     let username = f.username("username")?;
     let product = ordered.read(&mut f);
     f.payment_method();
-    let payer = payer(state, &mut f).await?;
+    let payer = payer(&state, &mut f).await?;
     let cookies = f.cookies()?;
     let (Some(username), Some(product), Some(payer)) = (username, product, payer) else {
         return Err(missing(f));
     };
     f.finish()?;
     let resolved = payer.resolve().await?;
-    let order = state
-        .core
-        .create_order(product, &username, cookies.clone())
-        .await?;
-    let receipt = state
-        .core
-        .pay_order(
-            order.order_id,
-            resolved.payer,
-            resolved.account_index,
-            cookies,
-        )
-        .await?;
-    ok(pay_answer(&receipt))
+    let keyed = key.map(|key| {
+        let operation = match product {
+            Product::Stars { .. } => "stars.buy",
+            Product::Premium { .. } => "premium.buy",
+        };
+        let mut fingerprint = state.idempotency.fingerprint(operation);
+        feed_order(&mut fingerprint, product, &username);
+        feed_wallet(&mut fingerprint, &resolved);
+        idempotent::feed_cookies(&mut fingerprint, cookies.as_ref());
+        Keyed {
+            key,
+            scope: Scope::Wallet(resolved.payer.wallet.raw_address()),
+            operation,
+            fingerprint,
+            creates_order: true,
+        }
+    });
+    let core = state.core.clone();
+    idempotent::run(state, keyed, move |order_id| async move {
+        let order = match order_id {
+            Some(id) => {
+                core.create_order_as(id, product, &username, cookies.clone())
+                    .await?
+            }
+            None => {
+                core.create_order(product, &username, cookies.clone())
+                    .await?
+            }
+        };
+        let receipt = core
+            .pay_order(
+                order.order_id,
+                resolved.payer,
+                resolved.account_index,
+                cookies,
+            )
+            .await?;
+        ok(pay_answer(&receipt))
+    })
+    .await
 }
 
 /// Buy Stars in one call
@@ -406,8 +527,8 @@ async fn buy(state: &AppState, body: Body, ordered: Ordered) -> Reply {
 #[utoipa::path(post, path = "/api/v1/stars/buy", tag = "orders",
     request_body = doc::StarsBuyBody,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::StarsBuy))]
-async fn stars_buy(state: web::Data<AppState>, body: SecretJson) -> Reply {
-    buy(&state, body.0, Ordered::Stars).await
+async fn stars_buy(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
+    buy(state, req, body.0, Ordered::Stars).await
 }
 
 /// Gift Premium in one call
@@ -417,9 +538,10 @@ async fn stars_buy(state: web::Data<AppState>, body: SecretJson) -> Reply {
 #[utoipa::path(post, path = "/api/v1/premium/buy", tag = "premium",
     request_body = doc::PremiumBuyBody,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::PremiumBuy))]
-async fn premium_buy(state: web::Data<AppState>, body: SecretJson) -> Reply {
+async fn premium_buy(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
     buy(
-        &state,
+        state,
+        req,
         body.0,
         Ordered::Premium {
             field: "duration",

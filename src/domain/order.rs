@@ -213,12 +213,15 @@ impl OrderState {
             Event::OrderExpired(_) => self.status = Some(OrderStatus::Expired),
             Event::OrderDeliveryConfirmed(_) => self.delivery_confirmed = true,
             Event::OrderDeliveryUnconfirmed(_) => self.delivery_unconfirmed = true,
-            // Wallet events never reach an order's stream.
+            // Wallet and idempotency key events never reach an order's stream.
             Event::CommissionAccrued(_)
             | Event::CommissionCollected(_)
             | Event::CommissionCollectionFailed(_)
             | Event::DebtLimitReached(_)
-            | Event::DebtSettled(_) => {}
+            | Event::DebtSettled(_)
+            | Event::IdempotencyKeyClaimed(_)
+            | Event::IdempotentAnswerRecorded(_)
+            | Event::IdempotencyKeyReleased(_) => {}
         }
     }
 

@@ -46,6 +46,7 @@ macro_rules! read_model_contract {
             folding_a_log_in_batches_equals_the_in_memory_fold,
             a_reset_empties_everything,
             read_models_refuse_work_once_the_store_closed,
+            a_service_key_is_made_once_and_shared_by_every_instance,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -328,6 +329,25 @@ pub async fn a_commit_whose_caller_went_away_stands_whole_or_not_at_all(fixture:
     }
     // Not asserted either way: the split depends on the machine. Both outcomes are checked.
     let _ = dropped_early;
+}
+
+pub async fn a_service_key_is_made_once_and_shared_by_every_instance(fixture: Fixture) {
+    let t = tables(&fixture);
+    let other_store = (fixture.another)().await.ok();
+    let other = match &other_store {
+        Some(store) => store.read_models().expect("the other store's read models"),
+        None => tables(&fixture),
+    };
+    // Two instances asking at once for a key nobody made yet get the same one.
+    let (a, b) = tokio::join!(t.service_key("first"), other.service_key("first"));
+    let (a, b) = (a.expect("a key"), b.expect("a key"));
+    assert_eq!(*a, *b);
+    assert_ne!(*a, [0u8; 32], "a random key, not a blank one");
+    assert_eq!(*t.service_key("first").await.unwrap(), *a, "kept");
+    let second = t.service_key("second").await.unwrap();
+    assert_ne!(*second, *a, "each name has its own key");
+    // The keys live beside the tables, never in the log.
+    assert_eq!(fixture.store.head().await.unwrap(), 0);
 }
 
 pub async fn a_second_writer_cannot_interleave_its_batches(fixture: Fixture) {

@@ -119,8 +119,48 @@ pub struct Page<T> {
     pub total: u64,
 }
 
+/// The service's own keys (the key of idempotency fingerprints), beside the read models in
+/// the log's database and never in the log: a copy of the log alone (an export, an audit)
+/// then holds only keyed hashes that nobody can test a guess against. 32 random bytes each,
+/// made by the first instance that needs one and shared by every instance on the database.
+pub const SQLITE_SERVICE_KEYS: &str =
+    "CREATE TABLE service_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL CHECK (length(key) = 32)) STRICT;";
+pub const POSTGRES_SERVICE_KEYS: &str =
+    "CREATE TABLE service_keys (name text PRIMARY KEY, key bytea NOT NULL CHECK (length(key) = 32));";
+
+/// A key of the service, wiped when dropped.
+pub type ServiceKey = zeroize::Zeroizing<[u8; 32]>;
+
+/// A fresh random key.
+pub fn new_service_key() -> ServiceKey {
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, key.as_mut());
+    key
+}
+
+/// A stored key, checked (the table's constraint says 32 bytes) and moved into a wiped buffer.
+pub(crate) fn into_key(mut stored: Vec<u8>) -> Result<ServiceKey, StoreError> {
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    let ok = stored.len() == 32;
+    if ok {
+        key.copy_from_slice(&stored);
+    }
+    zeroize::Zeroize::zeroize(&mut stored);
+    if ok {
+        Ok(key)
+    } else {
+        Err(StoreError::Backend(
+            "read models: a service key is not 32 bytes".into(),
+        ))
+    }
+}
+
 #[async_trait]
 pub trait ReadStore: Send + Sync + 'static {
+    /// The service key `name`: the stored one, or a new random one stored durably first (two
+    /// instances asking at once get the same key).
+    async fn service_key(&self, name: &str) -> Result<ServiceKey, StoreError>;
+
     /// `sqlite`, `postgres`.
     fn backend(&self) -> &'static str;
 

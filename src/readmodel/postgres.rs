@@ -248,6 +248,31 @@ impl ReadStore for PgReadStore {
         self.set
     }
 
+    async fn service_key(&self, name: &str) -> Result<super::ServiceKey, StoreError> {
+        let name = name.to_string();
+        let fresh = super::new_service_key();
+        let stored: Vec<u8> = self
+            .run("reading a service key", move |pool, _| async move {
+                // Inserted unless there is one already; then the stored one is read, so two
+                // instances asking at once both get the one that was committed first.
+                sqlx::query(
+                    "INSERT INTO service_keys (name, key) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(&name)
+                .bind(&fresh[..])
+                .execute(&pool)
+                .await?;
+                let key: Vec<u8> =
+                    sqlx::query_scalar("SELECT key FROM service_keys WHERE name = $1")
+                        .bind(&name)
+                        .fetch_one(&pool)
+                        .await?;
+                Ok(key)
+            })
+            .await?;
+        super::into_key(stored)
+    }
+
     async fn other_set(&self, set: TableSet) -> Result<Arc<dyn ReadStore>, StoreError> {
         let ddl = tables(set);
         self.run("creating tables", move |pool, _| async move {

@@ -442,6 +442,36 @@ impl ReadStore for SqliteReadStore {
         self.set
     }
 
+    async fn service_key(&self, name: &str) -> Result<super::ServiceKey, StoreError> {
+        let name = name.to_string();
+        let fresh = super::new_service_key();
+        self.write(move |conn, _| {
+            // The read models' connection commits without a sync of its own (the log's
+            // position is what makes them durable); a key must survive a power cut like the
+            // events hashed with it, so this one commit syncs.
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(db("syncing a service key"))?;
+            let inserted = conn
+                .execute(
+                    "INSERT OR IGNORE INTO service_keys (name, key) VALUES (?1, ?2)",
+                    params![name, &fresh[..]],
+                )
+                .map_err(db("storing a service key"));
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(db("syncing a service key"))?;
+            inserted?;
+            let stored: Vec<u8> = conn
+                .query_row(
+                    "SELECT key FROM service_keys WHERE name = ?1",
+                    params![name],
+                    |row| row.get(0),
+                )
+                .map_err(db("reading a service key"))?;
+            super::into_key(stored)
+        })
+        .await
+    }
+
     async fn other_set(&self, set: TableSet) -> Result<Arc<dyn ReadStore>, StoreError> {
         let ddl = tables(set);
         self.write(move |conn, _| conn.execute_batch(&ddl).map_err(db("creating tables")))

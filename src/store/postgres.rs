@@ -75,6 +75,9 @@ pub const MIGRATIONS: &[Migration] = &[
     (1, "event log", || MIGRATION_1.to_string()),
     (2, "read models and category reads", migration_2),
     (3, "append_group set-based", || MIGRATION_3.to_string()),
+    (4, "service keys", || {
+        crate::readmodel::POSTGRES_SERVICE_KEYS.to_string()
+    }),
 ];
 
 /// `append_group` again, doing per group what version 1 did per append: one read of the

@@ -58,8 +58,8 @@ use super::{AppendResult, EventStore, StoreError};
 
 /// The file format this build writes. Bump it with a migration (`migration`) when the schema
 /// changes; older builds then refuse the file instead of misreading it.
-/// (2: the read models' tables, and the index of category reads.)
-pub const FORMAT_VERSION: i64 = 2;
+/// (2: the read models' tables, and the index of category reads; 3: the service's keys.)
+pub const FORMAT_VERSION: i64 = 3;
 
 /// Most appends the writer puts in one transaction.
 const MAX_GROUP: usize = super::GROUP_LIMIT;
@@ -106,6 +106,7 @@ fn migration(format: i64) -> String {
             "CREATE INDEX events_category ON events ({CATEGORY}, position);\n{}",
             crate::readmodel::sqlite::tables(crate::readmodel::TableSet::Live)
         ),
+        3 => crate::readmodel::SQLITE_SERVICE_KEYS.to_string(),
         other => unreachable!("no migration to format {other}"),
     }
 }
