@@ -14,6 +14,11 @@ use events::{Event, OrderMode, Product, StreamName};
 use fragment_gateway::actors::{Core, CoreConfig, CoreError, Hooks, PaymentHooks, Services, Step};
 use fragment_gateway::domain::order::{Payer, WalletFunds};
 use fragment_gateway::domain::{DomainError, OrderCommand, Policy, Username};
+use fragment_gateway::idempotency::{
+    Begin, Idempotency, IdempotencyError, IdempotencyKey, IdempotencySettings, Keyed, Scope,
+};
+use fragment_gateway::store::EventStore;
+use std::sync::Arc;
 use fragment_gateway::sim::faults::FaultConfig;
 use fragment_gateway::sim::fragment::state::Prices;
 use fragment_gateway::ton::client::TonApiConfig;
@@ -1616,4 +1621,98 @@ async fn a_payment_past_the_queue_limit_is_refused_before_anything_is_recorded()
         core.order(orders[2]).await.unwrap().status == "success"
     })
     .await;
+}
+
+/// What the HTTP layer feeds for a keyed one-shot buy of 50 Stars (`api::routes::buy`).
+fn keyed_buy(idem: &Idempotency) -> Keyed {
+    let mut fingerprint = idem.fingerprint("stars.buy");
+    fingerprint
+        .field("username", "alice")
+        .field("stars", "50")
+        .field("wallet", payer().wallet.raw_address());
+    Keyed {
+        key: IdempotencyKey::parse("crash-after-broadcast").unwrap(),
+        scope: Scope::Wallet(payer().wallet.raw_address()),
+        operation: "stars.buy",
+        fingerprint,
+        creates_order: true,
+    }
+}
+
+#[actix_web::test]
+async fn a_keyed_buy_retried_after_a_crash_past_its_broadcast_finds_its_order_and_payment() {
+    // Blocks only on demand: the payment stays on its way to the chain across the crash.
+    let w = world_with_blocks(Duration::ZERO).await;
+    w.ton.fund(payer().wallet.address(), Nanoton::from_ton(5));
+    let lease = Duration::from_secs(5);
+    let settings = IdempotencySettings {
+        lease,
+        wait: Duration::ZERO,
+        ..IdempotencySettings::default()
+    };
+    let claimed_at = std::time::Instant::now();
+    let (core, store) = w.core_with(config(Policy::default()), None).await;
+    let idem = Idempotency::open(Arc::clone(&store) as Arc<dyn EventStore>, settings.clone())
+        .await
+        .unwrap();
+    let Begin::Run(claim) = idem.begin(keyed_buy(&idem)).await.unwrap() else {
+        panic!("a new key runs");
+    };
+    let order_id = claim.order_id.expect("a buy claims its order id");
+    let order = core
+        .create_order_as(order_id, Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    assert_eq!(order.order_id, order_id);
+    let first = core.pay_order(order_id, payer(), None, None).await.unwrap();
+    eventually("the payment is broadcast", || w.ton.broadcasts().len() == 1).await;
+    // The process dies before the answer is recorded under the key.
+    store.kill();
+    drop(idem);
+
+    let (core, store) = w.core_with(config(Policy::default()), None).await;
+    let idem = Idempotency::open(Arc::clone(&store) as Arc<dyn EventStore>, settings)
+        .await
+        .unwrap();
+    // Within the dead request's lease, the retry is told to come back…
+    let early = idem.begin(keyed_buy(&idem)).await;
+    assert!(
+        matches!(early, Err(IdempotencyError::InProgress { .. })),
+        "{early:?}"
+    );
+    // (The claim was made a moment after `claimed_at`.)
+    let past_lease = claimed_at + lease + Duration::from_millis(500);
+    tokio::time::sleep(past_lease.saturating_duration_since(std::time::Instant::now())).await;
+    // …after it, the retry runs again: on the same order, which is paid already.
+    let Begin::Run(retry) = idem.begin(keyed_buy(&idem)).await.unwrap() else {
+        panic!("the dead request's key is taken over");
+    };
+    assert_eq!(retry.order_id, Some(order_id));
+    // An order found made asks nothing of Fragment: with Fragment failing every call, it is
+    // still found, and paying it again is the payment already made.
+    w.fragment.faults().set_config(FaultConfig {
+        error_rate: 1.0,
+        ..FaultConfig::default()
+    });
+    let again = core
+        .create_order_as(order_id, Product::Stars { amount: 50 }, &alice(), None)
+        .await
+        .unwrap();
+    assert_eq!(again.order_id, order_id);
+    let receipt = core.pay_order(order_id, payer(), None, None).await.unwrap();
+    w.fragment.faults().set_config(FaultConfig::default());
+    assert!(!receipt.new_request, "the same payment");
+    assert_eq!(receipt.request.request_id, first.request.request_id);
+    assert_eq!(w.ton.produce_block(), 1);
+    let done = order_outcome(&core, order_id).await;
+    assert_eq!(done.status, "success", "{done:?}");
+    // The restart may send the recorded message again; it is never signed again.
+    let mut signed = w.ton.broadcasts();
+    signed.dedup();
+    assert_eq!(signed.len(), 1, "never signed again: {signed:?}");
+    let orders = store.read_category("order", 0, 1000).await.unwrap();
+    assert!(
+        orders.iter().all(|e| e.stream == order_stream(order_id)),
+        "no second order"
+    );
 }
