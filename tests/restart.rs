@@ -1,7 +1,8 @@
 //! Restarts as an operator sees them (API.md, "Restarts"): the simulators run as their own
 //! process (`fragment-gateway sim`, the chain making blocks only when told), the gateway as
 //! another (`fragment-gateway serve` against them), and the gateway is SIGKILLed while one
-//! payment is on its way to the chain and another waits in the queue.
+//! payment is on its way to the chain and another waits in the queue. The first payment is a
+//! one-shot buy under an `Idempotency-Key`, retried after the kill.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -219,11 +220,25 @@ requests_per_minute = 0
             .await;
         o["data"]["order_id"].as_str().unwrap().to_string()
     };
-    let first = create(&api).await;
+    // The first purchase is a one-shot buy under an Idempotency-Key: its retry after the
+    // kill gets the first answer, and pays nothing more.
+    let buy = async |api: &str| {
+        let r = http
+            .0
+            .post(format!("{api}/stars/buy"))
+            .header("Idempotency-Key", "first-buy")
+            .json(&json!({"username": "@alice", "amount": 50, "seed": seed}))
+            .send()
+            .await
+            .unwrap();
+        let replayed = r.headers().get("idempotent-replayed").is_some();
+        (r.status().as_u16(), replayed, r.text().await.unwrap())
+    };
     let second = create(&api).await;
-    let paid = http
-        .post(&format!("{api}/orders/{first}/pay"), json!({"seed": seed}))
-        .await;
+    let (status, replayed, bought) = buy(&api).await;
+    assert_eq!((status, replayed), (200, false), "{bought}");
+    let paid: Value = serde_json::from_str(&bought).unwrap();
+    let first = paid["data"]["order_id"].as_str().unwrap().to_string();
     let first_request = paid["data"]["request_id"]
         .as_str()
         .unwrap_or_else(|| panic!("{paid}"))
@@ -245,6 +260,9 @@ requests_per_minute = 0
 
     gateway.kill();
     let (_gateway, api) = serve_logging(&config, Some(&log));
+    let (status, replayed, again) = buy(&api).await;
+    assert_eq!((status, replayed), (200, true), "{again}");
+    assert_eq!(again, bought, "the first answer, byte for byte");
 
     // The waiting request lost its seed with the process: it ends, no funds moved, and its
     // order can be paid again.
