@@ -17,13 +17,13 @@ use fragment_gateway::domain::{DomainError, OrderCommand, Policy, Username};
 use fragment_gateway::idempotency::{
     Begin, Idempotency, IdempotencyError, IdempotencyKey, IdempotencySettings, Keyed, Scope,
 };
-use fragment_gateway::store::EventStore;
-use std::sync::Arc;
 use fragment_gateway::sim::faults::FaultConfig;
 use fragment_gateway::sim::fragment::state::Prices;
+use fragment_gateway::store::EventStore;
 use fragment_gateway::ton::client::TonApiConfig;
 use fragment_gateway::ton::Nanoton;
 use rust_decimal::Decimal;
+use std::sync::Arc;
 use uuid::Uuid;
 
 fn order_stream(id: Uuid) -> String {

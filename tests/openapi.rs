@@ -489,6 +489,55 @@ async fn real_answers_match_their_documented_schemas() {
     let premium = t
         .wait_request_answer(r.1["data"]["request_id"].as_str().unwrap())
         .await;
+
+    // Under an Idempotency-Key: the retry is the first answer, another request a 409.
+    let keyed = async |amount: u32| {
+        t.send_with(
+            "post",
+            "/api/v1/stars/buy",
+            &[("Idempotency-Key", "documented-key")],
+            Some(json!({"username": "@alice", "amount": amount, "seed": t.seed})),
+        )
+        .await
+    };
+    let first = keyed(50).await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    let again = keyed(50).await;
+    assert_eq!(again, first);
+    check("post", "/api/v1/stars/buy", &again);
+    let reused = keyed(60).await;
+    assert_eq!(reused.1["error"]["error_code"], "IDEMPOTENCY_KEY_REUSED");
+    check("post", "/api/v1/stars/buy", &reused);
+    for (method, path) in [
+        ("post", "/api/v1/stars/create"),
+        ("post", "/api/v1/orders/stars"),
+        ("post", "/api/v1/premium/create"),
+        ("post", "/api/v1/orders/premium"),
+        ("post", "/api/v1/stars/pay"),
+        ("post", "/api/v1/orders/{order_id}/pay"),
+        ("post", "/api/v1/stars/buy"),
+        ("post", "/api/v1/premium/buy"),
+        ("post", "/admin/wallets/{address}/settle"),
+    ] {
+        let op = &doc["paths"][path][method];
+        let params = op["parameters"].as_array().unwrap();
+        assert!(
+            params
+                .iter()
+                .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"),
+            "{method} {path} documents the key"
+        );
+        assert!(
+            op["responses"]["200"]["headers"]["Idempotent-Replayed"].is_object(),
+            "{method} {path} documents replays"
+        );
+        let conflict = op["responses"]["409"].to_string();
+        assert!(
+            conflict.contains("IDEMPOTENCY_KEY_REUSED")
+                && conflict.contains("IDEMPOTENCY_KEY_IN_PROGRESS"),
+            "{method} {path}: {conflict}"
+        );
+    }
     assert_eq!(premium["data"]["status"], "completed", "{premium}");
     check("get", "/api/v1/queue/{request_id}", &(200, premium));
 

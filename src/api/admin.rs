@@ -767,9 +767,9 @@ const MAX_REFERENCE: usize = 200;
 /// `DebtSettled` event). The reference is stored in the event: no secrets in it.
 #[utoipa::path(post, path = "/admin/wallets/{address}/settle", tag = "admin", operation_id = "admin_settle",
     security(("admin_key" = [])),
-    params(("address" = String, Path, description = "The wallet, in any TON address form")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer"), ("address" = String, Path, description = "The wallet, in any TON address form")),
     request_body = doc::SettleBody,
-    responses((status = 200, description = "The wallet's account after the settlement", body = doc::Envelope<doc::Settled>), errors::AdminSettle))]
+    responses((status = 200, description = "The wallet's account after the settlement", body = doc::Envelope<doc::Settled>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::AdminSettle))]
 async fn settle(
     state: web::Data<AppState>,
     path: web::Path<String>,

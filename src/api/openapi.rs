@@ -325,6 +325,10 @@ pub struct FieldError {
 /// - `NOT_FOUND` (404): no such route, or not with this method.
 /// - `QUEUE_TIMEOUT` (408): only in a queue request's `error_code`: it waited too long, no
 ///   funds moved.
+/// - `IDEMPOTENCY_KEY_REUSED` (409): the `Idempotency-Key` was used (in the last 24 h, by the
+///   same wallet, client address or admin) for a different request; send a new key.
+/// - `IDEMPOTENCY_KEY_IN_PROGRESS` (409): the first request under the key is still running;
+///   retry after `Retry-After` seconds to get its answer.
 /// - `RATE_LIMIT_EXCEEDED` (429): per-IP limit; see `Retry-After`.
 /// - `INTERNAL_ERROR` (500): a bug; logged, never detailed.
 /// - `OWNER_COOKIES_NOT_CONFIGURED`, `OWNER_COOKIES_EXPIRED` (500): no-KYC mode needs the
@@ -354,6 +358,8 @@ pub enum ErrorCode {
     OWNER_COOKIES_NOT_CONFIGURED,
     OWNER_COOKIES_EXPIRED,
     NOT_FOUND,
+    IDEMPOTENCY_KEY_REUSED,
+    IDEMPOTENCY_KEY_IN_PROGRESS,
 }
 
 /// The error answers of one operation: for each status, the `ErrorEnvelope` narrowed to the
@@ -402,6 +408,21 @@ fn error_responses(
                         .schema(Some(schema))
                         .build(),
                 );
+            if codes.contains(&"IDEMPOTENCY_KEY_IN_PROGRESS") {
+                response = response.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(1)),
+                        ))
+                        .description(Some(
+                            "IDEMPOTENCY_KEY_IN_PROGRESS: seconds until the first request's lease ends",
+                        ))
+                        .build(),
+                );
+            }
             if matches!(status, 429 | 502 | 503) {
                 response = response.header(
                     "Retry-After",
@@ -453,6 +474,7 @@ errors! {
     StarsCreate {
         400 => [VALIDATION_ERROR, INVALID_USERNAME_FORMAT, INVALID_COOKIES],
         404 => [USER_NOT_FOUND],
+        409 => [IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS],
         429 => [RATE_LIMIT_EXCEEDED],
         500 => [INTERNAL_ERROR, OWNER_COOKIES_NOT_CONFIGURED, OWNER_COOKIES_EXPIRED],
         502 => [FRAGMENT_ERROR],
@@ -461,6 +483,7 @@ errors! {
     PremiumCreate {
         400 => [VALIDATION_ERROR, INVALID_USERNAME_FORMAT, INVALID_COOKIES, PREMIUM_ALREADY_ACTIVE],
         404 => [USER_NOT_FOUND],
+        409 => [IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS],
         429 => [RATE_LIMIT_EXCEEDED],
         500 => [INTERNAL_ERROR, OWNER_COOKIES_NOT_CONFIGURED, OWNER_COOKIES_EXPIRED],
         502 => [FRAGMENT_ERROR],
@@ -469,6 +492,7 @@ errors! {
     Pay {
         400 => [VALIDATION_ERROR, INVALID_SEED, INVALID_COOKIES, INSUFFICIENT_BALANCE, DEBT_LIMIT_EXCEEDED, ORDER_EXPIRED],
         404 => [ORDER_NOT_FOUND],
+        409 => [IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS],
         429 => [RATE_LIMIT_EXCEEDED],
         500 => [INTERNAL_ERROR],
         503 => [SERVICE_UNAVAILABLE],
@@ -476,6 +500,7 @@ errors! {
     StarsBuy {
         400 => [VALIDATION_ERROR, INVALID_USERNAME_FORMAT, INVALID_SEED, INVALID_COOKIES, INSUFFICIENT_BALANCE, DEBT_LIMIT_EXCEEDED],
         404 => [USER_NOT_FOUND],
+        409 => [IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS],
         429 => [RATE_LIMIT_EXCEEDED],
         500 => [INTERNAL_ERROR, OWNER_COOKIES_NOT_CONFIGURED, OWNER_COOKIES_EXPIRED],
         502 => [FRAGMENT_ERROR],
@@ -484,6 +509,7 @@ errors! {
     PremiumBuy {
         400 => [VALIDATION_ERROR, INVALID_USERNAME_FORMAT, INVALID_SEED, INVALID_COOKIES, INSUFFICIENT_BALANCE, DEBT_LIMIT_EXCEEDED, PREMIUM_ALREADY_ACTIVE],
         404 => [USER_NOT_FOUND],
+        409 => [IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS],
         429 => [RATE_LIMIT_EXCEEDED],
         500 => [INTERNAL_ERROR, OWNER_COOKIES_NOT_CONFIGURED, OWNER_COOKIES_EXPIRED],
         502 => [FRAGMENT_ERROR],
@@ -573,6 +599,7 @@ errors! {
     AdminSettle {
         400 => [VALIDATION_ERROR],
         401 => [UNAUTHORIZED],
+        409 => [IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS],
         429 => [RATE_LIMIT_EXCEEDED],
         500 => [INTERNAL_ERROR],
         503 => [SERVICE_UNAVAILABLE],
@@ -654,6 +681,10 @@ pub struct StarsCreateBody {
     /// `stel_ton_token`. Present: KYC mode, no commission. Absent: no-KYC mode on the operator's
     /// session, with commission.
     pub fragment_cookies: Option<String>,
+    /// As the `Idempotency-Key` header, for clients that cannot set headers (send one or the
+    /// other, or both the same).
+    #[schema(min_length = 1, max_length = 255, example = "order-1042-attempt")]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -668,6 +699,10 @@ pub struct PremiumCreateBody {
     pub duration: Option<u8>,
     /// As in `StarsCreateBody`.
     pub fragment_cookies: Option<String>,
+    /// As the `Idempotency-Key` header, for clients that cannot set headers (send one or the
+    /// other, or both the same).
+    #[schema(min_length = 1, max_length = 255, example = "order-1042-attempt")]
+    pub idempotency_key: Option<String>,
 }
 
 /// The wallet a payment comes from: the seed's default wallet (v4r2 for a 24-word TON
@@ -688,6 +723,10 @@ pub struct Payer {
     /// BIP39 derivation account (default 0).
     #[schema(minimum = 0, maximum = 2147483647)]
     pub account_index: Option<u32>,
+    /// As the `Idempotency-Key` header, for clients that cannot set headers (send one or the
+    /// other, or both the same).
+    #[schema(min_length = 1, max_length = 255, example = "order-1042-attempt")]
+    pub idempotency_key: Option<String>,
 }
 
 /// A payment of the order `order_id`.
@@ -1397,6 +1436,10 @@ pub struct SettleBody {
     /// Where the payment came from (stored in the event: no secrets).
     #[schema(max_length = 200, example = "bank transfer 42")]
     pub reference: String,
+    /// As the `Idempotency-Key` header, for clients that cannot set headers (send one or the
+    /// other, or both the same).
+    #[schema(min_length = 1, max_length = 255, example = "order-1042-attempt")]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(ToSchema)]

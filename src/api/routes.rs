@@ -280,8 +280,9 @@ async fn create(
 /// Creates an order at Fragment's current price once Fragment found the recipient. It can be
 /// paid until `expires_at` (10 minutes by default).
 #[utoipa::path(post, path = "/api/v1/stars/create", tag = "orders",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer")),
     request_body = doc::StarsCreateBody,
-    responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>), errors::StarsCreate))]
+    responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::StarsCreate))]
 async fn stars_create(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
     create(state, req, body.0, Ordered::Stars).await
 }
@@ -291,8 +292,9 @@ async fn stars_create(state: web::Data<AppState>, req: HttpRequest, body: Secret
 /// Creates an order for a Premium gift at Fragment's current price once Fragment found the
 /// recipient. It can be paid until `expires_at` (10 minutes by default).
 #[utoipa::path(post, path = "/api/v1/premium/create", tag = "premium",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer")),
     request_body = doc::PremiumCreateBody,
-    responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>), errors::PremiumCreate))]
+    responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::PremiumCreate))]
 async fn premium_create(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
     create(
         state,
@@ -423,8 +425,9 @@ fn pay_answer(receipt: &crate::actors::PayReceipt) -> Value {
 /// queues the payment. Paying again from the same wallet returns the same request, never a
 /// second payment. Poll `GET /api/v1/queue/{request_id}` for the outcome.
 #[utoipa::path(post, path = "/api/v1/stars/pay", tag = "orders",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer")),
     request_body = doc::PayBody,
-    responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::Pay))]
+    responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::Pay))]
 async fn pay_from_body(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
     let mut f = Fields::new(body.0)?;
     let key = idempotency_key(&req, &mut f);
@@ -447,9 +450,9 @@ async fn pay_from_body(state: web::Data<AppState>, req: HttpRequest, body: Secre
 ///
 /// As `POST /api/v1/stars/pay`, with the order's id in the path.
 #[utoipa::path(post, path = "/api/v1/orders/{order_id}/pay", tag = "orders",
-    params(("order_id" = uuid::Uuid, Path, description = "The order's id (one that is not a UUID is not found)")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer"), ("order_id" = uuid::Uuid, Path, description = "The order's id (one that is not a UUID is not found)")),
     request_body = doc::Payer,
-    responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::Pay))]
+    responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::Pay))]
 async fn pay_from_path(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -525,8 +528,9 @@ async fn buy(state: web::Data<AppState>, req: HttpRequest, body: Body, ordered: 
 /// Creates a Stars order and pays it from the seed's wallet (the seed is checked first, so a
 /// bad seed leaves no order). Poll `GET /api/v1/queue/{request_id}` for the outcome.
 #[utoipa::path(post, path = "/api/v1/stars/buy", tag = "orders",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer")),
     request_body = doc::StarsBuyBody,
-    responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::StarsBuy))]
+    responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::StarsBuy))]
 async fn stars_buy(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
     buy(state, req, body.0, Ordered::Stars).await
 }
@@ -536,8 +540,9 @@ async fn stars_buy(state: web::Data<AppState>, req: HttpRequest, body: SecretJso
 /// Creates a Premium order and pays it from the seed's wallet (the seed is checked first, so a
 /// bad seed leaves no order). Poll `GET /api/v1/queue/{request_id}` for the outcome.
 #[utoipa::path(post, path = "/api/v1/premium/buy", tag = "premium",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer")),
     request_body = doc::PremiumBuyBody,
-    responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>), errors::PremiumBuy))]
+    responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::PremiumBuy))]
 async fn premium_buy(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
     buy(
         state,
