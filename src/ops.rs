@@ -769,6 +769,7 @@ pub fn summary(event: &Event) -> String {
             e.request_id, e.error_code, e.error
         ),
         Event::OrderExpired(_) => "expired unpaid".to_string(),
+        Event::OrderCancelled(_) => "cancelled unpaid by the client".to_string(),
         Event::CommissionAccrued(e) => format!(
             "{} for order {}; debt {}",
             ton(e.amount_nanoton),

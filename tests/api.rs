@@ -1134,3 +1134,124 @@ async fn a_request_stuck_in_the_queue_times_out_with_no_funds_moved() {
     assert_eq!(done["status"], "completed", "{done}");
     t.app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_wallets_orders_come_newest_first_by_cursor_and_an_unpaid_order_can_be_cancelled() {
+    let t = spawn(&[("FG_RATE_LIMIT__REQUESTS_PER_MINUTE", "0")]).await;
+    let wallet = t.sandbox().demo_wallet.friendly_address(false);
+    let mut paid = vec![];
+    for amount in [50, 60, 70] {
+        let (status, body) = t
+            .post(
+                "/api/v1/stars/buy",
+                json!({"username": "@alice", "amount": amount, "seed": t.seed}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let request = t
+            .wait_request(body["data"]["request_id"].as_str().unwrap())
+            .await;
+        assert_eq!(request["status"], "completed", "{request}");
+        paid.push(body["data"]["order_id"].as_str().unwrap().to_string());
+    }
+
+    // An unpaid order is cancelled, once; it cannot be paid then.
+    let (_, created) = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@bob", "amount": 50}),
+        )
+        .await;
+    let unpaid = created["data"]["order_id"].as_str().unwrap().to_string();
+    let cancel = format!("/api/v1/orders/{unpaid}/cancel");
+    let (status, body) = t.post(&cancel, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["status"], "cancelled");
+    let (status, again) = t.send("post", &cancel, None).await;
+    assert_eq!(
+        (status, &again["data"]),
+        (200, &body["data"]),
+        "again: the same"
+    );
+    let (status, body) = t
+        .post(
+            &format!("/api/v1/orders/{unpaid}/pay"),
+            json!({"seed": t.seed}),
+        )
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
+        "{body}"
+    );
+    // A paid order cannot be cancelled; an unknown one is not found.
+    let (status, body) = t
+        .post(&format!("/api/v1/orders/{}/cancel", paid[0]), json!({}))
+        .await;
+    assert_error(status, &body, 400, "ORDER_NOT_CANCELLABLE");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("success"),
+        "{body}"
+    );
+    let (status, body) = t
+        .post(
+            &format!("/api/v1/orders/{}/cancel", uuid::Uuid::now_v7()),
+            json!({}),
+        )
+        .await;
+    assert_error(status, &body, 404, "ORDER_NOT_FOUND");
+
+    // The wallet's orders, newest first, two at a time.
+    let list = format!("/api/v1/orders?wallet_address={wallet}");
+    let ids = |body: &Value| -> Vec<String> {
+        body["data"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["order_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, first) = t.get(&format!("{list}&limit=2")).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(ids(&first), [paid[2].clone(), paid[1].clone()]);
+    assert_eq!(first["data"]["total"], 3);
+    let cursor = first["data"]["next_cursor"].as_str().unwrap().to_string();
+    let (_, second) = t.get(&format!("{list}&limit=2&cursor={cursor}")).await;
+    assert_eq!(ids(&second), [paid[0].clone()]);
+    assert_eq!(second["data"]["next_cursor"], Value::Null);
+    assert_eq!(second["data"]["total"], 3);
+    let (_, done) = t.get(&format!("{list}&status=success,failed")).await;
+    assert_eq!(done["data"]["total"], 3);
+    let (_, none) = t.get(&format!("{list}&status=cancelled")).await;
+    assert_eq!(none["data"]["total"], 0, "an unpaid order has no wallet");
+    // By seed, in a header.
+    let (status, by_seed) = t
+        .send_with("get", "/api/v1/orders", &[("X-Wallet-Seed", &t.seed)], None)
+        .await;
+    assert_eq!(status, 200, "{by_seed}");
+    assert_eq!(
+        ids(&by_seed),
+        [paid[2].clone(), paid[1].clone(), paid[0].clone()]
+    );
+    // Every mistake named at once.
+    let (status, body) = t
+        .get(&format!("{list}&limit=0&status=paid&cursor=page-2"))
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    let fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["limit", "status", "cursor"]);
+    let (status, body) = t.get("/api/v1/orders").await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    t.app.stop().await;
+}

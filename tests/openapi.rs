@@ -172,8 +172,13 @@ async fn the_document_describes_exactly_the_routes_the_server_answers() {
             .map(str::to_string)
             .collect();
         assert_eq!(declared, in_path, "{method} {path}: path parameters");
-        // Every POST reads a JSON body, except the rebuild, which reads only its query.
-        if method == "post" && path != "/admin/projections/rebuild" {
+        // Every POST reads a JSON body, except the rebuild (only its query) and a cancel
+        // (only its path).
+        let bodiless = [
+            "/admin/projections/rebuild",
+            "/api/v1/orders/{order_id}/cancel",
+        ];
+        if method == "post" && !bodiless.contains(&path.as_str()) {
             assert!(
                 op["requestBody"]["content"]["application/json"]["schema"].is_object(),
                 "{method} {path}: request body"
@@ -540,6 +545,37 @@ async fn real_answers_match_their_documented_schemas() {
     }
     assert_eq!(premium["data"]["status"], "completed", "{premium}");
     check("get", "/api/v1/queue/{request_id}", &(200, premium));
+
+    // Cancel: an unpaid order, then a paid one; a wallet's orders by cursor.
+    let r = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@alice", "amount": 50}),
+        )
+        .await;
+    let unpaid = r.1["data"]["order_id"].as_str().unwrap().to_string();
+    let r = t
+        .post(&format!("/api/v1/orders/{unpaid}/cancel"), json!({}))
+        .await;
+    assert_eq!(r.1["data"]["status"], "cancelled", "{}", r.1);
+    check("post", "/api/v1/orders/{order_id}/cancel", &r);
+    let r = t
+        .post(&format!("/api/v1/orders/{order_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(
+        r.1["error"]["error_code"], "ORDER_NOT_CANCELLABLE",
+        "{}",
+        r.1
+    );
+    check("post", "/api/v1/orders/{order_id}/cancel", &r);
+    let wallet = t.sandbox().demo_wallet.friendly_address(false);
+    for query in ["limit=1", "status=success&limit=100"] {
+        let r = t
+            .get(&format!("/api/v1/orders?wallet_address={wallet}&{query}"))
+            .await;
+        assert_eq!(r.0, 200, "{}", r.1);
+        check("get", "/api/v1/orders", &r);
+    }
 
     for path in [
         "/api/v1/queue/status",

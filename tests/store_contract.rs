@@ -228,7 +228,12 @@ async fn a_format_1_file_is_migrated_in_place_keeping_every_event() {
     let format: i64 = db
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(format, 2);
+    assert_eq!(format, fragment_gateway::store::sqlite::FORMAT_VERSION);
+    // Format 3: the service's keys.
+    let keys: i64 = db
+        .query_row("SELECT COUNT(*) FROM service_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(keys, 0);
     let plan: String = db
         .query_row(
             "EXPLAIN QUERY PLAN SELECT position FROM events WHERE (CASE WHEN instr(stream, '-') > 0 \

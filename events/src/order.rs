@@ -245,3 +245,10 @@ pub struct OrderExpired {
     pub order_id: Uuid,
     pub expired_at: DateTime<Utc>,
 }
+
+/// The client cancelled the order before paying it: it can no longer be paid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    pub order_id: Uuid,
+    pub cancelled_at: DateTime<Utc>,
+}

@@ -94,7 +94,16 @@ impl Keys {
             Event::OrderTimedOut(e) => (Some(e.order_id), Some(e.request_id)),
             Event::OrderPaymentAbandoned(e) => (Some(e.order_id), Some(e.request_id)),
             Event::OrderExpired(e) => (Some(e.order_id), None),
-            _ => (None, None),
+            Event::OrderCancelled(e) => (Some(e.order_id), None),
+            // Listed, not `_`: a new order event must be given its rows here.
+            Event::CommissionAccrued(_)
+            | Event::CommissionCollected(_)
+            | Event::CommissionCollectionFailed(_)
+            | Event::DebtLimitReached(_)
+            | Event::DebtSettled(_)
+            | Event::IdempotencyKeyClaimed(_)
+            | Event::IdempotentAnswerRecorded(_)
+            | Event::IdempotencyKeyReleased(_) => (None, None),
         };
         Keys {
             order,

@@ -340,6 +340,7 @@ pub fn apply(rows: &mut impl Rows, ctx: EventContext, event: &Event) {
             );
         }
         Event::OrderExpired(e) => set_order_status(rows, &e.order_id, "expired", ctx),
+        Event::OrderCancelled(e) => set_order_status(rows, &e.order_id, "cancelled", ctx),
         _ => {}
     }
 }

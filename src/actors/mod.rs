@@ -566,6 +566,25 @@ impl Core {
         self.order(order_id).await
     }
 
+    /// Cancels an order that is not paid yet, so it can no longer be paid. Cancelling it again
+    /// answers it as it is; a paid, queued or finished one is `DomainError::NotCancellable`.
+    pub async fn cancel_order(&self, order_id: Uuid) -> Result<Arc<OrderView>, CoreError> {
+        let command = OrderCommand::Cancel { now: Utc::now() };
+        let (_, position) = self
+            .sh
+            .registry
+            .order(order_id, command, EventMetadata::correlated(order_id))
+            .await?;
+        let caught_up = match position {
+            Some(p) => p,
+            // Cancelled before, maybe a moment ago: the read models show it once they
+            // reach the log's head.
+            None => self.sh.store.head().await?,
+        };
+        self.sh.runner.wait_for(caught_up).await;
+        self.order(order_id).await
+    }
+
     /// The order `order_id` if its stream holds one, as the read models have it once they
     /// caught up with the log.
     async fn existing_order(&self, order_id: Uuid) -> Result<Option<Arc<OrderView>>, CoreError> {

@@ -330,14 +330,7 @@ fn store_error(e: crate::store::StoreError) -> ApiError {
     ApiError::from(CoreError::Store(e))
 }
 
-const ORDER_STATUSES: [&str; 6] = [
-    "created",
-    "queued",
-    "processing",
-    "success",
-    "failed",
-    "expired",
-];
+const ORDER_STATUSES: [&str; 7] = crate::domain::OrderStatus::NAMES;
 const REQUEST_STATUSES: [&str; 5] = ["queued", "processing", "completed", "failed", "timeout"];
 
 /// Orders
@@ -377,6 +370,7 @@ async fn orders(state: web::Data<AppState>, req: HttpRequest) -> Reply {
         }),
         wallet,
         delivery_confirmed: None,
+        before: None,
     };
     let orders = state
         .core

@@ -45,6 +45,8 @@ Buying takes two steps (create an order at Fragment's price, then pay it with th
         routes::premium_create,
         routes::pay_from_body,
         routes::pay_from_path,
+        routes::cancel_order,
+        routes::list_orders,
         routes::stars_buy,
         routes::premium_buy,
         routes::get_order,
@@ -319,6 +321,8 @@ pub struct FieldError {
 /// - `DEBT_LIMIT_EXCEEDED` (400): the wallet's unpaid commission is over the limit.
 /// - `PREMIUM_ALREADY_ACTIVE` (400): the recipient already has Premium.
 /// - `ORDER_EXPIRED` (400): paying an order after its `expires_at`.
+/// - `ORDER_NOT_CANCELLABLE` (400): cancelling an order that is paid, queued, finished or
+///   expired.
 /// - `UNAUTHORIZED` (401): admin API only.
 /// - `USER_NOT_FOUND` (404): Fragment does not know the recipient (or it is a bot or channel).
 /// - `ORDER_NOT_FOUND`, `REQUEST_NOT_FOUND` (404): unknown (or malformed) id.
@@ -360,6 +364,7 @@ pub enum ErrorCode {
     NOT_FOUND,
     IDEMPOTENCY_KEY_REUSED,
     IDEMPOTENCY_KEY_IN_PROGRESS,
+    ORDER_NOT_CANCELLABLE,
 }
 
 /// The error answers of one operation: for each status, the `ErrorEnvelope` narrowed to the
@@ -515,6 +520,13 @@ errors! {
         502 => [FRAGMENT_ERROR],
         503 => [SERVICE_UNAVAILABLE],
     }
+    Cancel {
+        400 => [VALIDATION_ERROR, ORDER_NOT_CANCELLABLE],
+        404 => [ORDER_NOT_FOUND],
+        429 => [RATE_LIMIT_EXCEEDED],
+        500 => [INTERNAL_ERROR],
+        503 => [SERVICE_UNAVAILABLE],
+    }
     GetOrder {
         400 => [VALIDATION_ERROR],
         404 => [ORDER_NOT_FOUND],
@@ -636,7 +648,8 @@ pub enum Mode {
 }
 
 /// `created → queued → processing → success | failed`; `created → expired` when unpaid;
-/// `queued → created` when a payment is abandoned before anything was signed.
+/// `created → cancelled` when the client cancels it; `queued → created` when a payment is
+/// abandoned before anything was signed.
 #[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
@@ -646,6 +659,8 @@ pub enum OrderStatus {
     Success,
     Failed,
     Expired,
+    /// Only through `POST /api/v1/orders/{order_id}/cancel`.
+    Cancelled,
 }
 
 #[derive(ToSchema)]
@@ -1120,6 +1135,19 @@ pub struct CommissionRates {
     pub collection_threshold_ton: Ton,
     pub debt_limit_ton: Ton,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A page of a wallet's orders, newest first.
+#[derive(ToSchema)]
+pub struct OrderList {
+    pub wallet_address: String,
+    pub items: Vec<Order>,
+    /// All of the wallet's orders in the statuses asked for.
+    pub total: u64,
+    pub limit: u64,
+    /// The `cursor` of the next page; null on the last.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// A page of a wallet's purchases, newest first.

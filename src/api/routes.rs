@@ -122,6 +122,8 @@ route_table! {
         post "/api/v1/orders/premium" => premium_create,
         post "/api/v1/stars/pay" => pay_from_body,
         post "/api/v1/orders/{order_id}/pay" => pay_from_path,
+        post "/api/v1/orders/{order_id}/cancel" => cancel_order,
+        get "/api/v1/orders" => list_orders,
         get "/api/v1/queue" => queue_length,
         post "/api/v1/premium/check-eligibility" => premium_eligibility,
         post "/api/v1/premium/buy" => premium_buy,
@@ -554,6 +556,115 @@ async fn premium_buy(state: web::Data<AppState>, req: HttpRequest, body: SecretJ
         },
     )
     .await
+}
+
+/// Cancel an order
+///
+/// Cancels an order that is not paid yet: it can no longer be paid. A paid, queued or
+/// finished (or expired) order cannot be cancelled: ORDER_NOT_CANCELLABLE. Cancelling a
+/// cancelled order again answers it as it is.
+#[utoipa::path(post, path = "/api/v1/orders/{order_id}/cancel", tag = "orders",
+    params(("order_id" = uuid::Uuid, Path, description = "The order's id (one that is not a UUID is not found)")),
+    responses((status = 200, description = "The order, status `cancelled`", body = doc::Envelope<doc::Order>), errors::Cancel))]
+async fn cancel_order(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
+    let id = parse_uuid("order_id", &path, ("ORDER_NOT_FOUND", "Order not found"))?;
+    let order = state.core.cancel_order(id).await?;
+    ok(views::order(&order))
+}
+
+/// A wallet's orders
+///
+/// The orders a wallet paid (or is paying), newest first, a page at a time: pass the answer's
+/// `next_cursor` as `cursor` for the next page (null on the last). Orders not paid yet have no
+/// wallet, so they are not listed.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders",
+    params(
+        ("wallet_address" = Option<String>, Query, description = "The wallet, in any TON address form; or send `X-Wallet-Seed`"),
+        ("X-Wallet-Seed" = Option<String>, Header, description = "Base64 of the wallet's mnemonic, instead of `wallet_address`"),
+        ("status" = Option<String>, Query, description = "Only orders in these statuses, comma-separated: created, queued, processing, success, failed, expired, cancelled"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the page before"),
+    ),
+    responses((status = 200, description = "A page of orders", body = doc::Envelope<doc::OrderList>), errors::WalletQuery))]
+async fn list_orders(state: web::Data<AppState>, req: HttpRequest) -> Reply {
+    const MAX_LIMIT: u64 = 100;
+    let query = query_map(&req)?;
+    // Checked before a seed in the header costs a key derivation.
+    let mut errors = vec![];
+    let limit = match query.get("limit").map(|s| s.trim().parse::<u64>()) {
+        None => 20,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError::new(
+                "limit",
+                format!("must be a whole number from 1 to {MAX_LIMIT}"),
+            ));
+            20
+        }
+    };
+    let statuses = query.get("status").map(|list| {
+        list.split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+    });
+    if let Some(list) = &statuses {
+        let known = crate::domain::OrderStatus::NAMES;
+        if list.is_empty() || list.iter().any(|s| !known.contains(&s.as_str())) {
+            errors.push(FieldError::new(
+                "status",
+                format!(
+                    "must be one or more of {}, comma-separated",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    let cursor = match query.get("cursor").map(|c| uuid::Uuid::parse_str(c.trim())) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            errors.push(FieldError::new(
+                "cursor",
+                "is not a cursor: pass the next_cursor of the page before, as it was",
+            ));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let (address, _) = queried_wallet(&state, &req, &query).await?;
+    let (friendly, raw) = address_forms(&address, state.wallet_network.is_testnet());
+    let filter = crate::readmodel::OrderFilter {
+        statuses,
+        wallet: Some(raw),
+        before: cursor,
+        ..Default::default()
+    };
+    // One more than a page: whether there is a next one.
+    let mut page = state
+        .core
+        .projections()
+        .tables()
+        .orders(filter, 0, limit + 1)
+        .await
+        .map_err(|e| ApiError::from(CoreError::Store(e)))?;
+    let more = page.items.len() as u64 > limit;
+    page.items.truncate(limit as usize);
+    let next_cursor = page
+        .items
+        .last()
+        .filter(|_| more)
+        .map(|o| o.order_id.to_string());
+    let items: Vec<_> = page.items.iter().map(views::order).collect();
+    ok(json!({
+        "wallet_address": friendly,
+        "items": items,
+        "total": page.total,
+        "limit": limit,
+        "next_cursor": next_cursor,
+    }))
 }
 
 /// Read an order

@@ -32,6 +32,8 @@ pub enum DomainError {
         action: &'static str,
         status: OrderStatus,
     },
+    #[error("the order is {}: only an order that is not paid yet (status created) can be cancelled", status.as_str())]
+    NotCancellable { status: OrderStatus },
     #[error("the order is already {} with a payment from another wallet", status.as_str())]
     PaidByAnotherWallet { status: OrderStatus },
     #[error("this order was created with fragment_cookies (KYC mode); send the same account's fragment_cookies with the payment")]
@@ -89,6 +91,7 @@ impl DomainError {
             DomainError::DebtLimitExceeded { .. } => "DEBT_LIMIT_EXCEEDED",
             DomainError::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
             DomainError::UnknownRequest(_) => "REQUEST_NOT_FOUND",
+            DomainError::NotCancellable { .. } => "ORDER_NOT_CANCELLABLE",
             DomainError::WrongStatus { .. }
             | DomainError::PaidByAnotherWallet { .. }
             | DomainError::KycCookiesRequired
@@ -114,6 +117,7 @@ impl DomainError {
             | DomainError::Misconfigured(_)
             | DomainError::AmountOverflow(_) => 500,
             DomainError::OrderExpired
+            | DomainError::NotCancellable { .. }
             | DomainError::WrongStatus { .. }
             | DomainError::PaidByAnotherWallet { .. }
             | DomainError::KycCookiesRequired

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use events::Nanoton;
 use events::{
-    Event, OrderCreated, OrderDeliveryConfirmed, OrderDeliveryUnconfirmed, OrderExpired,
-    OrderFailed, OrderFulfilled, OrderMode, OrderPaid, OrderPaymentAbandoned,
+    Event, OrderCancelled, OrderCreated, OrderDeliveryConfirmed, OrderDeliveryUnconfirmed,
+    OrderExpired, OrderFailed, OrderFulfilled, OrderMode, OrderPaid, OrderPaymentAbandoned,
     OrderProcessingStarted, OrderQueued, OrderTimedOut, PaymentSubmitted, Product,
 };
 
@@ -27,10 +27,22 @@ pub enum OrderStatus {
     Success,
     Failed,
     Expired,
+    Cancelled,
 }
 
 impl OrderStatus {
-    pub fn as_str(self) -> &'static str {
+    /// Every status's name, for filters that take them.
+    pub const NAMES: [&'static str; 7] = [
+        OrderStatus::Created.as_str(),
+        OrderStatus::Queued.as_str(),
+        OrderStatus::Processing.as_str(),
+        OrderStatus::Success.as_str(),
+        OrderStatus::Failed.as_str(),
+        OrderStatus::Expired.as_str(),
+        OrderStatus::Cancelled.as_str(),
+    ];
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Created => "created",
             OrderStatus::Queued => "queued",
@@ -38,13 +50,17 @@ impl OrderStatus {
             OrderStatus::Success => "success",
             OrderStatus::Failed => "failed",
             OrderStatus::Expired => "expired",
+            OrderStatus::Cancelled => "cancelled",
         }
     }
 
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            OrderStatus::Success | OrderStatus::Failed | OrderStatus::Expired
+            OrderStatus::Success
+                | OrderStatus::Failed
+                | OrderStatus::Expired
+                | OrderStatus::Cancelled
         )
     }
 }
@@ -144,6 +160,10 @@ pub enum OrderCommand {
     Expire {
         now: DateTime<Utc>,
     },
+    /// The client gives up an order it has not paid.
+    Cancel {
+        now: DateTime<Utc>,
+    },
     ConfirmDelivery {
         request_id: Uuid,
         now: DateTime<Utc>,
@@ -211,6 +231,7 @@ impl OrderState {
                 self.status = Some(OrderStatus::Created);
             }
             Event::OrderExpired(_) => self.status = Some(OrderStatus::Expired),
+            Event::OrderCancelled(_) => self.status = Some(OrderStatus::Cancelled),
             Event::OrderDeliveryConfirmed(_) => self.delivery_confirmed = true,
             Event::OrderDeliveryUnconfirmed(_) => self.delivery_unconfirmed = true,
             // Wallet and idempotency key events never reach an order's stream.
@@ -328,7 +349,7 @@ pub fn decide(
                         _ => Err(DomainError::PaidByAnotherWallet { status }),
                     };
                 }
-                OrderStatus::Failed => return Err(wrong_status("paid")),
+                OrderStatus::Failed | OrderStatus::Cancelled => return Err(wrong_status("paid")),
             }
             if now >= order.expires_at {
                 return Err(DomainError::OrderExpired);
@@ -501,6 +522,21 @@ pub fn decide(
             OrderStatus::Created => Err(DomainError::TooEarly),
             // Paid in time, or already ended: nothing expires.
             _ => Ok(vec![]),
+        },
+
+        OrderCommand::Cancel { now } => match status {
+            // Past its time it is expired, whether or not the expiry is recorded yet.
+            OrderStatus::Created if now >= order.expires_at => Err(DomainError::NotCancellable {
+                status: OrderStatus::Expired,
+            }),
+            OrderStatus::Created => Ok(vec![OrderCancelled {
+                order_id,
+                cancelled_at: now,
+            }
+            .into()]),
+            // Cancelling again is the cancellation already made.
+            OrderStatus::Cancelled => Ok(vec![]),
+            other => Err(DomainError::NotCancellable { status: other }),
         },
 
         OrderCommand::ConfirmDelivery { request_id, now } => {
@@ -683,6 +719,52 @@ mod tests {
             given(&[], OrderCommand::Expire { now: t0() }),
             Err(DomainError::OrderNotFound)
         );
+    }
+
+    #[test]
+    fn only_an_unpaid_order_in_time_is_cancelled_and_then_cannot_be_paid() {
+        let cancel = |minutes| OrderCommand::Cancel {
+            now: t0() + Duration::minutes(minutes),
+        };
+        let mut events = vec![created(OrderMode::NoKyc, 1_000_000_000)];
+        let cancelled = given(&events, cancel(3)).unwrap();
+        assert!(matches!(cancelled[..], [Event::OrderCancelled(_)]));
+        events.extend(cancelled);
+        assert_eq!(status(&events), OrderStatus::Cancelled);
+        assert!(OrderStatus::Cancelled.is_terminal());
+        assert_eq!(given(&events, cancel(4)), Ok(vec![]), "again: the same");
+        assert!(matches!(
+            given(&events, pay(WALLET, 5_000_000_000, 0, t0())),
+            Err(DomainError::WrongStatus {
+                status: OrderStatus::Cancelled,
+                ..
+            })
+        ));
+        assert_eq!(
+            given(
+                &events,
+                OrderCommand::Expire {
+                    now: t0() + Duration::minutes(11)
+                }
+            ),
+            Ok(vec![]),
+            "a cancelled order does not expire"
+        );
+        // Past its time an unpaid order is expired, recorded or not.
+        let late = given(&[created(OrderMode::NoKyc, 1)], cancel(10));
+        assert_eq!(
+            late,
+            Err(DomainError::NotCancellable {
+                status: OrderStatus::Expired
+            })
+        );
+        for paid in [queued(), processing(), submitted()] {
+            let refused = given(&paid, cancel(3)).unwrap_err();
+            assert!(matches!(refused, DomainError::NotCancellable { .. }));
+            assert_eq!(refused.api_code(), "ORDER_NOT_CANCELLABLE");
+            assert_eq!(refused.http_status(), 400);
+        }
+        assert_eq!(given(&[], cancel(0)), Err(DomainError::OrderNotFound));
     }
 
     #[test]

@@ -462,8 +462,9 @@ pub async fn lists_filter_sort_page_and_count(fixture: Fixture) {
         modes: Some(vec![OrderMode::NoKyc]),
         wallet: Some(a.clone()),
         delivery_confirmed: None,
+        before: None,
     };
-    let got = t.orders(filter, 0, 100).await.unwrap();
+    let got = t.orders(filter.clone(), 0, 100).await.unwrap();
     let want = expect_orders(&|o| {
         ["created", "failed"].contains(&o.status.as_str())
             && o.mode == OrderMode::NoKyc
@@ -471,6 +472,30 @@ pub async fn lists_filter_sort_page_and_count(fixture: Fixture) {
     });
     assert_eq!(got.total, want.len() as u64);
     assert_eq!(ids(got.items), want);
+    // A cursor (the last id of a page) walks the same list, newest first, each once; the
+    // total counts the whole list on every page.
+    let mut walked = vec![];
+    let mut before = None;
+    loop {
+        let page = t
+            .orders(
+                OrderFilter {
+                    before,
+                    ..filter.clone()
+                },
+                0,
+                2,
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.total, want.len() as u64);
+        let Some(last) = page.items.last() else {
+            break;
+        };
+        before = Some(last.order_id);
+        walked.extend(ids(page.items));
+    }
+    assert_eq!(walked, want);
 
     for delivery in [None, Some(true), Some(false)] {
         let got = t

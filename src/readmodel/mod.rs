@@ -103,6 +103,10 @@ pub struct OrderFilter {
     pub wallet: Option<String>,
     /// `Some(None)`: no word yet from Fragment; `Some(Some(b))`: confirmed or not.
     pub delivery_confirmed: Option<Option<bool>>,
+    /// A cursor: only orders older than this one (ids are time-ordered UUIDv7, so "older"
+    /// is "smaller"). A page after a cursor stays right while new orders arrive, which
+    /// offsets do not. `total` counts without it.
+    pub before: Option<Uuid>,
 }
 
 /// Which requests a list wants; `None` means any.

@@ -197,6 +197,9 @@ fn push_filters(q: &mut QueryBuilder<sqlx::Postgres>, filters: Vec<Filter>) {
             Filter::Bool(column, value) => {
                 q.push(column).push(" = ").push_bind(value);
             }
+            Filter::Below(column, value) => {
+                q.push(column).push(" < ").push_bind(value);
+            }
         }
     }
 }
@@ -206,14 +209,17 @@ enum Filter {
     Equals(&'static str, String),
     IsNull(&'static str),
     Bool(&'static str, bool),
+    Below(&'static str, Uuid),
 }
 
-/// A filtered page: the rows' documents, newest first by `key`, and the count of all.
+/// A filtered page: the rows' documents, newest first by `key`, and the count of all (the
+/// `page_filter`, a cursor, narrows the page only).
 async fn page<T: serde::de::DeserializeOwned>(
     pool: &PgPool,
     table: &str,
     key: &str,
     filters: impl Fn() -> Vec<Filter>,
+    page_filter: Option<Filter>,
     offset: u64,
     limit: u64,
 ) -> Result<Page<T>, ReadError> {
@@ -221,7 +227,10 @@ async fn page<T: serde::de::DeserializeOwned>(
     push_filters(&mut count, filters());
     let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
     let mut select = QueryBuilder::new(format!("SELECT doc::text FROM {table}"));
-    push_filters(&mut select, filters());
+    push_filters(
+        &mut select,
+        filters().into_iter().chain(page_filter).collect(),
+    );
     select
         .push(format!(" ORDER BY {key} DESC LIMIT "))
         .push_bind(int(limit))
@@ -679,7 +688,8 @@ impl ReadStore for PgReadStore {
                 }
                 out
             };
-            page(&pool, &t.orders, "order_id", filters, offset, limit).await
+            let before = f.before.map(|id| Filter::Below("order_id", id));
+            page(&pool, &t.orders, "order_id", filters, before, offset, limit).await
         })
         .await
     }
@@ -704,7 +714,16 @@ impl ReadStore for PgReadStore {
                 }
                 out
             };
-            page(&pool, &t.requests, "request_id", filters, offset, limit).await
+            page(
+                &pool,
+                &t.requests,
+                "request_id",
+                filters,
+                None,
+                offset,
+                limit,
+            )
+            .await
         })
         .await
     }

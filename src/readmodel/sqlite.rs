@@ -738,12 +738,16 @@ impl ReadStore for SqliteReadStore {
                     w.args.push(Sql::Integer(i64::from(b)));
                 }
             }
-            let filter = w.sql();
             let total = count(
                 conn,
-                &format!("SELECT COUNT(*) FROM {} {filter}", t.orders),
+                &format!("SELECT COUNT(*) FROM {} {}", t.orders, w.sql()),
                 w.args.clone(),
             )?;
+            if let Some(before) = f.before {
+                w.clauses.push("order_id < ?".into());
+                w.args.push(Sql::Text(before.to_string()));
+            }
+            let filter = w.sql();
             let mut args = w.args;
             args.extend([Sql::Integer(int(limit)), Sql::Integer(int(offset))]);
             let items = docs(
