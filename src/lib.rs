@@ -17,6 +17,7 @@ pub mod readmodel;
 pub mod sim;
 pub mod store;
 pub mod ton;
+pub mod webhooks;
 
 /// The text of a caught panic's payload (`panic!` with a literal or a formatted message).
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

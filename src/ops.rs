@@ -770,6 +770,7 @@ pub fn summary(event: &Event) -> String {
         ),
         Event::OrderExpired(_) => "expired unpaid".to_string(),
         Event::OrderCancelled(_) => "cancelled unpaid by the client".to_string(),
+        Event::OrderWebhookSet(e) => format!("webhooks to {}", e.url),
         Event::CommissionAccrued(e) => format!(
             "{} for order {}; debt {}",
             ton(e.amount_nanoton),

@@ -246,6 +246,14 @@ pub struct OrderExpired {
     pub expired_at: DateTime<Utc>,
 }
 
+/// The client asked for webhooks about the order at this URL (checked when it was given:
+/// http or https, and not a private address unless the operator allows them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderWebhookSet {
+    pub order_id: Uuid,
+    pub url: String,
+}
+
 /// The client cancelled the order before paying it: it can no longer be paid.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCancelled {

@@ -96,7 +96,8 @@ impl Keys {
             Event::OrderExpired(e) => (Some(e.order_id), None),
             Event::OrderCancelled(e) => (Some(e.order_id), None),
             // Listed, not `_`: a new order event must be given its rows here.
-            Event::CommissionAccrued(_)
+            Event::OrderWebhookSet(_)
+            | Event::CommissionAccrued(_)
             | Event::CommissionCollected(_)
             | Event::CommissionCollectionFailed(_)
             | Event::DebtLimitReached(_)

@@ -476,7 +476,31 @@ impl Core {
         username: &Username,
         cookies: Option<FragmentCookies>,
     ) -> Result<Arc<OrderView>, CoreError> {
-        self.create_new_order(Uuid::now_v7(), product, username, cookies)
+        self.create_new_order(Uuid::now_v7(), product, username, cookies, None)
+            .await
+    }
+
+    /// Creates an order (`create_order`), under the id a request under an idempotency key
+    /// chose (`reserved`: see `create_order_as`), with webhooks to `webhook_url` (checked by
+    /// the caller).
+    pub async fn place_order(
+        &self,
+        reserved: Option<Uuid>,
+        product: Product,
+        username: &Username,
+        cookies: Option<FragmentCookies>,
+        webhook_url: Option<String>,
+    ) -> Result<Arc<OrderView>, CoreError> {
+        let order_id = match reserved {
+            Some(id) => {
+                if let Some(existing) = self.existing_order(id).await? {
+                    return Ok(existing);
+                }
+                id
+            }
+            None => Uuid::now_v7(),
+        };
+        self.create_new_order(order_id, product, username, cookies, webhook_url)
             .await
     }
 
@@ -490,10 +514,7 @@ impl Core {
         username: &Username,
         cookies: Option<FragmentCookies>,
     ) -> Result<Arc<OrderView>, CoreError> {
-        if let Some(existing) = self.existing_order(order_id).await? {
-            return Ok(existing);
-        }
-        self.create_new_order(order_id, product, username, cookies)
+        self.place_order(Some(order_id), product, username, cookies, None)
             .await
     }
 
@@ -503,6 +524,7 @@ impl Core {
         product: Product,
         username: &Username,
         cookies: Option<FragmentCookies>,
+        webhook_url: Option<String>,
     ) -> Result<Arc<OrderView>, CoreError> {
         let purchase =
             Purchase::from_order(product).map_err(|e| CoreError::Internal(e.to_string()))?;
@@ -536,6 +558,7 @@ impl Core {
             mode,
             cookie_fingerprint: fingerprint,
             price_nanoton: price,
+            webhook_url,
             now: Utc::now(),
         };
         let (state, position) = match self

@@ -530,6 +530,9 @@ mod tests {
         fn set(&self) -> TableSet {
             self.inner.set()
         }
+        fn outbox(&self) -> Arc<dyn crate::webhooks::outbox::Outbox> {
+            self.inner.outbox()
+        }
         async fn service_key(
             &self,
             name: &str,

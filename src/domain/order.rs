@@ -12,7 +12,7 @@ use uuid::Uuid;
 use events::Nanoton;
 use events::{
     Event, OrderCancelled, OrderCreated, OrderDeliveryConfirmed, OrderDeliveryUnconfirmed,
-    OrderExpired, OrderFailed, OrderFulfilled, OrderMode, OrderPaid, OrderPaymentAbandoned,
+    OrderExpired, OrderWebhookSet, OrderFailed, OrderFulfilled, OrderMode, OrderPaid, OrderPaymentAbandoned,
     OrderProcessingStarted, OrderQueued, OrderTimedOut, PaymentSubmitted, Product,
 };
 
@@ -119,6 +119,8 @@ pub enum OrderCommand {
         mode: OrderMode,
         cookie_fingerprint: Option<String>,
         price_nanoton: Nanoton,
+        /// Where the client wants webhooks about the order (checked by the caller).
+        webhook_url: Option<String>,
         now: DateTime<Utc>,
     },
     Pay {
@@ -232,6 +234,8 @@ impl OrderState {
             }
             Event::OrderExpired(_) => self.status = Some(OrderStatus::Expired),
             Event::OrderCancelled(_) => self.status = Some(OrderStatus::Cancelled),
+            // Read by the webhook deriver, not by decisions.
+            Event::OrderWebhookSet(_) => {}
             Event::OrderDeliveryConfirmed(_) => self.delivery_confirmed = true,
             Event::OrderDeliveryUnconfirmed(_) => self.delivery_unconfirmed = true,
             // Wallet and idempotency key events never reach an order's stream.
@@ -299,6 +303,7 @@ pub fn decide(
                 mode,
                 cookie_fingerprint,
                 price_nanoton,
+                webhook_url,
                 now,
             } => {
                 let rate = policy.rate(mode);
@@ -307,7 +312,7 @@ pub fn decide(
                 let total = price_nanoton
                     .checked_add(commission)
                     .ok_or(DomainError::AmountOverflow("order total"))?;
-                Ok(vec![OrderCreated {
+                let created = OrderCreated {
                     order_id,
                     product,
                     username,
@@ -319,8 +324,9 @@ pub fn decide(
                     total_nanoton: total,
                     created_at: now,
                     expires_at: now + policy.order_ttl,
-                }
-                .into()])
+                };
+                let webhook = webhook_url.map(|url| OrderWebhookSet { order_id, url }.into());
+                Ok(std::iter::once(created.into()).chain(webhook).collect())
             }
             _ => Err(DomainError::OrderNotFound),
         };
@@ -614,6 +620,7 @@ mod tests {
             mode,
             cookie_fingerprint: None,
             price_nanoton: Nanoton::new(price),
+            webhook_url: None,
             now: t0(),
         };
         given(&[], cmd).unwrap().remove(0)

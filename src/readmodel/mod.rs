@@ -161,6 +161,9 @@ pub(crate) fn into_key(mut stored: Vec<u8>) -> Result<ServiceKey, StoreError> {
 
 #[async_trait]
 pub trait ReadStore: Send + Sync + 'static {
+    /// The webhook outbox in the same database.
+    fn outbox(&self) -> Arc<dyn crate::webhooks::outbox::Outbox>;
+
     /// The service key `name`: the stored one, or a new random one stored durably first (two
     /// instances asking at once get the same key).
     async fn service_key(&self, name: &str) -> Result<ServiceKey, StoreError>;

@@ -24,6 +24,8 @@ use super::{
 };
 use crate::store::postgres::{Access, ReadError};
 use crate::store::StoreError;
+use crate::webhooks::outbox::{self, Attempt, Delivery, NewDelivery, Outbox, Outcome};
+use chrono::{DateTime, Utc};
 
 /// The tables of one set; `{p}` is the set's prefix. The live set is created by migration 2
 /// (`store::postgres`) from this same text, a rebuild set on demand: never edit what a
@@ -200,6 +202,9 @@ fn push_filters(q: &mut QueryBuilder<sqlx::Postgres>, filters: Vec<Filter>) {
             Filter::Below(column, value) => {
                 q.push(column).push(" < ").push_bind(value);
             }
+            Filter::Id(column, value) => {
+                q.push(column).push(" = ").push_bind(value);
+            }
         }
     }
 }
@@ -210,6 +215,7 @@ enum Filter {
     IsNull(&'static str),
     Bool(&'static str, bool),
     Below(&'static str, Uuid),
+    Id(&'static str, Uuid),
 }
 
 /// A filtered page: the rows' documents, newest first by `key`, and the count of all (the
@@ -255,6 +261,10 @@ impl ReadStore for PgReadStore {
 
     fn set(&self) -> TableSet {
         self.set
+    }
+
+    fn outbox(&self) -> Arc<dyn Outbox> {
+        Arc::new(PgOutbox(self.access.clone()))
     }
 
     async fn service_key(&self, name: &str) -> Result<super::ServiceKey, StoreError> {
@@ -828,5 +838,259 @@ impl ReadStore for PgReadStore {
             Ok(out)
         })
         .await
+    }
+}
+
+/// The webhook outbox in the store's schema.
+pub struct PgOutbox(Access);
+
+const DELIVERY_COLUMNS: &str = "event_id, position, order_id, kind, url, body, created_ms, \
+    status, attempts, next_attempt_ms, last_error, delivered_ms";
+
+fn delivery_row(r: &sqlx::postgres::PgRow) -> Result<Delivery, sqlx::Error> {
+    Ok(Delivery {
+        event_id: r.try_get(0)?,
+        position: uint(r.try_get(1)?),
+        order_id: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        url: r.try_get(4)?,
+        body: r.try_get(5)?,
+        created_at: outbox::time(r.try_get(6)?),
+        status: r.try_get(7)?,
+        attempts: u32::try_from(r.try_get::<i32, _>(8)?).unwrap_or(0),
+        next_attempt_at: outbox::time(r.try_get(9)?),
+        last_error: r.try_get(10)?,
+        delivered_at: r.try_get::<Option<i64>, _>(11)?.map(outbox::time),
+    })
+}
+
+#[async_trait]
+impl Outbox for PgOutbox {
+    async fn position(&self) -> Result<u64, StoreError> {
+        self.0
+            .run("reading the outbox position", |pool| async move {
+                let p: i64 = sqlx::query_scalar("SELECT position FROM webhook_state WHERE id = 1")
+                    .fetch_one(&pool)
+                    .await?;
+                Ok(uint(p))
+            })
+            .await
+    }
+
+    async fn add(&self, from: u64, to: u64, rows: Vec<NewDelivery>) -> Result<(), StoreError> {
+        self.0
+            .run("adding deliveries", move |pool| async move {
+                let mut tx = pool.begin().await?;
+                let at: i64 = sqlx::query_scalar(
+                    "SELECT position FROM webhook_state WHERE id = 1 FOR UPDATE",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                if uint(at) != from {
+                    return Err(StoreError::ReadModelsMoved {
+                        expected: from,
+                        actual: uint(at),
+                    }
+                    .into());
+                }
+                for d in rows {
+                    sqlx::query(
+                        "INSERT INTO webhook_deliveries (event_id, position, order_id, kind, url, \
+                         body, created_ms, status, attempts, next_attempt_ms, claimed_until_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $7, 0) \
+                         ON CONFLICT (event_id) DO NOTHING",
+                    )
+                    .bind(d.event_id)
+                    .bind(int(d.position))
+                    .bind(d.order_id)
+                    .bind(d.kind)
+                    .bind(d.url)
+                    .bind(d.body)
+                    .bind(outbox::ms(d.created_at))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query("UPDATE webhook_state SET position = $1 WHERE id = 1")
+                    .bind(int(to))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let until = outbox::ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        self.0
+            .run("claiming deliveries", move |pool| async move {
+                let mut tx = pool.begin().await?;
+                // Rows another instance is claiming are skipped, not waited for.
+                let rows = sqlx::query(sql(format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d \
+                     WHERE status = 'pending' AND next_attempt_ms <= $1 AND claimed_until_ms <= $1 \
+                     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.order_id = d.order_id \
+                         AND e.status = 'pending' AND e.position < d.position) \
+                     ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED"
+                )))
+                .bind(outbox::ms(now))
+                .bind(int(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+                let due: Vec<Delivery> = rows.iter().map(delivery_row).collect::<Result<_, _>>()?;
+                let ids: Vec<Uuid> = due.iter().map(|d| d.event_id).collect();
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET claimed_until_ms = $1 WHERE event_id = ANY($2)",
+                )
+                .bind(until)
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(due)
+            })
+            .await
+    }
+
+    async fn record(&self, attempt: Attempt, outcome: Outcome) -> Result<(), StoreError> {
+        self.0
+            .run("recording an attempt", move |pool| async move {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO webhook_attempts (event_id, attempt, at_ms, status_code, error, \
+                     duration_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (event_id, attempt) DO UPDATE SET at_ms = EXCLUDED.at_ms, \
+                     status_code = EXCLUDED.status_code, error = EXCLUDED.error, \
+                     duration_ms = EXCLUDED.duration_ms",
+                )
+                .bind(attempt.event_id)
+                .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
+                .bind(outbox::ms(attempt.at))
+                .bind(attempt.status_code.map(i32::from))
+                .bind(attempt.error.clone())
+                .bind(int(attempt.duration_ms))
+                .execute(&mut *tx)
+                .await?;
+                let (status, next, delivered) = outbox::outcome_columns(outcome, attempt.at);
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_ms = $3, \
+                     delivered_ms = $4, last_error = $5, claimed_until_ms = 0 WHERE event_id = $6",
+                )
+                .bind(status)
+                .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
+                .bind(next)
+                .bind(delivered)
+                .bind(attempt.error)
+                .bind(attempt.event_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        status: Option<String>,
+        order_id: Option<Uuid>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Delivery>, StoreError> {
+        self.0
+            .run("listing deliveries", move |pool| async move {
+                let filters = || {
+                    let mut out = vec![];
+                    if let Some(s) = &status {
+                        out.push(Filter::Equals("status", s.clone()));
+                    }
+                    if let Some(id) = order_id {
+                        out.push(Filter::Id("order_id", id));
+                    }
+                    out
+                };
+                let mut count = QueryBuilder::new("SELECT COUNT(*) FROM webhook_deliveries");
+                push_filters(&mut count, filters());
+                let total: i64 = count.build_query_scalar().fetch_one(&pool).await?;
+                let mut select = QueryBuilder::new(format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries"
+                ));
+                push_filters(&mut select, filters());
+                select
+                    .push(" ORDER BY position DESC LIMIT ")
+                    .push_bind(int(limit))
+                    .push(" OFFSET ")
+                    .push_bind(int(offset));
+                let rows = select.build().fetch_all(&pool).await?;
+                let items = rows.iter().map(delivery_row).collect::<Result<_, _>>()?;
+                Ok(Page {
+                    items,
+                    total: uint(total),
+                })
+            })
+            .await
+    }
+
+    async fn get(&self, event_id: Uuid) -> Result<Option<Delivery>, StoreError> {
+        self.0
+            .run("reading a delivery", move |pool| async move {
+                let row = sqlx::query(sql(format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = $1"
+                )))
+                .bind(event_id)
+                .fetch_optional(&pool)
+                .await?;
+                Ok(row.as_ref().map(delivery_row).transpose()?)
+            })
+            .await
+    }
+
+    async fn attempts(&self, event_id: Uuid) -> Result<Vec<Attempt>, StoreError> {
+        self.0
+            .run("reading attempts", move |pool| async move {
+                let rows = sqlx::query(
+                    "SELECT attempt, at_ms, status_code, error, duration_ms FROM webhook_attempts \
+                     WHERE event_id = $1 ORDER BY attempt",
+                )
+                .bind(event_id)
+                .fetch_all(&pool)
+                .await?;
+                let mut out = vec![];
+                for r in rows {
+                    out.push(Attempt {
+                        event_id,
+                        attempt: u32::try_from(r.try_get::<i32, _>(0)?).unwrap_or(0),
+                        at: outbox::time(r.try_get(1)?),
+                        status_code: r
+                            .try_get::<Option<i32>, _>(2)?
+                            .and_then(|c| u16::try_from(c).ok()),
+                        error: r.try_get(3)?,
+                        duration_ms: uint(r.try_get(4)?),
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn redeliver(&self, event_id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.0
+            .run("redelivering", move |pool| async move {
+                let done = sqlx::query(
+                    "UPDATE webhook_deliveries SET status = 'pending', next_attempt_ms = $1, \
+                     claimed_until_ms = 0 WHERE event_id = $2",
+                )
+                .bind(outbox::ms(now))
+                .bind(event_id)
+                .execute(&pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            })
+            .await
     }
 }

@@ -35,6 +35,8 @@ use super::{
     Commit, OrderFilter, Page, ReadStore, RequestFilter, RowKeys, RowSet, StoredState, TableSet,
 };
 use crate::store::StoreError;
+use crate::webhooks::outbox::{self, Attempt, Delivery, NewDelivery, Outbox, Outcome};
+use chrono::{DateTime, Utc};
 
 /// Read connections kept, and the most reads at once.
 const READERS: usize = 4;
@@ -440,6 +442,10 @@ impl ReadStore for SqliteReadStore {
 
     fn set(&self) -> TableSet {
         self.set
+    }
+
+    fn outbox(&self) -> Arc<dyn Outbox> {
+        Arc::new(SqliteOutbox(SqliteReadStore::live(Arc::clone(&self.shared))))
     }
 
     async fn service_key(&self, name: &str) -> Result<super::ServiceKey, StoreError> {
@@ -902,5 +908,274 @@ impl ReadStore for SqliteReadStore {
             Ok(out)
         })
         .await
+    }
+}
+
+/// The webhook outbox in the embedded store's file, on the read models' connections.
+pub struct SqliteOutbox(SqliteReadStore);
+
+const DELIVERY_COLUMNS: &str = "event_id, position, order_id, kind, url, body, created_ms, \
+    status, attempts, next_attempt_ms, last_error, delivered_ms";
+
+fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    let uuid = |i: usize| -> rusqlite::Result<Uuid> {
+        let text: String = r.get(i)?;
+        Uuid::parse_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
+    };
+    Ok(Delivery {
+        event_id: uuid(0)?,
+        position: uint(r.get(1)?),
+        order_id: uuid(2)?,
+        kind: r.get(3)?,
+        url: r.get(4)?,
+        body: r.get(5)?,
+        created_at: outbox::time(r.get(6)?),
+        status: r.get(7)?,
+        attempts: u32::try_from(r.get::<_, i64>(8)?).unwrap_or(u32::MAX),
+        next_attempt_at: outbox::time(r.get(9)?),
+        last_error: r.get(10)?,
+        delivered_at: r.get::<_, Option<i64>>(11)?.map(outbox::time),
+    })
+}
+
+#[async_trait]
+impl Outbox for SqliteOutbox {
+    async fn position(&self) -> Result<u64, StoreError> {
+        self.0
+            .read(|conn, _| {
+                conn.query_row("SELECT position FROM webhook_state WHERE id = 1", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(uint)
+                .map_err(db("reading the outbox position"))
+            })
+            .await
+    }
+
+    async fn add(&self, from: u64, to: u64, rows: Vec<NewDelivery>) -> Result<(), StoreError> {
+        self.0
+            .write(move |conn, _| {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(db("starting an outbox batch"))?;
+                let at: i64 = tx
+                    .query_row("SELECT position FROM webhook_state WHERE id = 1", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(db("reading the outbox position"))?;
+                if uint(at) != from {
+                    return Err(StoreError::ReadModelsMoved {
+                        expected: from,
+                        actual: uint(at),
+                    });
+                }
+                {
+                    let mut insert = tx
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO webhook_deliveries (event_id, position, order_id, \
+                             kind, url, body, created_ms, status, attempts, next_attempt_ms, \
+                             claimed_until_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?7, 0)",
+                        )
+                        .map_err(db("adding deliveries"))?;
+                    for d in rows {
+                        insert
+                            .execute(params![
+                                d.event_id.to_string(),
+                                int(d.position),
+                                d.order_id.to_string(),
+                                d.kind,
+                                d.url,
+                                d.body,
+                                outbox::ms(d.created_at),
+                            ])
+                            .map_err(db("adding deliveries"))?;
+                    }
+                }
+                tx.execute(
+                    "UPDATE webhook_state SET position = ?1 WHERE id = 1",
+                    params![int(to)],
+                )
+                .map_err(db("moving the outbox position"))?;
+                tx.commit().map_err(db("committing an outbox batch"))
+            })
+            .await
+    }
+
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let until = outbox::ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        self.0
+            .write(move |conn, _| {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(db("claiming deliveries"))?;
+                let due: Vec<Delivery> = {
+                    let mut stmt = tx
+                        .prepare_cached(&format!(
+                            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d \
+                             WHERE status = 'pending' AND next_attempt_ms <= ?1 \
+                             AND claimed_until_ms <= ?1 AND NOT EXISTS (\
+                                 SELECT 1 FROM webhook_deliveries e WHERE e.order_id = d.order_id \
+                                 AND e.status = 'pending' AND e.position < d.position) \
+                             ORDER BY position LIMIT ?2"
+                        ))
+                        .map_err(db("claiming deliveries"))?;
+                    let rows = stmt
+                        .query_map(params![outbox::ms(now), int(limit)], delivery_row)
+                        .map_err(db("claiming deliveries"))?;
+                    rows.collect::<Result<_, _>>()
+                        .map_err(db("claiming deliveries"))?
+                };
+                for d in &due {
+                    tx.execute(
+                        "UPDATE webhook_deliveries SET claimed_until_ms = ?1 WHERE event_id = ?2",
+                        params![until, d.event_id.to_string()],
+                    )
+                    .map_err(db("claiming deliveries"))?;
+                }
+                tx.commit().map_err(db("claiming deliveries"))?;
+                Ok(due)
+            })
+            .await
+    }
+
+    async fn record(&self, attempt: Attempt, outcome: Outcome) -> Result<(), StoreError> {
+        self.0
+            .write(move |conn, _| {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(db("recording an attempt"))?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO webhook_attempts (event_id, attempt, at_ms, status_code, \
+                     error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        attempt.event_id.to_string(),
+                        i64::from(attempt.attempt),
+                        outbox::ms(attempt.at),
+                        attempt.status_code.map(i64::from),
+                        attempt.error,
+                        int(attempt.duration_ms),
+                    ],
+                )
+                .map_err(db("recording an attempt"))?;
+                let (status, next, delivered) = outbox::outcome_columns(outcome, attempt.at);
+                tx.execute(
+                    "UPDATE webhook_deliveries SET status = ?1, attempts = ?2, next_attempt_ms = ?3, \
+                     delivered_ms = ?4, last_error = ?5, claimed_until_ms = 0 WHERE event_id = ?6",
+                    params![
+                        status,
+                        i64::from(attempt.attempt),
+                        next,
+                        delivered,
+                        attempt.error,
+                        attempt.event_id.to_string(),
+                    ],
+                )
+                .map_err(db("recording an attempt"))?;
+                tx.commit().map_err(db("recording an attempt"))
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        status: Option<String>,
+        order_id: Option<Uuid>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Delivery>, StoreError> {
+        self.0
+            .read(move |conn, _| {
+                let mut w = Where::default();
+                w.any_of("status", status.map(|s| vec![s]));
+                if let Some(id) = order_id {
+                    w.clauses.push("order_id = ?".into());
+                    w.args.push(Sql::Text(id.to_string()));
+                }
+                let filter = w.sql();
+                let total = count(
+                    conn,
+                    &format!("SELECT COUNT(*) FROM webhook_deliveries {filter}"),
+                    w.args.clone(),
+                )?;
+                let mut args = w.args;
+                args.extend([Sql::Integer(int(limit)), Sql::Integer(int(offset))]);
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries {filter} \
+                         ORDER BY position DESC LIMIT ? OFFSET ?"
+                    ))
+                    .map_err(db("listing deliveries"))?;
+                let items = stmt
+                    .query_map(params_from_iter(args), delivery_row)
+                    .map_err(db("listing deliveries"))?
+                    .collect::<Result<_, _>>()
+                    .map_err(db("listing deliveries"))?;
+                Ok(Page { items, total })
+            })
+            .await
+    }
+
+    async fn get(&self, event_id: Uuid) -> Result<Option<Delivery>, StoreError> {
+        self.0
+            .read(move |conn, _| {
+                conn.query_row(
+                    &format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = ?1"),
+                    params![event_id.to_string()],
+                    delivery_row,
+                )
+                .optional()
+                .map_err(db("reading a delivery"))
+            })
+            .await
+    }
+
+    async fn attempts(&self, event_id: Uuid) -> Result<Vec<Attempt>, StoreError> {
+        self.0
+            .read(move |conn, _| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT attempt, at_ms, status_code, error, duration_ms FROM webhook_attempts \
+                         WHERE event_id = ?1 ORDER BY attempt",
+                    )
+                    .map_err(db("reading attempts"))?;
+                let rows = stmt
+                    .query_map(params![event_id.to_string()], |r| {
+                        Ok(Attempt {
+                            event_id,
+                            attempt: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(u32::MAX),
+                            at: outbox::time(r.get(1)?),
+                            status_code: r
+                                .get::<_, Option<i64>>(2)?
+                                .and_then(|c| u16::try_from(c).ok()),
+                            error: r.get(3)?,
+                            duration_ms: uint(r.get(4)?),
+                        })
+                    })
+                    .map_err(db("reading attempts"))?;
+                rows.collect::<Result<_, _>>()
+                    .map_err(db("reading attempts"))
+            })
+            .await
+    }
+
+    async fn redeliver(&self, event_id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.0
+            .write(move |conn, _| {
+                conn.execute(
+                    "UPDATE webhook_deliveries SET status = 'pending', next_attempt_ms = ?1, \
+                     claimed_until_ms = 0 WHERE event_id = ?2",
+                    params![outbox::ms(now), event_id.to_string()],
+                )
+                .map(|n| n > 0)
+                .map_err(db("redelivering"))
+            })
+            .await
     }
 }

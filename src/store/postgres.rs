@@ -78,6 +78,9 @@ pub const MIGRATIONS: &[Migration] = &[
     (4, "service keys", || {
         crate::readmodel::POSTGRES_SERVICE_KEYS.to_string()
     }),
+    (5, "webhook outbox", || {
+        crate::webhooks::outbox::POSTGRES_TABLES.to_string()
+    }),
 ];
 
 /// `append_group` again, doing per group what version 1 did per append: one read of the

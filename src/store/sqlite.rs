@@ -58,8 +58,9 @@ use super::{AppendResult, EventStore, StoreError};
 
 /// The file format this build writes. Bump it with a migration (`migration`) when the schema
 /// changes; older builds then refuse the file instead of misreading it.
-/// (2: the read models' tables, and the index of category reads; 3: the service's keys.)
-pub const FORMAT_VERSION: i64 = 3;
+/// (2: the read models' tables, and the index of category reads; 3: the service's keys;
+/// 4: the webhook outbox.)
+pub const FORMAT_VERSION: i64 = 4;
 
 /// Most appends the writer puts in one transaction.
 const MAX_GROUP: usize = super::GROUP_LIMIT;
@@ -107,6 +108,7 @@ fn migration(format: i64) -> String {
             crate::readmodel::sqlite::tables(crate::readmodel::TableSet::Live)
         ),
         3 => crate::readmodel::SQLITE_SERVICE_KEYS.to_string(),
+        4 => crate::webhooks::outbox::SQLITE_TABLES.to_string(),
         other => unreachable!("no migration to format {other}"),
     }
 }
