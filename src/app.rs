@@ -55,6 +55,8 @@ pub struct App {
     pub server: actix_web::dev::ServerHandle,
     /// The server's task: it ends when the server has stopped.
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Stopped with the server: a delivery cut short is sent again by the next start.
+    webhooks: Arc<crate::webhooks::Webhooks>,
     pub addr: SocketAddr,
     pub sandbox: Option<Sandbox>,
     grace: Duration,
@@ -67,6 +69,7 @@ impl App {
     pub async fn stop(self) {
         self.server.stop(true).await;
         let _ = self.serving.await;
+        self.webhooks.stop();
         self.core.shutdown(self.grace).await;
         if let Some(s) = self.sandbox {
             s.fragment.stop().await;
@@ -78,6 +81,7 @@ impl App {
 type Serving = (
     actix_web::dev::ServerHandle,
     tokio::task::JoinHandle<std::io::Result<()>>,
+    Arc<crate::webhooks::Webhooks>,
 );
 
 fn random_key() -> KeyPair {
@@ -171,6 +175,14 @@ async fn start(
     let idempotency = crate::idempotency::Idempotency::open(Arc::clone(&store), idempotency)
         .await
         .map_err(|e| StartError::Other(format!("the idempotency key: {e}")))?;
+    let webhooks = settings
+        .webhooks
+        .settings()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let webhooks = Arc::new(
+        crate::webhooks::Webhooks::start(Arc::clone(&store), webhooks)
+            .map_err(|e| StartError::Other(format!("webhooks: {e}")))?,
+    );
     let core = Core::start(config, services, store, Liveness::default())
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
@@ -196,6 +208,7 @@ async fn start(
                 .map_err(|e| StartError::Config(e.to_string()))?,
         ),
         idempotency: Arc::new(idempotency),
+        webhooks: Arc::clone(&webhooks),
     };
     let http = HttpSettings {
         body_limit_bytes: settings.server.body_limit_bytes,
@@ -216,7 +229,7 @@ async fn start(
     // The server serves once it is polled: it runs as its own task.
     let handle = server.handle();
     let serving = actix_web::rt::spawn(server);
-    Ok((core, (handle, serving), addr))
+    Ok((core, (handle, serving, webhooks), addr))
 }
 
 /// `sandbox`: the gateway with both simulators in-process and funded fixtures.
@@ -297,7 +310,7 @@ pub async fn start_sandbox(settings: &Settings) -> Result<App, StartError> {
         owner_cookies: vec![owner],
         fee_address: Some(fee),
     };
-    let (core, (server, serving), addr) = start(
+    let (core, (server, serving, webhooks), addr) = start(
         settings,
         services,
         "sandbox",
@@ -310,6 +323,7 @@ pub async fn start_sandbox(settings: &Settings) -> Result<App, StartError> {
         core,
         server,
         serving,
+        webhooks,
         addr,
         sandbox: Some(Sandbox {
             ton,
@@ -386,7 +400,7 @@ pub async fn start_serve(settings: &Settings) -> Result<App, StartError> {
         owner_cookies,
         fee_address,
     };
-    let (core, (server, serving), addr) = start(
+    let (core, (server, serving, webhooks), addr) = start(
         settings,
         services,
         &settings.network.name,
@@ -399,6 +413,7 @@ pub async fn start_serve(settings: &Settings) -> Result<App, StartError> {
         core,
         server,
         serving,
+        webhooks,
         addr,
         sandbox: None,
         grace: Duration::from_secs(settings.server.shutdown_grace_seconds),

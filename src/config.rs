@@ -97,6 +97,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub sandbox: SandboxSettings,
     pub idempotency: IdempotencySection,
+    pub webhooks: WebhookSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -298,6 +299,69 @@ pub struct OrderSettings {
     /// Most payments waiting in the queue (each holds its wallet key in memory); more are
     /// refused with SERVICE_UNAVAILABLE until some have started.
     pub queue_limit: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// Where events of orders without their own `webhook_url` go; empty: nowhere.
+    pub default_url: String,
+    /// Signing secrets (secret); empty: webhooks are off.
+    pub secrets: Vec<Secret>,
+    /// Whether webhooks may go to loopback and private addresses.
+    pub allow_private_targets: bool,
+    pub retry_window_hours: u64,
+    pub timeout_seconds: u64,
+    pub first_retry_seconds: u64,
+    pub max_retry_seconds: u64,
+    pub concurrency: usize,
+}
+
+impl WebhookSection {
+    pub fn settings(&self) -> Result<crate::webhooks::WebhookSettings, ConfigError> {
+        let invalid = |key, error: String| ConfigError::Invalid { key, error };
+        let default_url = match self.default_url.trim() {
+            "" => None,
+            url => {
+                crate::webhooks::target::parse(url, self.allow_private_targets)
+                    .map_err(|e| invalid("webhooks.default_url", e))?;
+                Some(url.to_string())
+            }
+        };
+        let secrets: Vec<_> = self
+            .secrets
+            .iter()
+            .filter(|s| !s.expose().trim().is_empty())
+            .map(|s| std::sync::Arc::new(Secret::from(s.expose().trim())))
+            .collect();
+        if default_url.is_some() && secrets.is_empty() {
+            return Err(invalid(
+                "webhooks.secrets",
+                "webhooks.default_url is set: give at least one secret to sign deliveries with"
+                    .into(),
+            ));
+        }
+        if self.timeout_seconds == 0 || self.concurrency == 0 || self.first_retry_seconds == 0 {
+            return Err(invalid(
+                "webhooks",
+                "timeout_seconds, first_retry_seconds and concurrency must be more than 0".into(),
+            ));
+        }
+        Ok(crate::webhooks::WebhookSettings {
+            default_url,
+            secrets,
+            allow_private_targets: self.allow_private_targets,
+            retry_window: std::time::Duration::from_secs(
+                self.retry_window_hours.saturating_mul(3600),
+            ),
+            timeout: std::time::Duration::from_secs(self.timeout_seconds),
+            first_retry: std::time::Duration::from_secs(self.first_retry_seconds),
+            max_retry: std::time::Duration::from_secs(
+                self.max_retry_seconds.max(self.first_retry_seconds),
+            ),
+            concurrency: self.concurrency,
+        })
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

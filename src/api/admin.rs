@@ -185,6 +185,8 @@ route_table! {
         post "/owner-cookies" => owner_cookies,
         post "/projections/rebuild" => rebuild,
         post "/wallets/{address}/settle" => settle,
+        get "/webhooks" => webhooks,
+        post "/webhooks/{event_id}/redeliver" => redeliver,
     }
 }
 
@@ -912,4 +914,110 @@ async fn settle_debt(
         // A retry of a settlement already recorded under this reference changed nothing.
         "already_recorded": position.is_none(),
     }))
+}
+
+/// A webhook delivery and its attempts, as the admin API shows it.
+fn delivery_view(
+    d: &crate::webhooks::outbox::Delivery,
+    attempts: &[crate::webhooks::outbox::Attempt],
+) -> Value {
+    json!({
+        "event_id": d.event_id,
+        "order_id": d.order_id,
+        "type": d.kind,
+        "url": d.url,
+        "status": d.status,
+        "created_at": d.created_at,
+        "attempts": d.attempts,
+        "next_attempt_at": (d.status == "pending").then_some(d.next_attempt_at),
+        "last_error": d.last_error,
+        "delivered_at": d.delivered_at,
+        "attempt_log": attempts.iter().map(|a| json!({
+            "attempt": a.attempt,
+            "at": a.at,
+            "status_code": a.status_code,
+            "error": a.error,
+            "duration_ms": a.duration_ms,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Webhook deliveries
+///
+/// Deliveries owed to receivers, newest first, each with its attempts (status code or
+/// error, duration).
+#[utoipa::path(get, path = "/admin/webhooks", tag = "admin", operation_id = "admin_webhooks",
+    security(("admin_key" = [])),
+    params(
+        ("status" = Option<String>, Query, description = "`pending`, `delivered` or `failed` (given up after the retry window)"),
+        ("order_id" = Option<uuid::Uuid>, Query, description = "Only this order's"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, default 50"),
+        ("offset" = Option<u32>, Query, minimum = 0, description = "Items to skip, default 0"),
+    ),
+    responses((status = 200, description = "A page of deliveries", body = doc::Envelope<doc::DeliveryPage>), errors::AdminList))]
+async fn webhooks(state: web::Data<AppState>, req: HttpRequest) -> Reply {
+    let mut q = Query::parse(&req, &["status", "order_id", "limit", "offset"]);
+    let status = q.get("status").map(str::to_string);
+    if let Some(s) = &status {
+        if !["pending", "delivered", "failed"].contains(&s.as_str()) {
+            q.fail("status", "must be pending, delivered or failed");
+        }
+    }
+    let order_id = match q.get("order_id").map(uuid::Uuid::parse_str) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            q.fail("order_id", "is not a UUID");
+            None
+        }
+    };
+    let page = q.page();
+    q.finish()?;
+    let outbox = &state.webhooks.outbox;
+    let list = outbox
+        .list(status, order_id, page.offset(), page.limit())
+        .await
+        .map_err(store_error)?;
+    let mut items = vec![];
+    for d in &list.items {
+        let attempts = outbox.attempts(d.event_id).await.map_err(store_error)?;
+        items.push(delivery_view(d, &attempts));
+    }
+    ok(json!({"items": items, "total": list.total, "limit": page.limit, "offset": page.offset}))
+}
+
+/// Redeliver a webhook
+///
+/// Sends a delivery again now (delivered, given up or pending alike); its attempts so far
+/// stay in its log.
+#[utoipa::path(post, path = "/admin/webhooks/{event_id}/redeliver", tag = "admin", operation_id = "admin_redeliver",
+    security(("admin_key" = [])),
+    params(("event_id" = uuid::Uuid, Path, description = "The delivery's event id")),
+    request_body = doc::EmptyBody,
+    responses((status = 200, description = "The delivery, pending", body = doc::Envelope<doc::Delivery>), errors::AdminStream))]
+async fn redeliver(state: web::Data<AppState>, path: web::Path<String>, req: HttpRequest) -> Reply {
+    Query::parse(&req, &[]).finish()?;
+    let Ok(event_id) = uuid::Uuid::parse_str(path.trim()) else {
+        return Err(ApiError::not_found(
+            "no webhook delivery has this id (not a UUID)",
+        ));
+    };
+    let outbox = &state.webhooks.outbox;
+    if !outbox
+        .redeliver(event_id, Utc::now())
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ApiError::not_found(format!(
+            "no webhook delivery of event {event_id}"
+        )));
+    }
+    state.webhooks.wake.notify_one();
+    let d = outbox
+        .get(event_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no webhook delivery of event {event_id}")))?;
+    let attempts = outbox.attempts(event_id).await.map_err(store_error)?;
+    ok(delivery_view(&d, &attempts))
 }

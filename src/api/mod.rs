@@ -56,6 +56,8 @@ pub struct AppState {
     pub bodies: bodies::Bodies,
     /// Requests under an `Idempotency-Key`.
     pub idempotency: std::sync::Arc<crate::idempotency::Idempotency>,
+    /// The webhook workers, their settings and outbox.
+    pub webhooks: std::sync::Arc<crate::webhooks::Webhooks>,
 }
 
 /// The store's health as `/health` reports it: asked at most once per `StoreHealth::FRESH`,

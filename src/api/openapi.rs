@@ -69,6 +69,8 @@ Buying takes two steps (create an order at Fragment's price, then pay it with th
         admin::owner_cookies,
         admin::rebuild,
         admin::settle,
+        admin::webhooks,
+        admin::redeliver,
     ),
     components(schemas(ErrorEnvelope, ErrorCode, Ton)),
     modifiers(&AdminKey),
@@ -700,6 +702,11 @@ pub struct StarsCreateBody {
     /// other, or both the same).
     #[schema(min_length = 1, max_length = 255, example = "order-1042-attempt")]
     pub idempotency_key: Option<String>,
+    /// Where to post webhooks about this order (`order.created`, `order.paid`,
+    /// `order.completed`, `order.failed`, `order.expired`, `order.delivery_unconfirmed`): an
+    /// http or https URL, not a private address.
+    #[schema(max_length = 2048, example = "https://shop.example/hooks/fragment")]
+    pub webhook_url: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -718,6 +725,11 @@ pub struct PremiumCreateBody {
     /// other, or both the same).
     #[schema(min_length = 1, max_length = 255, example = "order-1042-attempt")]
     pub idempotency_key: Option<String>,
+    /// Where to post webhooks about this order (`order.created`, `order.paid`,
+    /// `order.completed`, `order.failed`, `order.expired`, `order.delivery_unconfirmed`): an
+    /// http or https URL, not a private address.
+    #[schema(max_length = 2048, example = "https://shop.example/hooks/fragment")]
+    pub webhook_url: Option<String>,
 }
 
 /// The wallet a payment comes from: the seed's default wallet (v4r2 for a 24-word TON
@@ -764,6 +776,11 @@ pub struct StarsBuyBody {
     pub fragment_local_storage: Option<String>,
     #[serde(flatten)]
     pub payer: Payer,
+    /// Where to post webhooks about this order (`order.created`, `order.paid`,
+    /// `order.completed`, `order.failed`, `order.expired`, `order.delivery_unconfirmed`): an
+    /// http or https URL, not a private address.
+    #[schema(max_length = 2048, example = "https://shop.example/hooks/fragment")]
+    pub webhook_url: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -780,6 +797,11 @@ pub struct PremiumBuyBody {
     pub payment_method: Option<String>,
     #[serde(flatten)]
     pub payer: Payer,
+    /// Where to post webhooks about this order (`order.created`, `order.paid`,
+    /// `order.completed`, `order.failed`, `order.expired`, `order.delivery_unconfirmed`): an
+    /// http or https URL, not a private address.
+    #[schema(max_length = 2048, example = "https://shop.example/hooks/fragment")]
+    pub webhook_url: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -1502,3 +1524,55 @@ mod tests {
         assert_eq!(slug("/api/v1/orders/{order_id}/pay"), "orders_order_id_pay");
     }
 }
+
+// Mirrors `admin::delivery_view`.
+/// A webhook delivery: one event of one order, to one URL.
+#[derive(ToSchema)]
+pub struct Delivery {
+    /// The event reported; the body's `id` (receivers deduplicate on it).
+    pub event_id: uuid::Uuid,
+    pub order_id: uuid::Uuid,
+    /// `order.created`, `order.paid`, `order.completed`, `order.failed`, `order.expired`,
+    /// `order.delivery_unconfirmed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+    /// `pending`, `delivered`, or `failed` (given up after the retry window).
+    pub status: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub attempts: u32,
+    /// While pending.
+    #[schema(required = true)]
+    pub next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    #[schema(required = true)]
+    pub delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub attempt_log: Vec<DeliveryAttempt>,
+}
+
+/// One try of a delivery.
+#[derive(ToSchema)]
+pub struct DeliveryAttempt {
+    pub attempt: u32,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The receiver's HTTP status, if it answered.
+    #[schema(required = true)]
+    pub status_code: Option<u16>,
+    /// Why it did not count (null: delivered).
+    #[schema(required = true)]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(ToSchema)]
+pub struct DeliveryPage {
+    pub items: Vec<Delivery>,
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// No body is needed (an empty JSON object is fine).
+#[derive(ToSchema)]
+pub struct EmptyBody {}

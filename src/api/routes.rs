@@ -217,6 +217,38 @@ fn idempotency_key(req: &HttpRequest, f: &mut Fields) -> Option<IdempotencyKey> 
     }
 }
 
+/// The body's `webhook_url`, checked: an http(s) URL this gateway may post to (its host not
+/// private unless the operator allows it, also once resolved), on a gateway with webhooks on.
+async fn webhook_url(state: &AppState, f: &mut Fields) -> Option<String> {
+    const FIELD: &str = "webhook_url";
+    let raw = f.optional_string(FIELD)?;
+    let settings = &state.webhooks.settings;
+    if !settings.enabled() {
+        f.fail_with(FieldError::new(
+            FIELD,
+            "this gateway sends no webhooks (its operator set no webhooks.secrets); poll the order instead",
+        ));
+        return None;
+    }
+    let checked = match crate::webhooks::target::parse(&raw, settings.allow_private_targets) {
+        Ok(url) if settings.allow_private_targets => Ok(url),
+        Ok(url) => {
+            let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+            crate::webhooks::target::resolve(host, false)
+                .await
+                .map(|_| url)
+        }
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(url) => Some(url.to_string()),
+        Err(e) => {
+            f.fail_with(FieldError::new(FIELD, e));
+            None
+        }
+    }
+}
+
 /// Feeds an order's product and recipient to a fingerprint.
 fn feed_order(fp: &mut Fingerprint, product: Product, username: &crate::domain::Username) {
     fp.field("username", username.as_str());
@@ -238,6 +270,7 @@ async fn create(
     let username = f.username("username")?;
     let product = ordered.read(&mut f);
     let cookies = f.cookies()?;
+    let webhook = webhook_url(&state, &mut f).await;
     let (Some(username), Some(product)) = (username, product) else {
         return Err(missing(f));
     };
@@ -250,6 +283,7 @@ async fn create(
         };
         let mut fingerprint = state.idempotency.fingerprint(operation);
         feed_order(&mut fingerprint, product, &username);
+        fingerprint.field("webhook_url", webhook.as_deref().unwrap_or_default());
         idempotent::feed_cookies(&mut fingerprint, cookies.as_ref());
         let ip = req
             .app_data::<web::Data<super::limit::ClientIps>>()
@@ -265,13 +299,9 @@ async fn create(
     });
     let core = state.core.clone();
     idempotent::run(state, keyed, move |order_id| async move {
-        let order = match order_id {
-            Some(id) => {
-                core.create_order_as(id, product, &username, cookies)
-                    .await?
-            }
-            None => core.create_order(product, &username, cookies).await?,
-        };
+        let order = core
+            .place_order(order_id, product, &username, cookies, webhook)
+            .await?;
         ok(views::order(&order))
     })
     .await
@@ -478,6 +508,7 @@ async fn buy(state: web::Data<AppState>, req: HttpRequest, body: Body, ordered: 
     f.payment_method();
     let payer = payer(&state, &mut f).await?;
     let cookies = f.cookies()?;
+    let webhook = webhook_url(&state, &mut f).await;
     let (Some(username), Some(product), Some(payer)) = (username, product, payer) else {
         return Err(missing(f));
     };
@@ -490,6 +521,7 @@ async fn buy(state: web::Data<AppState>, req: HttpRequest, body: Body, ordered: 
         };
         let mut fingerprint = state.idempotency.fingerprint(operation);
         feed_order(&mut fingerprint, product, &username);
+        fingerprint.field("webhook_url", webhook.as_deref().unwrap_or_default());
         feed_wallet(&mut fingerprint, &resolved);
         idempotent::feed_cookies(&mut fingerprint, cookies.as_ref());
         Keyed {
@@ -502,16 +534,9 @@ async fn buy(state: web::Data<AppState>, req: HttpRequest, body: Body, ordered: 
     });
     let core = state.core.clone();
     idempotent::run(state, keyed, move |order_id| async move {
-        let order = match order_id {
-            Some(id) => {
-                core.create_order_as(id, product, &username, cookies.clone())
-                    .await?
-            }
-            None => {
-                core.create_order(product, &username, cookies.clone())
-                    .await?
-            }
-        };
+        let order = core
+            .place_order(order_id, product, &username, cookies.clone(), webhook)
+            .await?;
         let receipt = core
             .pay_order(
                 order.order_id,

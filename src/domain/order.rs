@@ -12,8 +12,8 @@ use uuid::Uuid;
 use events::Nanoton;
 use events::{
     Event, OrderCancelled, OrderCreated, OrderDeliveryConfirmed, OrderDeliveryUnconfirmed,
-    OrderExpired, OrderWebhookSet, OrderFailed, OrderFulfilled, OrderMode, OrderPaid, OrderPaymentAbandoned,
-    OrderProcessingStarted, OrderQueued, OrderTimedOut, PaymentSubmitted, Product,
+    OrderExpired, OrderFailed, OrderFulfilled, OrderMode, OrderPaid, OrderPaymentAbandoned,
+    OrderProcessingStarted, OrderQueued, OrderTimedOut, OrderWebhookSet, PaymentSubmitted, Product,
 };
 
 use super::policy::{commission_for, Policy};

@@ -1017,9 +1017,8 @@ impl Outbox for PgOutbox {
                 let mut count = QueryBuilder::new("SELECT COUNT(*) FROM webhook_deliveries");
                 push_filters(&mut count, filters());
                 let total: i64 = count.build_query_scalar().fetch_one(&pool).await?;
-                let mut select = QueryBuilder::new(format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries"
-                ));
+                let mut select =
+                    QueryBuilder::new(format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries"));
                 push_filters(&mut select, filters());
                 select
                     .push(" ORDER BY position DESC LIMIT ")

@@ -445,7 +445,9 @@ impl ReadStore for SqliteReadStore {
     }
 
     fn outbox(&self) -> Arc<dyn Outbox> {
-        Arc::new(SqliteOutbox(SqliteReadStore::live(Arc::clone(&self.shared))))
+        Arc::new(SqliteOutbox(SqliteReadStore::live(Arc::clone(
+            &self.shared,
+        ))))
     }
 
     async fn service_key(&self, name: &str) -> Result<super::ServiceKey, StoreError> {
@@ -1126,7 +1128,9 @@ impl Outbox for SqliteOutbox {
         self.0
             .read(move |conn, _| {
                 conn.query_row(
-                    &format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = ?1"),
+                    &format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE event_id = ?1"
+                    ),
                     params![event_id.to_string()],
                     delivery_row,
                 )
