@@ -411,6 +411,11 @@ fn the_readme_walkthrough_works_as_written() {
                     assert!(value.starts_with('<'), "{}", context());
                     sandbox.seed.clone()
                 }
+                "HOOKS" => {
+                    // The TON simulator's webhook inbox, on the test sandbox's port.
+                    assert_eq!(value, "http://127.0.0.1:8081/sim/webhooks", "{}", context());
+                    sandbox.faucet.replace("/sim/faucet", "/sim/webhooks")
+                }
                 _ => {
                     let got = bash(&format!("{}\nprintf %s \"${name}\"", step.command), &vars)
                         .unwrap_or_else(|e| panic!("{e}\n{}", context()));

@@ -822,6 +822,46 @@ async fn admin_answers_match_their_documented_schemas() {
     }
     let locked = locked.expect("wrong keys are limited");
     check("get", "/admin/commission", &locked);
+
+    // Webhooks: an order with a webhook to the sandbox's inbox, its delivery listed with its
+    // attempts, then redelivered.
+    let inbox = format!("{}/sim/webhooks", t.sandbox().ton.url());
+    let r = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@bob", "amount": 50, "webhook_url": inbox}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let hooked = r.1["data"]["order_id"].as_str().unwrap().to_string();
+    let path = format!("/admin/webhooks?order_id={hooked}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let listed = loop {
+        let r = t.admin("get", &path, None).await;
+        if r.1["data"]["items"][0]["status"] == "delivered" {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never delivered: {}",
+            r.1
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    check("get", "/admin/webhooks", &listed);
+    let event_id = listed.1["data"]["items"][0]["event_id"].as_str().unwrap();
+    let r = t
+        .admin(
+            "post",
+            &format!("/admin/webhooks/{event_id}/redeliver"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("post", "/admin/webhooks/{event_id}/redeliver", &r);
+    let r = t.admin("get", "/admin/webhooks?status=nope", None).await;
+    assert_eq!(r.0, 400);
+    check("get", "/admin/webhooks", &r);
     t.app.stop().await;
 }
 

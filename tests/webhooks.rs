@@ -246,6 +246,21 @@ async fn every_event_of_an_order_arrives_in_order_signed_through_failures_timeou
         )
         .await;
     assert_error(status, &body, 404, "NOT_FOUND");
+
+    // Rebuilding the read models (and replacing them) derives nothing again.
+    let settled = receiver.got().len();
+    for path in [
+        "/admin/projections/rebuild",
+        "/admin/projections/rebuild?replace=true",
+    ] {
+        let (status, body) = t
+            .send_with("post", path, &[("X-Admin-Key", ADMIN_KEY)], Some(json!({})))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(t.deliveries(&order_id).await["total"], 3);
+    assert_eq!(receiver.got().len(), settled, "nothing sent again");
     t.app.stop().await;
     server.stop(true).await;
 }

@@ -45,7 +45,9 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             web::scope("/sim")
                 .route("/faucet", web::post().to(faucet))
                 .route("/status", web::get().to(status))
-                .route("/block", web::post().to(block)),
+                .route("/block", web::post().to(block))
+                .route("/webhooks", web::post().to(webhook_in))
+                .route("/webhooks", web::get().to(webhook_inbox)),
         )
         .default_service(web::to(|| async {
             HttpResponse::NotFound().json(json!({"ok": false, "error": "Not Found", "code": 404}))
@@ -457,6 +459,39 @@ struct FaucetBody {
     address: String,
     /// Nanoton, as a string or a number.
     amount: Nanoton,
+}
+
+/// Deliveries the inbox keeps.
+const INBOX: usize = 100;
+
+/// `POST /sim/webhooks`: keeps a webhook delivery (its body and signature headers).
+async fn webhook_in(
+    state: web::Data<SimState>,
+    req: actix_web::HttpRequest,
+    body: String,
+) -> HttpResponse {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let mut inbox = state.webhooks.lock().unwrap_or_else(|p| p.into_inner());
+    if inbox.len() == INBOX {
+        inbox.pop_front();
+    }
+    inbox.push_back(json!({
+        "id": header("webhook-id"),
+        "signature": header("webhook-signature"),
+        "body": body,
+    }));
+    HttpResponse::Ok().finish()
+}
+
+/// `GET /sim/webhooks`: the last deliveries the inbox got, oldest first.
+async fn webhook_inbox(state: web::Data<SimState>) -> HttpResponse {
+    let inbox = state.webhooks.lock().unwrap_or_else(|p| p.into_inner());
+    HttpResponse::Ok().json(json!({"deliveries": inbox.iter().collect::<Vec<_>>()}))
 }
 
 /// `POST /sim/faucet {"address": "...", "amount": "<nanoton>"}`: funds any address at once.

@@ -235,6 +235,10 @@ pub struct SimState {
     /// Requests to a path still to fail with a 503 (`fail_next_on`), for a fault that must
     /// hit one client's call and not the other clients of the same API (Fragment's watcher).
     fail_path: Mutex<HashMap<String, u32>>,
+    /// The sandbox's webhook inbox (`/sim/webhooks`): the last deliveries it received, so
+    /// that a newcomer sees the gateway's webhooks without running a server. Not TON; it
+    /// lives here because the sandbox's simulators are what a sandbox user already has.
+    pub(super) webhooks: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
 
 impl SimState {
@@ -328,6 +332,7 @@ impl TonSim {
             limiter,
             stats: SimStats::default(),
             broadcasts: Mutex::new(Vec::new()),
+            webhooks: Mutex::new(std::collections::VecDeque::new()),
             by_path: Mutex::new(HashMap::new()),
             fail_path: Mutex::new(HashMap::new()),
             config,
