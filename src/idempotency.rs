@@ -331,7 +331,7 @@ impl Idempotency {
             };
             let claimed = IdempotencyKeyClaimed {
                 key_id: key_id.clone(),
-                key: keyed.key.as_str().to_string(),
+                idempotency_key: keyed.key.as_str().to_string(),
                 scope: keyed.scope.stored(),
                 operation: keyed.operation.to_string(),
                 fingerprint: fingerprint.clone(),

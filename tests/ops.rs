@@ -458,6 +458,19 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["comparison"]["differing"], 0, "{out}");
     assert_eq!(json["replaced"], false, "{out}");
+    // The copied events owe no webhooks on the new store: its outbox starts at the head.
+    let moved_store: Arc<dyn EventStore> = match &w.schema {
+        None => Arc::new(
+            fragment_gateway::store::PostgresStore::open(other.0.config.clone())
+                .await
+                .unwrap(),
+        ),
+        Some(_) => Arc::new(SqliteStore::open(moved.path().join("events.sqlite3")).unwrap()),
+    };
+    let outbox = moved_store.read_models().unwrap().outbox();
+    assert_eq!(outbox.position().await.unwrap(), head);
+    assert_eq!(outbox.list(None, None, 0, 10).await.unwrap().total, 0);
+    moved_store.close().await.unwrap();
     // Into a store that holds events already: refused, nothing changed.
     let (code, _, err) = command_on(
         &[

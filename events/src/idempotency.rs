@@ -17,7 +17,7 @@ pub struct IdempotencyKeyClaimed {
     /// The stream's id: hex of the keyed hash of scope and key.
     pub key_id: String,
     /// The key as the client sent it (shown back in the errors about it).
-    pub key: String,
+    pub idempotency_key: String,
     /// `wallet:<raw address>`, `client` (the client's address, kept only in the key id) or
     /// `admin`.
     pub scope: String,

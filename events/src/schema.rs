@@ -462,6 +462,16 @@ mod tests {
                 expired_at: t,
             }
             .into(),
+            OrderCancelled {
+                order_id,
+                cancelled_at: t,
+            }
+            .into(),
+            OrderWebhookSet {
+                order_id,
+                url: "https://shop.example/hooks/fragment".into(),
+            }
+            .into(),
             CommissionAccrued {
                 wallet_address: wallet.clone(),
                 order_id,
@@ -504,6 +514,32 @@ mod tests {
                 at: t,
             }
             .into(),
+            IdempotencyKeyClaimed {
+                key_id: "ab".repeat(32),
+                idempotency_key: "order-1042".into(),
+                scope: "wallet:0:".to_string() + &"11".repeat(32),
+                operation: "stars.buy".into(),
+                fingerprint: "cd".repeat(32),
+                order_id: Some(order_id),
+                claimed_at: t,
+                lease_until: t,
+                expires_at: t,
+            }
+            .into(),
+            IdempotentAnswerRecorded {
+                key_id: "ab".repeat(32),
+                status: 200,
+                body: "{\"success\":true}".into(),
+                recorded_at: t,
+            }
+            .into(),
+            IdempotencyKeyReleased {
+                key_id: "ab".repeat(32),
+                status: 503,
+                error_code: "SERVICE_UNAVAILABLE".into(),
+                released_at: t,
+            }
+            .into(),
         ]
     }
 
@@ -534,8 +570,16 @@ mod tests {
                     for (k, v) in map {
                         let lower = k.to_ascii_lowercase();
                         // A keyed fingerprint is the one allowed trace of a cookie set, and
-                        // a wallet's public key is public (it is on chain).
-                        if !["cookie_fingerprint", "wallet_public_key"].contains(&lower.as_str())
+                        // a wallet's public key is public (it is on chain). An idempotency
+                        // key names a request (the client sends it in the clear, and is told
+                        // not to put secrets in it); its id is a keyed hash.
+                        const ALLOWED: [&str; 4] = [
+                            "cookie_fingerprint",
+                            "wallet_public_key",
+                            "idempotency_key",
+                            "key_id",
+                        ];
+                        if !ALLOWED.contains(&lower.as_str())
                             && FORBIDDEN.iter().any(|f| lower.contains(f))
                         {
                             found.push(format!("{path}.{k}"));
