@@ -24,6 +24,7 @@ use crate::store::{
     read_stream_all, EventStore, PostgresConfig, PostgresStore, SqliteStore, StoreError,
 };
 use crate::ton::{Nanoton, ParsedAddress};
+use crate::webhooks::outbox::NewDelivery;
 
 /// The layout of a data directory.
 #[derive(Clone, Debug)]
@@ -387,6 +388,46 @@ pub async fn migrate_store(
 
 type Copied = (u64, u64, u64, u64, u64, bool);
 
+/// What lives beside the log and must move with it: the idempotency key (the log's keyed
+/// hashes are checked with it, so a retry after the move still finds its first answer) and
+/// the webhook outbox's place in the log with the deliveries still pending (the events before
+/// it were reported by the old store; pending ones are still owed; later ones the new store
+/// derives). Delivered deliveries and attempt logs stay with the old store.
+async fn carry_service_state(
+    source: &Arc<dyn EventStore>,
+    target: &Arc<dyn EventStore>,
+) -> Result<(), OpsError> {
+    const PAGE: u64 = 500;
+    let (from, to) = (source.read_models()?, target.read_models()?);
+    let key = from.service_key(crate::idempotency::SERVICE_KEY).await?;
+    to.put_service_key(crate::idempotency::SERVICE_KEY, &key)
+        .await?;
+    let (old, new) = (from.outbox(), to.outbox());
+    let mut pending = vec![];
+    loop {
+        let page = old
+            .list(Some("pending".into()), None, pending.len() as u64, PAGE)
+            .await?;
+        let done = (page.items.len() as u64) < PAGE;
+        pending.extend(page.items.into_iter().map(|d| NewDelivery {
+            event_id: d.event_id,
+            position: d.position,
+            order_id: d.order_id,
+            kind: d.kind,
+            url: d.url,
+            body: d.body,
+            created_at: d.created_at,
+        }));
+        if done {
+            break;
+        }
+    }
+    let reached = old.position().await?;
+    let at = new.position().await?;
+    new.add(at, reached, pending).await?;
+    Ok(())
+}
+
 async fn copy_and_check(
     source: &Arc<dyn EventStore>,
     target: &Arc<dyn EventStore>,
@@ -418,13 +459,7 @@ async fn copy_and_check(
                 .into(),
         ));
     }
-    // The copied events happened on the old store, which owed (and sent) their webhooks: the
-    // new store's outbox starts after them, or a gateway on it would send them all again.
-    let outbox = target.read_models()?.outbox();
-    let at = outbox.position().await?;
-    if at < head {
-        outbox.add(at, head, vec![]).await?;
-    }
+    carry_service_state(source, target).await?;
     let tables = target.read_models()?;
     runner::rebuild_into(target, &*tables, head).await?;
     let orders = tables.orders(Default::default(), 0, 0).await?.total;

@@ -415,6 +415,24 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
             "public".to_string(),
         ),
     };
+    // The source's outbox reached the head and still owes one delivery.
+    let owed = {
+        let source = source_store(&w, copy.path()).await;
+        let outbox = source.read_models().unwrap().outbox();
+        let at = outbox.position().await.unwrap();
+        let owed = fragment_gateway::webhooks::outbox::NewDelivery {
+            event_id: Uuid::now_v7(),
+            position: head,
+            order_id: Uuid::now_v7(),
+            kind: "order.created".into(),
+            url: "https://shop.example/hook".into(),
+            body: "{}".into(),
+            created_at: chrono::Utc::now(),
+        };
+        outbox.add(at, head, vec![owed.clone()]).await.unwrap();
+        source.close().await.unwrap();
+        owed
+    };
     let (code, out, err) = command_on(
         &[
             "migrate-store",
@@ -458,7 +476,7 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
     let json: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["comparison"]["differing"], 0, "{out}");
     assert_eq!(json["replaced"], false, "{out}");
-    // The copied events owe no webhooks on the new store: its outbox starts at the head.
+    // The idempotency key and the outbox's place moved with the log.
     let moved_store: Arc<dyn EventStore> = match &w.schema {
         None => Arc::new(
             fragment_gateway::store::PostgresStore::open(other.0.config.clone())
@@ -467,10 +485,25 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
         ),
         Some(_) => Arc::new(SqliteStore::open(moved.path().join("events.sqlite3")).unwrap()),
     };
-    let outbox = moved_store.read_models().unwrap().outbox();
-    assert_eq!(outbox.position().await.unwrap(), head);
-    assert_eq!(outbox.list(None, None, 0, 10).await.unwrap().total, 0);
+    let source_store = source_store(&w, copy.path()).await;
+    let (old, new) = (
+        source_store.read_models().unwrap(),
+        moved_store.read_models().unwrap(),
+    );
+    let name = fragment_gateway::idempotency::SERVICE_KEY;
+    assert_eq!(
+        *new.service_key(name).await.unwrap(),
+        *old.service_key(name).await.unwrap()
+    );
+    assert_eq!(new.outbox().position().await.unwrap(), head);
+    let carried = new.outbox().list(None, None, 0, 10).await.unwrap();
+    assert_eq!(carried.total, 1);
+    assert_eq!(
+        (carried.items[0].event_id, carried.items[0].status.as_str()),
+        (owed.event_id, "pending")
+    );
     moved_store.close().await.unwrap();
+    source_store.close().await.unwrap();
     // Into a store that holds events already: refused, nothing changed.
     let (code, _, err) = command_on(
         &[
@@ -489,6 +522,18 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones_after_a_randomized
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("already holds"), "{err}");
+}
+
+/// The store a migration copies from: the copy's file, or the world's schema.
+async fn source_store(w: &World, copy: &Path) -> Arc<dyn EventStore> {
+    match &w.schema {
+        None => Arc::new(SqliteStore::open(copy.join("events.sqlite3")).unwrap()),
+        Some(schema) => Arc::new(
+            fragment_gateway::store::PostgresStore::open(schema.0.config.clone())
+                .await
+                .unwrap(),
+        ),
+    }
 }
 
 fn order_created(order_id: Uuid, commission: u64) -> OrderCreated {

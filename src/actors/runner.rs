@@ -539,6 +539,13 @@ mod tests {
         ) -> Result<crate::readmodel::ServiceKey, StoreError> {
             self.inner.service_key(name).await
         }
+        async fn put_service_key(
+            &self,
+            name: &str,
+            key: &crate::readmodel::ServiceKey,
+        ) -> Result<(), StoreError> {
+            self.inner.put_service_key(name, key).await
+        }
         async fn other_set(&self, set: TableSet) -> Result<Arc<dyn ReadStore>, StoreError> {
             self.inner.other_set(set).await
         }

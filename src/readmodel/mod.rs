@@ -168,6 +168,10 @@ pub trait ReadStore: Send + Sync + 'static {
     /// instances asking at once get the same key).
     async fn service_key(&self, name: &str) -> Result<ServiceKey, StoreError>;
 
+    /// Stores `key` as the service key `name`, replacing any (moving a store: the keyed
+    /// hashes in the log stay checkable).
+    async fn put_service_key(&self, name: &str, key: &ServiceKey) -> Result<(), StoreError>;
+
     /// `sqlite`, `postgres`.
     fn backend(&self) -> &'static str;
 

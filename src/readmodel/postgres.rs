@@ -292,6 +292,23 @@ impl ReadStore for PgReadStore {
         super::into_key(stored)
     }
 
+    async fn put_service_key(&self, name: &str, key: &super::ServiceKey) -> Result<(), StoreError> {
+        let name = name.to_string();
+        let key = key.clone();
+        self.run("storing a service key", move |pool, _| async move {
+            sqlx::query(
+                "INSERT INTO service_keys (name, key) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET key = EXCLUDED.key",
+            )
+            .bind(&name)
+            .bind(&key[..])
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn other_set(&self, set: TableSet) -> Result<Arc<dyn ReadStore>, StoreError> {
         let ddl = tables(set);
         self.run("creating tables", move |pool, _| async move {

@@ -480,6 +480,26 @@ impl ReadStore for SqliteReadStore {
         .await
     }
 
+    async fn put_service_key(&self, name: &str, key: &super::ServiceKey) -> Result<(), StoreError> {
+        let name = name.to_string();
+        let key = key.clone();
+        self.write(move |conn, _| {
+            // Synced, as `service_key` syncs a new one.
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(db("syncing a service key"))?;
+            let stored = conn
+                .execute(
+                    "INSERT OR REPLACE INTO service_keys (name, key) VALUES (?1, ?2)",
+                    params![name, &key[..]],
+                )
+                .map_err(db("storing a service key"));
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(db("syncing a service key"))?;
+            stored.map(|_| ())
+        })
+        .await
+    }
+
     async fn other_set(&self, set: TableSet) -> Result<Arc<dyn ReadStore>, StoreError> {
         let ddl = tables(set);
         self.write(move |conn, _| conn.execute_batch(&ddl).map_err(db("creating tables")))

@@ -373,3 +373,56 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> WebhookSettings {
+        WebhookSettings {
+            default_url: None,
+            secrets: vec![Arc::new(Secret::from("new")), Arc::new(Secret::from("old"))],
+            allow_private_targets: false,
+            retry_window: Duration::from_secs(24 * 3600),
+            timeout: Duration::from_secs(10),
+            first_retry: Duration::from_secs(5),
+            max_retry: Duration::from_secs(3600),
+            concurrency: 8,
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_signed_once_per_secret_over_the_time_and_the_body() {
+        let s = settings();
+        let header = signature(&s.secrets, 1_796_676_550, r#"{"id":"x"}"#);
+        let parts: Vec<&str> = header.split(',').collect();
+        assert_eq!(parts[0], "t=1796676550");
+        assert_eq!(parts.len(), 3, "{header}");
+        for (secret, part) in ["new", "old"].iter().zip(&parts[1..]) {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(br#"1796676550.{"id":"x"}"#);
+            assert_eq!(
+                *part,
+                format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+            );
+        }
+        assert_ne!(parts[1], parts[2]);
+    }
+
+    #[test]
+    fn retries_double_up_to_the_cap_with_jitter() {
+        let s = settings();
+        for attempts in 1..=30 {
+            let full = s
+                .first_retry
+                .saturating_mul(1 << (attempts - 1).min(20))
+                .min(s.max_retry);
+            let wait = backoff(&s, attempts);
+            assert!(
+                wait >= full / 2 && wait <= full,
+                "{attempts}: {wait:?} of {full:?}"
+            );
+        }
+        assert!(backoff(&s, 30) <= s.max_retry);
+    }
+}
