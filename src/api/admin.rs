@@ -342,7 +342,7 @@ const REQUEST_STATUSES: [&str; 5] = ["queued", "processing", "completed", "faile
 #[utoipa::path(get, path = "/admin/orders", tag = "admin", operation_id = "admin_orders",
     security(("admin_key" = [])),
     params(
-        ("status" = Option<String>, Query, description = "`created`, `queued`, `processing`, `success`, `failed`, `expired`, or several separated by commas"),
+        ("status" = Option<String>, Query, description = "`created`, `queued`, `processing`, `success`, `failed`, `expired`, `cancelled`, or several separated by commas"),
         ("mode" = Option<String>, Query, description = "`kyc`, `no_kyc`, or both separated by a comma"),
         ("wallet_address" = Option<String>, Query, description = "The wallet that paid, in any TON address form"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, default 50"),
