@@ -126,16 +126,24 @@ impl reqwest::dns::Resolve for Checked {
     }
 }
 
+/// Whether a delivery follows a redirect to `to` after `followed` others: at most 3, each to
+/// a URL a webhook may be given (its name's addresses are checked by the resolver).
+fn redirect(to: &Url, followed: usize, allow_private: bool) -> Result<(), String> {
+    if followed >= 3 {
+        return Err("more than 3 redirects".into());
+    }
+    parse(to.as_str(), allow_private)
+        .map(|_| ())
+        .map_err(|e| format!("a redirect {e}"))
+}
+
 /// The client deliveries are sent with: the resolver above, and redirects (at most 3)
 /// checked the same way when they name an address outright.
 pub fn client(timeout: std::time::Duration, allow_private: bool) -> reqwest::Client {
     let policy = reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= 3 {
-            return attempt.error("more than 3 redirects");
-        }
-        match parse(attempt.url().as_str(), allow_private) {
-            Ok(_) => attempt.follow(),
-            Err(e) => attempt.error(format!("a redirect {e}")),
+        match redirect(attempt.url(), attempt.previous().len(), allow_private) {
+            Ok(()) => attempt.follow(),
+            Err(e) => attempt.error(e),
         }
     });
     reqwest::Client::builder()
@@ -209,6 +217,17 @@ mod tests {
             assert_eq!(parse(private, false).unwrap_err(), PRIVATE, "{private}");
             assert!(parse(private, true).is_ok(), "{private} when allowed");
         }
+    }
+
+    #[test]
+    fn a_redirect_to_a_private_address_or_past_three_is_not_followed() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert!(redirect(&url("https://shop.example/next"), 0, false).is_ok());
+        let metadata = redirect(&url("http://169.254.169.254/latest/"), 1, false).unwrap_err();
+        assert!(metadata.starts_with("a redirect points at"), "{metadata}");
+        assert!(redirect(&url("http://169.254.169.254/latest/"), 1, true).is_ok());
+        assert!(redirect(&url("file:///etc/passwd"), 0, true).is_err());
+        assert!(redirect(&url("https://shop.example/4"), 3, false).is_err());
     }
 
     #[tokio::test]
