@@ -160,7 +160,6 @@ pub enum Begin {
 /// A key this request holds.
 #[derive(Debug)]
 pub struct Claim {
-    stream: String,
     key_id: String,
     /// The stream's version with the claim.
     version: u64,
@@ -244,10 +243,6 @@ impl Idempotency {
         })
     }
 
-    pub fn settings(&self) -> &IdempotencySettings {
-        &self.settings
-    }
-
     fn mac(&self, purpose: &str) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.key.as_ref()).expect("any key length");
         mac.update(purpose.as_bytes());
@@ -285,7 +280,7 @@ impl Idempotency {
     /// waiting (at most `settings.wait`) for one still running.
     pub async fn begin(&self, keyed: Keyed) -> Result<Begin, IdempotencyError> {
         let key_id = self.key_id(&keyed.scope, &keyed.key);
-        let stream = StreamName::Idempotency(key_id.clone()).to_string();
+        let stream = stream_of(&key_id);
         let fingerprint = keyed.fingerprint.finish();
         let deadline = tokio::time::Instant::now() + self.settings.wait;
         let mut pause = Duration::from_millis(20);
@@ -343,7 +338,6 @@ impl Idempotency {
             match self.append(&stream, state.version, claimed.into()).await {
                 Ok(version) => {
                     return Ok(Begin::Run(Claim {
-                        stream,
                         key_id,
                         version,
                         order_id,
@@ -356,12 +350,9 @@ impl Idempotency {
         }
     }
 
+    /// Appends `event` to the key's stream if it is at `version` (0: no stream yet).
     async fn append(&self, stream: &str, version: u64, event: Event) -> Result<u64, StoreError> {
-        let expected = if version == 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(version)
-        };
+        let expected = ExpectedVersion::Exact(version);
         let new = event.to_new_event(EventMetadata::default());
         Ok(self
             .store
@@ -398,15 +389,21 @@ impl Idempotency {
             }
             .into()
         };
-        match self.append(&claim.stream, claim.version, event).await {
+        let stream = stream_of(&claim.key_id);
+        match self.append(&stream, claim.version, event).await {
             Ok(_) => Ok(None),
-            Err(StoreError::Conflict { .. }) => match self.load(&claim.stream).await?.outcome {
+            Err(StoreError::Conflict { .. }) => match self.load(&stream).await?.outcome {
                 Outcome::Answered(first) => Ok(Some(first)),
                 _ => Ok(None),
             },
             Err(e) => Err(e),
         }
     }
+}
+
+/// The stream of the key `key_id`.
+fn stream_of(key_id: &str) -> String {
+    StreamName::Idempotency(key_id.to_string()).to_string()
 }
 
 fn lease(settings: &IdempotencySettings) -> chrono::Duration {

@@ -1141,18 +1141,8 @@ async fn a_wallets_orders_come_newest_first_by_cursor_and_an_unpaid_order_can_be
     let wallet = t.sandbox().demo_wallet.friendly_address(false);
     let mut paid = vec![];
     for amount in [50, 60, 70] {
-        let (status, body) = t
-            .post(
-                "/api/v1/stars/buy",
-                json!({"username": "@alice", "amount": amount, "seed": t.seed}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let request = t
-            .wait_request(body["data"]["request_id"].as_str().unwrap())
-            .await;
-        assert_eq!(request["status"], "completed", "{request}");
-        paid.push(body["data"]["order_id"].as_str().unwrap().to_string());
+        let request = t.buy_stars(amount).await;
+        paid.push(request["order_id"].as_str().unwrap().to_string());
     }
 
     // An unpaid order is cancelled, once; it cannot be paid then.

@@ -1660,7 +1660,13 @@ async fn a_keyed_buy_retried_after_a_crash_past_its_broadcast_finds_its_order_an
     };
     let order_id = claim.order_id.expect("a buy claims its order id");
     let order = core
-        .create_order_as(order_id, Product::Stars { amount: 50 }, &alice(), None)
+        .place_order(
+            Some(order_id),
+            Product::Stars { amount: 50 },
+            &alice(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(order.order_id, order_id);
@@ -1695,7 +1701,13 @@ async fn a_keyed_buy_retried_after_a_crash_past_its_broadcast_finds_its_order_an
         ..FaultConfig::default()
     });
     let again = core
-        .create_order_as(order_id, Product::Stars { amount: 50 }, &alice(), None)
+        .place_order(
+            Some(order_id),
+            Product::Stars { amount: 50 },
+            &alice(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(again.order_id, order_id);

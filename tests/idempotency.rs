@@ -3,6 +3,7 @@
 //! reused for another request is refused; a retry of a request still running waits for it
 //! or is told to come back; and none of it is lost in a restart.
 
+mod common;
 mod sandbox;
 
 use std::time::Duration;
@@ -487,45 +488,36 @@ async fn a_retry_of_each_post_after_a_restart_gets_the_first_answer() {
     assert_error(reused.status, &reused.json(), 409, "IDEMPOTENCY_KEY_REUSED");
     started.app.stop().await;
     // Nothing in the data directory holds the seed, in words or in base64.
-    assert_no_seed(dir.path(), &started.seed);
+    assert_eq!(started.seed.as_str(), base64_words(common::TON_WORDS));
+    common::assert_no_seed_in(dir.path());
 }
 
-fn assert_no_seed(dir: &std::path::Path, seed_base64: &str) {
-    use base64::Engine;
-    let words = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(seed_base64)
-            .unwrap(),
-    )
-    .unwrap();
-    let words: Vec<&str> = words.split_whitespace().collect();
-    for entry in walk(dir) {
-        let bytes = std::fs::read(&entry).unwrap();
-        let text = String::from_utf8_lossy(&bytes);
-        for three in words.windows(3) {
-            assert!(
-                !text.contains(&three.join(" ")),
-                "{} holds seed words",
-                entry.display()
-            );
-        }
-        assert!(
-            !text.contains(&seed_base64[..40]),
-            "{} holds the seed in base64",
-            entry.display()
-        );
+fn base64_words(words: &str) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, words)
+}
+
+#[actix_web::test]
+async fn a_keyed_kyc_buy_leaves_no_cookie_and_no_seed_in_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = sandbox::start(dir.path(), &[]).await;
+    let (cookies, cookies_b64) = sandbox::fragment_login(&started.app, "client");
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/premium/buy", started.base);
+    let body = json!({"username": "@bob", "duration": 3, "seed": started.seed,
+        "fragment_cookies": cookies_b64});
+    for _ in 0..2 {
+        let answer = post(&http, &url, Some("kyc-key"), &[], &body).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    for entry in std::fs::read_dir(dir).unwrap() {
+    started.app.stop().await;
+    common::assert_no_seed_in(dir.path());
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        for name in fragment_gateway::fragment::cookies::REQUIRED_FOR_KYC {
+            let value = cookies.get(name).unwrap();
+            assert!(!text.contains(value), "{name} is in {}", path.display());
         }
+        assert!(!text.contains(&cookies_b64[..40]), "{}", path.display());
     }
-    out
 }

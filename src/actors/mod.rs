@@ -480,9 +480,10 @@ impl Core {
             .await
     }
 
-    /// Creates an order (`create_order`), under the id a request under an idempotency key
-    /// chose (`reserved`: see `create_order_as`), with webhooks to `webhook_url` (checked by
-    /// the caller).
+    /// Creates an order (`create_order`), with webhooks to `webhook_url` (checked by the
+    /// caller), under the id a request under an idempotency key chose (`reserved`, the same
+    /// for all its runs): if an order with that id exists already, an earlier run made it, and
+    /// it is returned as it is without asking Fragment anything.
     pub async fn place_order(
         &self,
         reserved: Option<Uuid>,
@@ -501,20 +502,6 @@ impl Core {
             None => Uuid::now_v7(),
         };
         self.create_new_order(order_id, product, username, cookies, webhook_url)
-            .await
-    }
-
-    /// `create_order` under an id the caller chose (a request under an idempotency key
-    /// chooses it once for all its runs). If an order with that id exists already, an
-    /// earlier run made it: it is returned as it is, and nothing is asked of Fragment.
-    pub async fn create_order_as(
-        &self,
-        order_id: Uuid,
-        product: Product,
-        username: &Username,
-        cookies: Option<FragmentCookies>,
-    ) -> Result<Arc<OrderView>, CoreError> {
-        self.place_order(Some(order_id), product, username, cookies, None)
             .await
     }
 

@@ -763,7 +763,7 @@ const MAX_REFERENCE: usize = 200;
 /// `DebtSettled` event). The reference is stored in the event: no secrets in it.
 #[utoipa::path(post, path = "/admin/wallets/{address}/settle", tag = "admin", operation_id = "admin_settle",
     security(("admin_key" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer"), ("address" = String, Path, description = "The wallet, in any TON address form")),
+    params(doc::IdempotencyKeyHeader, ("address" = String, Path, description = "The wallet, in any TON address form")),
     request_body = doc::SettleBody,
     responses((status = 200, description = "The wallet's account after the settlement", body = doc::Envelope<doc::Settled>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::AdminSettle))]
 async fn settle(
@@ -916,7 +916,8 @@ async fn settle_debt(
     }))
 }
 
-/// A webhook delivery and its attempts, as the admin API shows it.
+/// A webhook delivery and its attempts (those of `attempts` that are its), as the admin API
+/// shows it.
 fn delivery_view(
     d: &crate::webhooks::outbox::Delivery,
     attempts: &[crate::webhooks::outbox::Attempt],
@@ -932,7 +933,7 @@ fn delivery_view(
         "next_attempt_at": (d.status == "pending").then_some(d.next_attempt_at),
         "last_error": d.last_error,
         "delivered_at": d.delivered_at,
-        "attempt_log": attempts.iter().map(|a| json!({
+        "attempt_log": attempts.iter().filter(|a| a.event_id == d.event_id).map(|a| json!({
             "attempt": a.attempt,
             "at": a.at,
             "status_code": a.status_code,
@@ -978,11 +979,13 @@ async fn webhooks(state: web::Data<AppState>, req: HttpRequest) -> Reply {
         .list(status, order_id, page.offset(), page.limit())
         .await
         .map_err(store_error)?;
-    let mut items = vec![];
-    for d in &list.items {
-        let attempts = outbox.attempts(d.event_id).await.map_err(store_error)?;
-        items.push(delivery_view(d, &attempts));
-    }
+    let ids = list.items.iter().map(|d| d.event_id).collect();
+    let attempts = outbox.attempts(ids).await.map_err(store_error)?;
+    let items: Vec<Value> = list
+        .items
+        .iter()
+        .map(|d| delivery_view(d, &attempts))
+        .collect();
     ok(json!({"items": items, "total": list.total, "limit": page.limit, "offset": page.offset}))
 }
 
@@ -1018,6 +1021,6 @@ async fn redeliver(state: web::Data<AppState>, path: web::Path<String>, req: Htt
         .await
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("no webhook delivery of event {event_id}")))?;
-    let attempts = outbox.attempts(event_id).await.map_err(store_error)?;
+    let attempts = outbox.attempts(vec![event_id]).await.map_err(store_error)?;
     ok(delivery_view(&d, &attempts))
 }

@@ -66,7 +66,7 @@ pub fn feed_cookies(f: &mut Fingerprint, cookies: Option<&FragmentCookies>) {
             f.field("cookies", "none");
         }
         Some(c) => {
-            for name in ["stel_ssid", "stel_token", "stel_ton_token"] {
+            for name in crate::fragment::cookies::REQUIRED_FOR_KYC {
                 f.field(name, c.get(name).unwrap_or_default());
             }
         }

@@ -301,6 +301,15 @@ pub struct ErrorBody {
     pub details: Vec<FieldError>,
 }
 
+/// The `Idempotency-Key` header of every POST that creates, pays or buys.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("Idempotency-Key"), parameter_in = Header)]
+pub struct IdempotencyKeyHeader(
+    /// Names this request (1 to 255 visible ASCII characters): a retry with the same key gets
+    /// the first answer.
+    pub Option<String>,
+);
+
 /// One invalid field.
 #[derive(ToSchema)]
 pub struct FieldError {
@@ -415,7 +424,14 @@ fn error_responses(
                         .schema(Some(schema))
                         .build(),
                 );
-            if codes.contains(&"IDEMPOTENCY_KEY_IN_PROGRESS") {
+            let retry_after = if codes.contains(&"IDEMPOTENCY_KEY_IN_PROGRESS") {
+                Some("IDEMPOTENCY_KEY_IN_PROGRESS: seconds until the first request's lease ends")
+            } else if matches!(status, 429 | 502 | 503) {
+                Some("Seconds to wait before trying again")
+            } else {
+                None
+            };
+            if let Some(description) = retry_after {
                 response = response.header(
                     "Retry-After",
                     HeaderBuilder::new()
@@ -424,22 +440,7 @@ fn error_responses(
                                 .schema_type(Type::Integer)
                                 .minimum(Some(1)),
                         ))
-                        .description(Some(
-                            "IDEMPOTENCY_KEY_IN_PROGRESS: seconds until the first request's lease ends",
-                        ))
-                        .build(),
-                );
-            }
-            if matches!(status, 429 | 502 | 503) {
-                response = response.header(
-                    "Retry-After",
-                    HeaderBuilder::new()
-                        .schema(Some(
-                            ObjectBuilder::new()
-                                .schema_type(Type::Integer)
-                                .minimum(Some(1)),
-                        ))
-                        .description(Some("Seconds to wait before trying again"))
+                        .description(Some(description))
                         .build(),
                 );
             }

@@ -249,13 +249,57 @@ async fn webhook_url(state: &AppState, f: &mut Fields) -> Option<String> {
     }
 }
 
-/// Feeds an order's product and recipient to a fingerprint.
-fn feed_order(fp: &mut Fingerprint, product: Product, username: &crate::domain::Username) {
-    fp.field("username", username.as_str());
-    match product {
-        Product::Stars { amount } => fp.field("stars", amount.to_string()),
-        Product::Premium { months } => fp.field("months", months.to_string()),
-    };
+/// What a create or a buy asks for, as its idempotency key binds it.
+struct OrderRequest<'a> {
+    product: Product,
+    username: &'a crate::domain::Username,
+    webhook: Option<&'a str>,
+    cookies: Option<&'a FragmentCookies>,
+}
+
+impl OrderRequest<'_> {
+    /// The request under `key`: a create (no `payer`: the key is the client address's) or a
+    /// buy (the paying wallet's).
+    fn keyed(
+        &self,
+        state: &AppState,
+        req: &HttpRequest,
+        key: IdempotencyKey,
+        payer: Option<&ResolvedWallet>,
+    ) -> Keyed {
+        let operation = match (self.product, payer.is_some()) {
+            (Product::Stars { .. }, false) => "stars.create",
+            (Product::Premium { .. }, false) => "premium.create",
+            (Product::Stars { .. }, true) => "stars.buy",
+            (Product::Premium { .. }, true) => "premium.buy",
+        };
+        let mut fingerprint = state.idempotency.fingerprint(operation);
+        fingerprint.field("username", self.username.as_str());
+        match self.product {
+            Product::Stars { amount } => fingerprint.field("stars", amount.to_string()),
+            Product::Premium { months } => fingerprint.field("months", months.to_string()),
+        };
+        fingerprint.field("webhook_url", self.webhook.unwrap_or_default());
+        let scope = match payer {
+            Some(resolved) => {
+                feed_wallet(&mut fingerprint, resolved);
+                Scope::Wallet(resolved.payer.wallet.raw_address())
+            }
+            None => Scope::Client(
+                req.app_data::<web::Data<super::limit::ClientIps>>()
+                    .and_then(|c| c.of_request(req))
+                    .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            ),
+        };
+        idempotent::feed_cookies(&mut fingerprint, self.cookies);
+        Keyed {
+            key,
+            scope,
+            operation,
+            fingerprint,
+            creates_order: true,
+        }
+    }
 }
 
 /// Step 1: validates the body and creates the order.
@@ -275,27 +319,14 @@ async fn create(
         return Err(missing(f));
     };
     f.finish()?;
-    // No wallet yet: a key is the client's (its address).
     let keyed = key.map(|key| {
-        let operation = match product {
-            Product::Stars { .. } => "stars.create",
-            Product::Premium { .. } => "premium.create",
+        let order = OrderRequest {
+            product,
+            username: &username,
+            webhook: webhook.as_deref(),
+            cookies: cookies.as_ref(),
         };
-        let mut fingerprint = state.idempotency.fingerprint(operation);
-        feed_order(&mut fingerprint, product, &username);
-        fingerprint.field("webhook_url", webhook.as_deref().unwrap_or_default());
-        idempotent::feed_cookies(&mut fingerprint, cookies.as_ref());
-        let ip = req
-            .app_data::<web::Data<super::limit::ClientIps>>()
-            .and_then(|c| c.of_request(&req))
-            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        Keyed {
-            key,
-            scope: Scope::Client(ip),
-            operation,
-            fingerprint,
-            creates_order: true,
-        }
+        order.keyed(&state, &req, key, None)
     });
     let core = state.core.clone();
     idempotent::run(state, keyed, move |order_id| async move {
@@ -312,7 +343,7 @@ async fn create(
 /// Creates an order at Fragment's current price once Fragment found the recipient. It can be
 /// paid until `expires_at` (10 minutes by default).
 #[utoipa::path(post, path = "/api/v1/stars/create", tag = "orders",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer")),
+    params(doc::IdempotencyKeyHeader),
     request_body = doc::StarsCreateBody,
     responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::StarsCreate))]
 async fn stars_create(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
@@ -324,7 +355,7 @@ async fn stars_create(state: web::Data<AppState>, req: HttpRequest, body: Secret
 /// Creates an order for a Premium gift at Fragment's current price once Fragment found the
 /// recipient. It can be paid until `expires_at` (10 minutes by default).
 #[utoipa::path(post, path = "/api/v1/premium/create", tag = "premium",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer")),
+    params(doc::IdempotencyKeyHeader),
     request_body = doc::PremiumCreateBody,
     responses((status = 200, description = "The order, status `created`", body = doc::Envelope<doc::Order>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::PremiumCreate))]
 async fn premium_create(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
@@ -457,7 +488,7 @@ fn pay_answer(receipt: &crate::actors::PayReceipt) -> Value {
 /// queues the payment. Paying again from the same wallet returns the same request, never a
 /// second payment. Poll `GET /api/v1/queue/{request_id}` for the outcome.
 #[utoipa::path(post, path = "/api/v1/stars/pay", tag = "orders",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer")),
+    params(doc::IdempotencyKeyHeader),
     request_body = doc::PayBody,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::Pay))]
 async fn pay_from_body(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
@@ -482,7 +513,7 @@ async fn pay_from_body(state: web::Data<AppState>, req: HttpRequest, body: Secre
 ///
 /// As `POST /api/v1/stars/pay`, with the order's id in the path.
 #[utoipa::path(post, path = "/api/v1/orders/{order_id}/pay", tag = "orders",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer"), ("order_id" = uuid::Uuid, Path, description = "The order's id (one that is not a UUID is not found)")),
+    params(doc::IdempotencyKeyHeader, ("order_id" = uuid::Uuid, Path, description = "The order's id (one that is not a UUID is not found)")),
     request_body = doc::Payer,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::Pay))]
 async fn pay_from_path(
@@ -515,22 +546,13 @@ async fn buy(state: web::Data<AppState>, req: HttpRequest, body: Body, ordered: 
     f.finish()?;
     let resolved = payer.resolve().await?;
     let keyed = key.map(|key| {
-        let operation = match product {
-            Product::Stars { .. } => "stars.buy",
-            Product::Premium { .. } => "premium.buy",
+        let order = OrderRequest {
+            product,
+            username: &username,
+            webhook: webhook.as_deref(),
+            cookies: cookies.as_ref(),
         };
-        let mut fingerprint = state.idempotency.fingerprint(operation);
-        feed_order(&mut fingerprint, product, &username);
-        fingerprint.field("webhook_url", webhook.as_deref().unwrap_or_default());
-        feed_wallet(&mut fingerprint, &resolved);
-        idempotent::feed_cookies(&mut fingerprint, cookies.as_ref());
-        Keyed {
-            key,
-            scope: Scope::Wallet(resolved.payer.wallet.raw_address()),
-            operation,
-            fingerprint,
-            creates_order: true,
-        }
+        order.keyed(&state, &req, key, Some(&resolved))
     });
     let core = state.core.clone();
     idempotent::run(state, keyed, move |order_id| async move {
@@ -555,7 +577,7 @@ async fn buy(state: web::Data<AppState>, req: HttpRequest, body: Body, ordered: 
 /// Creates a Stars order and pays it from the seed's wallet (the seed is checked first, so a
 /// bad seed leaves no order). Poll `GET /api/v1/queue/{request_id}` for the outcome.
 #[utoipa::path(post, path = "/api/v1/stars/buy", tag = "orders",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer")),
+    params(doc::IdempotencyKeyHeader),
     request_body = doc::StarsBuyBody,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::StarsBuy))]
 async fn stars_buy(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
@@ -567,7 +589,7 @@ async fn stars_buy(state: web::Data<AppState>, req: HttpRequest, body: SecretJso
 /// Creates a Premium order and pays it from the seed's wallet (the seed is checked first, so a
 /// bad seed leaves no order). Poll `GET /api/v1/queue/{request_id}` for the outcome.
 #[utoipa::path(post, path = "/api/v1/premium/buy", tag = "premium",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request (1 to 255 visible ASCII characters): a retry with the same key gets the first answer")),
+    params(doc::IdempotencyKeyHeader),
     request_body = doc::PremiumBuyBody,
     responses((status = 200, description = "The payment, queued", body = doc::Envelope<doc::PayAnswer>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::PremiumBuy))]
 async fn premium_buy(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
@@ -616,17 +638,7 @@ async fn list_orders(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let query = query_map(&req)?;
     // Checked before a seed in the header costs a key derivation.
     let mut errors = vec![];
-    let limit = match query.get("limit").map(|s| s.trim().parse::<u64>()) {
-        None => 20,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            errors.push(FieldError::new(
-                "limit",
-                format!("must be a whole number from 1 to {MAX_LIMIT}"),
-            ));
-            20
-        }
-    };
+    let limit = query_number(&query, "limit", 20, 1..=MAX_LIMIT, &mut errors);
     let statuses = query.get("status").map(|list| {
         list.split(',')
             .map(|s| s.trim().to_ascii_lowercase())
@@ -840,6 +852,32 @@ fn query_map(req: &HttpRequest) -> Result<QueryMap, ApiError> {
         .map_err(|_| ApiError::bad_request("the query string is malformed"))
 }
 
+/// A whole number in the query, `default` when absent; one outside `range` is a field error
+/// (and `default` meanwhile).
+fn query_number(
+    query: &QueryMap,
+    field: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    errors: &mut Vec<FieldError>,
+) -> u64 {
+    match query.get(field).map(|s| s.trim().parse::<u64>()) {
+        None => default,
+        Some(Ok(n)) if range.contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError::new(
+                field,
+                format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+            default
+        }
+    }
+}
+
 /// The wallet a read-only query is about: `?wallet_address=`, or the `X-Wallet-Seed` header
 /// (never a seed in the URL); with its version when the seed told it.
 async fn queried_wallet(
@@ -976,21 +1014,8 @@ async fn transactions(state: web::Data<AppState>, req: HttpRequest) -> Reply {
     let query = query_map(&req)?;
     // The page is checked before a seed in the header costs a key derivation.
     let mut errors = vec![];
-    let mut number = |field: &str, default: u64, max: u64| match query.get(field) {
-        None => default,
-        Some(s) => match s.trim().parse::<u64>() {
-            Ok(n) if n <= max => n,
-            _ => {
-                errors.push(FieldError::new(
-                    field,
-                    format!("must be a whole number from 0 to {max}"),
-                ));
-                default
-            }
-        },
-    };
-    let limit = number("limit", 20, MAX_LIMIT);
-    let offset = number("offset", 0, u64::from(u32::MAX));
+    let limit = query_number(&query, "limit", 20, 0..=MAX_LIMIT, &mut errors);
+    let offset = query_number(&query, "offset", 0, 0..=u64::from(u32::MAX), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }

@@ -1066,27 +1066,27 @@ impl Outbox for PgOutbox {
             .await
     }
 
-    async fn attempts(&self, event_id: Uuid) -> Result<Vec<Attempt>, StoreError> {
+    async fn attempts(&self, event_ids: Vec<Uuid>) -> Result<Vec<Attempt>, StoreError> {
         self.0
             .run("reading attempts", move |pool| async move {
                 let rows = sqlx::query(
-                    "SELECT attempt, at_ms, status_code, error, duration_ms FROM webhook_attempts \
-                     WHERE event_id = $1 ORDER BY attempt",
+                    "SELECT event_id, attempt, at_ms, status_code, error, duration_ms \
+                     FROM webhook_attempts WHERE event_id = ANY($1) ORDER BY event_id, attempt",
                 )
-                .bind(event_id)
+                .bind(&event_ids)
                 .fetch_all(&pool)
                 .await?;
                 let mut out = vec![];
                 for r in rows {
                     out.push(Attempt {
-                        event_id,
-                        attempt: u32::try_from(r.try_get::<i32, _>(0)?).unwrap_or(0),
-                        at: outbox::time(r.try_get(1)?),
+                        event_id: r.try_get(0)?,
+                        attempt: u32::try_from(r.try_get::<i32, _>(1)?).unwrap_or(0),
+                        at: outbox::time(r.try_get(2)?),
                         status_code: r
-                            .try_get::<Option<i32>, _>(2)?
+                            .try_get::<Option<i32>, _>(3)?
                             .and_then(|c| u16::try_from(c).ok()),
-                        error: r.try_get(3)?,
-                        duration_ms: uint(r.try_get(4)?),
+                        error: r.try_get(4)?,
+                        duration_ms: uint(r.try_get(5)?),
                     });
                 }
                 Ok(out)

@@ -454,20 +454,12 @@ impl ReadStore for SqliteReadStore {
         let name = name.to_string();
         let fresh = super::new_service_key();
         self.write(move |conn, _| {
-            // The read models' connection commits without a sync of its own (the log's
-            // position is what makes them durable); a key must survive a power cut like the
-            // events hashed with it, so this one commit syncs.
-            conn.pragma_update(None, "synchronous", "FULL")
-                .map_err(db("syncing a service key"))?;
-            let inserted = conn
-                .execute(
-                    "INSERT OR IGNORE INTO service_keys (name, key) VALUES (?1, ?2)",
-                    params![name, &fresh[..]],
-                )
-                .map_err(db("storing a service key"));
-            conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(db("syncing a service key"))?;
-            inserted?;
+            store_key_synced(
+                conn,
+                "INSERT OR IGNORE INTO service_keys (name, key) VALUES (?1, ?2)",
+                &name,
+                &fresh,
+            )?;
             let stored: Vec<u8> = conn
                 .query_row(
                     "SELECT key FROM service_keys WHERE name = ?1",
@@ -484,18 +476,12 @@ impl ReadStore for SqliteReadStore {
         let name = name.to_string();
         let key = key.clone();
         self.write(move |conn, _| {
-            // Synced, as `service_key` syncs a new one.
-            conn.pragma_update(None, "synchronous", "FULL")
-                .map_err(db("syncing a service key"))?;
-            let stored = conn
-                .execute(
-                    "INSERT OR REPLACE INTO service_keys (name, key) VALUES (?1, ?2)",
-                    params![name, &key[..]],
-                )
-                .map_err(db("storing a service key"));
-            conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(db("syncing a service key"))?;
-            stored.map(|_| ())
+            store_key_synced(
+                conn,
+                "INSERT OR REPLACE INTO service_keys (name, key) VALUES (?1, ?2)",
+                &name,
+                &key,
+            )
         })
         .await
     }
@@ -933,6 +919,25 @@ impl ReadStore for SqliteReadStore {
     }
 }
 
+/// Runs `insert` (parameters: the key's name, the key) in a commit that syncs. The read
+/// models' connection commits without a sync of its own (the log's position is what makes
+/// them durable); a key must survive a power cut like the events hashed with it.
+fn store_key_synced(
+    conn: &Connection,
+    insert: &str,
+    name: &str,
+    key: &super::ServiceKey,
+) -> Result<(), StoreError> {
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(db("syncing a service key"))?;
+    let stored = conn
+        .execute(insert, params![name, &key[..]])
+        .map_err(db("storing a service key"));
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db("syncing a service key"))?;
+    stored.map(|_| ())
+}
+
 /// The webhook outbox in the embedded store's file, on the read models' connections.
 pub struct SqliteOutbox(SqliteReadStore);
 
@@ -1160,31 +1165,40 @@ impl Outbox for SqliteOutbox {
             .await
     }
 
-    async fn attempts(&self, event_id: Uuid) -> Result<Vec<Attempt>, StoreError> {
+    async fn attempts(&self, event_ids: Vec<Uuid>) -> Result<Vec<Attempt>, StoreError> {
         self.0
             .read(move |conn, _| {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT attempt, at_ms, status_code, error, duration_ms FROM webhook_attempts \
-                         WHERE event_id = ?1 ORDER BY attempt",
-                    )
-                    .map_err(db("reading attempts"))?;
-                let rows = stmt
-                    .query_map(params![event_id.to_string()], |r| {
-                        Ok(Attempt {
-                            event_id,
-                            attempt: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(u32::MAX),
-                            at: outbox::time(r.get(1)?),
-                            status_code: r
-                                .get::<_, Option<i64>>(2)?
-                                .and_then(|c| u16::try_from(c).ok()),
-                            error: r.get(3)?,
-                            duration_ms: uint(r.get(4)?),
+                let mut out = vec![];
+                for chunk in event_ids.chunks(500) {
+                    let marks = vec!["?"; chunk.len()].join(", ");
+                    let mut stmt = conn
+                        .prepare_cached(&format!(
+                            "SELECT event_id, attempt, at_ms, status_code, error, duration_ms \
+                             FROM webhook_attempts WHERE event_id IN ({marks}) \
+                             ORDER BY event_id, attempt"
+                        ))
+                        .map_err(db("reading attempts"))?;
+                    let ids = chunk.iter().map(Uuid::to_string);
+                    let rows = stmt
+                        .query_map(params_from_iter(ids), |r| {
+                            let id: String = r.get(0)?;
+                            Ok(Attempt {
+                                event_id: Uuid::parse_str(&id).unwrap_or_default(),
+                                attempt: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
+                                at: outbox::time(r.get(2)?),
+                                status_code: r
+                                    .get::<_, Option<i64>>(3)?
+                                    .and_then(|c| u16::try_from(c).ok()),
+                                error: r.get(4)?,
+                                duration_ms: uint(r.get(5)?),
+                            })
                         })
-                    })
-                    .map_err(db("reading attempts"))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(db("reading attempts"))
+                        .map_err(db("reading attempts"))?;
+                    for row in rows {
+                        out.push(row.map_err(db("reading attempts"))?);
+                    }
+                }
+                Ok(out)
             })
             .await
     }

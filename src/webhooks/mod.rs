@@ -13,6 +13,7 @@
 pub mod outbox;
 pub mod target;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -186,8 +187,10 @@ impl Deriver {
             return Ok(false);
         };
         let mut rows = vec![];
+        // An order's events tend to come together: its stream is read once per page.
+        let mut streams = HashMap::new();
         for recorded in &page {
-            if let Some(row) = self.delivery(recorded).await? {
+            if let Some(row) = self.delivery(recorded, &mut streams).await? {
                 rows.push(row);
             }
         }
@@ -205,7 +208,11 @@ impl Deriver {
 
     /// The delivery an event owes, if any: an order event with a webhook type, of an order
     /// with a URL (its own, or the default).
-    async fn delivery(&self, recorded: &RecordedEvent) -> Result<Option<NewDelivery>, StoreError> {
+    async fn delivery(
+        &self,
+        recorded: &RecordedEvent,
+        streams: &mut HashMap<String, Vec<RecordedEvent>>,
+    ) -> Result<Option<NewDelivery>, StoreError> {
         if !self.settings.enabled() || !recorded.stream.starts_with("order-") {
             return Ok(None);
         }
@@ -217,7 +224,11 @@ impl Deriver {
         let Ok(StreamName::Order(order_id)) = StreamName::parse(&recorded.stream) else {
             return Ok(None);
         };
-        let stream = read_stream_all(self.store.as_ref(), &recorded.stream).await?;
+        if !streams.contains_key(&recorded.stream) {
+            let events = read_stream_all(self.store.as_ref(), &recorded.stream).await?;
+            streams.insert(recorded.stream.clone(), events);
+        }
+        let stream = &streams[&recorded.stream];
         let own = stream.iter().find_map(|e| match Event::from_recorded(e) {
             Ok(Event::OrderWebhookSet(w)) => Some(w.url),
             _ => None,

@@ -169,8 +169,8 @@ pub trait Outbox: Send + Sync + 'static {
 
     async fn get(&self, event_id: Uuid) -> Result<Option<Delivery>, StoreError>;
 
-    /// A delivery's attempts, first first.
-    async fn attempts(&self, event_id: Uuid) -> Result<Vec<Attempt>, StoreError>;
+    /// The attempts of these deliveries, by delivery, first first (one query for a page).
+    async fn attempts(&self, event_ids: Vec<Uuid>) -> Result<Vec<Attempt>, StoreError>;
 
     /// Makes a delivery pending again, due at `now` (its attempts stay). False if unknown.
     async fn redeliver(&self, event_id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;

@@ -201,6 +201,22 @@ impl TestApp {
         }
     }
 
+    /// A no-KYC one-shot Stars purchase from the demo wallet, to its end: its request.
+    pub async fn buy_stars(&self, amount: u32) -> serde_json::Value {
+        let (status, body) = self
+            .post(
+                "/api/v1/stars/buy",
+                serde_json::json!({"username": "@alice", "amount": amount, "seed": self.seed}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let request = self
+            .wait_request(body["data"]["request_id"].as_str().unwrap())
+            .await;
+        assert_eq!(request["status"], "completed", "{request}");
+        request
+    }
+
     /// Polls the queue request until it has ended: the request (`data`).
     pub async fn wait_request(&self, request_id: &str) -> serde_json::Value {
         self.wait_request_answer(request_id).await["data"].clone()
