@@ -141,6 +141,7 @@ fn core_config(settings: &Settings, fast: bool) -> Result<CoreConfig, StartError
         idle_after: Duration::from_secs(300),
         tick: Duration::from_millis(if fast { 200 } else { 1000 }),
         sign_ttl_secs: settings.ton.sign_ttl_seconds,
+        checkout_ttl_secs: settings.orders.checkout_ttl_seconds,
         poll_interval: Duration::from_millis(if fast { 300 } else { 2000 }),
         delivery_timeout: Duration::from_secs(settings.fragment.delivery_timeout_seconds),
         owner_wait: CoreConfig::default().owner_wait,

@@ -299,6 +299,9 @@ pub struct OrderSettings {
     /// Most payments waiting in the queue (each holds its wallet key in memory); more are
     /// refused with SERVICE_UNAVAILABLE until some have started.
     pub queue_limit: usize,
+    /// How long a checkout's transaction may be signed and sent; at most what Fragment's
+    /// invoice allows, and it ends 30 s before the order expires at the latest.
+    pub checkout_ttl_seconds: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -508,6 +511,12 @@ impl Settings {
                     error: "must be at least 1".into(),
                 });
             }
+        }
+        if settings.orders.checkout_ttl_seconds < 30 {
+            return Err(ConfigError::Invalid {
+                key: "orders.checkout_ttl_seconds",
+                error: "must be at least 30: a wallet needs time to sign".into(),
+            });
         }
         if !["text", "json"].contains(&settings.server.log_format.as_str()) {
             return Err(ConfigError::Invalid {

@@ -7,6 +7,7 @@
 pub mod actors;
 pub mod api;
 pub mod app;
+pub mod checkout;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -765,7 +765,14 @@ pub fn summary(event: &Event) -> String {
             format!("request {} started on session {}", e.request_id, e.session)
         }
         Event::PaymentSubmitted(e) => format!(
-            "seqno {} valid until {}, message {}: {} to Fragment (request {}){}",
+            "{}seqno {} valid until {}, message {}: {} to Fragment (request {}){}",
+            match &e.checkout {
+                Some(c) if c.broadcast_by_client => {
+                    "signed and broadcast by the client's wallet (checkout): "
+                }
+                Some(_) => "signed by the client's wallet (checkout): ",
+                None => "",
+            },
             e.seqno,
             DateTime::from_timestamp(i64::from(e.valid_until), 0)
                 .map_or_else(|| e.valid_until.to_string(), time),
@@ -813,6 +820,21 @@ pub fn summary(event: &Event) -> String {
         Event::OrderExpired(_) => "expired unpaid".to_string(),
         Event::OrderCancelled(_) => "cancelled unpaid by the client".to_string(),
         Event::OrderWebhookSet(e) => format!("webhooks to {}", e.url),
+        Event::CheckoutIssued(e) => format!(
+            "checkout for wallet {} ({}, {}), valid until {}: {} to Fragment (request {}){}",
+            e.wallet_friendly,
+            e.wallet_address,
+            e.wallet_version,
+            DateTime::from_timestamp(i64::from(e.valid_until), 0)
+                .map_or_else(|| e.valid_until.to_string(), time),
+            ton(e.purchase_nanoton),
+            e.fragment_request_id,
+            if !e.collection_nanoton.is_zero() {
+                format!(" + {} commission collection", ton(e.collection_nanoton))
+            } else {
+                String::new()
+            },
+        ),
         Event::CommissionAccrued(e) => format!(
             "{} for order {}; debt {}",
             ton(e.amount_nanoton),

@@ -148,6 +148,9 @@ pub struct PaymentSubmitted {
     /// events recorded before).
     /// Boxed: most events are far smaller, and the event enum is as large as its largest.
     pub confirmation: Option<Box<DeliveryConfirmation>>,
+    /// Set when the client's own wallet signed the message (a checkout), `None` when the
+    /// gateway signed it with the client's seed (v3; earlier events: `None`).
+    pub checkout: Option<CheckoutSubmission>,
 }
 
 /// How to confirm a paid purchase with Fragment and poll its delivery, without the flow that
@@ -163,6 +166,9 @@ pub struct DeliveryConfirmation {
     pub session_role: String,
     /// The session's identity (a keyed digest of its `stel_ssid`).
     pub session_id: String,
+    /// The paying wallet's id, when it is not its version's standard one on the network
+    /// (v3 of PaymentSubmitted; earlier events: `None`, the standard id).
+    pub wallet_id: Option<i32>,
 }
 
 /// The transfer is on chain: Fragment was paid.
@@ -259,4 +265,61 @@ pub struct OrderWebhookSet {
 pub struct OrderCancelled {
     pub order_id: Uuid,
     pub cancelled_at: DateTime<Utc>,
+}
+
+/// One message of a checkout's transaction, as the client's wallet is asked to send it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutMessage {
+    /// The address as given to the wallet (its form sets the bounce flag).
+    pub address: String,
+    /// Raw form, to compare with what the wallet signed.
+    pub destination: String,
+    pub amount_nanoton: Nanoton,
+    /// Standard base64 BOC of the message body, exactly as the wallet must send it.
+    pub payload: String,
+    pub body_hash: String,
+    /// `purchase` (to Fragment) or `commission` (to the operator's fee address).
+    pub purpose: String,
+}
+
+/// A TON Connect transaction paying the order was issued for the client's own wallet to sign
+/// (a checkout): the gateway never sees a key. The order is paid when the signed message
+/// comes back and passes the checks against this record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutIssued {
+    pub order_id: Uuid,
+    /// Raw form.
+    pub wallet_address: String,
+    pub wallet_friendly: String,
+    pub wallet_version: String,
+    /// Hex ed25519 public key the signature must verify with (public: it is in the
+    /// wallet's state on chain, or in the StateInit the wallet gave).
+    pub wallet_public_key: String,
+    pub wallet_id: i32,
+    /// The message must expire no later than this (unix seconds).
+    pub valid_until: u32,
+    pub messages: Vec<CheckoutMessage>,
+    /// Fragment's request id for the invoice being paid.
+    pub fragment_request_id: String,
+    pub purchase_nanoton: Nanoton,
+    /// Commission debt collected by the second message (0 when none is due).
+    pub collection_nanoton: Nanoton,
+    /// The wallet's last transaction when the checkout was issued: the message, signed
+    /// later, lands after it.
+    pub wallet_last_lt: Option<u64>,
+    /// How to confirm the purchase with Fragment once paid (`wallet_public_key` in it is the
+    /// same key).
+    pub confirmation: DeliveryConfirmation,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// What a submission of a checkout adds to its `PaymentSubmitted`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutSubmission {
+    /// When the checkout was issued: the client's wallet signed the message after it, so its
+    /// transaction is searched for back to then (the submission may come well after the
+    /// wallet broadcast it).
+    pub issued_at: DateTime<Utc>,
+    /// The client said it broadcast the message itself: the gateway only follows it.
+    pub broadcast_by_client: bool,
 }

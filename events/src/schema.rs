@@ -117,7 +117,7 @@ event_set! {
     OrderPaid = 1,
     OrderQueued = 1,
     OrderProcessingStarted = 1,
-    PaymentSubmitted = 2,
+    PaymentSubmitted = 3,
     OrderFulfilled = 1,
     OrderDeliveryConfirmed = 1,
     OrderDeliveryUnconfirmed = 1,
@@ -127,6 +127,7 @@ event_set! {
     OrderExpired = 1,
     OrderCancelled = 1,
     OrderWebhookSet = 1,
+    CheckoutIssued = 1,
     CommissionAccrued = 1,
     CommissionCollected = 1,
     CommissionCollectionFailed = 1,
@@ -156,6 +157,7 @@ impl Event {
             Event::OrderExpired(e) => StreamName::Order(e.order_id),
             Event::OrderCancelled(e) => StreamName::Order(e.order_id),
             Event::OrderWebhookSet(e) => StreamName::Order(e.order_id),
+            Event::CheckoutIssued(e) => StreamName::Order(e.order_id),
             Event::CommissionAccrued(e) => wallet(&e.wallet_address),
             Event::CommissionCollected(e) => wallet(&e.wallet_address),
             Event::CommissionCollectionFailed(e) => wallet(&e.wallet_address),
@@ -238,6 +240,7 @@ fn upcast(event_type: &str, from: u16, data: Value) -> Result<Value, DecodeError
     match (event_type, from) {
         ("OrderCreated", 1) => order_created_v1_to_v2(data),
         ("PaymentSubmitted", 1) => payment_submitted_v1_to_v2(data),
+        ("PaymentSubmitted", 2) => payment_submitted_v2_to_v3(data),
         ("OrderFailed", 1) => order_failed_v1_to_v2(data),
         _ => Err(DecodeError::NoUpcaster {
             event_type: event_type.to_string(),
@@ -296,6 +299,17 @@ fn payment_submitted_v1_to_v2(data: Value) -> Result<Value, DecodeError> {
             ("confirmation", Value::Null),
         ],
     )
+}
+
+/// Version 3 of PaymentSubmitted tells a message the client's wallet signed (a checkout)
+/// from one the gateway signed, and names a wallet id that is not the standard one. Before
+/// it, the gateway signed every message, for standard wallets only.
+fn payment_submitted_v2_to_v3(data: Value) -> Result<Value, DecodeError> {
+    let mut data = with_fields("PaymentSubmitted", data, [("checkout", Value::Null)])?;
+    if let Some(confirmation) = data.get_mut("confirmation").and_then(Value::as_object_mut) {
+        confirmation.insert("wallet_id".into(), Value::Null);
+    }
+    Ok(data)
 }
 
 /// Version 2 of OrderFailed records the network fees of a message the wallet processed
@@ -403,7 +417,12 @@ mod tests {
                     confirm_params: [("id".to_string(), json!("abc123"))].into_iter().collect(),
                     session_role: "owner".into(),
                     session_id: "77".repeat(16),
+                    wallet_id: None,
                 })),
+                checkout: Some(CheckoutSubmission {
+                    issued_at: t,
+                    broadcast_by_client: true,
+                }),
             }
             .into(),
             OrderFulfilled {
@@ -470,6 +489,37 @@ mod tests {
             OrderWebhookSet {
                 order_id,
                 url: "https://shop.example/hooks/fragment".into(),
+            }
+            .into(),
+            CheckoutIssued {
+                order_id,
+                wallet_address: wallet.clone(),
+                wallet_friendly: "UQ".to_string() + &"A".repeat(46),
+                wallet_version: "v5r1".into(),
+                wallet_public_key: "66".repeat(32),
+                wallet_id: 2_147_483_409,
+                valid_until: 1_790_000_000,
+                messages: vec![CheckoutMessage {
+                    address: "UQ".to_string() + &"B".repeat(46),
+                    destination: format!("0:{}", "cd".repeat(32)),
+                    amount_nanoton: Nanoton::new(1_234_567_890),
+                    payload: "te6cckEBAQEAAgAAAEysuc0=".into(),
+                    body_hash: "44".repeat(32),
+                    purpose: "purchase".into(),
+                }],
+                fragment_request_id: "abc123".into(),
+                purchase_nanoton: Nanoton::new(1_234_567_890),
+                collection_nanoton: Nanoton::new(0),
+                wallet_last_lt: None,
+                confirmation: DeliveryConfirmation {
+                    wallet_public_key: "66".repeat(32),
+                    confirm_method: "confirmReq".into(),
+                    confirm_params: [("id".to_string(), json!("abc123"))].into_iter().collect(),
+                    session_role: "client".into(),
+                    session_id: "77".repeat(16),
+                    wallet_id: Some(2_147_483_409),
+                },
+                issued_at: t,
             }
             .into(),
             CommissionAccrued {
@@ -646,6 +696,29 @@ mod tests {
         assert_eq!(read.wallet_last_lt, None);
         assert_eq!(read.confirmation, None);
         assert_eq!(read.message_hash, v2.message_hash);
+    }
+
+    #[test]
+    fn a_payment_submitted_of_schema_2_reads_as_signed_by_the_gateway_for_a_standard_wallet() {
+        let Some(Event::PaymentSubmitted(v3)) = samples()
+            .into_iter()
+            .find(|e| e.event_type() == "PaymentSubmitted")
+        else {
+            panic!("no sample");
+        };
+        let mut v2 = serde_json::to_value(&v3).unwrap();
+        let obj = v2.as_object_mut().unwrap();
+        obj.remove("checkout");
+        obj["confirmation"]
+            .as_object_mut()
+            .unwrap()
+            .remove("wallet_id");
+        let Event::PaymentSubmitted(read) = Event::decode("PaymentSubmitted", 2, v2).unwrap()
+        else {
+            panic!("wrong type");
+        };
+        assert_eq!(read.checkout, None);
+        assert_eq!(read.confirmation.unwrap().wallet_id, None);
     }
 
     #[test]

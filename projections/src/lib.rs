@@ -97,6 +97,7 @@ impl Keys {
             Event::OrderCancelled(e) => (Some(e.order_id), None),
             // Listed, not `_`: a new order event must be given its rows here.
             Event::OrderWebhookSet(_)
+            | Event::CheckoutIssued(_)
             | Event::CommissionAccrued(_)
             | Event::CommissionCollected(_)
             | Event::CommissionCollectionFailed(_)

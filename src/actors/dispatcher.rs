@@ -41,6 +41,19 @@ pub enum Work {
     /// A paid order whose delivery check a restart cut short: needs neither the wallet nor
     /// a lane (its Fragment session's turn lock keeps it from overlapping other flows).
     Deliver(Box<OrderCreated>, Box<PaymentSubmitted>),
+    /// A message the client's wallet signed (a checkout), recorded as submitted: needs its
+    /// wallet (nothing else may be signed for it while the chain decides), no lane.
+    Follow(Box<Follow>),
+}
+
+/// A checkout's recorded submission to follow to its end.
+pub struct Follow {
+    pub order: OrderCreated,
+    pub submitted: PaymentSubmitted,
+    /// Broadcast it (false: the client did).
+    pub broadcast: bool,
+    /// The client's own Fragment session (KYC), for the delivery check.
+    pub client_session: Option<FragmentSession>,
 }
 
 impl Work {
@@ -49,6 +62,7 @@ impl Work {
         match self {
             Work::Pay(job) => Some(job.payer.wallet.raw_address()),
             Work::Reconcile(_, s) => Some(s.wallet_address.clone()),
+            Work::Follow(f) => Some(f.submitted.wallet_address.clone()),
             Work::Deliver(..) => None,
         }
     }
@@ -57,6 +71,7 @@ impl Work {
         match self {
             Work::Pay(job) => job.request_id,
             Work::Reconcile(_, s) | Work::Deliver(_, s) => s.request_id,
+            Work::Follow(f) => f.submitted.request_id,
         }
     }
 }
@@ -66,6 +81,7 @@ enum Task {
     Pay(Box<Job>, FragmentSession, String),
     Reconcile(Box<OrderCreated>, Box<PaymentSubmitted>),
     Deliver(Box<OrderCreated>, Box<PaymentSubmitted>),
+    Follow(Box<Follow>),
 }
 
 /// The Fragment session a task holds, by its identity (`FragmentSession::id`), never by a
@@ -144,7 +160,7 @@ impl Dispatcher {
                 continue;
             }
             let (lane, owner) = match &self.waiting[i] {
-                Work::Reconcile(..) | Work::Deliver(..) => (Lane::None, None),
+                Work::Reconcile(..) | Work::Deliver(..) | Work::Follow(..) => (Lane::None, None),
                 Work::Pay(job) => match &job.client_session {
                     // The client's own session: one payment at a time on it, whichever
                     // wallet pays.
@@ -180,6 +196,7 @@ impl Dispatcher {
             let task = match work {
                 Work::Reconcile(order, submitted) => Task::Reconcile(order, submitted),
                 Work::Deliver(order, submitted) => Task::Deliver(order, submitted),
+                Work::Follow(follow) => Task::Follow(follow),
                 Work::Pay(job) => {
                     let (session, name) = match owner {
                         Some((n, session)) => (session, format!("owner:{n}")),
@@ -319,13 +336,23 @@ async fn run(sh: Arc<Shared>, task: Task, mut release: Release) {
         Task::Reconcile(order, submitted) | Task::Deliver(order, submitted) => {
             (order.order_id, submitted.request_id)
         }
+        Task::Follow(f) => (f.order.order_id, f.submitted.request_id),
     };
     let mut outcome = caught(async {
         match task {
             Task::Pay(job, session, name) => payment::pay(&sh, *job, session, name).await,
             Task::Reconcile(order, submitted) => payment::reconcile(&sh, *order, *submitted).await,
             Task::Deliver(order, submitted) => {
-                payment::deliver_recorded(&sh, &order, &submitted).await
+                payment::deliver_recorded(&sh, &order, &submitted, None).await
+            }
+            Task::Follow(f) => {
+                let Follow {
+                    order,
+                    submitted,
+                    broadcast,
+                    client_session,
+                } = *f;
+                payment::follow(&sh, order, submitted, broadcast, client_session).await
             }
         }
     })
@@ -430,17 +457,30 @@ impl Handler<Submit> for Dispatcher {
     }
 }
 
-/// Records a payment (`OrderCommand::Pay`) and queues it, as one step of the dispatcher's:
-/// whatever becomes of the caller, a payment that was recorded is queued here. The answer
-/// goes to `reply` (the state after the command, and the position of what it appended,
-/// `None` when the order was already paid by this wallet).
+/// Records a payment (`OrderCommand::Pay`, or a checkout's `SubmitCheckout`) and queues it,
+/// as one step of the dispatcher's: whatever becomes of the caller, a payment that was
+/// recorded is queued here. The answer goes to `reply` (the state after the command, and the
+/// position of what it appended, `None` when the order was already paid by this wallet).
 pub struct Enqueue {
     pub order: OrderCreated,
     pub request_id: Uuid,
     pub command: OrderCommand,
-    pub payer: PayerKey,
-    pub client_session: Option<FragmentSession>,
+    pub payment: Payment,
     pub reply: oneshot::Sender<Result<Executed<OrderState>, CoreError>>,
+}
+
+/// Who signs the payment being enqueued.
+pub enum Payment {
+    /// The gateway, with the client's key, when the payment's turn comes.
+    Key {
+        payer: PayerKey,
+        client_session: Option<FragmentSession>,
+    },
+    /// The client's wallet did already (a checkout): the command records the submission.
+    Signed {
+        broadcast: bool,
+        client_session: Option<FragmentSession>,
+    },
 }
 
 impl Message for Enqueue {
@@ -454,8 +494,7 @@ impl Handler<Enqueue> for Dispatcher {
             order,
             request_id,
             command,
-            payer,
-            client_session,
+            payment,
             reply,
         } = msg;
         if self.stopping {
@@ -468,7 +507,7 @@ impl Handler<Enqueue> for Dispatcher {
         // past the bound is refused before anything is recorded.
         let waiting = self.waiting.len() + self.enqueuing;
         if waiting >= self.sh.config.queue_limit {
-            drop(payer);
+            drop(payment);
             let _ = reply.send(Err(CoreError::QueueFull { waiting }));
             return;
         }
@@ -487,24 +526,49 @@ impl Handler<Enqueue> for Dispatcher {
                 .ok()
                 .filter(|(_, position)| position.is_some())
                 .and_then(|(state, _)| state.request.as_ref())
-                .filter(|r| r.request_id == request_id)
-                .map(|r| r.queue_deadline);
-            match new_request {
-                Some(_) if act.stopping => {
-                    // Recorded after the stop began: end it now, as the stop ended the
-                    // others, rather than leave it for the next start.
+                .filter(|r| r.request_id == request_id);
+            match (new_request, payment) {
+                // Recorded after the stop began: end it now, as the stop ended the others,
+                // rather than leave it for the next start.
+                (Some(_), Payment::Key { payer, .. }) if act.stopping => {
                     drop(payer);
                     actix::spawn(abandon_at_stop(Arc::clone(&act.sh), order_id, request_id));
                 }
-                Some(deadline) => act.waiting.push_back(Work::Pay(Box::new(Job {
+                (
+                    Some(request),
+                    Payment::Key {
+                        payer,
+                        client_session,
+                    },
+                ) => act.waiting.push_back(Work::Pay(Box::new(Job {
                     order,
                     request_id,
-                    deadline,
+                    deadline: request.queue_deadline,
                     payer,
                     client_session,
                 }))),
+                // A signed message recorded after the stop began may be on chain already:
+                // the next start follows it, like every recorded submission.
+                (Some(_), Payment::Signed { .. }) if act.stopping => {}
+                (
+                    Some(request),
+                    Payment::Signed {
+                        broadcast,
+                        client_session,
+                    },
+                ) => match request.submitted.clone() {
+                    Some(submitted) => act.waiting.push_back(Work::Follow(Box::new(Follow {
+                        order,
+                        submitted,
+                        broadcast,
+                        client_session,
+                    }))),
+                    None => {
+                        tracing::error!(%order_id, "a checkout was recorded without its submission")
+                    }
+                },
                 // Refused, or already paid by this wallet: the key goes now.
-                None => drop(payer),
+                (None, payment) => drop(payment),
             }
             let _ = reply.send(result);
             act.pump(ctx);
@@ -582,7 +646,7 @@ impl Handler<Stop> for Dispatcher {
             .filter_map(|w| match w {
                 Work::Pay(job) => Some((job.order.order_id, job.request_id)),
                 // Finished from the log at the next start.
-                Work::Reconcile(..) | Work::Deliver(..) => None,
+                Work::Reconcile(..) | Work::Deliver(..) | Work::Follow(..) => None,
             })
             .collect();
         let sh = Arc::clone(&self.sh);

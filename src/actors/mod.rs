@@ -7,6 +7,7 @@
 //! waiting lost its seed with the old process, so it ends and its order reopens.
 
 pub mod aggregate;
+pub mod checkout;
 pub mod dispatcher;
 pub mod owners;
 pub mod payment;
@@ -55,6 +56,14 @@ pub enum CoreError {
     /// The queue holds `queue_limit` payments already: this one was not taken.
     #[error("the payment queue is full ({waiting} payments are waiting); nothing was recorded and no funds moved: pay again in a moment")]
     QueueFull { waiting: usize },
+    /// A checkout's signed message is not the transaction issued (the text names the check).
+    #[error("{0}")]
+    CheckoutRejected(String),
+    #[error("{0}")]
+    CheckoutExpired(String),
+    /// The client named a wallet the checkout cannot be issued for (the text says why).
+    #[error("{0}")]
+    InvalidWallet(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -72,6 +81,9 @@ impl CoreError {
             | CoreError::Internal(_) => ("INTERNAL_ERROR", 500),
             CoreError::Store(_) => ("SERVICE_UNAVAILABLE", 503),
             CoreError::OwnerCookiesNotConfigured => ("OWNER_COOKIES_NOT_CONFIGURED", 500),
+            CoreError::CheckoutRejected(_) => ("CHECKOUT_REJECTED", 400),
+            CoreError::CheckoutExpired(_) => ("CHECKOUT_EXPIRED", 400),
+            CoreError::InvalidWallet(_) => ("VALIDATION_ERROR", 400),
         }
     }
 }
@@ -90,6 +102,9 @@ pub struct CoreConfig {
     pub tick: Duration,
     /// A wallet message is valid at most this long: a lost one is known lost soon after.
     pub sign_ttl_secs: u32,
+    /// How long a checkout's transaction may be signed and sent (at most what Fragment's
+    /// invoice allows, and always less than the order's lifetime).
+    pub checkout_ttl_secs: u32,
     pub poll_interval: Duration,
     /// How long to wait for Fragment to report a paid purchase delivered.
     pub delivery_timeout: Duration,
@@ -110,6 +125,7 @@ impl Default for CoreConfig {
             idle_after: Duration::from_secs(300),
             tick: Duration::from_secs(1),
             sign_ttl_secs: 120,
+            checkout_ttl_secs: 300,
             poll_interval: Duration::from_secs(2),
             delivery_timeout: Duration::from_secs(120),
             owner_wait: Duration::from_secs(20),
@@ -681,8 +697,10 @@ impl Core {
             order,
             request_id,
             command: cmd,
-            payer,
-            client_session,
+            payment: dispatcher::Payment::Key {
+                payer,
+                client_session,
+            },
             reply,
         });
         let (state, position) = answer

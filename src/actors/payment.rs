@@ -279,7 +279,9 @@ async fn prepare(
             }
             .into(),
             session_id: session.id().to_hex(),
+            wallet_id: None,
         })),
+        checkout: None,
     };
     Ok(Prepared {
         signed,
@@ -468,6 +470,7 @@ pub(crate) async fn deliver_recorded(
     sh: &Shared,
     order: &OrderCreated,
     submitted: &PaymentSubmitted,
+    client: Option<&FragmentSession>,
 ) {
     let (order_id, request_id) = (order.order_id, submitted.request_id);
     let unconfirmed =
@@ -480,13 +483,19 @@ pub(crate) async fn deliver_recorded(
     };
     let recorded = crate::fragment::client::SessionId::from_hex(&c.session_id)
         .filter(|_| c.session_role == "owner");
-    let session = recorded.and_then(|id| {
-        sh.owners
-            .sessions()
-            .iter()
-            .find(|o| o.lane == id)
-            .map(|o| o.session.clone())
-    });
+    let session = match client {
+        // The client's own session, brought again with a checkout's submission.
+        Some(own) if c.session_role == "client" && own.id().to_hex() == c.session_id => {
+            Some(own.clone())
+        }
+        _ => recorded.and_then(|id| {
+            sh.owners
+                .sessions()
+                .iter()
+                .find(|o| o.lane == id)
+                .map(|o| o.session.clone())
+        }),
+    };
     let Some(session) = session else {
         let reason = if c.session_role == "owner" {
             unconfirmed("the operator's Fragment session that bought it is no longer configured")
@@ -507,10 +516,13 @@ pub(crate) async fn deliver_recorded(
         let reason = unconfirmed("the recorded payment cannot be read back");
         return unconfirmed_or_confirmed(sh, order_id, request_id, reason).await;
     };
-    let wallet = WalletContract::new(
+    let network = sh.services.fragment.config().network;
+    let wallet = WalletContract::with_wallet_id(
         version,
-        sh.services.fragment.config().network,
+        network,
         crate::ton::PublicKey(key),
+        c.wallet_id
+            .unwrap_or_else(|| crate::ton::wallet::default_wallet_id(version, network)),
     );
     if wallet.raw_address() != submitted.wallet_address {
         let reason = unconfirmed("the recorded wallet key does not give the paying wallet");
@@ -536,34 +548,81 @@ pub(crate) async fn deliver_recorded(
 /// Finishes a submission recorded before a restart, from the chain alone.
 pub(crate) async fn reconcile(sh: &Shared, order: OrderCreated, submitted: PaymentSubmitted) {
     sh.config.hooks.at(Step::Reconciling, order.order_id);
-    let signed = match rebuild_transfer(&submitted) {
+    // The first broadcast may never have left (a crash right after recording it): sending
+    // the identical message again is harmless, as the chain applies one seqno once.
+    finish_recorded(sh, &order, &submitted, true, None, false).await;
+}
+
+/// Follows a message the client's own wallet signed (a checkout), just recorded as
+/// submitted: broadcast (unless the client did), its outcome from the chain, then the
+/// delivery, on the client's own Fragment session for a KYC order (`client`).
+pub(crate) async fn follow(
+    sh: &Shared,
+    order: OrderCreated,
+    submitted: PaymentSubmitted,
+    broadcast: bool,
+    client: Option<FragmentSession>,
+) {
+    sh.config.hooks.at(Step::Recorded, order.order_id);
+    finish_recorded(sh, &order, &submitted, broadcast, client.as_ref(), true).await;
+}
+
+/// A recorded submission to its end: broadcast (when `send`), outcome, settlement, delivery.
+/// A first run (`steps`) passes the payment's `Step`s on to the hooks; a reconciliation has
+/// its own step.
+async fn finish_recorded(
+    sh: &Shared,
+    order: &OrderCreated,
+    submitted: &PaymentSubmitted,
+    send: bool,
+    client: Option<&FragmentSession>,
+    steps: bool,
+) {
+    let step = |s: Step| {
+        if steps {
+            sh.config.hooks.at(s, order.order_id);
+        }
+    };
+    let signed = match rebuild_transfer(submitted) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(order_id = %order.order_id, error = %e, "cannot read a recorded submission");
             return;
         }
     };
-    // The first broadcast may never have left (a crash right after recording it): sending
-    // the identical message again is harmless, as the chain applies one seqno once.
-    let heard = broadcast(sh, &signed).await;
-    let Some(outcome) = wait_outcome(sh, &signed, heard, signed_after(&submitted)).await else {
+    if !sh.alive() {
+        return;
+    }
+    // A message the client broadcast itself counts as heard: if the network lost it, it is
+    // the client's to send again, and the chain says when it can no longer apply.
+    let heard = if send {
+        broadcast(sh, &signed).await
+    } else {
+        true
+    };
+    step(Step::Broadcast);
+    let Some(outcome) = wait_outcome(sh, &signed, heard, signed_after(submitted)).await else {
         return;
     };
-    if settle(sh, &order, &submitted, outcome).await && sh.alive() {
-        deliver_recorded(sh, &order, &submitted).await;
+    if settle(sh, order, submitted, outcome).await && sh.alive() {
+        step(Step::Fulfilled);
+        deliver_recorded(sh, order, submitted, client).await;
     }
 }
 
 /// What bounds the search for a recorded transfer in its wallet's history: it was signed
-/// after the wallet's last transaction then (when recorded) and before it was recorded.
-fn signed_after(s: &PaymentSubmitted) -> SignedAfter {
+/// after the wallet's last transaction then (when recorded) and before it was recorded. A
+/// client's wallet signed it after the checkout was issued, which may be well before the
+/// submission (the wallet broadcasts first).
+pub(crate) fn signed_after(s: &PaymentSubmitted) -> SignedAfter {
+    let since = s.checkout.as_ref().map_or(s.submitted_at, |c| c.issued_at);
     SignedAfter {
         lt: s.wallet_last_lt,
-        unix: u64::try_from(s.submitted_at.timestamp()).ok(),
+        unix: u64::try_from(since.timestamp()).ok(),
     }
 }
 
-fn rebuild_transfer(s: &PaymentSubmitted) -> Result<SignedTransfer, CoreError> {
+pub(crate) fn rebuild_transfer(s: &PaymentSubmitted) -> Result<SignedTransfer, CoreError> {
     let hash = |h: &str| parse_hash(h).map_err(|e| CoreError::Internal(e.to_string()));
     let addr = |a: &str| address::parse_address(a).map_err(|e| CoreError::Internal(e.to_string()));
     Ok(SignedTransfer {

@@ -93,6 +93,17 @@ impl Fields {
         n
     }
 
+    /// `true` or `false`; absent or null is `None`.
+    pub fn optional_bool(&mut self, field: &str) -> Option<bool> {
+        match self.present(field)? {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                self.fail(field, "must be true or false");
+                None
+            }
+        }
+    }
+
     pub fn integer(&mut self, field: &str) -> Option<u64> {
         if self.present(field).is_none() {
             self.fail(field, "is required");

@@ -46,6 +46,9 @@ Buying takes two steps (create an order at Fragment's price, then pay it with th
         routes::pay_from_body,
         routes::pay_from_path,
         routes::cancel_order,
+        routes::create_checkout,
+        routes::get_checkout,
+        routes::submit_checkout,
         routes::list_orders,
         routes::stars_buy,
         routes::premium_buy,
@@ -77,6 +80,8 @@ Buying takes two steps (create an order at Fragment's price, then pay it with th
     tags(
         (name = "orders", description = "Stars orders: create and pay in two steps, or buy in one; read an order"),
         (name = "premium", description = "Premium gifts: eligibility, orders, one-shot buys"),
+        (name = "checkout", description = "Pay without a seed: a TON Connect transaction the client's own wallet signs, \
+submitted back signed; the gateway checks it before it broadcasts it"),
         (name = "queue", description = "Payment requests waiting or running, and queue statistics"),
         (name = "wallet", description = "The client's wallet: which one a seed pays from, its balance, its purchases"),
         (name = "commission", description = "The operator's commission: rates and a wallet's debt"),
@@ -333,7 +338,12 @@ pub struct FieldError {
 /// - `PREMIUM_ALREADY_ACTIVE` (400): the recipient already has Premium.
 /// - `ORDER_EXPIRED` (400): paying an order after its `expires_at`.
 /// - `ORDER_NOT_CANCELLABLE` (400): cancelling an order that is paid, queued, finished or
-///   expired.
+///   expired, or whose checkout can still be signed.
+/// - `CHECKOUT_REJECTED` (400): a submitted checkout message is not the transaction issued;
+///   the message names the failed check (signer, destination, amount, payload, extra message,
+///   seqno, validity).
+/// - `CHECKOUT_EXPIRED` (400): a checkout submitted after its `valid_until`, which the wallet
+///   did not apply (no funds moved).
 /// - `UNAUTHORIZED` (401): admin API only.
 /// - `USER_NOT_FOUND` (404): Fragment does not know the recipient (or it is a bot or channel).
 /// - `ORDER_NOT_FOUND`, `REQUEST_NOT_FOUND` (404): unknown (or malformed) id.
@@ -376,6 +386,8 @@ pub enum ErrorCode {
     IDEMPOTENCY_KEY_REUSED,
     IDEMPOTENCY_KEY_IN_PROGRESS,
     ORDER_NOT_CANCELLABLE,
+    CHECKOUT_REJECTED,
+    CHECKOUT_EXPIRED,
 }
 
 /// The error answers of one operation: for each status, the `ErrorEnvelope` narrowed to the
@@ -525,6 +537,28 @@ errors! {
     }
     Cancel {
         400 => [VALIDATION_ERROR, ORDER_NOT_CANCELLABLE],
+        404 => [ORDER_NOT_FOUND],
+        429 => [RATE_LIMIT_EXCEEDED],
+        500 => [INTERNAL_ERROR],
+        503 => [SERVICE_UNAVAILABLE],
+    }
+    CheckoutCreate {
+        400 => [VALIDATION_ERROR, INVALID_USERNAME_FORMAT, INVALID_COOKIES, INSUFFICIENT_BALANCE, DEBT_LIMIT_EXCEEDED, PREMIUM_ALREADY_ACTIVE],
+        404 => [USER_NOT_FOUND],
+        409 => [IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS],
+        429 => [RATE_LIMIT_EXCEEDED],
+        500 => [INTERNAL_ERROR, OWNER_COOKIES_NOT_CONFIGURED, OWNER_COOKIES_EXPIRED],
+        502 => [FRAGMENT_ERROR],
+        503 => [SERVICE_UNAVAILABLE],
+    }
+    GetCheckout {
+        400 => [VALIDATION_ERROR],
+        404 => [ORDER_NOT_FOUND],
+        429 => [RATE_LIMIT_EXCEEDED],
+        503 => [SERVICE_UNAVAILABLE],
+    }
+    SubmitCheckout {
+        400 => [VALIDATION_ERROR, INVALID_COOKIES, CHECKOUT_REJECTED, CHECKOUT_EXPIRED, ORDER_EXPIRED],
         404 => [ORDER_NOT_FOUND],
         429 => [RATE_LIMIT_EXCEEDED],
         500 => [INTERNAL_ERROR],
@@ -803,6 +837,111 @@ pub struct PremiumBuyBody {
     /// http or https URL, not a private address.
     #[schema(max_length = 2048, example = "https://shop.example/hooks/fragment")]
     pub webhook_url: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckoutProduct {
+    Stars,
+    Premium,
+}
+
+/// A checkout: what to buy and the wallet that pays, as TON Connect's `account` names it.
+#[derive(ToSchema)]
+pub struct CheckoutBody {
+    pub product: CheckoutProduct,
+    /// The recipient.
+    pub username: Username,
+    /// Stars to buy (`product: "stars"` only).
+    #[schema(minimum = 50, maximum = 1000000, example = 100)]
+    pub amount: Option<u32>,
+    /// Months of Premium (`product: "premium"` only; or as `duration`).
+    #[schema(schema_with = optional_months)]
+    pub months: Option<u8>,
+    /// Accepted instead of `months`.
+    #[schema(schema_with = optional_months)]
+    pub duration: Option<u8>,
+    /// The paying wallet in any TON address form (`account.address`).
+    pub wallet_address: String,
+    /// The wallet's ed25519 public key, 64 hex digits (`account.publicKey`). With
+    /// `wallet_state_init`, or alone for a standard v4r2 or v5r1 wallet; neither is needed
+    /// for a wallet already deployed, whose key is read from the chain.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+    pub public_key: Option<String>,
+    /// Base64 BOC of the wallet's StateInit (`account.walletStateInit`): needed for a wallet
+    /// not deployed yet whose key is not given.
+    pub wallet_state_init: Option<String>,
+    /// TON Connect's `account.chain` (`-239` mainnet, `-3` testnet): must be the gateway's
+    /// network.
+    #[schema(example = "-239")]
+    pub network: Option<String>,
+    /// KYC mode: the client's fragment.com cookies (as in `StarsCreateBody`), of a session
+    /// whose account has this wallet connected on fragment.com already.
+    pub fragment_cookies: Option<String>,
+    /// As the `Idempotency-Key` header.
+    #[schema(min_length = 1, max_length = 255, example = "checkout-1042")]
+    pub idempotency_key: Option<String>,
+    /// As in `StarsCreateBody`.
+    #[schema(max_length = 2048, example = "https://shop.example/hooks/fragment")]
+    pub webhook_url: Option<String>,
+}
+
+/// A checkout's signed message.
+#[derive(ToSchema)]
+pub struct CheckoutSubmitBody {
+    /// The signed external message, a base64 BOC: what TON Connect's `sendTransaction`
+    /// returns.
+    pub boc: String,
+    /// `true` when the wallet (or the client) broadcast it already: the gateway only follows
+    /// it. Default `false`: the gateway broadcasts it.
+    pub already_broadcast: Option<bool>,
+    /// A KYC checkout's fragment.com cookies, again (they are never stored).
+    pub fragment_cookies: Option<String>,
+}
+
+/// One message of a checkout's transaction.
+#[derive(ToSchema)]
+pub struct TonConnectMessage {
+    /// The destination, in the form the wallet must use (its bounce flag follows it).
+    pub address: String,
+    /// Nanoton, as a decimal string.
+    #[schema(pattern = "^[0-9]+$", example = "1525000000")]
+    pub amount: String,
+    /// The message body, a base64 BOC, to be sent exactly as given.
+    pub payload: String,
+}
+
+/// A TON Connect `sendTransaction` request, in the wallet protocol's names (the JS SDK calls
+/// `valid_until` `validUntil`).
+#[derive(ToSchema)]
+pub struct TonConnectTransaction {
+    /// Unix seconds: the wallet must not send it later.
+    pub valid_until: u32,
+    /// `-239` (mainnet) or `-3` (testnet).
+    #[schema(example = "-239")]
+    pub network: String,
+    /// The paying wallet, raw form.
+    pub from: String,
+    /// The purchase first, then the commission debt due, if any.
+    #[schema(min_items = 1, max_items = 2)]
+    pub messages: Vec<TonConnectMessage>,
+}
+
+// Mirrors `routes::checkout_answer`.
+/// A checkout: the transaction for the client's wallet to sign, and the order it pays.
+#[derive(ToSchema)]
+pub struct Checkout {
+    /// The order's id.
+    pub checkout_id: uuid::Uuid,
+    /// Submit the signed message before this (unix seconds).
+    pub valid_until: u32,
+    /// The paying wallet (non-bounceable form).
+    pub wallet_address: String,
+    pub wallet_version: WalletVersion,
+    /// Commission debt the transaction collects (its second message), `"0"` when none.
+    pub collection_ton: Ton,
+    pub transaction: TonConnectTransaction,
+    pub order: Order,
 }
 
 #[derive(ToSchema)]

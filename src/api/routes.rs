@@ -123,6 +123,9 @@ route_table! {
         post "/api/v1/stars/pay" => pay_from_body,
         post "/api/v1/orders/{order_id}/pay" => pay_from_path,
         post "/api/v1/orders/{order_id}/cancel" => cancel_order,
+        post "/api/v1/checkouts" => create_checkout,
+        get "/api/v1/checkouts/{checkout_id}" => get_checkout,
+        post "/api/v1/checkouts/{checkout_id}/submit" => submit_checkout,
         get "/api/v1/orders" => list_orders,
         get "/api/v1/queue" => queue_length,
         post "/api/v1/premium/check-eligibility" => premium_eligibility,
@@ -603,6 +606,198 @@ async fn premium_buy(state: web::Data<AppState>, req: HttpRequest, body: SecretJ
         },
     )
     .await
+}
+
+/// The answer to a checkout: the transaction to sign and the order it pays.
+fn checkout_answer(c: &crate::actors::checkout::IssuedCheckout) -> Value {
+    json!({
+        "checkout_id": c.issued.order_id,
+        "valid_until": c.issued.valid_until,
+        "wallet_address": c.issued.wallet_friendly,
+        "wallet_version": c.issued.wallet_version,
+        "collection_ton": views::ton(c.issued.collection_nanoton),
+        "transaction": c.transaction,
+        "order": views::order(&c.order),
+    })
+}
+
+/// Create a checkout
+///
+/// Pay without giving the gateway a seed. Orders Stars (`product: "stars"`, `amount`) or a
+/// Premium gift (`product: "premium"`, `months`) and answers a TON Connect `sendTransaction`
+/// request (`transaction`) for the client's own wallet to sign: Fragment's invoice, plus the
+/// commission debt due as a second message. Name the wallet as TON Connect's `account` gives it:
+/// `wallet_address`, and `public_key` or `wallet_state_init` (needed for a wallet not deployed
+/// yet). Then send the signed message to `POST /api/v1/checkouts/{checkout_id}/submit` before
+/// `valid_until`. The checkout's id is its order's.
+#[utoipa::path(post, path = "/api/v1/checkouts", tag = "checkout",
+    params(doc::IdempotencyKeyHeader),
+    request_body = doc::CheckoutBody,
+    responses((status = 200, description = "The checkout: the transaction to sign, and its order (status `created`)", body = doc::Envelope<doc::Checkout>, headers(("Idempotent-Replayed" = bool, description = "`true` on a retry's copy of the first answer"))), errors::CheckoutCreate))]
+async fn create_checkout(state: web::Data<AppState>, req: HttpRequest, body: SecretJson) -> Reply {
+    let mut f = Fields::new(body.0)?;
+    let key = idempotency_key(&req, &mut f);
+    let username = f.username("username")?;
+    let product = match f.string("product").map(|p| p.to_ascii_lowercase()) {
+        Some(p) if p == "stars" => Ordered::Stars.read(&mut f),
+        Some(p) if p == "premium" => Ordered::Premium {
+            field: "months",
+            alias: "duration",
+        }
+        .read(&mut f),
+        Some(_) => {
+            f.fail_with(FieldError::new(
+                "product",
+                "must be \"stars\" or \"premium\"",
+            ));
+            None
+        }
+        None => None,
+    };
+    let address = match f.wallet_address() {
+        Some(a) => Some(a),
+        None if !f.has("wallet_address") => {
+            f.fail_with(FieldError::new(
+                "wallet_address",
+                "is required: the paying wallet's address (TON Connect's account.address)",
+            ));
+            None
+        }
+        None => None,
+    };
+    let public_key =
+        f.optional_string("public_key")
+            .and_then(|k| match crate::checkout::parse_public_key(&k) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    f.fail_with(FieldError::new("public_key", e));
+                    None
+                }
+            });
+    let state_init = f.optional_string("wallet_state_init");
+    if let Some(chain) = f.optional_string("network") {
+        let ours = state.wallet_network;
+        let named = match chain.trim().to_ascii_lowercase().as_str() {
+            "-239" | "mainnet" => Some(crate::ton::Network::Mainnet),
+            "-3" | "testnet" => Some(crate::ton::Network::Testnet),
+            _ => None,
+        };
+        if named != Some(ours) {
+            f.fail_with(FieldError::new(
+                "network",
+                format!(
+                    "this gateway pays on {} (TON Connect chain {}); connect a wallet of that network",
+                    if ours.is_testnet() { "testnet" } else { "mainnet" },
+                    ours.global_id()
+                ),
+            ));
+        }
+    }
+    let cookies = f.cookies()?;
+    let webhook = webhook_url(&state, &mut f).await;
+    let (Some(username), Some(product), Some(address)) = (username, product, address) else {
+        return Err(missing(f));
+    };
+    f.finish()?;
+    let keyed = key.map(|key| {
+        let mut fingerprint = state.idempotency.fingerprint("checkout.create");
+        fingerprint.field("username", username.as_str());
+        match product {
+            Product::Stars { amount } => fingerprint.field("stars", amount.to_string()),
+            Product::Premium { months } => fingerprint.field("months", months.to_string()),
+        };
+        fingerprint.field("webhook_url", webhook.as_deref().unwrap_or_default());
+        fingerprint.field("wallet", crate::ton::address::raw(&address.address));
+        fingerprint.field(
+            "public_key",
+            public_key.map(|k| k.to_hex()).unwrap_or_default(),
+        );
+        fingerprint.field(
+            "wallet_state_init",
+            state_init.as_deref().unwrap_or_default(),
+        );
+        idempotent::feed_cookies(&mut fingerprint, cookies.as_ref());
+        Keyed {
+            key,
+            scope: Scope::Wallet(crate::ton::address::raw(&address.address)),
+            operation: "checkout.create",
+            fingerprint,
+            creates_order: true,
+        }
+    });
+    let request = crate::actors::checkout::CheckoutRequest {
+        product,
+        username,
+        wallet: address.address,
+        hint: crate::checkout::WalletHint {
+            public_key,
+            state_init,
+        },
+        cookies,
+        webhook_url: webhook,
+    };
+    let core = state.core.clone();
+    idempotent::run(state, keyed, move |order_id| async move {
+        let checkout = core.create_checkout(order_id, request).await?;
+        ok(checkout_answer(&checkout))
+    })
+    .await
+}
+
+/// A checkout
+///
+/// The checkout as it was issued (the transaction to sign), with its order as it is now.
+#[utoipa::path(get, path = "/api/v1/checkouts/{checkout_id}", tag = "checkout",
+    params(("checkout_id" = uuid::Uuid, Path, description = "The checkout's id (its order's)")),
+    responses((status = 200, description = "The checkout", body = doc::Envelope<doc::Checkout>), errors::GetCheckout))]
+async fn get_checkout(state: web::Data<AppState>, path: web::Path<String>) -> Reply {
+    let id = parse_uuid(
+        "checkout_id",
+        &path,
+        ("ORDER_NOT_FOUND", "Checkout not found"),
+    )?;
+    let checkout = state.core.checkout(id).await?;
+    ok(checkout_answer(&checkout))
+}
+
+/// Submit a signed checkout
+///
+/// Takes the signed external message (`boc`, base64, as TON Connect's `sendTransaction`
+/// returns it) and checks it before anything is sent: signed by the checkout's wallet, carrying
+/// exactly the issued messages and no other, valid no longer than issued, and with a seqno the
+/// wallet can still apply. Then it is recorded and broadcast (or only followed, with
+/// `already_broadcast: true`, as when the wallet app sent it), and it ends like any payment:
+/// poll `GET /api/v1/queue/{request_id}`. Submitting the same message again answers the same
+/// request. A message that is not the checkout's is CHECKOUT_REJECTED, naming the failed check;
+/// one whose time ran out unapplied is CHECKOUT_EXPIRED. A KYC checkout needs its
+/// `fragment_cookies` again.
+#[utoipa::path(post, path = "/api/v1/checkouts/{checkout_id}/submit", tag = "checkout",
+    params(("checkout_id" = uuid::Uuid, Path, description = "The checkout's id (its order's)")),
+    request_body = doc::CheckoutSubmitBody,
+    responses((status = 200, description = "The payment, recorded and on its way", body = doc::Envelope<doc::PayAnswer>), errors::SubmitCheckout))]
+async fn submit_checkout(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: SecretJson,
+) -> Reply {
+    let id = parse_uuid(
+        "checkout_id",
+        &path,
+        ("ORDER_NOT_FOUND", "Checkout not found"),
+    )?;
+    let mut f = Fields::new(body.0)?;
+    let boc = f.string("boc");
+    let already_broadcast = f.optional_bool("already_broadcast").unwrap_or(false);
+    let cookies = f.cookies()?;
+    let Some(boc) = boc else {
+        return Err(missing(f));
+    };
+    f.finish()?;
+    let receipt = state
+        .core
+        .submit_checkout(id, &boc, already_broadcast, cookies)
+        .await?;
+    ok(pay_answer(&receipt))
 }
 
 /// Cancel an order

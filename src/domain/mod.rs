@@ -50,6 +50,14 @@ pub enum DomainError {
         balance_nanoton: Nanoton,
         needed_nanoton: Nanoton,
     },
+    #[error("no checkout was issued for this order; create one with POST /api/v1/checkouts")]
+    NoCheckout,
+    #[error("a checkout was already issued for this order")]
+    CheckoutExists,
+    #[error("this checkout was already submitted with another signed message; a checkout is paid by one message only")]
+    CheckoutSubmittedOtherwise,
+    #[error("the order's checkout can still be signed and sent until {valid_until} (unix time): it cannot be cancelled before then")]
+    CheckoutOutstanding { valid_until: u32 },
     #[error("payment request {0} not found")]
     UnknownRequest(Uuid),
     #[error("a different wallet message was already signed for this request")]
@@ -91,13 +99,18 @@ impl DomainError {
             DomainError::DebtLimitExceeded { .. } => "DEBT_LIMIT_EXCEEDED",
             DomainError::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
             DomainError::UnknownRequest(_) => "REQUEST_NOT_FOUND",
-            DomainError::NotCancellable { .. } => "ORDER_NOT_CANCELLABLE",
+            DomainError::NotCancellable { .. } | DomainError::CheckoutOutstanding { .. } => {
+                "ORDER_NOT_CANCELLABLE"
+            }
+            DomainError::NoCheckout => "ORDER_NOT_FOUND",
+            DomainError::CheckoutSubmittedOtherwise => "CHECKOUT_REJECTED",
             DomainError::WrongStatus { .. }
             | DomainError::PaidByAnotherWallet { .. }
             | DomainError::KycCookiesRequired
             | DomainError::SettlementExceedsDebt { .. }
             | DomainError::SettlementReferenceReused { .. } => "VALIDATION_ERROR",
             DomainError::OrderExists(_)
+            | DomainError::CheckoutExists
             | DomainError::AlreadySubmitted
             | DomainError::NotSubmitted
             | DomainError::TooEarly
@@ -109,8 +122,11 @@ impl DomainError {
     /// The HTTP status that goes with `api_code` (API.md's table).
     pub fn http_status(&self) -> u16 {
         match self {
-            DomainError::OrderNotFound | DomainError::UnknownRequest(_) => 404,
+            DomainError::OrderNotFound
+            | DomainError::UnknownRequest(_)
+            | DomainError::NoCheckout => 404,
             DomainError::OrderExists(_)
+            | DomainError::CheckoutExists
             | DomainError::AlreadySubmitted
             | DomainError::NotSubmitted
             | DomainError::TooEarly
@@ -118,6 +134,8 @@ impl DomainError {
             | DomainError::AmountOverflow(_) => 500,
             DomainError::OrderExpired
             | DomainError::NotCancellable { .. }
+            | DomainError::CheckoutOutstanding { .. }
+            | DomainError::CheckoutSubmittedOtherwise
             | DomainError::WrongStatus { .. }
             | DomainError::PaidByAnotherWallet { .. }
             | DomainError::KycCookiesRequired

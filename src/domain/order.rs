@@ -11,9 +11,10 @@ use uuid::Uuid;
 
 use events::Nanoton;
 use events::{
-    Event, OrderCancelled, OrderCreated, OrderDeliveryConfirmed, OrderDeliveryUnconfirmed,
-    OrderExpired, OrderFailed, OrderFulfilled, OrderMode, OrderPaid, OrderPaymentAbandoned,
-    OrderProcessingStarted, OrderQueued, OrderTimedOut, OrderWebhookSet, PaymentSubmitted, Product,
+    CheckoutIssued, Event, OrderCancelled, OrderCreated, OrderDeliveryConfirmed,
+    OrderDeliveryUnconfirmed, OrderExpired, OrderFailed, OrderFulfilled, OrderMode, OrderPaid,
+    OrderPaymentAbandoned, OrderProcessingStarted, OrderQueued, OrderTimedOut, OrderWebhookSet,
+    PaymentSubmitted, Product,
 };
 
 use super::policy::{commission_for, Policy};
@@ -89,6 +90,9 @@ pub struct OrderState {
     pub delivery_confirmed: bool,
     /// Fragment could not confirm the delivery: the order is on the operator's list.
     pub delivery_unconfirmed: bool,
+    /// The TON Connect transaction issued for the client's wallet to sign, if this order is
+    /// paid through a checkout.
+    pub checkout: Option<CheckoutIssued>,
     /// Stream version: the number of events folded.
     pub version: u64,
 }
@@ -138,6 +142,19 @@ pub enum OrderCommand {
         now: DateTime<Utc>,
     },
     SubmitPayment(Box<PaymentSubmitted>),
+    /// A checkout's transaction was issued for the client's wallet to sign.
+    IssueCheckout(Box<CheckoutIssued>),
+    /// The client's wallet signed the checkout and the message passed the checks: the
+    /// payment is recorded as submitted at once (the client holds the signed message and
+    /// may have broadcast it already, so from here only the chain can end it).
+    SubmitCheckout {
+        request_id: Uuid,
+        payer: Payer,
+        funds: WalletFunds,
+        submitted: Box<PaymentSubmitted>,
+        has_cookies: bool,
+        now: DateTime<Utc>,
+    },
     Fulfil(Box<OrderFulfilled>),
     Fail {
         request_id: Uuid,
@@ -234,6 +251,7 @@ impl OrderState {
             }
             Event::OrderExpired(_) => self.status = Some(OrderStatus::Expired),
             Event::OrderCancelled(_) => self.status = Some(OrderStatus::Cancelled),
+            Event::CheckoutIssued(e) => self.checkout = Some(e.clone()),
             // Read by the webhook deriver, not by decisions.
             Event::OrderWebhookSet(_) => {}
             Event::OrderDeliveryConfirmed(_) => self.delivery_confirmed = true,
@@ -405,6 +423,100 @@ pub fn decide(
             ])
         }
 
+        OrderCommand::IssueCheckout(issued) => {
+            if state.checkout.is_some() {
+                return Err(DomainError::CheckoutExists);
+            }
+            match status {
+                OrderStatus::Created if issued.issued_at < order.expires_at => {}
+                OrderStatus::Created | OrderStatus::Expired => {
+                    return Err(DomainError::OrderExpired)
+                }
+                _ => return Err(wrong_status("given a checkout")),
+            }
+            // The message must be dead before the order can expire: an order that expired
+            // while its message could still be sent would leave a payment nobody follows.
+            if i64::from(issued.valid_until) >= order.expires_at.timestamp() {
+                return Err(DomainError::Misconfigured(
+                    "a checkout must expire before its order",
+                ));
+            }
+            Ok(vec![Event::CheckoutIssued(*issued)])
+        }
+
+        OrderCommand::SubmitCheckout {
+            request_id,
+            payer,
+            funds,
+            submitted,
+            has_cookies,
+            now,
+        } => {
+            let Some(checkout) = &state.checkout else {
+                return Err(DomainError::NoCheckout);
+            };
+            match status {
+                OrderStatus::Created => {}
+                OrderStatus::Queued
+                | OrderStatus::Processing
+                | OrderStatus::Success
+                | OrderStatus::Failed => {
+                    // Submitting the same message again is the same payment.
+                    return match state.request.as_ref().and_then(|r| r.submitted.as_ref()) {
+                        Some(s) if s.normalized_hash == submitted.normalized_hash => Ok(vec![]),
+                        _ => Err(DomainError::CheckoutSubmittedOtherwise),
+                    };
+                }
+                OrderStatus::Expired => return Err(DomainError::OrderExpired),
+                OrderStatus::Cancelled => return Err(wrong_status("paid")),
+            }
+            if now >= order.expires_at {
+                return Err(DomainError::OrderExpired);
+            }
+            if order.mode == OrderMode::Kyc && !has_cookies {
+                return Err(DomainError::KycCookiesRequired);
+            }
+            if payer.wallet_address != checkout.wallet_address
+                || submitted.wallet_address != checkout.wallet_address
+                || submitted.request_id != request_id
+                || submitted.order_id != order_id
+            {
+                return Err(DomainError::Misconfigured(
+                    "a checkout submission for another wallet or request",
+                ));
+            }
+            let session = "checkout".to_string();
+            Ok(vec![
+                OrderPaid {
+                    order_id,
+                    request_id,
+                    wallet_address: payer.wallet_address,
+                    wallet_friendly: payer.wallet_friendly,
+                    wallet_version: payer.wallet_version,
+                    account_index: payer.account_index,
+                    balance_nanoton: funds.balance_nanoton,
+                    debt_nanoton: funds.debt_nanoton,
+                    paid_at: now,
+                }
+                .into(),
+                OrderQueued {
+                    order_id,
+                    request_id,
+                    queued_at: now,
+                    queue_deadline: now + policy.queue_timeout,
+                }
+                .into(),
+                OrderProcessingStarted {
+                    order_id,
+                    request_id,
+                    session,
+                    started_at: now,
+                }
+                .into(),
+                Event::PaymentSubmitted(*submitted),
+            ])
+        }
+
         OrderCommand::StartProcessing {
             request_id,
             session,
@@ -535,11 +647,18 @@ pub fn decide(
             OrderStatus::Created if now >= order.expires_at => Err(DomainError::NotCancellable {
                 status: OrderStatus::Expired,
             }),
-            OrderStatus::Created => Ok(vec![OrderCancelled {
-                order_id,
-                cancelled_at: now,
-            }
-            .into()]),
+            OrderStatus::Created => match &state.checkout {
+                Some(c) if now.timestamp() <= i64::from(c.valid_until) => {
+                    Err(DomainError::CheckoutOutstanding {
+                        valid_until: c.valid_until,
+                    })
+                }
+                _ => Ok(vec![OrderCancelled {
+                    order_id,
+                    cancelled_at: now,
+                }
+                .into()]),
+            },
             // Cancelling again is the cancellation already made.
             OrderStatus::Cancelled => Ok(vec![]),
             other => Err(DomainError::NotCancellable { status: other }),
@@ -680,6 +799,7 @@ mod tests {
             submitted_at: t0() + Duration::minutes(2),
             wallet_last_lt: None,
             confirmation: None,
+            checkout: None,
         }
     }
 
@@ -1046,5 +1166,140 @@ mod tests {
         events.extend(given(&events, confirm()).unwrap());
         assert!(OrderState::from_events(&events).delivery_confirmed);
         assert_eq!(given(&events, confirm()), Ok(vec![]));
+    }
+
+    fn checkout_issued(valid_until: DateTime<Utc>) -> CheckoutIssued {
+        CheckoutIssued {
+            order_id: Uuid::nil(),
+            wallet_address: WALLET.into(),
+            wallet_friendly: "UQ…".into(),
+            wallet_version: "v4r2".into(),
+            wallet_public_key: "11".repeat(32),
+            wallet_id: 698_983_191,
+            valid_until: valid_until.timestamp() as u32,
+            messages: vec![],
+            fragment_request_id: "r".into(),
+            purchase_nanoton: Nanoton::new(1_000_000_000),
+            collection_nanoton: Nanoton::ZERO,
+            wallet_last_lt: None,
+            confirmation: events::DeliveryConfirmation {
+                wallet_public_key: "11".repeat(32),
+                confirm_method: "confirmReq".into(),
+                confirm_params: Default::default(),
+                session_role: "owner".into(),
+                session_id: "00".into(),
+                wallet_id: None,
+            },
+            issued_at: t0(),
+        }
+    }
+
+    fn submit_checkout(hash: &str, has_cookies: bool, at: DateTime<Utc>) -> OrderCommand {
+        OrderCommand::SubmitCheckout {
+            request_id: Uuid::from_u128(7),
+            payer: payer(WALLET),
+            funds: WalletFunds {
+                balance_nanoton: Nanoton::ZERO,
+                debt_nanoton: Nanoton::ZERO,
+            },
+            submitted: Box::new(submitted_payment(hash)),
+            has_cookies,
+            now: at,
+        }
+    }
+
+    #[test]
+    fn a_checkout_is_issued_once_and_must_die_before_its_order() {
+        let mut events = vec![created(OrderMode::NoKyc, 1_000_000_000)];
+        let issue = |minutes| {
+            OrderCommand::IssueCheckout(Box::new(checkout_issued(
+                t0() + Duration::minutes(minutes),
+            )))
+        };
+        // The order expires at t0 + 10 min: a message valid that long would outlive it.
+        assert!(matches!(
+            given(&events, issue(10)),
+            Err(DomainError::Misconfigured(_))
+        ));
+        events.extend(given(&events, issue(5)).unwrap());
+        assert!(OrderState::from_events(&events).checkout.is_some());
+        assert_eq!(given(&events, issue(5)), Err(DomainError::CheckoutExists));
+        // A plain order cannot be submitted to as a checkout.
+        assert_eq!(
+            given(
+                &[created(OrderMode::NoKyc, 1)],
+                submit_checkout("aa", false, t0())
+            ),
+            Err(DomainError::NoCheckout)
+        );
+    }
+
+    #[test]
+    fn a_submitted_checkout_is_recorded_as_submitted_at_once_and_only_the_chain_ends_it() {
+        let mut events = vec![created(OrderMode::NoKyc, 1_000_000_000)];
+        let issued =
+            OrderCommand::IssueCheckout(Box::new(checkout_issued(t0() + Duration::minutes(5))));
+        events.extend(given(&events, issued).unwrap());
+        // Cancelling while the message can still be signed and sent is refused.
+        let cancel = |m| OrderCommand::Cancel {
+            now: t0() + Duration::minutes(m),
+        };
+        let refused = given(&events, cancel(1)).unwrap_err();
+        assert_eq!(refused.api_code(), "ORDER_NOT_CANCELLABLE");
+        assert!(matches!(
+            given(&events, cancel(6)).unwrap()[..],
+            [Event::OrderCancelled(_)]
+        ));
+
+        let recorded = given(&events, submit_checkout("aa", false, t0())).unwrap();
+        let kinds: Vec<_> = recorded.iter().map(Event::event_type).collect();
+        assert_eq!(
+            kinds,
+            [
+                "OrderPaid",
+                "OrderQueued",
+                "OrderProcessingStarted",
+                "PaymentSubmitted"
+            ]
+        );
+        events.extend(recorded);
+        let state = OrderState::from_events(&events);
+        assert_eq!(state.status, Some(OrderStatus::Processing));
+        assert!(!state.may_reopen(), "a signed message only the chain ends");
+        assert_eq!(
+            given(&events, submit_checkout("aa", false, t0())),
+            Ok(vec![])
+        );
+        assert_eq!(
+            given(&events, submit_checkout("bb", false, t0())),
+            Err(DomainError::CheckoutSubmittedOtherwise)
+        );
+        let abandon = OrderCommand::Abandon {
+            request_id: Uuid::from_u128(7),
+            error_code: "SERVICE_UNAVAILABLE".into(),
+            error: "restart".into(),
+            now: t0(),
+        };
+        assert_eq!(given(&events, abandon), Err(DomainError::AlreadySubmitted));
+    }
+
+    #[test]
+    fn a_kyc_checkout_needs_its_cookies_again_and_an_expired_order_takes_none() {
+        let mut events = vec![created(OrderMode::Kyc, 1_000_000_000)];
+        let issued =
+            OrderCommand::IssueCheckout(Box::new(checkout_issued(t0() + Duration::minutes(5))));
+        events.extend(given(&events, issued).unwrap());
+        assert_eq!(
+            given(&events, submit_checkout("aa", false, t0())),
+            Err(DomainError::KycCookiesRequired)
+        );
+        assert!(given(&events, submit_checkout("aa", true, t0())).is_ok());
+        assert_eq!(
+            given(
+                &events,
+                submit_checkout("aa", true, t0() + Duration::minutes(10))
+            ),
+            Err(DomainError::OrderExpired)
+        );
     }
 }

@@ -476,6 +476,11 @@ impl Flow {
         self.role
     }
 
+    /// The identity of the session this flow runs on (`FragmentSession::id`).
+    pub fn session_id(&self) -> SessionId {
+        self.client.session_id(&self.state.cookies)
+    }
+
     /// USD per TON, from the last page loaded.
     pub fn ton_rate(&self) -> Option<Decimal> {
         self.state.ton_rate

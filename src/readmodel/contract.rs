@@ -1133,6 +1133,7 @@ fn order_script(
             submitted_at: at,
             wallet_last_lt: None,
             confirmation: None,
+            checkout: None,
         }
         .into()
     };

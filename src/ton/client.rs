@@ -762,6 +762,23 @@ impl TonCenterClient {
         }
     }
 
+    /// The transaction that applied `transfer`, if the chain has it now: by its normalized
+    /// hash from the indexer, else from the wallet's history back to `after`. One look, no
+    /// waiting: for a message someone else may have broadcast already.
+    pub async fn find_transfer(
+        &self,
+        transfer: &SignedTransfer,
+        after: SignedAfter,
+    ) -> Result<Option<ChainTransaction>, TonApiError> {
+        if let Some(tx) = self
+            .transaction_by_message(&transfer.normalized_hash)
+            .await?
+        {
+            return Ok(Some(tx));
+        }
+        self.find_in_history(transfer, after).await
+    }
+
     /// The wallet's transaction that processed this transfer, from its history (v2 reads the
     /// chain directly, without the indexer's lag), paging back until the history is older
     /// than the transfer's signing. Never from a fixed window: a wallet that receives many

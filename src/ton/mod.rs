@@ -7,6 +7,7 @@ pub mod amount;
 pub mod boc;
 pub mod client;
 pub mod encoding;
+pub mod external;
 pub mod keys;
 pub mod seed;
 pub mod transfer;

@@ -332,7 +332,7 @@ pub fn sign_transfer(
     })
 }
 
-fn ext_in_info(destination: &TonAddress) -> CommonMsgInfo {
+pub(crate) fn ext_in_info(destination: &TonAddress) -> CommonMsgInfo {
     CommonMsgInfo::ExtIn(ExtInMsgInfo {
         src: MsgAddressExt::None(MsgAddrNone {}),
         dest: destination.to_msg_address_int(),

@@ -8,12 +8,16 @@
 //!   134 wallet id, 136 expired; then `accept_message` and a committed seqno increment, so a
 //!   later failure (137: a send mode without IGNORE_ERRORS) still consumes the seqno.
 
-use tonlib_core::cell::{ArcCell, Cell, CellBuilder, CellParser, TonCellError};
+use tonlib_core::cell::{Cell, TonCellError};
 use tonlib_core::tlb_types::tlb::TLB;
 use tonlib_core::wallet::versioned::v4::WalletDataV4;
 use tonlib_core::wallet::versioned::v5::WalletDataV5;
 use tonlib_core::TonHash;
 
+pub use crate::ton::external::SendAction;
+use crate::ton::external::{
+    read_v5_actions, split_head_signature, split_tail_signature, ActionsError, V5_SIGNED_EXTERNAL,
+};
 use crate::ton::{PublicKey, WalletVersion};
 
 /// Exit codes of the wallet contracts.
@@ -31,9 +35,6 @@ pub mod exit {
     pub const V5_EXTERNAL_NEEDS_IGNORE_ERRORS: i32 = 137;
     pub const V5_BAD_OPERATION: i32 = 65535;
 }
-
-const V5_SIGNED_EXTERNAL: u32 = 0x7369_676e;
-const ACTION_SEND_MSG: u32 = 0x0ec3_c86d;
 
 /// The persistent data of a wallet contract.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,13 +102,6 @@ fn hash_bytes(h: &TonHash) -> [u8; 32] {
     h.as_slice().try_into().expect("hashes are 32 bytes")
 }
 
-/// One send action: the mode and the internal message as the wallet signed it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SendAction {
-    pub mode: u8,
-    pub message: ArcCell,
-}
-
 /// What the contract made of an external message.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Verdict {
@@ -139,12 +133,8 @@ fn rejected(exit_code: i32) -> Verdict {
 }
 
 fn run_v4(data: &WalletData, body: &Cell, now: u32) -> Verdict {
-    let mut p = body.parser();
-    let Ok(signature) = p.load_bytes(64) else {
-        return rejected(exit::CELL_UNDERFLOW);
-    };
     // `slice_hash(in_msg)` after the signature was read: the rest of the body as a cell.
-    let Ok(signed) = p.load_remaining() else {
+    let Ok((sig, signed)) = split_head_signature(body) else {
         return rejected(exit::CELL_UNDERFLOW);
     };
     let mut cs = signed.parser();
@@ -162,7 +152,6 @@ fn run_v4(data: &WalletData, body: &Cell, now: u32) -> Verdict {
     if subwallet != data.wallet_id as u32 {
         return rejected(exit::V4_SUBWALLET);
     }
-    let sig: [u8; 64] = signature.try_into().expect("64 bytes");
     if !data.public_key.verify(signed.cell_hash().as_slice(), &sig) {
         return rejected(exit::V4_SIGNATURE);
     }
@@ -213,23 +202,8 @@ fn run_v5(data: &WalletData, body: &Cell, now: u32) -> Verdict {
     }
     // The signature is the last 512 bits; the signed part is everything before it, with all
     // the references.
-    let Ok(signed) = (|| -> Result<Cell, TonCellError> {
-        let mut whole = body.parser();
-        let head = whole.load_bits(bits - 512)?;
-        let mut b = CellBuilder::new();
-        b.store_bits(bits - 512, &head)?;
-        b.store_references(body.references())?;
-        b.build()
-    })() else {
+    let Ok((signed, signature)) = split_tail_signature(body) else {
         return rejected(exit::CELL_UNDERFLOW);
-    };
-    let signature: [u8; 64] = {
-        let mut whole = body.parser();
-        let _ = whole.load_bits(bits - 512);
-        match whole.load_bytes(64) {
-            Ok(s) => s.try_into().expect("64 bytes"),
-            Err(_) => return rejected(exit::CELL_UNDERFLOW),
-        }
     };
     let mut cs = signed.parser();
     let _ = cs.load_u32(32);
@@ -264,7 +238,9 @@ fn run_v5(data: &WalletData, body: &Cell, now: u32) -> Verdict {
     };
     let actions = match read_v5_actions(&mut cs) {
         Ok(a) => a,
-        Err(code) => return abort(code),
+        // Extended actions (extension management) are not part of any payment flow.
+        Err(ActionsError::NotASend) => return abort(exit::V5_BAD_OPERATION),
+        Err(ActionsError::Underflow) => return abort(exit::CELL_UNDERFLOW),
     };
     if actions.iter().any(|a| a.mode & 2 == 0) {
         return abort(exit::V5_EXTERNAL_NEEDS_IGNORE_ERRORS);
@@ -276,43 +252,6 @@ fn run_v5(data: &WalletData, body: &Cell, now: u32) -> Verdict {
     }
 }
 
-/// `out_actions:(Maybe ^OutList) has_other_actions:Bool`; returns the sends in execution
-/// order (the list's head runs last).
-fn read_v5_actions(cs: &mut CellParser) -> Result<Vec<SendAction>, i32> {
-    let has_list = cs.load_bit().map_err(|_| exit::CELL_UNDERFLOW)?;
-    let list = if has_list {
-        Some(cs.next_reference().map_err(|_| exit::CELL_UNDERFLOW)?)
-    } else {
-        None
-    };
-    if cs.load_bit().map_err(|_| exit::CELL_UNDERFLOW)? {
-        // Extended actions (extension management) are not part of any payment flow.
-        return Err(exit::V5_BAD_OPERATION);
-    }
-    let mut actions = Vec::new();
-    let mut node = list;
-    while let Some(cell) = node {
-        if cell.bit_len() == 0 && cell.references().is_empty() {
-            break;
-        }
-        let mut p = cell.parser();
-        let tag = p.load_u32(32).map_err(|_| exit::CELL_UNDERFLOW)?;
-        if tag != ACTION_SEND_MSG {
-            return Err(exit::V5_BAD_OPERATION);
-        }
-        let mode = p.load_u8(8).map_err(|_| exit::CELL_UNDERFLOW)?;
-        let prev = p.next_reference().map_err(|_| exit::CELL_UNDERFLOW)?;
-        let message = p.next_reference().map_err(|_| exit::CELL_UNDERFLOW)?;
-        actions.push(SendAction { mode, message });
-        node = Some(prev);
-        if actions.len() > 1024 {
-            return Err(exit::CELL_UNDERFLOW);
-        }
-    }
-    actions.reverse();
-    Ok(actions)
-}
-
 #[cfg(test)]
 mod tests {
     use tonlib_core::wallet::version_helper::VersionHelper;
@@ -322,6 +261,7 @@ mod tests {
 
     use super::*;
     use crate::ton::{KeyPair, Network, WalletContract};
+    use tonlib_core::cell::{ArcCell, CellBuilder};
 
     fn setup(version: WalletVersion) -> (KeyPair, WalletData) {
         let key = KeyPair::from_secret_seed(&Zeroizing::new([3u8; 32]));

@@ -257,7 +257,8 @@ fn submit(state: &SimState, boc_b64: &str) -> Result<(TonHash, TonHash, bool), R
         state.stats.rejected.fetch_add(1, Ordering::Relaxed);
         (500, rejection_text(&rejection, account))
     };
-    let ext = ExternalMessage::parse(root).map_err(|r| refused(state, r, None))?;
+    let ext =
+        ExternalMessage::parse(root).map_err(|m| refused(state, Rejection::Malformed(m), None))?;
     state
         .broadcasts
         .lock()

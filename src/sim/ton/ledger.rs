@@ -26,17 +26,17 @@ use num_bigint::BigUint;
 use num_traits::ToPrimitive;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tonlib_core::cell::{ArcCell, Cell, CellBuilder, TonCellError};
+use tonlib_core::cell::{ArcCell, Cell, CellBuilder};
 use tonlib_core::tlb_types::block::coins::{CurrencyCollection, Grams};
 use tonlib_core::tlb_types::block::message::{CommonMsgInfo, IntMsgInfo, Message};
-use tonlib_core::tlb_types::block::msg_address::{MsgAddress, MsgAddressInt};
-use tonlib_core::tlb_types::block::state_init::StateInit;
+use tonlib_core::tlb_types::block::msg_address::MsgAddress;
 use tonlib_core::tlb_types::primitives::either::{EitherRef, EitherRefLayout};
 use tonlib_core::tlb_types::tlb::TLB;
 use tonlib_core::{TonAddress, TonHash};
 
 use super::contract::{run_external, SendAction, Verdict, WalletData};
-use crate::ton::transfer::normalized_hash;
+use crate::ton::external::std_address;
+pub use crate::ton::external::ExternalMessage;
 use crate::ton::{Network, WalletContract, WalletVersion};
 
 /// Fees in nanoton. Defaults approximate a basechain wallet transfer on mainnet in 2026.
@@ -291,42 +291,6 @@ impl Rejection {
             Rejection::InsufficientFunds { .. } => Some(result_code::NOT_ENOUGH_FUNDS),
             _ => None,
         }
-    }
-}
-
-/// A parsed external-in message.
-#[derive(Clone, Debug)]
-pub struct ExternalMessage {
-    pub root: ArcCell,
-    pub destination: TonAddress,
-    pub state_init: Option<StateInit>,
-    pub body: ArcCell,
-    pub hash: TonHash,
-    pub hash_norm: TonHash,
-}
-
-impl ExternalMessage {
-    pub fn parse(root: ArcCell) -> Result<ExternalMessage, Rejection> {
-        let malformed = |e: TonCellError| Rejection::Malformed(e.to_string());
-        let message = Message::from_cell(&root).map_err(malformed)?;
-        let CommonMsgInfo::ExtIn(info) = &message.info else {
-            return Err(Rejection::Malformed(
-                "not an external inbound message".into(),
-            ));
-        };
-        let destination = std_address(&MsgAddress::Int(info.dest.clone()))
-            .ok_or_else(|| Rejection::Malformed("destination is not a std address".into()))?;
-        let body = message.body.value.clone();
-        let hash_norm = normalized_hash(&destination, &body)
-            .map_err(|e| Rejection::Malformed(e.to_string()))?;
-        Ok(ExternalMessage {
-            hash: root.as_ref().cell_hash(),
-            root,
-            destination,
-            state_init: message.init.map(|i| i.value),
-            body,
-            hash_norm,
-        })
     }
 }
 
@@ -1017,14 +981,6 @@ impl Ledger {
             body: out.body.value,
             init: out.init,
         }
-    }
-}
-
-/// A standard internal address (the only kind wallets pay to), or `None`.
-fn std_address(addr: &MsgAddress) -> Option<TonAddress> {
-    match addr {
-        MsgAddress::Int(MsgAddressInt::Std(_)) => TonAddress::from_msg_address(addr.clone()).ok(),
-        _ => None,
     }
 }
 
