@@ -6,6 +6,7 @@
 //! The first run creates a virtualenv per requirements file under target/ (PyPI must be
 //! reachable then; `FG_PYTHON` overrides the `python3` used to create it).
 
+mod sandbox;
 mod spawned;
 
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use fragment_gateway::sim::fragment::{default_payment_wallet, FragmentSim, Fragm
 use fragment_gateway::sim::ton::{TonSim, TonSimConfig};
 use fragment_gateway::ton::address::parse_address;
 use fragment_gateway::ton::{Nanoton, Network, Seed, WalletContract, WalletVersion};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const TON_WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";
 
@@ -211,6 +212,252 @@ fn tail(text: &str, max: usize) -> &str {
         start += 1;
     }
     &text[start..]
+}
+
+/// The mnemonic of a seed from the independent vectors (tests/vectors/ton_vectors.json).
+fn vector_words(name: &str) -> String {
+    let vectors: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/ton_vectors.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    vectors["seeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no vector {name}"))["mnemonic"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// tests/python/tonconnect_wallet.py: a TON Connect wallet on tonutils.
+struct PythonWallet {
+    python: PathBuf,
+    version: &'static str,
+    words: String,
+}
+
+impl PythonWallet {
+    async fn run(&self, args: &[&str]) -> Value {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/tonconnect_wallet.py");
+        let out = tokio::process::Command::new(&self.python)
+            .arg(script)
+            .args(args)
+            .args(["--version", self.version, "--mnemonic", &self.words])
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tonconnect_wallet.py {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// TON Connect's `account`.
+    async fn account(&self) -> Value {
+        self.run(&["account"]).await
+    }
+
+    /// The signed external message for `request`, at the wallet's state on the simulator,
+    /// tampered with as `tamper` says.
+    async fn sign(&self, request: &Value, seqno: Option<u32>, tamper: Option<&str>) -> String {
+        let request = request.to_string();
+        let seqno_text = seqno.unwrap_or(0).to_string();
+        let deployed = if seqno.is_some() { "1" } else { "0" };
+        let mut args = vec![
+            "sign",
+            "--request",
+            &request,
+            "--seqno",
+            &seqno_text,
+            "--deployed",
+            deployed,
+        ];
+        if let Some(t) = tamper {
+            args.extend(["--tamper", t]);
+        }
+        self.run(&args).await["boc"].as_str().unwrap().to_string()
+    }
+}
+
+/// A checkout signed by an independent wallet (tonutils, for v4r2 and v5r1) completes a
+/// purchase against the simulators without the gateway ever seeing a seed; tampered
+/// signatures of it are refused, naming the check, and move nothing; a message the wallet
+/// broadcast itself is followed; a stale seqno is refused.
+#[actix_web::test]
+async fn a_checkout_signed_by_an_independent_wallet_pays_and_tampered_ones_are_refused() {
+    let python = tokio::task::spawn_blocking(move || {
+        virtualenv(
+            "fragmentapi",
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt"),
+        )
+    })
+    .await
+    .unwrap();
+    // Commission debt is collected from the first purchase on, so the transaction carries
+    // its second message.
+    let app = sandbox::spawn(&[("FG_COMMISSION__COLLECTION_THRESHOLD_TON", "0.000000001")]).await;
+    let ton = &app.sandbox().ton;
+    let fee_wallet = app.sandbox().fee_wallet.address().clone();
+    for (version, seed) in [
+        ("v4r2", "ton_food_brand"),
+        ("v5r1", "bip39_24_virus_debate"),
+    ] {
+        let wallet = PythonWallet {
+            python: python.clone(),
+            version,
+            words: vector_words(seed),
+        };
+        let account = wallet.account().await;
+        let address = parse_address(account["address"].as_str().unwrap()).unwrap();
+        ton.fund(&address, Nanoton::from_ton(20));
+        // `fund` lands with the next block.
+        wait_for(|| ton.balance(&address) == Nanoton::from_ton(20)).await;
+
+        let create = |stars: u32| {
+            json!({
+                "product": "stars",
+                "username": "@alice",
+                "amount": stars,
+                "wallet_address": account["address"],
+                "public_key": account["publicKey"],
+                "wallet_state_init": account["walletStateInit"],
+                "network": account["chain"],
+            })
+        };
+        let (status, body) = app.post("/api/v1/checkouts", create(100)).await;
+        assert_eq!(status, 200, "{body}");
+        let checkout = &body["data"];
+        let id = checkout["checkout_id"].as_str().unwrap().to_string();
+        let tx = &checkout["transaction"];
+        assert_eq!(tx["from"], account["address"]);
+        assert_eq!(tx["network"], "-239");
+        let messages = tx["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2, "purchase and commission: {tx}");
+        let price = Nanoton::parse_ton(checkout["order"]["price_ton"].as_str().unwrap()).unwrap();
+        assert_eq!(messages[0]["amount"], price.as_u64().to_string());
+        assert_eq!(
+            parse_address(messages[1]["address"].as_str().unwrap()).unwrap(),
+            fee_wallet
+        );
+        assert_eq!(checkout["order"]["status"], "created");
+
+        // Tampered signatures: refused before anything is sent, the check named.
+        for (tamper, named) in [
+            ("amount", "tampered amount"),
+            ("destination", "tampered destination"),
+            ("payload", "tampered payload"),
+            ("extra", "extra message"),
+            ("key", "wrong signer"),
+        ] {
+            let boc = wallet.sign(tx, None, Some(tamper)).await;
+            let (status, body) = app
+                .post(
+                    &format!("/api/v1/checkouts/{id}/submit"),
+                    json!({"boc": boc}),
+                )
+                .await;
+            sandbox::assert_error(status, &body, 400, "CHECKOUT_REJECTED");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains(named), "{tamper}: {message}");
+        }
+        assert!(ton.seqno(&address).is_none(), "nothing reached the wallet");
+        assert_eq!(ton.balance(&address), Nanoton::from_ton(20));
+
+        // The honest signature pays.
+        let boc = wallet.sign(tx, None, None).await;
+        let submit = json!({"boc": boc});
+        let (status, body) = app
+            .post(&format!("/api/v1/checkouts/{id}/submit"), submit.clone())
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let request_id = body["data"]["request_id"].as_str().unwrap().to_string();
+        let request = app.wait_request(&request_id).await;
+        assert_eq!(request["status"], "completed", "{request}");
+        assert_eq!(
+            request["result"]["cost_ton"],
+            checkout["order"]["price_ton"]
+        );
+        assert_eq!(ton.seqno(&address), Some(1));
+        // Fragment was told and delivered, on the operator's session that issued the invoice.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, order) = app.get(&format!("/api/v1/orders/{id}")).await;
+            if order["data"]["delivery_confirmed"] == true {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never delivered: {order}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Submitting it again is the same payment.
+        let (status, again) = app
+            .post(&format!("/api/v1/checkouts/{id}/submit"), submit)
+            .await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again["data"]["request_id"], request_id.as_str());
+
+        // A second checkout, which the wallet broadcasts itself before handing it over.
+        let (status, body) = app.post("/api/v1/checkouts", create(50)).await;
+        assert_eq!(status, 200, "{body}");
+        let id = body["data"]["checkout_id"].as_str().unwrap().to_string();
+        let tx = body["data"]["transaction"].clone();
+        // A seqno the wallet has passed, or one it has not reached, can never apply.
+        for (seqno, named) in [(0, "seqno used"), (2, "seqno")] {
+            let stale = wallet.sign(&tx, Some(seqno), None).await;
+            let (status, body) = app
+                .post(
+                    &format!("/api/v1/checkouts/{id}/submit"),
+                    json!({"boc": stale}),
+                )
+                .await;
+            sandbox::assert_error(status, &body, 400, "CHECKOUT_REJECTED");
+            assert!(
+                body["error"]["message"].as_str().unwrap().contains(named),
+                "{body}"
+            );
+        }
+        let boc = wallet.sign(&tx, Some(1), None).await;
+        let sent = reqwest::Client::new()
+            .post(format!("{}/api/v2/sendBoc", ton.url()))
+            .json(&json!({"boc": boc}))
+            .send()
+            .await
+            .unwrap();
+        assert!(sent.status().is_success(), "{}", sent.text().await.unwrap());
+        wait_for(|| ton.seqno(&address) == Some(2)).await;
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/checkouts/{id}/submit"),
+                json!({"boc": boc, "already_broadcast": true}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let request = app
+            .wait_request(body["data"]["request_id"].as_str().unwrap())
+            .await;
+        assert_eq!(request["status"], "completed", "{request}");
+    }
+    app.app.stop().await;
+}
+
+/// Polls `done` every 50 ms for up to 20 s.
+async fn wait_for(mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The base64 seed of a valid TON mnemonic other than the sandbox's demo one: a wallet that
