@@ -1728,3 +1728,129 @@ async fn a_keyed_buy_retried_after_a_crash_past_its_broadcast_finds_its_order_an
         "no second order"
     );
 }
+
+/// Signs a checkout's transaction as the client's wallet app would: the messages as issued,
+/// at the wallet's state on the simulator.
+fn sign_checkout(
+    w: &World,
+    p: &fragment_gateway::actors::PayerKey,
+    tx: &fragment_gateway::checkout::TonConnectRequest,
+) -> String {
+    use fragment_gateway::ton::transfer::{sign_transfer, TransferParams};
+    use fragment_gateway::ton::{MessageBody, OutgoingMessage};
+    let messages: Vec<OutgoingMessage> = tx
+        .messages
+        .iter()
+        .map(|m| {
+            OutgoingMessage::new(
+                &m.address,
+                Nanoton::new(m.amount.parse().unwrap()),
+                MessageBody::from_boc_base64(&m.payload).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let seqno = w.ton.seqno(p.wallet.address());
+    let params = TransferParams {
+        seqno: seqno.unwrap_or(0),
+        valid_until: tx.valid_until,
+        include_state_init: seqno.is_none(),
+    };
+    sign_transfer(&p.wallet, &p.key, &params, &messages)
+        .unwrap()
+        .boc
+}
+
+fn checkout_for_alice(
+    p: &fragment_gateway::actors::PayerKey,
+) -> fragment_gateway::actors::checkout::CheckoutRequest {
+    fragment_gateway::actors::checkout::CheckoutRequest {
+        product: Product::Stars { amount: 50 },
+        username: alice(),
+        wallet: p.wallet.address().clone(),
+        hint: fragment_gateway::checkout::WalletHint {
+            public_key: Some(p.wallet.public_key()),
+            state_init: None,
+        },
+        cookies: None,
+        webhook_url: None,
+    }
+}
+
+/// A checkout's signed message is recorded before anything is sent: a process that dies
+/// right after recording it leaves it to the next start, which sends the identical message
+/// and completes the purchase, paid once; a checkout issued before a restart can still be
+/// paid after it.
+#[actix_web::test]
+async fn a_checkout_recorded_when_the_process_dies_is_completed_by_the_next_start() {
+    let price = Prices::default().stars(50);
+    for kill_after in ["CheckoutIssued", "PaymentSubmitted"] {
+        let w = world().await;
+        let p = payer();
+        w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+        until("funded", || async {
+            w.ton.balance(p.wallet.address()) > Nanoton::ZERO
+        })
+        .await;
+        let (core, _) = w.core(Policy::default(), Some((kill_after, 1))).await;
+        let issued = tokio::time::timeout(
+            Duration::from_secs(5),
+            core.create_checkout(None, checkout_for_alice(&p)),
+        )
+        .await;
+        let (id, tx) = match issued {
+            Ok(Ok(c)) => (c.issued.order_id, c.transaction),
+            // Killed after recording the checkout: it is read back after the restart.
+            _ => (
+                Uuid::nil(),
+                fragment_gateway::checkout::TonConnectRequest {
+                    valid_until: 0,
+                    network: String::new(),
+                    from: String::new(),
+                    messages: vec![],
+                },
+            ),
+        };
+        if kill_after == "PaymentSubmitted" {
+            let boc = sign_checkout(&w, &p, &tx);
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                core.submit_checkout(id, &boc, false, None),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(
+                w.ton.seqno(p.wallet.address()),
+                None,
+                "never broadcast by the dead process"
+            );
+        }
+        drop(core);
+
+        let (core, store) = w.core(Policy::default(), None).await;
+        let id = if kill_after == "CheckoutIssued" {
+            // The checkout outlived the process: its order id is the one created.
+            let orders = store.read_all(0, 100).await.unwrap();
+            let created = orders
+                .iter()
+                .find(|e| e.event_type == "CheckoutIssued")
+                .expect("the checkout was recorded");
+            let id = Uuid::parse_str(created.data["order_id"].as_str().unwrap()).unwrap();
+            let checkout = core.checkout(id).await.unwrap();
+            let boc = sign_checkout(&w, &p, &checkout.transaction);
+            core.submit_checkout(id, &boc, false, None).await.unwrap();
+            id
+        } else {
+            id
+        };
+        let order = order_outcome(&core, id).await;
+        assert_eq!(
+            order.status, "success",
+            "killed after {kill_after}: {order:?}"
+        );
+        core.drain().await.unwrap();
+        let paid = w.ton.balance(&w.fragment.payment_address()).as_u64();
+        assert_eq!(paid, price, "killed after {kill_after}: paid exactly once");
+        eventually("delivery", || w.fragment.deliveries().len() == 1).await;
+    }
+}

@@ -96,6 +96,7 @@ async fn the_document_describes_exactly_the_routes_the_server_answers() {
         .collect();
     let expected_tags = [
         "orders",
+        "checkout",
         "queue",
         "premium",
         "wallet",
@@ -522,6 +523,7 @@ async fn real_answers_match_their_documented_schemas() {
         ("post", "/api/v1/orders/{order_id}/pay"),
         ("post", "/api/v1/stars/buy"),
         ("post", "/api/v1/premium/buy"),
+        ("post", "/api/v1/checkouts"),
         ("post", "/admin/wallets/{address}/settle"),
     ] {
         let op = &doc["paths"][path][method];
@@ -545,6 +547,47 @@ async fn real_answers_match_their_documented_schemas() {
     }
     assert_eq!(premium["data"]["status"], "completed", "{premium}");
     check("get", "/api/v1/queue/{request_id}", &(200, premium));
+
+    // A checkout for the demo wallet (deployed by now: its key is read from the chain),
+    // read back, refused when tampered with, then paid with the wallet's own signature.
+    let demo = t.sandbox().demo_wallet.friendly_address(false);
+    let r = t
+        .post(
+            "/api/v1/checkouts",
+            json!({"product": "premium", "username": "@alice", "months": 3, "wallet_address": demo}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("post", "/api/v1/checkouts", &r);
+    let checkout = r.1["data"]["checkout_id"].as_str().unwrap().to_string();
+    let transaction = r.1["data"]["transaction"].clone();
+    let r = t.get(&format!("/api/v1/checkouts/{checkout}")).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("get", "/api/v1/checkouts/{checkout_id}", &r);
+    let tampered = t.sign_checkout(&transaction, |m| {
+        m[0].amount = fragment_gateway::ton::Nanoton::new(m[0].amount.as_u64() + 1)
+    });
+    let r = t
+        .post(
+            &format!("/api/v1/checkouts/{checkout}/submit"),
+            json!({"boc": tampered}),
+        )
+        .await;
+    assert_eq!(r.1["error"]["error_code"], "CHECKOUT_REJECTED", "{}", r.1);
+    check("post", "/api/v1/checkouts/{checkout_id}/submit", &r);
+    let signed = t.sign_checkout(&transaction, |_| {});
+    let r = t
+        .post(
+            &format!("/api/v1/checkouts/{checkout}/submit"),
+            json!({"boc": signed}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("post", "/api/v1/checkouts/{checkout_id}/submit", &r);
+    let done = t
+        .wait_request_answer(r.1["data"]["request_id"].as_str().unwrap())
+        .await;
+    assert_eq!(done["data"]["status"], "completed", "{done}");
 
     // Cancel: an unpaid order, then a paid one; a wallet's orders by cursor.
     let r = t

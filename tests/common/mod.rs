@@ -112,6 +112,7 @@ pub fn config(policy: Policy) -> CoreConfig {
         idle_after: Duration::from_secs(2),
         tick: Duration::from_millis(50),
         sign_ttl_secs: 20,
+        checkout_ttl_secs: 60,
         poll_interval: Duration::from_millis(50),
         delivery_timeout: Duration::from_secs(10),
         owner_wait: Duration::from_secs(10),

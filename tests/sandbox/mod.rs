@@ -121,7 +121,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The demo wallet's seed, as the API takes it.
     pub seed: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// `start` on a fresh temporary directory, removed when the `TestApp` is dropped.
@@ -130,16 +130,24 @@ pub async fn spawn(overrides: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let started = start(dir.path(), overrides).await;
     TestApp {
-        app: started.app,
-        base: started.base,
-        http: reqwest::Client::new(),
-        seed: started.seed,
-        _dir: dir,
+        _dir: Some(dir),
+        ..TestApp::adopt(started)
     }
 }
 
 #[allow(dead_code)]
 impl TestApp {
+    /// A client of a gateway `start`ed on the caller's directory.
+    pub fn adopt(started: Started) -> TestApp {
+        TestApp {
+            app: started.app,
+            base: started.base,
+            http: reqwest::Client::new(),
+            seed: started.seed,
+            _dir: None,
+        }
+    }
+
     /// `method` (lowercase, as OpenAPI writes it) `path`, with a JSON body when given.
     pub async fn send(
         &self,
@@ -220,6 +228,54 @@ impl TestApp {
     /// Polls the queue request until it has ended: the request (`data`).
     pub async fn wait_request(&self, request_id: &str) -> serde_json::Value {
         self.wait_request_answer(request_id).await["data"].clone()
+    }
+}
+
+#[allow(dead_code)]
+impl TestApp {
+    /// The demo wallet's key, as its owner's wallet app holds it (the gateway never sees it
+    /// in a checkout).
+    pub fn demo_key(&self) -> fragment_gateway::ton::KeyPair {
+        fragment_gateway::ton::Seed::from_base64(&self.seed)
+            .unwrap()
+            .derive_key(None)
+            .unwrap()
+    }
+
+    /// Signs a checkout's TON Connect transaction (`transaction` of its answer) as the demo
+    /// wallet's app would, at its state on the simulator; `amend` may change the messages
+    /// first (a tampering client). The signed external message, base64.
+    pub fn sign_checkout(
+        &self,
+        transaction: &serde_json::Value,
+        amend: impl FnOnce(&mut Vec<fragment_gateway::ton::OutgoingMessage>),
+    ) -> String {
+        use fragment_gateway::ton::transfer::{sign_transfer, TransferParams};
+        use fragment_gateway::ton::{MessageBody, Nanoton, OutgoingMessage};
+        let wallet = &self.sandbox().demo_wallet;
+        let mut messages: Vec<OutgoingMessage> = transaction["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                OutgoingMessage::new(
+                    m["address"].as_str().unwrap(),
+                    Nanoton::new(m["amount"].as_str().unwrap().parse().unwrap()),
+                    MessageBody::from_boc_base64(m["payload"].as_str().unwrap()).unwrap(),
+                )
+                .unwrap()
+            })
+            .collect();
+        amend(&mut messages);
+        let seqno = self.sandbox().ton.seqno(wallet.address());
+        let params = TransferParams {
+            seqno: seqno.unwrap_or(0),
+            valid_until: transaction["valid_until"].as_u64().unwrap() as u32,
+            include_state_init: seqno.is_none(),
+        };
+        sign_transfer(wallet, &self.demo_key(), &params, &messages)
+            .unwrap()
+            .boc
     }
 }
 
