@@ -141,6 +141,7 @@ fn order_events(n: u64) -> (Uuid, Vec<Event>, Event) {
             submitted_at: t,
             wallet_last_lt: None,
             confirmation: None,
+            checkout: None,
         }
         .into(),
         OrderFulfilled {

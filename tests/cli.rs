@@ -1,6 +1,7 @@
 //! The binary as a user runs it: the `wallet` and `sim` subcommands, the README's curl
 //! walkthrough against `sandbox`, and the Dockerfile's agreement with the README.
 
+mod pyenv;
 mod spawned;
 
 use std::io::{BufRead, BufReader, Write};
@@ -383,6 +384,10 @@ fn the_readme_walkthrough_works_as_written() {
         tools.is_ok(),
         "the README's walkthrough uses curl and jq: install them (apt-get install curl jq)"
     );
+    let python = pyenv::virtualenv(
+        "fragmentapi",
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt"),
+    );
     let sandbox = spawned::Sandbox::start();
     let steps = readme_steps("## A purchase with curl (sandbox)");
     assert!(steps.len() >= 10, "{steps:#?}");
@@ -410,6 +415,15 @@ fn the_readme_walkthrough_works_as_written() {
                 "SEED" => {
                     assert!(value.starts_with('<'), "{}", context());
                     sandbox.seed.clone()
+                }
+                "PY" => {
+                    // A Python with tonutils, for the wallet app the README runs.
+                    assert_eq!(value, "python3", "{}", context());
+                    python.display().to_string()
+                }
+                "TON" => {
+                    assert_eq!(value, "http://127.0.0.1:8081", "{}", context());
+                    sandbox.faucet.replace("/sim/faucet", "")
                 }
                 "HOOKS" => {
                     // The TON simulator's webhook inbox, on the test sandbox's port.

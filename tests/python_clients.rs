@@ -6,12 +6,12 @@
 //! The first run creates a virtualenv per requirements file under target/ (PyPI must be
 //! reachable then; `FG_PYTHON` overrides the `python3` used to create it).
 
+mod pyenv;
 mod sandbox;
 mod spawned;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use fragment_gateway::sim::fragment::state::{InvoiceStatus, Prices};
@@ -23,49 +23,6 @@ use serde_json::{json, Value};
 
 const TON_WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";
 
-/// A virtualenv with the pinned requirements, made once and reused while they are unchanged.
-fn virtualenv(name: &str, requirements: &Path) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pyenv-{name}"));
-    let python = dir.join("bin/python");
-    let wanted = std::fs::read_to_string(requirements).expect("requirements file");
-    let stamp = dir.join("installed-requirements.txt");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && python.exists() {
-        return python;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let base = std::env::var("FG_PYTHON").unwrap_or_else(|_| "python3".into());
-    let run = |cmd: &mut Command, what: &str| {
-        let out = cmd.output().unwrap_or_else(|e| {
-            panic!("{what}: cannot run: {e} (is Python 3 installed? set FG_PYTHON)")
-        });
-        assert!(
-            out.status.success(),
-            "{what} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(
-        Command::new(&base).args(["-m", "venv"]).arg(&dir),
-        "creating the virtualenv",
-    );
-    run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(requirements),
-        &format!("installing {} from PyPI", requirements.display()),
-    );
-    std::fs::write(&stamp, wanted).expect("stamp");
-    python
-}
-
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -74,7 +31,7 @@ fn loopback() -> SocketAddr {
 async fn fragment_api_py_buys_from_the_fragment_simulator() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = tokio::task::spawn_blocking(move || {
-        virtualenv(
+        pyenv::virtualenv(
             "fragmentapi",
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt"),
         )
@@ -234,7 +191,7 @@ fn vector_words(name: &str) -> String {
         .to_string()
 }
 
-/// tests/python/tonconnect_wallet.py: a TON Connect wallet on tonutils.
+/// examples/tonconnect_wallet.py: a TON Connect wallet on tonutils.
 struct PythonWallet {
     python: PathBuf,
     version: &'static str,
@@ -244,7 +201,7 @@ struct PythonWallet {
 impl PythonWallet {
     async fn run(&self, args: &[&str]) -> Value {
         let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/tonconnect_wallet.py");
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tonconnect_wallet.py");
         let out = tokio::process::Command::new(&self.python)
             .arg(script)
             .args(args)
@@ -295,7 +252,7 @@ impl PythonWallet {
 #[actix_web::test]
 async fn a_checkout_signed_by_an_independent_wallet_pays_and_tampered_ones_are_refused() {
     let python = tokio::task::spawn_blocking(move || {
-        virtualenv(
+        pyenv::virtualenv(
             "fragmentapi",
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt"),
         )
@@ -497,7 +454,7 @@ async fn sdk_works_against_the_sandbox(venv: &'static str, requirements: &'stati
                 .map(str::to_string)
         })
         .expect("fragment-stars-api is pinned");
-    let python = tokio::task::spawn_blocking(move || virtualenv(venv, &requirements))
+    let python = tokio::task::spawn_blocking(move || pyenv::virtualenv(venv, &requirements))
         .await
         .unwrap();
     let sandbox = tokio::task::spawn_blocking(spawned::Sandbox::start)

@@ -4,9 +4,8 @@
 //! payment is on its way to the chain and another waits in the queue. The first payment is a
 //! one-shot buy under an `Idempotency-Key`, retried after the kill.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod spawned;
+
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -14,7 +13,7 @@ use fragment_gateway::store::contract;
 use fragment_gateway::ton::{KeyPair, Network, Seed, WalletContract, WalletVersion};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fragment-gateway");
+use spawned::Proc;
 
 /// The `[store]` lines of a gateway's settings: the data directory, and on PostgreSQL
 /// (`FG_TEST_BACKEND=postgres`) a fresh schema, dropped with the returned guard.
@@ -32,74 +31,6 @@ fn store_settings(data: &std::path::Path) -> (String, Option<contract::SchemaGua
     (lines, Some(contract::SchemaGuard(schema)))
 }
 const WORDS: &str = "art hockey victory skill bubble stool heart gas debris april column knife gadget envelope donkey base nature dynamic artefact leg edge aisle retreat fatigue";
-
-/// A child process whose stdout lines arrive on a channel; killed when dropped.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        Proc::spawn_logging(args, None)
-    }
-
-    /// With `log`, the process logs everything (debug) to that file.
-    fn spawn_logging(args: &[&str], log: Option<&std::path::Path>) -> Proc {
-        let mut command = Command::new(BIN);
-        command.args(args).stdout(Stdio::piped());
-        match log {
-            Some(path) => {
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .unwrap();
-                command.env("RUST_LOG", "debug").stderr(file)
-            }
-            None => command.env("RUST_LOG", "warn").stderr(Stdio::inherit()),
-        };
-        let mut child = command.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { child, lines }
-    }
-
-    /// The rest of the first line starting with `prefix`.
-    fn line(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no line starting {prefix:?}"));
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.trim().to_string();
-            }
-        }
-    }
-
-    /// SIGKILL: no shutdown, no checkpoint, nothing flushed but what was already durable.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Client(reqwest::Client);
 

@@ -1,9 +1,13 @@
-//! A `fragment-gateway sandbox` process, started as a user starts it (the README's run
-//! command, on free ports): for the tests that drive the binary from outside.
+//! `fragment-gateway` processes, started as a user starts them: a sandbox (the README's run
+//! command, on free ports), or any command (`sim`, `serve`): for the tests and benchmarks
+//! that drive the binary from outside.
+#![allow(dead_code)] // each test binary and benchmark uses its part
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// A `fragment-gateway sandbox` process on free ports with a fresh data directory, as a user
 /// starts it. Dropping it kills and reaps the process, so a failing test leaves nothing running.
@@ -40,8 +44,6 @@ impl Sandbox {
         data: &std::path::Path,
         env: &[(&str, &str)],
     ) -> Sandbox {
-        use std::io::BufRead;
-
         let stderr_log = dir.path().join("stderr.log");
         let mut process = Command::new(env!("CARGO_BIN_EXE_fragment-gateway"))
             .arg("sandbox")
@@ -58,7 +60,7 @@ impl Sandbox {
             .expect("the fragment-gateway binary starts");
         // A thread reads stdout to its end, so the process never blocks on a full pipe, and
         // hands over the lines while someone listens.
-        let stdout = std::io::BufReader::new(process.stdout.take().unwrap());
+        let stdout = BufReader::new(process.stdout.take().unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in stdout.lines() {
@@ -75,10 +77,10 @@ impl Sandbox {
             stderr_log,
             _dir: dir,
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut after_warning = false;
         while sandbox.seed.is_empty() {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).unwrap_or_else(|e| {
                 panic!(
                     "the sandbox did not print its URL, demo wallet and seed ({e}):\n{}",
@@ -106,7 +108,6 @@ impl Sandbox {
     }
 
     /// The process id.
-    #[allow(dead_code)] // the benchmarks read its memory
     pub fn pid(&self) -> u32 {
         self.process.id()
     }
@@ -121,5 +122,81 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
+    }
+}
+
+/// A `fragment-gateway` process run with any arguments (`sim`, `serve`), whose stdout lines
+/// arrive on a channel; killed when dropped.
+pub struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str]) -> Proc {
+        Proc::spawn_logging(args, None)
+    }
+
+    /// With `log`, the process logs everything (debug) to that file.
+    pub fn spawn_logging(args: &[&str], log: Option<&std::path::Path>) -> Proc {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fragment-gateway"));
+        command.args(args).stdout(Stdio::piped());
+        match log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                command.env("RUST_LOG", "debug").stderr(file)
+            }
+            None => command.env("RUST_LOG", "warn").stderr(Stdio::inherit()),
+        };
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// The rest of the first line starting with `prefix`.
+    pub fn line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line starting {prefix:?}"));
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim().to_string();
+            }
+        }
+    }
+
+    /// SIGKILL: no shutdown, no checkpoint, nothing flushed but what was already durable.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }

@@ -1,22 +1,25 @@
-"""A TON Connect wallet, as far as a checkout needs one, built on tonutils (an independent
-TON library, not the gateway's code): it tells its `account` and signs a `sendTransaction`
-request the way a wallet app does (send mode 3, the StateInit on a wallet's first transfer).
-It can also sign tampered variants of the request, as a buggy or hostile client would, for
-the gateway to refuse.
+"""A TON Connect wallet app, as far as paying a fragment-gateway checkout needs one, built on
+tonutils (pip install tonutils==2.5.1): it tells its `account` and signs a `sendTransaction`
+request the way wallet apps do (send mode 3, the StateInit on a wallet's first transfer, the
+seqno read from the chain). Its key never leaves it: the gateway gets only the signed message.
 
   account --version v4r2|v5r1 --mnemonic WORDS [--chain -239]
-      prints {"address", "chain", "publicKey", "walletStateInit"} (TON Connect's account)
-  sign --version ... --mnemonic WORDS --request JSON --seqno N --deployed 0|1
-       [--chain -239] [--tamper amount|destination|payload|extra|key]
-      prints {"boc"}: the signed external message, base64, as sendTransaction returns it
+      prints TON Connect's account: {"address", "chain", "publicKey", "walletStateInit"}
+  sign --version ... --mnemonic WORDS --request JSON --ton-api URL [--chain -239]
+      prints {"boc"}: the signed external message, base64, as sendTransaction returns it.
+      --ton-api is a toncenter-compatible API (v2) to read the wallet's seqno from; or give
+      --seqno N and --deployed 0|1 instead.
 
-Only JSON goes to stdout.
+--tamper amount|destination|payload|extra|key signs what a broken or hostile wallet would (a
+changed amount, another destination or payload, an extra message, someone else's key): the
+gateway must refuse each; its tests use this. Only JSON goes to stdout.
 """
 
 import argparse
 import asyncio
 import base64
 import json
+import urllib.request
 
 from ton_core import (Address, Cell, ContractState, NetworkGlobalID, WalletV4Params,
                       WalletV5Params)
@@ -66,8 +69,22 @@ def account(args):
     }
 
 
+def chain_state(api, address):
+    """(seqno, deployed) of the wallet, from toncenter's v2 getWalletInformation."""
+    url = f"{api.rstrip('/')}/api/v2/getWalletInformation?address={address}"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        result = json.load(r)["result"]
+    if result.get("account_state") == "active":
+        return int(result["seqno"]), True
+    return 0, False
+
+
 async def sign(args):
     request = json.loads(args.request)
+    if args.ton_api:
+        probe, _ = wallet(args.version, args.mnemonic, args.chain)
+        args.seqno, deployed = chain_state(args.ton_api, probe.address.to_str(is_user_friendly=False))
+        args.deployed = int(deployed)
     w, _ = wallet(args.version, args.mnemonic, args.chain, deployed=args.deployed == 1)
     # A wallet refuses a request for another account or network.
     assert Address(request["from"]) == w.address, "the request is for another wallet"
@@ -114,6 +131,7 @@ def main():
     p.add_argument("--mnemonic", required=True)
     p.add_argument("--chain", default="-239")
     p.add_argument("--request")
+    p.add_argument("--ton-api")
     p.add_argument("--seqno", type=int, default=0)
     p.add_argument("--deployed", type=int, default=0)
     p.add_argument("--tamper", choices=["amount", "destination", "payload", "extra", "key"])
