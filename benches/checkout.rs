@@ -16,7 +16,6 @@
 //! Run: `cargo bench --bench checkout` (`FG_BENCH_CHECKOUTS`, `FG_BENCH_SEEDS` change the
 //! counts). Under `cargo test` it runs one purchase of each kind, as a smoke test.
 
-#[allow(dead_code)]
 #[path = "../tests/spawned/mod.rs"]
 mod spawned;
 
@@ -180,7 +179,13 @@ fn main() {
     let report = rt.block_on(run(checkouts, wallets, seeds, idle));
     eprintln!(
         "\nidle: {:.3} ms of CPU per second\n{:<10} {:>9} {:>8} {:>9} {:>12} {:>16}",
-        report.idle_cpu_ms_per_second, "kind", "purchases", "wall s", "cpu ms", "ms/purchase", "less idle"
+        report.idle_cpu_ms_per_second,
+        "kind",
+        "purchases",
+        "wall s",
+        "cpu ms",
+        "ms/purchase",
+        "less idle"
     );
     for p in &report.phases {
         eprintln!(
@@ -194,7 +199,8 @@ fn main() {
         );
     }
     if bench {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-checkout.json");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-checkout.json");
         std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
         eprintln!("written to {}", path.display());
     }
@@ -230,13 +236,15 @@ async fn run(checkouts: u64, wallets: u64, seeds: u64, idle: Duration) -> Report
         .unwrap()
         .derive_key(None)
         .unwrap();
-    let seed_wallet = WalletContract::new(WalletVersion::V4R2, Network::Mainnet, seed_key.public_key());
+    let seed_wallet =
+        WalletContract::new(WalletVersion::V4R2, Network::Mainnet, seed_key.public_key());
     let keys: Vec<(WalletContract, KeyPair)> = (0..wallets)
         .map(|i| {
             let mut secret = [0u8; 32];
             secret[..8].copy_from_slice(&(i + 1000).to_le_bytes());
             let key = KeyPair::from_secret_seed(&zeroize::Zeroizing::new(secret));
-            let wallet = WalletContract::new(WalletVersion::V5R1, Network::Mainnet, key.public_key());
+            let wallet =
+                WalletContract::new(WalletVersion::V5R1, Network::Mainnet, key.public_key());
             (wallet, key)
         })
         .collect();

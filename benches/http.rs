@@ -14,7 +14,6 @@
 //! server at `FG_TEST_POSTGRES_URL` answers). Under `cargo test` it only checks that each
 //! endpoint answers, without `wrk`.
 
-#[allow(dead_code)]
 #[path = "../tests/spawned/mod.rs"]
 mod spawned;
 

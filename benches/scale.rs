@@ -15,7 +15,6 @@
 //! stderr and `target/bench-scale.json`.
 //! Under `cargo test` it runs on 2 000 orders, as a smoke test.
 
-#[allow(dead_code)]
 #[path = "../tests/spawned/mod.rs"]
 mod spawned;
 

@@ -200,8 +200,7 @@ struct PythonWallet {
 
 impl PythonWallet {
     async fn run(&self, args: &[&str]) -> Value {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tonconnect_wallet.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tonconnect_wallet.py");
         let out = tokio::process::Command::new(&self.python)
             .arg(script)
             .args(args)

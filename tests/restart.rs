@@ -282,7 +282,7 @@ async fn serve_names_what_is_missing_and_no_kyc_needs_owner_cookies() {
     let config = dir.path().join("gateway.toml");
     let run = |text: &str| {
         std::fs::write(&config, text).unwrap();
-        let out = Command::new(BIN)
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fragment-gateway"))
             .args(["serve", "--config", config.to_str().unwrap()])
             .output()
             .unwrap();

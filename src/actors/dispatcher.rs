@@ -473,7 +473,8 @@ pub struct Enqueue {
 pub enum Payment {
     /// The gateway, with the client's key, when the payment's turn comes.
     Key {
-        payer: PayerKey,
+        /// Boxed: a key pair and its wallet are far larger than the other variant.
+        payer: Box<PayerKey>,
         client_session: Option<FragmentSession>,
     },
     /// The client's wallet did already (a checkout): the command records the submission.
@@ -544,7 +545,7 @@ impl Handler<Enqueue> for Dispatcher {
                     order,
                     request_id,
                     deadline: request.queue_deadline,
-                    payer,
+                    payer: *payer,
                     client_session,
                 }))),
                 // A signed message recorded after the stop began may be on chain already:

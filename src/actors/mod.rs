@@ -698,7 +698,7 @@ impl Core {
             request_id,
             command: cmd,
             payment: dispatcher::Payment::Key {
-                payer,
+                payer: Box::new(payer),
                 client_session,
             },
             reply,

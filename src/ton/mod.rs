@@ -8,6 +8,7 @@ pub mod boc;
 pub mod client;
 pub mod encoding;
 pub mod external;
+pub mod jetton;
 pub mod keys;
 pub mod seed;
 pub mod transfer;

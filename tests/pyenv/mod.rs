@@ -9,7 +9,9 @@ use std::process::Command;
 pub fn virtualenv(name: &str, requirements: &Path) -> PathBuf {
     // Tests of one binary run side by side: one of them makes a virtualenv, the others wait.
     static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _making = MAKING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _making = MAKING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pyenv-{name}"));
     let python = dir.join("bin/python");
     let wanted = std::fs::read_to_string(requirements).expect("requirements file");
