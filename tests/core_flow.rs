@@ -1854,3 +1854,44 @@ async fn a_checkout_recorded_when_the_process_dies_is_completed_by_the_next_star
         eventually("delivery", || w.fragment.deliveries().len() == 1).await;
     }
 }
+
+/// A checkout whose message's time ran out before it was submitted, and that the wallet did
+/// not apply, is CHECKOUT_EXPIRED and nothing is recorded or sent; one submitted in time but
+/// signed for a seqno the wallet has passed is CHECKOUT_REJECTED (seqno used), no funds moved.
+#[actix_web::test]
+async fn a_checkout_submitted_after_its_time_is_expired_and_records_nothing() {
+    let w = world().await;
+    let p = payer();
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    until("funded", || async {
+        w.ton.balance(p.wallet.address()) > Nanoton::ZERO
+    })
+    .await;
+    let config = CoreConfig {
+        checkout_ttl_secs: 2,
+        ..config(Policy::default())
+    };
+    let (core, store) = w.core_with(config, None).await;
+    let issued = core
+        .create_checkout(None, checkout_for_alice(&p))
+        .await
+        .unwrap();
+    let id = issued.issued.order_id;
+    let boc = sign_checkout(&w, &p, &issued.transaction);
+    let head = store.head().await.unwrap();
+    // Past its valid_until on the chain's clock too.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let refused = core
+        .submit_checkout(id, &boc, false, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, CoreError::CheckoutExpired(_)),
+        "{refused:?}"
+    );
+    assert_eq!(refused.api_code(), ("CHECKOUT_EXPIRED", 400));
+    assert!(refused.to_string().contains("no funds moved"), "{refused}");
+    assert_eq!(store.head().await.unwrap(), head, "nothing recorded");
+    assert_eq!(w.ton.seqno(p.wallet.address()), None, "nothing sent");
+    assert_eq!(core.order(id).await.unwrap().status, "created");
+}

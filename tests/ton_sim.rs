@@ -1157,3 +1157,264 @@ async fn a_wallets_history_accounts_for_every_nanoton_and_traces_payments_to_the
     assert_eq!(sim.origin(&funding), None);
     assert_eq!(sim.origin(&history[1].hash), None);
 }
+
+/// A jetton `transfer` from `p`'s wallet to its own USDT jetton wallet: `units` to
+/// `to` (its owner), `ton` attached for the gas, `forward` TON to the recipient with a
+/// comment, the excess back to `p`.
+fn usdt_transfer(
+    p: &Payer,
+    state: &WalletState,
+    to: &TonAddress,
+    units: u64,
+    ton: Nanoton,
+    forward: Nanoton,
+) -> SignedTransfer {
+    use fragment_gateway::ton::jetton::{ForwardPayload, JettonAmount, JettonTransfer};
+    let master = fragment_gateway::sim::ton::usdt_master();
+    let body = JettonTransfer {
+        query_id: 7,
+        amount: JettonAmount(units),
+        destination: to.clone(),
+        response_destination: Some(p.wallet.address().clone()),
+        custom_payload: None,
+        forward_ton_amount: forward,
+        forward_payload: ForwardPayload::Ref(MessageBody::comment("Ref#usdt").to_cell().unwrap()),
+    }
+    .to_cell()
+    .unwrap();
+    let jetton_wallet =
+        fragment_gateway::sim::ton::jetton::wallet_address(&master, p.wallet.address());
+    let msg = OutgoingMessage::new(
+        &fragment_gateway::ton::address::friendly(&jetton_wallet, true, false),
+        ton,
+        MessageBody::Cell(body.to_arc()),
+    )
+    .unwrap();
+    let params = TransferParams {
+        seqno: state.seqno,
+        valid_until: now() + 60,
+        include_state_init: !state.deployed,
+    };
+    sign_transfer(&p.wallet, &p.key, &params, &[msg]).unwrap()
+}
+
+/// v2 runGetMethod over HTTP, with one address argument when given: the result.
+async fn get_method(
+    sim: &TonSim,
+    address: &TonAddress,
+    method: &str,
+    arg: Option<&TonAddress>,
+) -> serde_json::Value {
+    let stack = match arg {
+        Some(a) => {
+            let mut b = CellBuilder::new();
+            b.store_raw_address(a).unwrap();
+            vec![serde_json::json!([
+                "tvm.Slice",
+                boc::to_base64(&b.build().unwrap()).unwrap()
+            ])]
+        }
+        None => vec![],
+    };
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/v2/runGetMethod", sim.url()))
+        .json(&serde_json::json!({
+            "address": fragment_gateway::ton::address::raw(address),
+            "method": method,
+            "stack": stack,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["result"].clone()
+}
+
+fn stack_address(entry: &serde_json::Value) -> TonAddress {
+    let cell =
+        fragment_gateway::ton::transfer::decode_boc(entry[1]["bytes"].as_str().unwrap()).unwrap();
+    cell.parser().load_address().unwrap()
+}
+
+/// USDT as TEP-74's reference contracts move it: the master names each owner's jetton
+/// wallet; a transfer moves exactly its amount, tells the recipient with the forward amount
+/// and payload, and returns the excess; a short balance, a stranger's transfer and too little
+/// TON are thrown and bounce, moving no jetton and returning the TON less the gas.
+#[tokio::test]
+async fn usdt_moves_as_tep_74_says_and_a_short_balance_bounces() {
+    use fragment_gateway::ton::jetton::{JettonAmount, TransferNotification};
+    let (sim, client) = fast_sim().await;
+    let fees = sim.config().fees;
+    let master = fragment_gateway::sim::ton::usdt_master();
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    let me = p.wallet.address().clone();
+    let shop = recipient();
+    sim.fund(&me, Nanoton::from_ton(5));
+    sim.mint_usdt(&me, JettonAmount(10_000_000));
+    assert_eq!(sim.usdt_balance(&me), JettonAmount(10_000_000));
+
+    // The master's get-methods, over HTTP as toncenter serves them.
+    let r = get_method(&sim, &master, "get_wallet_address", Some(&me)).await;
+    assert_eq!(r["exit_code"], 0, "{r}");
+    let my_jettons = stack_address(&r["stack"][0]);
+    assert_eq!(
+        my_jettons,
+        fragment_gateway::sim::ton::jetton::wallet_address(&master, &me)
+    );
+    let r = get_method(&sim, &my_jettons, "get_wallet_data", None).await;
+    assert_eq!(r["stack"][0][1], "0x989680", "10 USDT: {r}");
+    assert_eq!(stack_address(&r["stack"][1]), me);
+    assert_eq!(stack_address(&r["stack"][2]), master);
+    let r = get_method(&sim, &master, "get_wallet_address", None).await;
+    assert_eq!(r["exit_code"], 7, "no argument: {r}");
+
+    // 1.75 USDT to the shop, 1 nanoton forwarded with the comment.
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+    let ton_before = sim.balance(&me);
+    let t = usdt_transfer(
+        &p,
+        &state,
+        &shop,
+        1_750_000,
+        Nanoton::new(50_000_000),
+        Nanoton::new(1),
+    );
+    client.send_transfer(&t).await.unwrap();
+    let outcome = client
+        .wait_for_transfer(&t, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, TransferOutcome::Confirmed(_)),
+        "{outcome:?}"
+    );
+    // The jetton wallets' transactions follow the wallet's within its block.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sim.usdt_balance(&me), JettonAmount(8_250_000));
+    assert_eq!(sim.usdt_balance(&shop), JettonAmount(1_750_000));
+    let notified = sim
+        .history(&shop)
+        .into_iter()
+        .filter(|tx| {
+            tx.in_msg.source.as_ref()
+                == Some(&fragment_gateway::sim::ton::jetton::wallet_address(
+                    &master, &shop,
+                ))
+        })
+        .count();
+    assert_eq!(notified, 1, "the shop was told once");
+    let shop_tx = sim.with_ledger(|l| {
+        l.account_transactions(&shop, None, 0, 10)
+            .into_iter()
+            .find(|tx| tx.in_msg.value == 1)
+            .map(|tx| tx.in_msg.body.clone())
+            .expect("the notification")
+    });
+    let note = TransferNotification::parse(&shop_tx).unwrap();
+    assert_eq!(note.amount, JettonAmount(1_750_000));
+    assert_eq!(note.sender, Some(me.clone()));
+    assert_eq!(
+        fragment_gateway::ton::transfer::read_comment(&note.forward_payload.cell()).as_deref(),
+        Some("Ref#usdt")
+    );
+    // The wallet paid its own fees, both jetton wallets' gas, the forwarded nanoton and the
+    // forwarding of every message; the excess came back.
+    let spent = ton_before.as_u64() - sim.balance(&me).as_u64();
+    let expected = fees.compute + fees.forward // the wallet's transaction
+        + 2 * fees.jetton + 1 + 3 * fees.forward; // transfer, internal, notification, excess
+                                                  // (Its first transfer: it deployed the wallet too.)
+    assert_eq!(spent, expected + fees.deploy, "{spent} vs {expected}");
+
+    // More than it holds: thrown (706), bounced; the USDT stays, the TON returns less gas.
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+    let ton_before = sim.balance(&me);
+    let t = usdt_transfer(
+        &p,
+        &state,
+        &shop,
+        9_000_000,
+        Nanoton::new(50_000_000),
+        Nanoton::new(1),
+    );
+    client.send_transfer(&t).await.unwrap();
+    client
+        .wait_for_transfer(&t, Duration::from_millis(50))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sim.usdt_balance(&me), JettonAmount(8_250_000));
+    assert_eq!(sim.usdt_balance(&shop), JettonAmount(1_750_000));
+    let jetton_tx = sim.history(&my_jettons).into_iter().last().unwrap();
+    assert!(jetton_tx.aborted, "{jetton_tx:?}");
+    assert!(
+        jetton_tx.out_msgs[0].bounced,
+        "the TON came back: {jetton_tx:?}"
+    );
+    let spent = ton_before.as_u64() - sim.balance(&me).as_u64();
+    assert_eq!(
+        spent,
+        fees.compute + fees.forward + fees.jetton + fees.forward
+    );
+
+    // Too little TON for the gas: 709, bounced. A stranger's transfer: 705.
+    let state = client.wallet_state(&p.wallet).await.unwrap();
+    let t = usdt_transfer(
+        &p,
+        &state,
+        &shop,
+        1,
+        Nanoton::new(fees.jetton + 1),
+        Nanoton::new(1),
+    );
+    client.send_transfer(&t).await.unwrap();
+    client
+        .wait_for_transfer(&t, Duration::from_millis(50))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let jetton_tx = sim.with_ledger(|l| l.account_transactions(&my_jettons, None, 0, 1)[0].clone());
+    assert_eq!(jetton_tx.compute.exit_code, 709);
+    let stranger = payer(BIP39_WORDS, WalletVersion::V5R1);
+    sim.fund(stranger.wallet.address(), Nanoton::from_ton(1));
+    let state = client.wallet_state(&stranger.wallet).await.unwrap();
+    // Signed by the stranger, to `p`'s jetton wallet.
+    let mut forged = usdt_transfer(
+        &p,
+        &state,
+        &shop,
+        1,
+        Nanoton::new(50_000_000),
+        Nanoton::ZERO,
+    );
+    let msg = {
+        let ext =
+            fragment_gateway::ton::external::ExternalMessage::from_base64(&forged.boc).unwrap();
+        let req =
+            fragment_gateway::ton::external::WalletRequest::read(WalletVersion::V4R2, &ext.body)
+                .unwrap();
+        fragment_gateway::ton::external::InternalMessage::read(&req.actions[0].message).unwrap()
+    };
+    let out = OutgoingMessage::new(
+        &fragment_gateway::ton::address::friendly(&msg.destination, true, false),
+        msg.amount,
+        MessageBody::Cell(msg.body),
+    )
+    .unwrap();
+    let params = TransferParams {
+        seqno: state.seqno,
+        valid_until: now() + 60,
+        include_state_init: !state.deployed,
+    };
+    forged = sign_transfer(&stranger.wallet, &stranger.key, &params, &[out]).unwrap();
+    client.send_transfer(&forged).await.unwrap();
+    client
+        .wait_for_transfer(&forged, Duration::from_millis(50))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let jetton_tx = sim.with_ledger(|l| l.account_transactions(&my_jettons, None, 0, 1)[0].clone());
+    assert_eq!(jetton_tx.compute.exit_code, 705);
+    assert_eq!(sim.usdt_balance(&me), JettonAmount(8_250_000));
+}

@@ -189,7 +189,8 @@ impl Core {
         let valid_until = checked
             .sign_until(unix_now, self.sh.config.checkout_ttl_secs)
             .min(expiry_bound);
-        if valid_until < unix_now.saturating_add(MIN_SIGNING_WINDOW) {
+        // (The configured time is checked at start, and Fragment's link by its check.)
+        if expiry_bound < unix_now.saturating_add(MIN_SIGNING_WINDOW) {
             return Err(CoreError::Internal(
                 "orders.expiry_seconds leaves a checkout no time to be signed".into(),
             ));

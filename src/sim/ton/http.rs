@@ -44,6 +44,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/sim")
                 .route("/faucet", web::post().to(faucet))
+                .route("/usdt", web::post().to(usdt_faucet))
                 .route("/status", web::get().to(status))
                 .route("/block", web::post().to(block))
                 .route("/webhooks", web::post().to(webhook_in))
@@ -203,7 +204,17 @@ async fn v2(
                 let m = q
                     .get("method")
                     .ok_or_else(|| (422, "failed to parse request: missing method".to_string()))?;
-                Ok(json::run_get_method(&state.ledger(), &a, m))
+                // POST bodies carry the stack as JSON (`v2_params` keeps it as its text).
+                let args: Vec<Value> = match q.get("stack") {
+                    Some(text) => serde_json::from_str(text).map_err(|_| {
+                        (
+                            422,
+                            "failed to parse request: stack is not a JSON array".to_string(),
+                        )
+                    })?,
+                    None => vec![],
+                };
+                Ok(json::run_get_method(&state.ledger(), &a, m, &args))
             }
             ("getTransactions", _) => get_transactions(&state, &q),
             ("sendBoc", true) => {
@@ -512,6 +523,35 @@ async fn faucet(state: web::Data<SimState>, body: web::Json<FaucetBody>) -> Http
         "transaction_hash": json::b64(&tx),
         "address": json::raw_upper(&addr),
         "balance": balance.to_string(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct UsdtFaucetBody {
+    address: String,
+    /// USDT units (10⁻⁶), a number or a string of digits.
+    units: Nanoton,
+}
+
+/// `POST /sim/usdt {"address", "units"}`: mints USDT to the owner's jetton wallet at once.
+async fn usdt_faucet(state: web::Data<SimState>, body: web::Json<UsdtFaucetBody>) -> HttpResponse {
+    let owner = match parse_address(&body.address) {
+        Ok(a) => a,
+        Err(e) => return v2_err(422, format!("address: {e}")),
+    };
+    if body.units == Nanoton::ZERO {
+        return v2_err(422, "units must be positive (USDT units of 10^-6)");
+    }
+    let master = super::usdt_master();
+    let units = crate::ton::jetton::JettonAmount(body.units.as_u64());
+    let tx = state
+        .ledger()
+        .mint_jetton(&master, &owner, units, Moment::now());
+    let balance = state.ledger().jetton_balance(&master, &owner);
+    v2_ok(json!({
+        "transaction_hash": json::b64(&tx),
+        "jetton_wallet": json::raw_upper(&super::jetton::wallet_address(&master, &owner)),
+        "balance_units": balance.units().to_string(),
     }))
 }
 

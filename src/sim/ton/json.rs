@@ -8,6 +8,7 @@ use tonlib_core::cell::Cell;
 use tonlib_core::{TonAddress, TonHash};
 
 use super::contract::WalletData;
+use super::jetton::{self as sim_jetton, JettonState};
 use super::ledger::{AccountStatus, Ledger, MessageKind, SimMessage, SimTransaction};
 use crate::ton::transfer::read_comment;
 use crate::ton::{address, boc, Network, WalletVersion};
@@ -57,11 +58,32 @@ fn wallet(ledger: &Ledger, addr: &TonAddress) -> Option<WalletData> {
     ledger.account(addr).and_then(|a| a.wallet.clone())
 }
 
+fn jetton(ledger: &Ledger, addr: &TonAddress) -> Option<JettonState> {
+    ledger.account(addr).and_then(|a| a.jetton.clone())
+}
+
 /// v2 `getAddressInformation` result.
 pub fn address_information(ledger: &Ledger, addr: &TonAddress, now: u32) -> Value {
-    let (code, data, state) = match wallet(ledger, addr) {
-        Some(w) => (boc_b64(w.version.code()), boc_b64(&w.to_cell()), "active"),
-        None => (String::new(), String::new(), "uninitialized"),
+    let (code, data, state) = match (wallet(ledger, addr), jetton(ledger, addr)) {
+        (Some(w), _) => (boc_b64(w.version.code()), boc_b64(&w.to_cell()), "active"),
+        (
+            None,
+            Some(JettonState::Wallet {
+                owner,
+                master,
+                balance,
+            }),
+        ) => (
+            boc_b64(sim_jetton::wallet_code()),
+            sim_jetton::wallet_data(balance, &owner, &master)
+                .map(|c| boc_b64(&c))
+                .unwrap_or_default(),
+            "active",
+        ),
+        (None, Some(JettonState::Master { .. })) => {
+            (boc_b64(&master_code()), boc_b64(&Cell::default()), "active")
+        }
+        (None, None) => (String::new(), String::new(), "uninitialized"),
     };
     json!({
         "@type": "raw.fullAccountState",
@@ -109,19 +131,100 @@ pub fn wallet_information(ledger: &Ledger, addr: &TonAddress) -> Value {
             "@type": "ext.accounts.walletInformation",
             "wallet": false,
             "balance": balance,
-            "account_state": "uninitialized",
+            "account_state": match ledger.status(addr) {
+                AccountStatus::Active => "active",
+                _ => "uninitialized",
+            },
             "last_transaction_id": last_tx(ledger, addr),
         }),
     }
 }
 
+/// The jetton master's code: a cell naming the simulator's contract.
+fn master_code() -> Cell {
+    let mut b = tonlib_core::cell::CellBuilder::new();
+    b.store_slice(b"fragment-gateway sim jetton master (TEP-74)")
+        .expect("fits in a cell");
+    b.build().expect("fits in a cell")
+}
+
+/// A cell or slice on a get-method's stack, as toncenter writes it.
+fn stack_cell(cell: &Cell) -> Value {
+    json!(["cell", {"bytes": boc_b64(cell), "object": {}}])
+}
+
+fn address_cell(addr: &TonAddress) -> Cell {
+    let mut b = tonlib_core::cell::CellBuilder::new();
+    b.store_raw_address(addr).expect("fits in a cell");
+    b.build().expect("fits in a cell")
+}
+
+/// The address in a `tvm.Slice` (or `tvm.Cell`) argument of a get-method: its BOC.
+fn address_argument(stack: &[Value]) -> Option<TonAddress> {
+    let entry = stack.first()?.as_array()?;
+    let kind = entry.first()?.as_str()?;
+    if !matches!(kind, "tvm.Slice" | "tvm.Cell" | "slice" | "cell") {
+        return None;
+    }
+    let boc = entry.get(1)?;
+    let boc = boc
+        .as_str()
+        .or_else(|| boc.get("bytes").and_then(Value::as_str))?;
+    let cell = crate::ton::transfer::decode_boc(boc).ok()?;
+    cell.parser().load_address().ok()
+}
+
 /// v2 `runGetMethod` result for the wallet get-methods (`seqno`, `get_public_key`,
-/// `get_subwallet_id`). Undeployed accounts answer exit code -13 as tonlib does; unknown
-/// methods exit code 11 as the TVM does.
-pub fn run_get_method(ledger: &Ledger, addr: &TonAddress, method: &str) -> Value {
-    let (exit_code, stack) = match wallet(ledger, addr) {
-        None => (-13, vec![]),
-        Some(w) => match method {
+/// `get_subwallet_id`) and the jetton ones (`get_wallet_address` and `get_jetton_data` of a
+/// master, `get_wallet_data` of a jetton wallet). Undeployed accounts answer exit code -13 as
+/// tonlib does; unknown methods exit code 11 as the TVM does; a missing or unreadable
+/// argument 7 (a type check error).
+pub fn run_get_method(ledger: &Ledger, addr: &TonAddress, method: &str, args: &[Value]) -> Value {
+    let num = |n: u64| json!(["num", format!("0x{n:x}")]);
+    let (exit_code, stack) = match (wallet(ledger, addr), jetton(ledger, addr)) {
+        (None, Some(JettonState::Master { total_supply, .. })) => match method {
+            "get_wallet_address" => match address_argument(args) {
+                Some(owner) => (
+                    0,
+                    vec![stack_cell(&address_cell(&sim_jetton::wallet_address(
+                        addr, &owner,
+                    )))],
+                ),
+                None => (7, vec![]),
+            },
+            "get_jetton_data" => (
+                0,
+                vec![
+                    num(total_supply),
+                    json!(["num", "-0x1"]),
+                    stack_cell(&address_cell(addr)),
+                    stack_cell(&Cell::default()),
+                    stack_cell(sim_jetton::wallet_code()),
+                ],
+            ),
+            _ => (11, vec![]),
+        },
+        (
+            None,
+            Some(JettonState::Wallet {
+                owner,
+                master,
+                balance,
+            }),
+        ) => match method {
+            "get_wallet_data" => (
+                0,
+                vec![
+                    num(balance.units()),
+                    stack_cell(&address_cell(&owner)),
+                    stack_cell(&address_cell(&master)),
+                    stack_cell(sim_jetton::wallet_code()),
+                ],
+            ),
+            _ => (11, vec![]),
+        },
+        (None, None) => (-13, vec![]),
+        (Some(w), _) => match method {
             "seqno" => (0, vec![json!(["num", format!("0x{:x}", w.seqno)])]),
             "get_public_key" => (
                 0,

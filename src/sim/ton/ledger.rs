@@ -35,8 +35,13 @@ use tonlib_core::tlb_types::tlb::TLB;
 use tonlib_core::{TonAddress, TonHash};
 
 use super::contract::{run_external, SendAction, Verdict, WalletData};
+use super::jetton::{self as sim_jetton, JettonState};
 use crate::ton::external::std_address;
 pub use crate::ton::external::ExternalMessage;
+use crate::ton::jetton::{
+    excesses, ForwardPayload, InternalTransfer, JettonAmount, JettonTransfer, TransferNotification,
+    OP_INTERNAL_TRANSFER, OP_TRANSFER,
+};
 use crate::ton::{Network, WalletContract, WalletVersion};
 
 /// Fees in nanoton. Defaults approximate a basechain wallet transfer on mainnet in 2026.
@@ -49,6 +54,8 @@ pub struct FeeSchedule {
     pub forward: u64,
     /// Extra for a message that deploys the wallet.
     pub deploy: u64,
+    /// Gas of one jetton wallet transaction (a transfer out, or one in).
+    pub jetton: u64,
 }
 
 impl Default for FeeSchedule {
@@ -57,6 +64,7 @@ impl Default for FeeSchedule {
             compute: 1_200_000,
             forward: 400_000,
             deploy: 600_000,
+            jetton: 10_000_000,
         }
     }
 }
@@ -80,6 +88,8 @@ impl Moment {
 
 /// The most actions one transaction may emit (action phase result code 33 past it).
 const MAX_ACTIONS: usize = 255;
+use super::jetton::exit as exit_code;
+
 mod result_code {
     pub const TOO_MANY_ACTIONS: i32 = 33;
     pub const INVALID_ACTION: i32 = 34;
@@ -109,6 +119,8 @@ pub struct Account {
     pub balance: u64,
     /// None while undeployed.
     pub wallet: Option<WalletData>,
+    /// A jetton master or jetton wallet deployed here.
+    pub jetton: Option<JettonState>,
     pub last_tx: Option<(u64, TonHash)>,
     /// Indices into the ledger's transactions, oldest first.
     pub txs: Vec<usize>,
@@ -116,7 +128,7 @@ pub struct Account {
 
 impl Account {
     pub fn status(&self) -> AccountStatus {
-        if self.wallet.is_some() {
+        if self.wallet.is_some() || self.jetton.is_some() {
             AccountStatus::Active
         } else {
             AccountStatus::Uninit
@@ -484,6 +496,78 @@ impl Ledger {
         account.balance = balance;
     }
 
+    /// Puts a jetton master at `address` as a genesis account (no transaction).
+    pub fn install_jetton_master(&mut self, address: &TonAddress, decimals: u32, symbol: &str) {
+        let account = self.accounts.entry(address.clone()).or_default();
+        account.jetton = Some(JettonState::Master {
+            total_supply: 0,
+            decimals,
+            symbol: symbol.to_string(),
+        });
+    }
+
+    /// The jetton balance of `owner`'s wallet of `master` (zero while it has none).
+    pub fn jetton_balance(&self, master: &TonAddress, owner: &TonAddress) -> JettonAmount {
+        match self
+            .accounts
+            .get(&sim_jetton::wallet_address(master, owner))
+            .and_then(|a| a.jetton.as_ref())
+        {
+            Some(JettonState::Wallet { balance, .. }) => *balance,
+            _ => JettonAmount::ZERO,
+        }
+    }
+
+    /// Mints `amount` of `master`'s jetton to `owner` at once (its own block): the master
+    /// sends an `internal_transfer` to the owner's jetton wallet, deploying it when new, as a
+    /// minter does. Returns the jetton wallet's transaction. Panics when no master is there.
+    pub fn mint_jetton(
+        &mut self,
+        master: &TonAddress,
+        owner: &TonAddress,
+        amount: JettonAmount,
+        now: Moment,
+    ) -> TonHash {
+        match self
+            .accounts
+            .get_mut(master)
+            .and_then(|a| a.jetton.as_mut())
+        {
+            Some(JettonState::Master { total_supply, .. }) => {
+                *total_supply = total_supply.saturating_add(amount.units());
+            }
+            _ => panic!("no jetton master at {master}"),
+        }
+        self.mc_seqno += 1;
+        let body = InternalTransfer {
+            query_id: 0,
+            amount,
+            from: None,
+            response_destination: None,
+            forward_ton_amount: crate::ton::Nanoton::ZERO,
+            forward_payload: ForwardPayload::None,
+        }
+        .to_cell()
+        .expect("an internal transfer fits");
+        let init = sim_jetton::wallet_state_init(master, owner)
+            .to_cell()
+            .expect("fits")
+            .to_arc();
+        let out = Outgoing {
+            destination: sim_jetton::wallet_address(master, owner),
+            value: self.fees.jetton + self.fees.forward,
+            bounce: false,
+            body: EitherRef {
+                value: body.to_arc(),
+                layout: EitherRefLayout::ToRef,
+            },
+            init: Some(init),
+        };
+        let lt = self.take_lt(1);
+        let msg = self.build_internal(master, out, lt, now.unix, self.fees.forward, false);
+        self.deliver(msg, now)
+    }
+
     /// Sends `amount` from the faucet to `address` at once (its own block). Returns the
     /// recipient's transaction.
     pub fn fund(&mut self, address: &TonAddress, amount: u64, now: Moment) -> TonHash {
@@ -819,6 +903,9 @@ impl Ledger {
     /// undeployed recipient when its bounce flag asks for it. Returns the recipient's
     /// transaction hash.
     fn deliver(&mut self, msg: SimMessage, moment: Moment) -> TonHash {
+        if let Some((owner, master)) = self.jetton_wallet_at(&msg) {
+            return self.deliver_to_jetton_wallet(msg, owner, master, moment);
+        }
         let now = moment.unix;
         let MessageKind::Internal {
             source,
@@ -878,6 +965,261 @@ impl Ledger {
                 gas_fees: 0,
             },
             action: None,
+        };
+        let hash = self.record(tx);
+        for m in out_msgs {
+            self.deliver(m, moment);
+        }
+        hash
+    }
+
+    /// The jetton wallet (owner, master) a message goes to: deployed there already, or
+    /// deployed by the message's own StateInit when that is a jetton wallet's for exactly
+    /// this address.
+    fn jetton_wallet_at(&self, msg: &SimMessage) -> Option<(TonAddress, TonAddress)> {
+        if let Some(JettonState::Wallet { owner, master, .. }) = self
+            .accounts
+            .get(&msg.destination)
+            .and_then(|a| a.jetton.as_ref())
+        {
+            return Some((owner.clone(), master.clone()));
+        }
+        if self.status(&msg.destination) == AccountStatus::Active {
+            return None;
+        }
+        let init = msg.init.as_ref()?;
+        let state_init =
+            tonlib_core::tlb_types::block::state_init::StateInit::from_cell(init).ok()?;
+        let (owner, master) = sim_jetton::parse_wallet_state_init(&state_init)?;
+        (sim_jetton::wallet_address(&master, &owner) == msg.destination).then_some((owner, master))
+    }
+
+    /// An internal message to a jetton wallet, run as TEP-74's reference wallet runs it (see
+    /// `sim::ton::jetton`). Returns the jetton wallet's transaction hash.
+    fn deliver_to_jetton_wallet(
+        &mut self,
+        msg: SimMessage,
+        owner: TonAddress,
+        master: TonAddress,
+        moment: Moment,
+    ) -> TonHash {
+        let now = moment.unix;
+        let MessageKind::Internal {
+            source,
+            bounce,
+            bounced,
+            ..
+        } = msg.kind.clone()
+        else {
+            unreachable!("only internal messages are delivered");
+        };
+        let address = msg.destination.clone();
+        let orig_status = self.status(&address);
+        let balance = match self.accounts.get(&address).and_then(|a| a.jetton.as_ref()) {
+            Some(JettonState::Wallet { balance, .. }) => *balance,
+            _ => JettonAmount::ZERO,
+        };
+        let (gas, fwd) = (self.fees.jetton, self.fees.forward);
+        // What the wallet's code decides: the new balance and the messages to send, or the
+        // exit code it throws.
+        let decided: Result<(JettonAmount, Vec<Outgoing>), i32> = (|| {
+            let body = msg.body.as_ref();
+            let available = msg
+                .value
+                .checked_sub(gas)
+                .ok_or(exit_code::NOT_ENOUGH_TON)?;
+            if bounced {
+                // A transfer that bounced off the recipient's wallet: the jettons come back.
+                let back = sim_jetton::bounced_internal_transfer_amount(body).unwrap_or_default();
+                let balance = balance.checked_add(back).ok_or(exit_code::BALANCE_ERROR)?;
+                return Ok((balance, vec![]));
+            }
+            let op = body
+                .parser()
+                .load_u32(32)
+                .map_err(|_| exit_code::WRONG_OP)?;
+            match op {
+                OP_TRANSFER => {
+                    if source != owner {
+                        return Err(exit_code::NOT_OWNER);
+                    }
+                    let t = JettonTransfer::parse(body).map_err(|_| exit_code::CELL_UNDERFLOW)?;
+                    let left = balance.units().checked_sub(t.amount.units());
+                    let Some(left) = left else {
+                        return Err(exit_code::BALANCE_ERROR);
+                    };
+                    // The forward amount, the recipient wallet's gas and both messages'
+                    // forwarding.
+                    let forward = t.forward_ton_amount.as_u64();
+                    let needed = forward
+                        .checked_add(gas)
+                        .and_then(|n| n.checked_add(2 * fwd))
+                        .ok_or(exit_code::NOT_ENOUGH_TON)?;
+                    if available < needed {
+                        return Err(exit_code::NOT_ENOUGH_TON);
+                    }
+                    let internal = InternalTransfer {
+                        query_id: t.query_id,
+                        amount: t.amount,
+                        from: Some(owner.clone()),
+                        response_destination: t.response_destination.clone(),
+                        forward_ton_amount: t.forward_ton_amount,
+                        forward_payload: t.forward_payload.clone(),
+                    }
+                    .to_cell()
+                    .map_err(|_| exit_code::CELL_UNDERFLOW)?;
+                    let init = sim_jetton::wallet_state_init(&master, &t.destination)
+                        .to_cell()
+                        .map_err(|_| exit_code::CELL_UNDERFLOW)?;
+                    let out = Outgoing {
+                        destination: sim_jetton::wallet_address(&master, &t.destination),
+                        value: available - fwd,
+                        bounce: true,
+                        body: EitherRef {
+                            value: internal.to_arc(),
+                            layout: EitherRefLayout::ToRef,
+                        },
+                        init: Some(init.to_arc()),
+                    };
+                    Ok((JettonAmount(left), vec![out]))
+                }
+                OP_INTERNAL_TRANSFER => {
+                    let t = InternalTransfer::parse(body).map_err(|_| exit_code::CELL_UNDERFLOW)?;
+                    let from_wallet = t
+                        .from
+                        .as_ref()
+                        .map(|from| sim_jetton::wallet_address(&master, from));
+                    if source != master && from_wallet.as_ref() != Some(&source) {
+                        return Err(exit_code::NOT_VALID_WALLET);
+                    }
+                    let balance = balance
+                        .checked_add(t.amount)
+                        .ok_or(exit_code::BALANCE_ERROR)?;
+                    let mut left = available;
+                    let mut outs = vec![];
+                    let forward = t.forward_ton_amount.as_u64();
+                    if forward > 0 {
+                        left = left
+                            .checked_sub(forward + fwd)
+                            .ok_or(exit_code::NOT_ENOUGH_TON)?;
+                        let notification = TransferNotification {
+                            query_id: t.query_id,
+                            amount: t.amount,
+                            sender: t.from.clone(),
+                            forward_payload: t.forward_payload.clone(),
+                        }
+                        .to_cell()
+                        .map_err(|_| exit_code::CELL_UNDERFLOW)?;
+                        outs.push(Outgoing {
+                            destination: owner.clone(),
+                            value: forward,
+                            bounce: false,
+                            body: EitherRef {
+                                value: notification.to_arc(),
+                                layout: EitherRefLayout::ToRef,
+                            },
+                            init: None,
+                        });
+                    }
+                    if let Some(response) = &t.response_destination {
+                        if left > fwd {
+                            let body =
+                                excesses(t.query_id).map_err(|_| exit_code::CELL_UNDERFLOW)?;
+                            outs.push(Outgoing {
+                                destination: response.clone(),
+                                value: left - fwd,
+                                bounce: false,
+                                body: EitherRef {
+                                    value: body.to_arc(),
+                                    layout: EitherRefLayout::ToRef,
+                                },
+                                init: None,
+                            });
+                        }
+                    }
+                    Ok((balance, outs))
+                }
+                _ => Err(exit_code::WRONG_OP),
+            }
+        })();
+
+        let lt = self.take_lt(3);
+        let (new_balance, outgoing, exit, gas_paid) = match decided {
+            Ok((b, outs)) => (b, outs, 0, gas.min(msg.value)),
+            Err(code) => {
+                // Thrown: nothing changes but the gas; the rest goes back when it may.
+                let gas_paid = gas.min(msg.value);
+                let mut outs = vec![];
+                let returned = msg.value.saturating_sub(gas_paid + fwd);
+                if bounce && !bounced && returned > 0 {
+                    outs.push(Outgoing {
+                        destination: source.clone(),
+                        value: returned,
+                        bounce: false,
+                        body: EitherRef {
+                            value: bounce_body(&msg.body),
+                            layout: EitherRefLayout::ToRef,
+                        },
+                        init: None,
+                    });
+                }
+                (balance, outs, code, gas_paid)
+            }
+        };
+        let thrown = exit != 0;
+        let out_msgs: Vec<SimMessage> = outgoing
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| self.build_internal(&address, o, lt + 1 + i as u64, now, fwd, thrown))
+            .collect();
+        let sent: u64 = out_msgs.iter().map(|m| m.value).sum();
+        let fwd_total = fwd * out_msgs.len() as u64;
+        let account = self.accounts.entry(address.clone()).or_default();
+        let deploys = account.jetton.is_none();
+        if !thrown || deploys {
+            account.jetton = Some(JettonState::Wallet {
+                owner,
+                master,
+                balance: if thrown {
+                    JettonAmount::ZERO
+                } else {
+                    new_balance
+                },
+            });
+        }
+        account.balance = account
+            .balance
+            .saturating_add(msg.value)
+            .saturating_sub(gas_paid + sent + fwd_total);
+        let end_status = account.status();
+        let tx = SimTransaction {
+            hash: TonHash::from([0u8; 32]),
+            lt,
+            now,
+            applied_at: moment.at,
+            mc_seqno: self.mc_seqno,
+            account: address,
+            prev: None,
+            orig_status,
+            end_status,
+            in_msg: msg,
+            out_msgs: out_msgs.clone(),
+            total_fees: gas_paid + fwd_total,
+            aborted: thrown,
+            compute: ComputePhase {
+                skipped: None,
+                success: !thrown,
+                exit_code: exit,
+                gas_fees: gas_paid,
+            },
+            action: Some(ActionPhase {
+                success: true,
+                result_code: 0,
+                tot_actions: out_msgs.len(),
+                skipped_actions: 0,
+                msgs_created: out_msgs.len(),
+                total_fwd_fees: fwd_total,
+            }),
         };
         let hash = self.record(tx);
         for m in out_msgs {

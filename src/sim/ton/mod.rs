@@ -14,6 +14,7 @@
 
 pub mod contract;
 pub mod http;
+pub mod jetton;
 pub mod json;
 pub mod ledger;
 
@@ -30,6 +31,7 @@ use tonlib_core::{TonAddress, TonHash};
 use self::ledger::{FeeSchedule, Ledger, Moment, SimTransaction, TxSummary};
 use super::faults::{take_one, FaultConfig, Faults, HangConfig};
 use super::server::Running;
+use crate::ton::jetton::JettonAmount;
 use crate::ton::{Nanoton, Network, WalletContract};
 
 /// Settings of the TON simulator.
@@ -296,6 +298,11 @@ impl SimState {
     }
 }
 
+/// The USDT master's address (the one mainnet's USDT has).
+pub fn usdt_master() -> TonAddress {
+    crate::ton::address::parse_address(jetton::USDT_MASTER).expect("a valid address")
+}
+
 pub(crate) fn unix_now() -> u32 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -317,8 +324,11 @@ impl TonSim {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         let limiter = Limiter::new(config.keyless_rps, config.keyed_rps, config.burst);
+        let mut ledger = Ledger::new(config.network, config.fees);
+        // USDT's master, where mainnet has it: the simulator's USDT.
+        ledger.install_jetton_master(&usdt_master(), jetton::USDT_DECIMALS, "USD₮");
         let state = Arc::new(SimState {
-            ledger: Mutex::new(Ledger::new(config.network, config.fees)),
+            ledger: Mutex::new(ledger),
             faults: Faults::new(config.faults.clone(), config.seed)
                 .with_hangs(config.hangs.clone()),
             drop_next: AtomicU32::new(0),
@@ -388,6 +398,19 @@ impl TonSim {
         self.state
             .ledger()
             .burst(address, count, amount_each.as_u64(), Moment::now())
+    }
+
+    /// Mints USDT (in units of 10⁻⁶) to `owner`'s USDT jetton wallet at once; returns the
+    /// jetton wallet's transaction hash.
+    pub fn mint_usdt(&self, owner: &TonAddress, amount: JettonAmount) -> TonHash {
+        self.state
+            .ledger()
+            .mint_jetton(&usdt_master(), owner, amount, Moment::now())
+    }
+
+    /// `owner`'s USDT balance (zero without a jetton wallet).
+    pub fn usdt_balance(&self, owner: &TonAddress) -> JettonAmount {
+        self.state.ledger().jetton_balance(&usdt_master(), owner)
     }
 
     /// Puts a deployed wallet with a balance into the state directly.
