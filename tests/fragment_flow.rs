@@ -1363,3 +1363,107 @@ async fn a_hanging_site_drops_the_request_or_answers_it_late() {
     assert!(v["req_id"].is_string(), "{v}");
     assert_eq!(w.fragment.faults().hung(), 2);
 }
+
+/// A USDT invoice (`payment_method=usdt_ton`) as the simulated site issues it: priced in
+/// USDT at its TON rate, paid by a jetton transfer to the payer's own USDT wallet carrying the
+/// reference as its forward payload. The exact transfer is delivered; one unit short is kept
+/// and ignored, like any payment that is not the invoice's.
+#[tokio::test]
+async fn a_usdt_invoice_is_paid_by_the_jetton_transfer_it_names_and_nothing_else() {
+    use fragment_gateway::ton::jetton::{JettonAmount, JettonTransfer};
+    use fragment_gateway::ton::transfer::decode_boc;
+    let w = world().await;
+    let p = payer(TON_WORDS, WalletVersion::V4R2);
+    w.ton.fund(p.wallet.address(), Nanoton::from_ton(5));
+    w.ton
+        .mint_usdt(p.wallet.address(), JettonAmount(100_000_000));
+    let session = w.client.session(w.owner_cookies(), SessionRole::Owner);
+    let order = async |stars_count: u64| {
+        let mut flow = session.begin().await;
+        let r = flow
+            .search_recipient(&user("@alice"), stars(stars_count))
+            .await
+            .unwrap();
+        let invoice = flow
+            .init_usdt_purchase(&r, stars(stars_count))
+            .await
+            .unwrap();
+        let link = flow
+            .payment_link_for(&invoice.req_id, invoice.purchase, &p.wallet, false)
+            .await
+            .unwrap();
+        (invoice, link)
+    };
+
+    // 50 Stars at 0.25 TON and $3 a TON: 0.75 USDT.
+    let (invoice, link) = order(50).await;
+    assert_eq!(invoice.amount, JettonAmount(750_000));
+    assert_eq!(link.messages.len(), 1);
+    let m = &link.messages[0];
+    let master = fragment_gateway::sim::ton::usdt_master();
+    let my_jettons = w
+        .chain
+        .jetton_wallet_address(&master, p.wallet.address())
+        .await
+        .unwrap();
+    assert_eq!(
+        fragment_gateway::ton::address::parse_address(&m.address).unwrap(),
+        my_jettons,
+        "to the payer's own USDT wallet"
+    );
+    let body = decode_boc(m.payload.as_deref().unwrap()).unwrap();
+    let transfer = JettonTransfer::parse(&body).unwrap();
+    assert_eq!(transfer.amount, invoice.amount);
+    assert_eq!(&transfer.destination, &w.fragment.payment_address());
+    assert_eq!(
+        transfer.response_destination.as_ref(),
+        Some(p.wallet.address())
+    );
+    assert!(
+        m.amount <= Nanoton::new(300_000_000),
+        "at most 0.3 TON attached: {}",
+        m.amount
+    );
+
+    // One unit short, with the invoice's own reference: not this invoice's payment.
+    let short = JettonTransfer {
+        amount: JettonAmount(invoice.amount.units() - 1),
+        ..transfer.clone()
+    };
+    let msg = OutgoingMessage::new(
+        &m.address,
+        m.amount,
+        MessageBody::Cell(short.to_cell().unwrap().to_arc()),
+    )
+    .unwrap();
+    w.send(&p, msg, now() + 60).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    w.fragment.process_now().await.unwrap();
+    assert_eq!(
+        w.fragment.invoice_status(&invoice.req_id),
+        Some(InvoiceStatus::Linked)
+    );
+
+    // The transfer the link names pays it.
+    let msg = OutgoingMessage::new(
+        &m.address,
+        m.amount,
+        MessageBody::from_boc_base64(m.payload.as_deref().unwrap()).unwrap(),
+    )
+    .unwrap();
+    w.send(&p, msg, now() + 60).await;
+    let stand_in = Invoice {
+        purchase: invoice.purchase,
+        req_id: invoice.req_id.clone(),
+        amount: Nanoton::ZERO,
+    };
+    w.wait_status(&stand_in, InvoiceStatus::Done).await;
+    assert_eq!(
+        w.ton.usdt_balance(&w.fragment.payment_address()),
+        JettonAmount(750_000 + 749_999)
+    );
+    assert_eq!(
+        w.ton.usdt_balance(p.wallet.address()),
+        JettonAmount(100_000_000 - 1_499_999)
+    );
+}

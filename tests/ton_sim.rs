@@ -1269,6 +1269,22 @@ async fn usdt_moves_as_tep_74_says_and_a_short_balance_bounces() {
     assert_eq!(stack_address(&r["stack"][2]), master);
     let r = get_method(&sim, &master, "get_wallet_address", None).await;
     assert_eq!(r["exit_code"], 7, "no argument: {r}");
+    // The same through the client.
+    assert_eq!(
+        client.jetton_wallet_address(&master, &me).await.unwrap(),
+        my_jettons
+    );
+    let data = client
+        .jetton_wallet_data(&my_jettons)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (data.balance, &data.owner, &data.master),
+        (JettonAmount(10_000_000), &me, &master)
+    );
+    let nobody = client.jetton_wallet_address(&master, &shop).await.unwrap();
+    assert_eq!(client.jetton_wallet_data(&nobody).await.unwrap(), None);
 
     // 1.75 USDT to the shop, 1 nanoton forwarded with the comment.
     let state = client.wallet_state(&p.wallet).await.unwrap();
@@ -1313,6 +1329,14 @@ async fn usdt_moves_as_tep_74_says_and_a_short_balance_bounces() {
             .expect("the notification")
     });
     let note = TransferNotification::parse(&shop_tx).unwrap();
+    // The indexer gives the body too, as toncenter v3 does.
+    let indexed = client.indexed_transactions(&shop, 10, 0).await.unwrap();
+    let body = indexed
+        .iter()
+        .find_map(|tx| tx.in_msg.as_ref().filter(|m| m.value == Nanoton::new(1)))
+        .and_then(|m| m.body.clone())
+        .expect("the notification's body");
+    assert_eq!(TransferNotification::parse(&body).unwrap(), note);
     assert_eq!(note.amount, JettonAmount(1_750_000));
     assert_eq!(note.sender, Some(me.clone()));
     assert_eq!(

@@ -31,6 +31,7 @@ use super::link::PaymentLink;
 use super::proof;
 use crate::domain::{PremiumMonths, StarsAmount, Username};
 use crate::ton::address::parse_address;
+use crate::ton::jetton::JettonAmount;
 use crate::ton::{KeyPair, Nanoton, Network, WalletContract, WalletVersion};
 
 /// Where fragment.com takes TON payments (pinned by fragment_api_lib; FRAGMENT_PROTOCOL.md §3).
@@ -161,6 +162,18 @@ pub struct Invoice {
     /// What Fragment quoted, in nanoton.
     pub amount: Nanoton,
 }
+
+/// A purchase request Fragment created to be paid in USDT on TON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsdtInvoice {
+    pub purchase: Purchase,
+    pub req_id: String,
+    /// What Fragment quoted, in USDT units (10⁻⁶).
+    pub amount: JettonAmount,
+}
+
+/// USDT's decimals: amounts are in units of 10⁻⁶ USDT.
+pub const USDT_DECIMALS: u32 = 6;
 
 /// What became of a paid purchase.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -841,6 +854,45 @@ impl Flow {
         })
     }
 
+    /// Creates a purchase request paid in USDT on TON (`payment_method=usdt_ton`);
+    /// Fragment quotes its price in USDT.
+    pub async fn init_usdt_purchase(
+        &mut self,
+        recipient: &Recipient,
+        purchase: Purchase,
+    ) -> Result<UsdtInvoice, FragmentError> {
+        let product = purchase.product();
+        let mut fields = vec![("recipient", recipient.token.clone())];
+        match purchase {
+            Purchase::Stars(n) => fields.push(("quantity", n.get().to_string())),
+            Purchase::Premium(m) => fields.push(("months", m.get().to_string())),
+        }
+        fields.push(("payment_method", "usdt_ton".into()));
+        let v = self.call(product, product.init_method(), &fields).await?;
+        let v = self.check(v, Some(&recipient.username))?;
+        let req_id = v
+            .get("req_id")
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| FragmentError::BadResponse("init answer without req_id".into()))?;
+        let amount = v
+            .get("amount")
+            .and_then(|a| match a {
+                Value::String(s) => Some(s.replace(',', "")),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .and_then(|a| JettonAmount::parse_decimal(&a, USDT_DECIMALS))
+            .ok_or_else(|| {
+                FragmentError::BadResponse("init answer without a USDT amount".into())
+            })?;
+        Ok(UsdtInvoice {
+            purchase,
+            req_id: req_id.to_string(),
+            amount,
+        })
+    }
+
     /// Asks for the TON Connect transaction that pays `invoice` from `payer`.
     pub async fn payment_link(
         &mut self,
@@ -848,9 +900,22 @@ impl Flow {
         payer: &WalletContract,
         show_sender: bool,
     ) -> Result<PaymentLink, FragmentError> {
-        let product = invoice.purchase.product();
+        self.payment_link_for(&invoice.req_id, invoice.purchase, payer, show_sender)
+            .await
+    }
+
+    /// Asks for the TON Connect transaction that pays the request `req_id` (of either
+    /// currency) from `payer`.
+    pub async fn payment_link_for(
+        &mut self,
+        req_id: &str,
+        purchase: Purchase,
+        payer: &WalletContract,
+        show_sender: bool,
+    ) -> Result<PaymentLink, FragmentError> {
+        let product = purchase.product();
         let fields = [
-            ("id", invoice.req_id.clone()),
+            ("id", req_id.to_string()),
             (
                 "show_sender",
                 if show_sender { "1" } else { "0" }.to_string(),

@@ -17,7 +17,7 @@ pub mod proof;
 
 pub use client::{
     Flow, FragmentClient, FragmentConfig, FragmentSession, Fulfilment, Invoice, Product, Purchase,
-    Recipient, StateReply,
+    Recipient, StateReply, UsdtInvoice,
 };
 pub use cookies::{CookieError, FragmentCookies};
 pub use error::{FragmentError, SessionRole};

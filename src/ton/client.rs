@@ -205,6 +205,28 @@ impl AccountState {
     }
 }
 
+/// A jetton wallet's state (`get_wallet_data`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JettonWalletData {
+    pub balance: super::jetton::JettonAmount,
+    pub owner: TonAddress,
+    pub master: TonAddress,
+}
+
+/// The address in a get-method's stack entry (`["cell", {"bytes": <BOC>}]`, or a slice).
+fn stack_address(entry: Option<&Value>) -> Result<TonAddress, TonApiError> {
+    let boc = entry
+        .and_then(|e| e.get(1))
+        .and_then(|c| c.get("bytes").or(Some(c)))
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("a get-method answered no cell where an address was expected"))?;
+    decode_boc(boc)
+        .map_err(bad)?
+        .parser()
+        .load_address()
+        .map_err(bad)
+}
+
 /// What a payer needs to know about its wallet before signing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalletState {
@@ -260,6 +282,9 @@ pub struct ChainMessage {
     pub body_hash: Option<TonHash>,
     pub bounce: Option<bool>,
     pub bounced: Option<bool>,
+    /// The body itself, where the API gives it (v3's `message_content.body`): what a jetton
+    /// notification says is read from it.
+    pub body: Option<ArcCell>,
 }
 
 /// A transaction as the indexer reports it. The phase details exist only in v3 answers.
@@ -540,6 +565,81 @@ impl TonCenterClient {
             }),
             Some(_) => Err(not_this()),
         }
+    }
+
+    /// v2 `runGetMethod` with one address argument (or none): the result's stack, once the
+    /// method ran (exit code 0 or 1); `None` for an account with no code (exit code -13).
+    async fn get_method(
+        &self,
+        address: &TonAddress,
+        method: &str,
+        arg: Option<&TonAddress>,
+    ) -> Result<Option<Vec<Value>>, TonApiError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            exit_code: i32,
+            #[serde(default)]
+            stack: Vec<Value>,
+        }
+        let stack = match arg {
+            Some(a) => {
+                let mut b = tonlib_core::cell::CellBuilder::new();
+                b.store_raw_address(a).map_err(bad)?;
+                let cell = b.build().map_err(bad)?;
+                vec![serde_json::json!([
+                    "tvm.Slice",
+                    super::boc::to_base64(&cell).map_err(bad)?
+                ])]
+            }
+            None => vec![],
+        };
+        let body = serde_json::json!({
+            "address": address::raw(address),
+            "method": method,
+            "stack": stack,
+        });
+        let raw: Raw = self.v2("runGetMethod", Method::Post(body)).await?;
+        match raw.exit_code {
+            0 | 1 => Ok(Some(raw.stack)),
+            -13 => Ok(None),
+            code => Err(bad(format!("{method} exited with code {code}"))),
+        }
+    }
+
+    /// The jetton wallet of `owner` for the jetton `master` (`get_wallet_address`).
+    pub async fn jetton_wallet_address(
+        &self,
+        master: &TonAddress,
+        owner: &TonAddress,
+    ) -> Result<TonAddress, TonApiError> {
+        let stack = self
+            .get_method(master, "get_wallet_address", Some(owner))
+            .await?
+            .ok_or_else(|| bad(format!("no jetton master at {}", address::raw(master))))?;
+        stack_address(stack.first())
+    }
+
+    /// What a jetton wallet holds (`get_wallet_data`): its balance, owner and master; a
+    /// wallet not deployed yet holds nothing (`None`).
+    pub async fn jetton_wallet_data(
+        &self,
+        wallet: &TonAddress,
+    ) -> Result<Option<JettonWalletData>, TonApiError> {
+        let Some(stack) = self.get_method(wallet, "get_wallet_data", None).await? else {
+            return Ok(None);
+        };
+        let balance = stack
+            .first()
+            .and_then(|e| e.get(1))
+            .and_then(Value::as_str)
+            .and_then(|n| n.strip_prefix("0x"))
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .ok_or_else(|| bad("get_wallet_data: no balance"))?;
+        Ok(Some(JettonWalletData {
+            balance: super::jetton::JettonAmount(balance),
+            owner: stack_address(stack.get(1))?,
+            master: stack_address(stack.get(2))?,
+        }))
     }
 
     /// `sendBocReturnHash`. See the module notes on `Unconfirmed`.
@@ -1130,6 +1230,7 @@ impl V2Message {
             body_hash: self.body_hash.as_deref().map(parse_hash).transpose()?,
             bounce: None,
             bounced: None,
+            body: None,
         })
     }
 }
@@ -1187,24 +1288,28 @@ struct V3Message {
 #[derive(Deserialize)]
 struct V3Content {
     hash: Option<String>,
+    body: Option<String>,
 }
 
 impl V3Message {
     fn into_chain(self) -> Result<ChainMessage, TonApiError> {
+        let (body_hash, body) = match self.message_content {
+            Some(c) => (c.hash, c.body),
+            None => (None, None),
+        };
         Ok(ChainMessage {
             hash: parse_hash(&self.hash)?,
             hash_norm: self.hash_norm.as_deref().map(parse_hash).transpose()?,
             source: opt_address(self.source.as_deref())?,
             destination: opt_address(self.destination.as_deref())?,
             value: self.value.unwrap_or(Nanoton::ZERO),
-            body_hash: self
-                .message_content
-                .and_then(|c| c.hash)
-                .as_deref()
-                .map(parse_hash)
-                .transpose()?,
+            body_hash: body_hash.as_deref().map(parse_hash).transpose()?,
             bounce: self.bounce,
             bounced: self.bounced,
+            // An unreadable body is only unknown: the hash still identifies it.
+            body: body
+                .filter(|b| !b.is_empty())
+                .and_then(|b| decode_boc(&b).ok()),
         })
     }
 }

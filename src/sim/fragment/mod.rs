@@ -29,13 +29,14 @@ use zeroize::Zeroizing;
 use self::concurrency::ConcurrencyWatch;
 use self::state::{
     default_accounts, default_users, Delivery, FixtureAccount, FixtureUser, FragmentState,
-    IncomingPayment, InvoiceStatus, LinkAnswer, PresetSession, Prices, Rules,
+    IncomingPayment, IncomingUsdt, InvoiceStatus, LinkAnswer, PresetSession, Prices, Rules,
 };
 use super::faults::{FaultConfig, Faults, HangConfig};
 use super::server::Running;
 use crate::fragment::FragmentCookies;
 use crate::ton::address::{self, parse_address};
 use crate::ton::client::{ChainTransaction, TonApiConfig, TonApiError, TonCenterClient};
+use crate::ton::jetton::TransferNotification;
 use crate::ton::{KeyPair, Network, WalletContract, WalletVersion};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -161,6 +162,33 @@ impl FragmentSimShared {
             }
             let Some(msg) = &tx.in_msg else { continue };
             if msg.bounced == Some(true) {
+                continue;
+            }
+            // USDT: a notification from the payment address's own USDT jetton wallet (anyone
+            // can send a message that looks like one; only that wallet's is money).
+            let notification = msg
+                .body
+                .as_ref()
+                .and_then(|b| TransferNotification::parse(b).ok());
+            if let Some(n) = notification {
+                let ours = crate::sim::ton::jetton::wallet_address(
+                    &crate::sim::ton::usdt_master(),
+                    &address,
+                );
+                if msg.source.as_ref() != Some(&ours) {
+                    continue;
+                }
+                let Some(sender) = n.sender else { continue };
+                let paid = IncomingUsdt {
+                    tx_hash: tx.hash.clone(),
+                    sender,
+                    amount: n.amount,
+                    payload_hash: n.forward_payload.cell().cell_hash(),
+                    utime: tx.utime,
+                };
+                if let Some(req_id) = state.on_usdt_payment(&paid, now) {
+                    tracing::info!(req_id, "simulated Fragment: USDT invoice paid");
+                }
                 continue;
             }
             let (Some(source), Some(body_hash)) = (&msg.source, &msg.body_hash) else {

@@ -27,6 +27,7 @@ use crate::fragment::cookies;
 use crate::fragment::proof;
 use crate::sim::ton::ledger::ExternalMessage;
 use crate::ton::address::{self, parse_address};
+use crate::ton::jetton::{ForwardPayload, JettonAmount, JettonTransfer};
 use crate::ton::transfer::decode_boc;
 use crate::ton::{Nanoton, Network, PublicKey, WalletVersion};
 
@@ -252,6 +253,9 @@ struct Invoice {
     username: String,
     quantity: u32,
     amount: u64,
+    /// A USDT invoice (`payment_method=usdt_ton`): its amount in USDT units, paid by a jetton
+    /// transfer whose forward payload is `payload`. `None`: a TON invoice of `amount`.
+    usdt: Option<JettonAmount>,
     payload: ArcCell,
     payload_b64: String,
     payer: Option<TonAddress>,
@@ -272,6 +276,32 @@ pub struct Delivery {
     pub quantity: u32,
     pub amount_nanoton: String,
     pub tx_hash: String,
+}
+
+/// A USDT payment the watcher saw arrive at the payment address: a `transfer_notification`
+/// from the payment address's own USDT jetton wallet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncomingUsdt {
+    pub tx_hash: TonHash,
+    /// Who sent the jettons (the notification's sender).
+    pub sender: TonAddress,
+    pub amount: JettonAmount,
+    /// Hash of the forward payload cell.
+    pub payload_hash: TonHash,
+    pub utime: u64,
+}
+
+/// TON a USDT invoice's message carries to pay for the jetton transfer (fragment_api_lib
+/// allows at most 0.3).
+pub const USDT_GAS_NANOTON: u64 = 50_000_000;
+/// TON forwarded to Fragment with the USDT, for the notification it recognises a payment by.
+pub const USDT_FORWARD_NANOTON: u64 = 1;
+
+/// USDT units (10⁻⁶) for a TON price at `ton_usd`, rounded half up.
+pub fn usdt_units(nanoton: u64, ton_usd: Decimal) -> JettonAmount {
+    let units = (Decimal::from(nanoton) * ton_usd / Decimal::from(1000u64))
+        .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    JettonAmount(units.try_into().unwrap_or(u64::MAX))
 }
 
 /// A payment the watcher saw arrive at the payment address.
@@ -746,9 +776,11 @@ impl FragmentState {
         if recipient_product != product {
             return err("Recipient not found. Please search again.");
         }
-        if !matches!(f("payment_method"), "" | "ton") {
-            return err("This payment method is not available.");
-        }
+        let usdt = match f("payment_method") {
+            "" | "ton" => false,
+            "usdt_ton" => true,
+            _ => return err("This payment method is not available."),
+        };
         let (quantity, amount) = match product {
             Product::Stars => match parse_quantity(f("quantity")) {
                 Ok(q) => (q, self.prices.stars(q)),
@@ -790,6 +822,7 @@ impl FragmentState {
                 username,
                 quantity,
                 amount,
+                usdt: usdt.then(|| usdt_units(amount, self.prices.ton_usd)),
                 payload: cell,
                 payload_b64,
                 payer: None,
@@ -805,11 +838,15 @@ impl FragmentState {
             .expect("checked")
             .latest
             .insert(product, req_id.clone());
+        let amount = match self.invoices[&req_id].usdt {
+            Some(units) => units.to_decimal_string(crate::sim::ton::jetton::USDT_DECIMALS),
+            None => Nanoton::new(amount).to_ton_string(),
+        };
         json!({
             "req_id": req_id,
             "myself": false,
             "to_bot": false,
-            "amount": Nanoton::new(amount).to_ton_string(),
+            "amount": amount,
         })
     }
 
@@ -878,6 +915,12 @@ impl FragmentState {
             }
         }
         let valid_until = now + self.rules.invoice_ttl_secs;
+        // Drawn for USDT invoices only, so a TON flow's random ids stay what they were.
+        let query_id = if self.invoices[&id].usdt.is_some() {
+            self.rng.gen::<u64>()
+        } else {
+            0
+        };
         let invoice = self.invoices.get_mut(&id).expect("found above");
         invoice.payer = Some(account.address.clone());
         invoice.valid_until = Some(valid_until);
@@ -886,16 +929,45 @@ impl FragmentState {
             LinkAnswer::OmitConfirmId => json!({}),
             LinkAnswer::Honest | LinkAnswer::LatestRequest => json!({"id": id}),
         };
+        let testnet = self.network.is_testnet();
+        let message = match invoice.usdt {
+            None => json!({
+                "address": address::friendly(&self.payment_address, false, testnet),
+                "amount": invoice.amount.to_string(),
+                "payload": invoice.payload_b64,
+            }),
+            // A jetton transfer to the payer's own USDT wallet: the USDT to Fragment, the
+            // gas left back to the payer, the reference in the forward payload.
+            Some(units) => {
+                let master = crate::sim::ton::usdt_master();
+                let transfer = JettonTransfer {
+                    query_id,
+                    amount: units,
+                    destination: self.payment_address.clone(),
+                    response_destination: Some(account.address.clone()),
+                    custom_payload: None,
+                    forward_ton_amount: Nanoton::new(USDT_FORWARD_NANOTON),
+                    forward_payload: ForwardPayload::Ref(invoice.payload.clone()),
+                }
+                .to_cell()
+                .expect("a jetton transfer fits");
+                json!({
+                    "address": address::friendly(
+                        &crate::sim::ton::jetton::wallet_address(&master, &account.address),
+                        true,
+                        testnet,
+                    ),
+                    "amount": USDT_GAS_NANOTON.to_string(),
+                    "payload": payload::encode(&transfer.to_arc()).expect("a small BOC serialises"),
+                })
+            }
+        };
         json!({
             "ok": true,
             "transaction": {
                 "validUntil": valid_until,
                 "from": address::raw(&account.address),
-                "messages": [{
-                    "address": address::friendly(&self.payment_address, false, self.network.is_testnet()),
-                    "amount": invoice.amount.to_string(),
-                    "payload": invoice.payload_b64,
-                }],
+                "messages": [message],
             },
             "confirm_method": "confirmReq",
             "confirm_params": confirm_params,
@@ -976,12 +1048,36 @@ impl FragmentState {
         matched
     }
 
+    /// USDT arrived at the payment address (the watcher checked it came from the payment
+    /// address's own jetton wallet). It fulfils the USDT invoice it pays exactly: from the
+    /// payer named in the link, the invoiced units, the invoice's payload, before
+    /// `validUntil`, once.
+    pub fn on_usdt_payment(&mut self, p: &IncomingUsdt, now_ms: u64) -> Option<String> {
+        if !self.seen_payments.insert(p.tx_hash.clone()) {
+            return None;
+        }
+        let require_confirm = self.rules.require_confirm;
+        let (id, invoice) = self.invoices.iter_mut().find(|(_, i)| {
+            matches!(i.status, InvoiceStatus::Linked | InvoiceStatus::Expired)
+                && i.usdt == Some(p.amount)
+                && i.payer.as_ref() == Some(&p.sender)
+                && i.payload.as_ref().cell_hash() == p.payload_hash
+                && i.valid_until.is_some_and(|v| p.utime < v)
+                && (i.confirmed || !require_confirm)
+        })?;
+        invoice.status = InvoiceStatus::Processing;
+        invoice.paid_at_ms = Some(now_ms);
+        invoice.tx_hash = Some(p.tx_hash.clone());
+        Some(id.clone())
+    }
+
     fn match_payment(&mut self, p: &IncomingPayment, now_ms: u64) -> Option<String> {
         let require_confirm = self.rules.require_confirm;
         let (id, invoice) = self.invoices.iter_mut().find(|(_, i)| {
             // An invoice already marked expired is still paid by a transaction made before
             // its validUntil (the chain's time decides, not when we looked).
             matches!(i.status, InvoiceStatus::Linked | InvoiceStatus::Expired)
+                && i.usdt.is_none()
                 && i.payer.as_ref() == Some(&p.source)
                 && i.amount == p.value.as_u64()
                 && i.payload.as_ref().cell_hash() == p.body_hash
