@@ -252,3 +252,43 @@ async fn until_delivered(t: &sandbox::TestApp, id: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A checkout created under an `Idempotency-Key` is issued once: the retry gets the same
+/// checkout, marked replayed; another request under the key is 409.
+#[actix_web::test]
+async fn a_keyed_checkout_is_issued_once() {
+    let t = spawn(&[]).await;
+    let wallet = t.sandbox().demo_wallet.clone();
+    let body = |amount: u32| {
+        json!({"product": "stars", "username": "@alice", "amount": amount,
+            "wallet_address": wallet.raw_address(), "public_key": wallet.public_key().to_hex()})
+    };
+    let send = async |amount: u32| {
+        let r = t
+            .http
+            .post(format!("{}/api/v1/checkouts", t.base))
+            .header("Idempotency-Key", "checkout-1")
+            .json(&body(amount))
+            .send()
+            .await
+            .unwrap();
+        let replayed = r.headers().get("idempotent-replayed").is_some();
+        let status = r.status().as_u16();
+        (status, replayed, r.json::<Value>().await.unwrap())
+    };
+    let (status, replayed, first) = send(50).await;
+    assert_eq!((status, replayed), (200, false), "{first}");
+    let (status, replayed, again) = send(50).await;
+    assert_eq!((status, replayed), (200, true), "{again}");
+    assert_eq!(again, first);
+    let (status, _, other) = send(60).await;
+    assert_error(status, &other, 409, "IDEMPOTENCY_KEY_REUSED");
+    // One order only.
+    let (_, orders) = t
+        .get(&format!(
+            "/api/v1/checkouts/{}",
+            first["data"]["checkout_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(orders["data"]["checkout_id"], first["data"]["checkout_id"]);
+}

@@ -31,8 +31,9 @@ use crate::ton::{address, MessageBody, Nanoton, OutgoingMessage, TonAddress};
 /// less left is refused before anything is issued.
 const MIN_SIGNING_WINDOW: u32 = 30;
 
-/// A checkout's message expires at least this long (seconds) before its order.
-const EXPIRY_MARGIN: i64 = 30;
+/// A checkout's message expires at least this long (seconds) before its order: the chain's
+/// clock may trail ours.
+const EXPIRY_MARGIN: i64 = crate::domain::order::CHECKOUT_CLOCK_MARGIN;
 
 /// What a client asks a checkout for.
 pub struct CheckoutRequest {

@@ -305,6 +305,10 @@ impl OrderState {
     }
 }
 
+/// Seconds the chain's clock may trail ours: a checkout's message is taken as dead this long
+/// after its `valid_until` (orders expire later still).
+pub const CHECKOUT_CLOCK_MARGIN: i64 = 30;
+
 /// Decides what a command means for the order. An empty list means the command was already
 /// carried out (a repeated payment by the same wallet, say) and nothing new happens.
 pub fn decide(
@@ -648,7 +652,8 @@ pub fn decide(
                 status: OrderStatus::Expired,
             }),
             OrderStatus::Created => match &state.checkout {
-                Some(c) if now.timestamp() <= i64::from(c.valid_until) => {
+                // Until the chain's clock has surely passed the message's validity too.
+                Some(c) if now.timestamp() <= i64::from(c.valid_until) + CHECKOUT_CLOCK_MARGIN => {
                     Err(DomainError::CheckoutOutstanding {
                         valid_until: c.valid_until,
                     })
