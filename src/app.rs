@@ -282,6 +282,19 @@ pub async fn start_sandbox(settings: &Settings) -> Result<App, StartError> {
     let balance = Nanoton::parse_ton(&s.demo_balance_ton)
         .map_err(|e| StartError::Config(format!("sandbox.demo_balance_ton: {e}")))?;
     ton.fund(demo_wallet.address(), balance);
+    let usdt = crate::ton::jetton::JettonAmount::parse_decimal(
+        &s.demo_balance_usdt,
+        crate::sim::ton::jetton::USDT_DECIMALS,
+    )
+    .ok_or_else(|| {
+        StartError::Config(format!(
+            "sandbox.demo_balance_usdt: {:?} is not a decimal amount of USDT (at most 6 decimals)",
+            s.demo_balance_usdt
+        ))
+    })?;
+    if usdt != crate::ton::jetton::JettonAmount::ZERO {
+        ton.mint_usdt(demo_wallet.address(), usdt);
+    }
     let demo_seed_base64 =
         Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(s.demo_mnemonic.trim()));
 

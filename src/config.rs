@@ -428,6 +428,8 @@ pub struct SandboxSettings {
     /// The demo wallet's 24 words: a sandbox key, worthless anywhere else.
     pub demo_mnemonic: String,
     pub demo_balance_ton: String,
+    /// USDT minted to the demo wallet at start (decimal USDT).
+    pub demo_balance_usdt: String,
     pub block_time_ms: u64,
 }
 

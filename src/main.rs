@@ -388,9 +388,10 @@ fn run_gateway(settings: config::Settings, sandbox: bool) -> ExitCode {
             println!("  TON simulator: {}  (faucet: POST {}/sim/faucet {{\"address\": \"…\", \"amount\": \"<nanoton>\"}})", s.ton.url(), s.ton.url());
             println!("  users: @alice, @bob, @premium_pete (has Premium), @stars_shop_bot (a bot); @ghost_user does not exist");
             println!(
-                "  demo wallet {} (v4r2), funded with {} TON on the simulated chain",
+                "  demo wallet {} (v4r2), funded with {} TON and {} USDT on the simulated chain",
                 s.demo_wallet.friendly_address(false),
-                settings.sandbox.demo_balance_ton
+                settings.sandbox.demo_balance_ton,
+                settings.sandbox.demo_balance_usdt
             );
             println!("  WARNING: a sandbox key, for simulated TON only. Never send real funds to it. Its seed (base64), for the API's \"seed\" field:");
             println!("{}", s.demo_seed_base64.as_str());

@@ -51,6 +51,13 @@ fn unfunded_seed() -> (String, WalletContract) {
 #[actix_web::test]
 async fn health_rates_prices_and_queue_answer_in_the_envelope() {
     let t = spawn(&[]).await;
+    // The sandbox's demo wallet holds TON and USDT on the simulated chain.
+    let demo = t.sandbox().demo_wallet.address().clone();
+    assert_eq!(t.sandbox().ton.balance(&demo), Nanoton::from_ton(100));
+    assert_eq!(
+        t.sandbox().ton.usdt_balance(&demo),
+        fragment_gateway::ton::jetton::JettonAmount(100_000_000)
+    );
     let (status, body) = t.get("/health").await;
     assert_eq!(status, 200);
     let h = &body["data"];
