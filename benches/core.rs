@@ -88,6 +88,8 @@ fn order_events(n: u64) -> (Uuid, Vec<Event>, Event) {
             total_nanoton: price.checked_add(commission).unwrap(),
             created_at: t,
             expires_at: t + chrono::Duration::minutes(10),
+            payment_method: events::PaymentMethod::Ton,
+            price_usdt: None,
         }
         .into(),
         OrderPaid {
@@ -142,6 +144,7 @@ fn order_events(n: u64) -> (Uuid, Vec<Event>, Event) {
             wallet_last_lt: None,
             confirmation: None,
             checkout: None,
+            usdt: None,
         }
         .into(),
         OrderFulfilled {
@@ -155,6 +158,7 @@ fn order_events(n: u64) -> (Uuid, Vec<Event>, Event) {
             debt_after_nanoton: commission,
             network_fee_nanoton: Nanoton::new(1_600_000),
             completed_at: t + chrono::Duration::seconds(2),
+            cost_usdt: None,
         }
         .into(),
         OrderDeliveryConfirmed {

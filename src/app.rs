@@ -323,6 +323,7 @@ pub async fn start_sandbox(settings: &Settings) -> Result<App, StartError> {
         .map_err(|e| StartError::Other(e.to_string()))?,
         owner_cookies: vec![owner],
         fee_address: Some(fee),
+        usdt_master: crate::sim::ton::usdt_master(),
     };
     let (core, (server, serving, webhooks), addr) = start(
         settings,
@@ -413,6 +414,10 @@ pub async fn start_serve(settings: &Settings) -> Result<App, StartError> {
         .map_err(|e| StartError::Config(e.to_string()))?,
         owner_cookies,
         fee_address,
+        usdt_master: settings
+            .ton
+            .usdt_master()
+            .map_err(|e| StartError::Config(e.to_string()))?,
     };
     let (core, (server, serving, webhooks), addr) = start(
         settings,

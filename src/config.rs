@@ -258,6 +258,8 @@ pub struct TonSettings {
     pub requests_per_second: String,
     /// How long a signed wallet message stays valid.
     pub sign_ttl_seconds: u32,
+    /// USDT's jetton master on this network (for `payment_method: "usdt_ton"`).
+    pub usdt_master: String,
     /// The longest a client's read (a balance, a new payment's balance check) waits for the
     /// request budget, which payments use first; then SERVICE_UNAVAILABLE with Retry-After.
     pub public_read_max_wait_seconds: u64,
@@ -434,6 +436,14 @@ pub struct SandboxSettings {
 }
 
 impl TonSettings {
+    /// `usdt_master`, parsed.
+    pub fn usdt_master(&self) -> Result<crate::ton::TonAddress, ConfigError> {
+        crate::ton::address::parse_address(&self.usdt_master).map_err(|e| ConfigError::Invalid {
+            key: "ton.usdt_master",
+            error: format!("{:?} is not a TON address: {e}", self.usdt_master),
+        })
+    }
+
     /// `None`: no pacing.
     pub fn pacing(&self) -> Result<Option<f64>, ConfigError> {
         let invalid = |error: String| ConfigError::Invalid {
@@ -502,6 +512,7 @@ impl Settings {
         settings.store.backend()?;
         settings.store.cache_rows()?;
         settings.ton.pacing()?;
+        settings.ton.usdt_master()?;
         settings.server.trusted_proxies()?;
         for (key, value) in [
             ("orders.queue_limit", settings.orders.queue_limit),

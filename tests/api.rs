@@ -586,10 +586,36 @@ async fn every_client_mistake_gets_its_code_and_says_what_to_fix() {
         )
         .await;
     assert_error(status, &body, 400, "INVALID_USERNAME_FORMAT");
+    // A payment method the gateway does not take, and one that is not the order's own.
     let (status, body) = t
-        .post("/api/v1/stars/buy", json!({"username": "@alice", "amount": 50, "seed": t.seed, "payment_method": "usdt_ton"}))
+        .post("/api/v1/stars/buy", json!({"username": "@alice", "amount": 50, "seed": t.seed, "payment_method": "usdc_base"}))
         .await;
     assert_error(status, &body, 400, "VALIDATION_ERROR");
+    assert_eq!(
+        body["error"]["details"][0]["field"], "payment_method",
+        "{body}"
+    );
+    let (_, order) = t
+        .post(
+            "/api/v1/stars/create",
+            json!({"username": "@alice", "amount": 50}),
+        )
+        .await;
+    let id = order["data"]["order_id"].as_str().unwrap();
+    let (status, body) = t
+        .post(
+            &format!("/api/v1/orders/{id}/pay"),
+            json!({"seed": t.seed, "payment_method": "usdt_ton"}),
+        )
+        .await;
+    assert_error(status, &body, 400, "VALIDATION_ERROR");
+    assert!(
+        body["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("paid in ton"),
+        "{body}"
+    );
 
     // Fragment's answers.
     let (status, body) = t

@@ -322,6 +322,7 @@ fn services(w: &World, owners: &[FragmentCookies]) -> Services {
         .unwrap(),
         owner_cookies: owners.to_vec(),
         fee_address: Some(w.fee.clone()),
+        usdt_master: fragment_gateway::sim::ton::usdt_master(),
     }
 }
 

@@ -27,7 +27,8 @@ async fn every_bad_field_of_a_checkout_is_named_at_once() {
     let (status, body) = t
         .post(
             "/api/v1/checkouts",
-            json!({"product": "gold", "username": "@alice", "public_key": "xyz", "network": "-3"}),
+            json!({"product": "gold", "username": "@alice", "public_key": "xyz", "network": "-3",
+                "payment_method": "usdt_ton"}),
         )
         .await;
     assert_error(status, &body, 400, "VALIDATION_ERROR");
@@ -37,7 +38,13 @@ async fn every_bad_field_of_a_checkout_is_named_at_once() {
         .iter()
         .map(|d| d["field"].as_str().unwrap())
         .collect();
-    for field in ["product", "wallet_address", "public_key", "network"] {
+    for field in [
+        "product",
+        "wallet_address",
+        "public_key",
+        "network",
+        "payment_method",
+    ] {
         assert!(fields.contains(&field), "{field} not named: {body}");
     }
     // A Stars checkout without its amount, and a wallet that is not an address.

@@ -1242,6 +1242,7 @@ async fn a_payment_whose_caller_went_away_mid_hand_off_still_ends() {
         funds: WalletFunds {
             balance_nanoton: Nanoton::from_ton(5),
             debt_nanoton: Nanoton::ZERO,
+            usdt: None,
         },
         has_cookies: false,
         now: chrono::Utc::now(),
@@ -1666,6 +1667,7 @@ async fn a_keyed_buy_retried_after_a_crash_past_its_broadcast_finds_its_order_an
             &alice(),
             None,
             None,
+            events::PaymentMethod::Ton,
         )
         .await
         .unwrap();
@@ -1707,6 +1709,7 @@ async fn a_keyed_buy_retried_after_a_crash_past_its_broadcast_finds_its_order_an
             &alice(),
             None,
             None,
+            events::PaymentMethod::Ton,
         )
         .await
         .unwrap();
@@ -1894,4 +1897,144 @@ async fn a_checkout_submitted_after_its_time_is_expired_and_records_nothing() {
     assert_eq!(store.head().await.unwrap(), head, "nothing recorded");
     assert_eq!(w.ton.seqno(p.wallet.address()), None, "nothing sent");
     assert_eq!(core.order(id).await.unwrap().status, "created");
+}
+
+/// A Stars order paid in USDT on TON: priced in USDT at the page's TON rate, paid by the
+/// jetton transfer Fragment's link names (signed by the gateway as for TON), followed through
+/// the wallet's USDT wallet, delivered; the commission accrues in TON on the TON price. A
+/// wallet short of USDT is refused before anything is queued.
+#[actix_web::test]
+async fn a_purchase_paid_in_usdt_moves_exactly_the_invoiced_usdt() {
+    use fragment_gateway::ton::jetton::JettonAmount;
+    let w = world().await;
+    let p = payer();
+    let me = p.wallet.address().clone();
+    w.ton.fund(&me, Nanoton::from_ton(1));
+    until("funded", || async { w.ton.balance(&me) > Nanoton::ZERO }).await;
+    w.ton.mint_usdt(&me, JettonAmount(5_000_000));
+    let (core, _) = w.core(Policy::default(), None).await;
+    let create = async || {
+        core.place_order(
+            None,
+            Product::Stars { amount: 50 },
+            &alice(),
+            None,
+            None,
+            events::PaymentMethod::UsdtTon,
+        )
+        .await
+        .unwrap()
+    };
+    let order = create().await;
+    assert_eq!(order.payment_method, events::PaymentMethod::UsdtTon);
+    // 0.25 TON at $3.00.
+    assert_eq!(order.price_usdt, Some(JettonAmount(750_000)));
+    assert_eq!(
+        order.commission_nanoton,
+        Nanoton::new(2_500_000),
+        "1 % of the TON price"
+    );
+    core.pay_order(order.order_id, payer(), None, None)
+        .await
+        .unwrap();
+    let done = order_outcome(&core, order.order_id).await;
+    assert_eq!(done.status, "success", "{done:?}");
+    let request = core.request(done.request_id.unwrap()).await.unwrap();
+    let result = request.result.clone().unwrap();
+    assert_eq!(result.cost_usdt, Some(JettonAmount(750_000)));
+    assert_eq!(result.cost_nanoton, Nanoton::ZERO);
+    assert_eq!(w.ton.usdt_balance(&me), JettonAmount(4_250_000));
+    assert_eq!(
+        w.ton.usdt_balance(&w.fragment.payment_address()),
+        JettonAmount(750_000)
+    );
+    eventually("delivery", || w.fragment.deliveries().len() == 1).await;
+    // The debt is in TON.
+    let debt = core
+        .registry()
+        .wallet_state(&p.wallet.raw_address())
+        .await
+        .unwrap()
+        .debt_nanoton;
+    assert_eq!(debt, Nanoton::new(2_500_000));
+
+    // Not enough USDT left for six more: refused before anything is recorded or sent.
+    let big = core
+        .place_order(
+            None,
+            Product::Stars { amount: 500 },
+            &alice(),
+            None,
+            None,
+            events::PaymentMethod::UsdtTon,
+        )
+        .await
+        .unwrap();
+    let refused = core
+        .pay_order(big.order_id, payer(), None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.api_code(),
+        ("INSUFFICIENT_JETTON_BALANCE", 400),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("USDT"), "{refused}");
+}
+
+/// A USDT payment whose USDT is gone by the time the chain applies it (spent elsewhere after
+/// the checks): the wallet's message goes out, its USDT wallet refuses the transfer (706) and
+/// bounces the TON back; the request fails with INSUFFICIENT_JETTON_BALANCE, no funds moved
+/// but fees, and Fragment got nothing.
+#[actix_web::test]
+async fn a_usdt_transfer_the_usdt_wallet_refuses_fails_with_nothing_moved() {
+    use fragment_gateway::ton::jetton::JettonAmount;
+    let w = world_with_blocks(Duration::ZERO).await;
+    let p = payer();
+    let me = p.wallet.address().clone();
+    w.ton.fund(&me, Nanoton::from_ton(1));
+    w.ton.mint_usdt(&me, JettonAmount(5_000_000));
+    let (core, _) = w.core(Policy::default(), None).await;
+    let order = core
+        .place_order(
+            None,
+            Product::Stars { amount: 50 },
+            &alice(),
+            None,
+            None,
+            events::PaymentMethod::UsdtTon,
+        )
+        .await
+        .unwrap();
+    let receipt = core
+        .pay_order(order.order_id, payer(), None, None)
+        .await
+        .unwrap();
+    eventually("the payment is broadcast", || w.ton.pending() == 1).await;
+    assert_eq!(w.ton.take_usdt(&me), JettonAmount(5_000_000));
+    w.ton.produce_block();
+    let done = order_outcome(&core, order.order_id).await;
+    assert_eq!(done.status, "failed", "{done:?}");
+    let request = core.request(receipt.request.request_id).await.unwrap();
+    assert_eq!(
+        request.error_code.as_deref(),
+        Some("INSUFFICIENT_JETTON_BALANCE")
+    );
+    let error = request.error.clone().unwrap();
+    assert!(
+        error.contains("no USDT moved") && error.contains("706"),
+        "{error}"
+    );
+    assert_eq!(
+        w.ton.usdt_balance(&w.fragment.payment_address()),
+        JettonAmount::ZERO
+    );
+    // No commission for a purchase that did not happen.
+    let debt = core
+        .registry()
+        .wallet_state(&p.wallet.raw_address())
+        .await
+        .unwrap()
+        .debt_nanoton;
+    assert_eq!(debt, Nanoton::ZERO);
 }

@@ -496,6 +496,30 @@ async fn real_answers_match_their_documented_schemas() {
         .wait_request_answer(r.1["data"]["request_id"].as_str().unwrap())
         .await;
 
+    // Paid in USDT: the order and the result have their USDT fields.
+    let r = t
+        .post(
+            "/api/v1/stars/buy",
+            json!({"username": "@alice", "amount": 50, "seed": t.seed, "payment_method": "usdt_ton"}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check("post", "/api/v1/stars/buy", &r);
+    let usdt = t
+        .wait_request_answer(r.1["data"]["request_id"].as_str().unwrap())
+        .await;
+    assert_eq!(usdt["data"]["result"]["cost_usdt_ton"], "0.75", "{usdt}");
+    check("get", "/api/v1/queue/{request_id}", &(200, usdt.clone()));
+    let r = t
+        .get(&format!(
+            "/api/v1/orders/{}",
+            usdt["data"]["order_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(r.1["data"]["payment_method"], "usdt_ton", "{}", r.1);
+    assert_eq!(r.1["data"]["price_usdt_ton"], "0.75", "{}", r.1);
+    check("get", "/api/v1/orders/{order_id}", &r);
+
     // Under an Idempotency-Key: the retry is the first answer, another request a 409.
     let keyed = async |amount: u32| {
         t.send_with(

@@ -551,6 +551,8 @@ fn order_created(order_id: Uuid, commission: u64) -> OrderCreated {
         total_nanoton: Nanoton::new(500_000_000).checked_add(commission).unwrap(),
         created_at: now,
         expires_at: now + chrono::Duration::minutes(10),
+        payment_method: events::PaymentMethod::Ton,
+        price_usdt: None,
     }
 }
 
@@ -602,6 +604,7 @@ async fn replay_names_an_order_whose_commission_was_never_accrued_and_an_unreada
                     debt_after_nanoton: Nanoton::new(5_000_000),
                     network_fee_nanoton: Nanoton::new(1),
                     completed_at: now,
+                    cost_usdt: None,
                 }
                 .into(),
             ],

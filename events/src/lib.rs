@@ -16,7 +16,7 @@ pub mod wallet;
 
 pub use envelope::{DecodedEvent, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent};
 pub use idempotency::*;
-pub use money::Nanoton;
+pub use money::{JettonAmount, Nanoton};
 pub use order::*;
 pub use schema::{DecodeError, Event};
 pub use stream::{StreamName, StreamNameError};

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::money::Nanoton;
+use crate::money::{JettonAmount, Nanoton};
 
 /// What is bought.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,6 +45,25 @@ impl OrderMode {
     }
 }
 
+/// What an order is paid in (the original SDK's `payment_method`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    #[default]
+    Ton,
+    /// USDT on TON: a jetton transfer to Fragment.
+    UsdtTon,
+}
+
+impl PaymentMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::Ton => "ton",
+            PaymentMethod::UsdtTon => "usdt_ton",
+        }
+    }
+}
+
 /// An order was accepted at the price Fragment quoted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCreated {
@@ -64,6 +83,12 @@ pub struct OrderCreated {
     pub total_nanoton: Nanoton,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// What it is paid in (v3; earlier orders: TON).
+    pub payment_method: PaymentMethod,
+    /// A USDT order's price: Fragment's TON price at its USD rate then, rounded up to the
+    /// unit; Fragment's USDT invoice may not ask for more (v3). The commission stays in TON,
+    /// on `price_nanoton`: a wallet's debt is in one currency.
+    pub price_usdt: Option<JettonAmount>,
 }
 
 /// A client asked to pay the order from a wallet whose balance and debt passed the checks.
@@ -151,6 +176,18 @@ pub struct PaymentSubmitted {
     /// Set when the client's own wallet signed the message (a checkout), `None` when the
     /// gateway signed it with the client's seed (v3; earlier events: `None`).
     pub checkout: Option<CheckoutSubmission>,
+    /// A USDT payment: the first message goes to the wallet's USDT jetton wallet, which is to
+    /// send this many units to Fragment (v4; earlier events: `None`, a TON payment).
+    pub usdt: Option<UsdtTransfer>,
+}
+
+/// The jetton side of a USDT payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsdtTransfer {
+    /// The paying wallet's USDT jetton wallet, raw form.
+    pub jetton_wallet: String,
+    /// Fragment's invoice, in USDT units.
+    pub amount: JettonAmount,
 }
 
 /// How to confirm a paid purchase with Fragment and poll its delivery, without the flow that
@@ -187,6 +224,8 @@ pub struct OrderFulfilled {
     /// Network fees the wallet paid for the transaction.
     pub network_fee_nanoton: Nanoton,
     pub completed_at: DateTime<Utc>,
+    /// Paid to Fragment in USDT, for a USDT order (v2; earlier events: `None`).
+    pub cost_usdt: Option<JettonAmount>,
 }
 
 /// Fragment confirmed the delivery to the recipient.

@@ -113,12 +113,12 @@ macro_rules! event_set {
 }
 
 event_set! {
-    OrderCreated = 2,
+    OrderCreated = 3,
     OrderPaid = 1,
     OrderQueued = 1,
     OrderProcessingStarted = 1,
-    PaymentSubmitted = 3,
-    OrderFulfilled = 1,
+    PaymentSubmitted = 4,
+    OrderFulfilled = 2,
     OrderDeliveryConfirmed = 1,
     OrderDeliveryUnconfirmed = 1,
     OrderFailed = 2,
@@ -241,6 +241,16 @@ fn upcast(event_type: &str, from: u16, data: Value) -> Result<Value, DecodeError
         ("OrderCreated", 1) => order_created_v1_to_v2(data),
         ("PaymentSubmitted", 1) => payment_submitted_v1_to_v2(data),
         ("PaymentSubmitted", 2) => payment_submitted_v2_to_v3(data),
+        ("PaymentSubmitted", 3) => with_fields("PaymentSubmitted", data, [("usdt", Value::Null)]),
+        ("OrderCreated", 2) => with_fields(
+            "OrderCreated",
+            data,
+            [
+                ("payment_method", "ton".into()),
+                ("price_usdt", Value::Null),
+            ],
+        ),
+        ("OrderFulfilled", 1) => with_fields("OrderFulfilled", data, [("cost_usdt", Value::Null)]),
         ("OrderFailed", 1) => order_failed_v1_to_v2(data),
         _ => Err(DecodeError::NoUpcaster {
             event_type: event_type.to_string(),
@@ -361,6 +371,8 @@ mod tests {
                 total_nanoton: Nanoton::new(1_234_567_890),
                 created_at: t,
                 expires_at: t + chrono::Duration::minutes(10),
+                payment_method: PaymentMethod::UsdtTon,
+                price_usdt: Some(crate::money::JettonAmount(3_703_704)),
             }
             .into(),
             OrderPaid {
@@ -423,6 +435,10 @@ mod tests {
                     issued_at: t,
                     broadcast_by_client: true,
                 }),
+                usdt: Some(UsdtTransfer {
+                    jetton_wallet: format!("0:{}", "ef".repeat(32)),
+                    amount: crate::money::JettonAmount(3_703_704),
+                }),
             }
             .into(),
             OrderFulfilled {
@@ -436,6 +452,7 @@ mod tests {
                 debt_after_nanoton: Nanoton::new(0),
                 network_fee_nanoton: Nanoton::new(3_000_000),
                 completed_at: t,
+                cost_usdt: Some(crate::money::JettonAmount(3_703_704)),
             }
             .into(),
             OrderDeliveryConfirmed {
@@ -719,6 +736,38 @@ mod tests {
         };
         assert_eq!(read.checkout, None);
         assert_eq!(read.confirmation.unwrap().wallet_id, None);
+    }
+
+    #[test]
+    fn orders_and_payments_before_usdt_read_as_paid_in_ton() {
+        for (event_type, version, dropped, check) in [
+            (
+                "OrderCreated",
+                2u16,
+                vec!["payment_method", "price_usdt"],
+                0,
+            ),
+            ("PaymentSubmitted", 3, vec!["usdt"], 1),
+            ("OrderFulfilled", 1, vec!["cost_usdt"], 2),
+        ] {
+            let sample = samples()
+                .into_iter()
+                .find(|e| e.event_type() == event_type)
+                .unwrap();
+            let mut old = sample.data();
+            for field in dropped {
+                old.as_object_mut().unwrap().remove(field);
+            }
+            match (check, Event::decode(event_type, version, old).unwrap()) {
+                (0, Event::OrderCreated(e)) => {
+                    assert_eq!(e.payment_method, PaymentMethod::Ton);
+                    assert_eq!(e.price_usdt, None);
+                }
+                (1, Event::PaymentSubmitted(e)) => assert_eq!(e.usdt, None),
+                (2, Event::OrderFulfilled(e)) => assert_eq!(e.cost_usdt, None),
+                (_, other) => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use events::{Event, Nanoton, OrderMode, Product};
+use events::{Event, JettonAmount, Nanoton, OrderMode, PaymentMethod, Product};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -39,6 +39,12 @@ pub struct OrderView {
     pub delivery_confirmed: Option<bool>,
     /// Position of the last event that changed this view.
     pub updated_at_position: u64,
+    /// What it is paid in (rows folded before USDT: TON).
+    #[serde(default)]
+    pub payment_method: PaymentMethod,
+    /// A USDT order's price in USDT units.
+    #[serde(default)]
+    pub price_usdt: Option<JettonAmount>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +91,9 @@ pub struct RequestResult {
     /// The wallet's debt after this order.
     pub commission_balance_nanoton: Nanoton,
     pub completed_at: DateTime<Utc>,
+    /// Paid to Fragment in USDT (a USDT order).
+    #[serde(default)]
+    pub cost_usdt: Option<JettonAmount>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +214,8 @@ pub fn apply(rows: &mut impl Rows, ctx: EventContext, event: &Event) {
             completed_at: None,
             delivery_confirmed: None,
             updated_at_position: ctx.position,
+            payment_method: e.payment_method,
+            price_usdt: e.price_usdt,
         }),
         Event::OrderPaid(e) => {
             let Some(order) = rows.order_mut(&e.order_id) else {
@@ -278,6 +289,7 @@ pub fn apply(rows: &mut impl Rows, ctx: EventContext, event: &Event) {
                     collected_nanoton: e.collected_nanoton,
                     commission_balance_nanoton: e.debt_after_nanoton,
                     completed_at: e.completed_at,
+                    cost_usdt: e.cost_usdt,
                 });
             }
         }

@@ -172,6 +172,8 @@ impl Core {
             mode,
             cookie_fingerprint: fingerprint,
             price_nanoton: invoice.amount,
+            payment_method: events::PaymentMethod::Ton,
+            price_usdt: None,
             webhook_url: request.webhook_url,
             now,
         };
@@ -339,6 +341,7 @@ impl Core {
                 issued_at: issued.issued_at,
                 broadcast_by_client,
             }),
+            usdt: None,
         };
 
         // Can the seqno still apply? The chain says: a message whose seqno the wallet has
@@ -389,6 +392,7 @@ impl Core {
         let funds = WalletFunds {
             balance_nanoton: account.balance,
             debt_nanoton: self.sh.registry.wallet_state(&raw).await?.debt_nanoton,
+            usdt: None,
         };
         let command = OrderCommand::SubmitCheckout {
             request_id,

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
-use events::{EventMetadata, OrderMode, Product};
+use events::{EventMetadata, OrderMode, PaymentMethod, Product};
 use hmac::{Hmac, Mac};
 use projections::{OrderView, RequestView};
 use sha2::Sha256;
@@ -143,6 +143,8 @@ pub struct Services {
     pub owner_cookies: Vec<FragmentCookies>,
     /// Where collected commission goes; `None` means debt accrues but is never collected.
     pub fee_address: Option<ParsedAddress>,
+    /// USDT's jetton master (`ton.usdt_master`): whose jetton USDT payments move.
+    pub usdt_master: crate::ton::TonAddress,
 }
 
 /// Whether this process may still act on the outside world. Cleared on shutdown (and by the
@@ -492,8 +494,15 @@ impl Core {
         username: &Username,
         cookies: Option<FragmentCookies>,
     ) -> Result<Arc<OrderView>, CoreError> {
-        self.create_new_order(Uuid::now_v7(), product, username, cookies, None)
-            .await
+        self.create_new_order(
+            Uuid::now_v7(),
+            product,
+            username,
+            cookies,
+            None,
+            PaymentMethod::Ton,
+        )
+        .await
     }
 
     /// Creates an order (`create_order`), with webhooks to `webhook_url` (checked by the
@@ -507,6 +516,7 @@ impl Core {
         username: &Username,
         cookies: Option<FragmentCookies>,
         webhook_url: Option<String>,
+        payment_method: PaymentMethod,
     ) -> Result<Arc<OrderView>, CoreError> {
         let order_id = match reserved {
             Some(id) => {
@@ -517,8 +527,15 @@ impl Core {
             }
             None => Uuid::now_v7(),
         };
-        self.create_new_order(order_id, product, username, cookies, webhook_url)
-            .await
+        self.create_new_order(
+            order_id,
+            product,
+            username,
+            cookies,
+            webhook_url,
+            payment_method,
+        )
+        .await
     }
 
     async fn create_new_order(
@@ -528,6 +545,7 @@ impl Core {
         username: &Username,
         cookies: Option<FragmentCookies>,
         webhook_url: Option<String>,
+        payment_method: PaymentMethod,
     ) -> Result<Arc<OrderView>, CoreError> {
         let purchase =
             Purchase::from_order(product).map_err(|e| CoreError::Internal(e.to_string()))?;
@@ -535,13 +553,13 @@ impl Core {
             Some(c) => (OrderMode::Kyc, Some(self.fingerprint(c))),
             None => (OrderMode::NoKyc, None),
         };
-        let price = {
+        let (price, price_usdt) = {
             let mut flow = match cookies {
                 Some(c) => self.client_flow(c).await?,
                 None => self.owner_flow().await?,
             };
             flow.search_recipient(username, purchase).await?;
-            match purchase {
+            let price = match purchase {
                 Purchase::Stars(n) => flow.stars_price(n).await?.ton,
                 Purchase::Premium(m) => flow
                     .premium_prices()
@@ -552,7 +570,23 @@ impl Core {
                     .ok_or_else(|| {
                         FragmentError::BadResponse(format!("no price for {} months", m.get()))
                     })?,
-            }
+            };
+            // A USDT order is priced at the page's TON rate; Fragment's USDT invoice may not
+            // ask for more.
+            let price_usdt = match payment_method {
+                PaymentMethod::Ton => None,
+                PaymentMethod::UsdtTon => {
+                    let rate = flow.ton_rate().ok_or_else(|| {
+                        FragmentError::BadResponse(
+                            "the page shows no TON rate to price a USDT order by".into(),
+                        )
+                    })?;
+                    Some(crate::domain::policy::usdt_for(price, rate).ok_or_else(|| {
+                        FragmentError::BadResponse(format!("a TON rate of {rate} prices nothing"))
+                    })?)
+                }
+            };
+            (price, price_usdt)
         };
         let cmd = OrderCommand::Create {
             order_id,
@@ -561,6 +595,8 @@ impl Core {
             mode,
             cookie_fingerprint: fingerprint,
             price_nanoton: price,
+            payment_method,
+            price_usdt,
             webhook_url,
             now: Utc::now(),
         };
@@ -660,14 +696,20 @@ impl Core {
         let funds = if state.status == Some(crate::domain::OrderStatus::Created) {
             // A new payment's check is a client read: payments already accepted go first.
             let chain = self.public_chain.wallet_state(&payer.wallet).await?;
+            let usdt = match order.payment_method {
+                PaymentMethod::Ton => None,
+                PaymentMethod::UsdtTon => Some(self.usdt_balance(payer.wallet.address()).await?),
+            };
             WalletFunds {
                 balance_nanoton: chain.balance,
                 debt_nanoton: self.sh.registry.wallet_state(&raw).await?.debt_nanoton,
+                usdt,
             }
         } else {
             WalletFunds {
                 balance_nanoton: Nanoton::ZERO,
                 debt_nanoton: Nanoton::ZERO,
+                usdt: None,
             }
         };
         let request_id = Uuid::now_v7();
@@ -725,6 +767,22 @@ impl Core {
             estimated_wait_seconds: wait,
             new_request,
         })
+    }
+
+    /// `owner`'s USDT: what its USDT jetton wallet holds (zero while it has none).
+    pub async fn usdt_balance(
+        &self,
+        owner: &crate::ton::TonAddress,
+    ) -> Result<events::JettonAmount, CoreError> {
+        let wallet = self
+            .public_chain
+            .jetton_wallet_address(&self.sh.services.usdt_master, owner)
+            .await?;
+        Ok(self
+            .public_chain
+            .jetton_wallet_data(&wallet)
+            .await?
+            .map_or(events::JettonAmount::ZERO, |d| d.balance))
     }
 
     /// The TON API for reads on a client's behalf (balances): they yield the request

@@ -8,14 +8,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 use events::{
-    DeliveryConfirmation, EventMetadata, OrderCreated, PaymentSubmitted, SubmittedMessage,
+    DeliveryConfirmation, EventMetadata, JettonAmount, OrderCreated, PaymentMethod,
+    PaymentSubmitted, SubmittedMessage, UsdtTransfer,
 };
 use uuid::Uuid;
 
 use super::{CoreError, Shared};
 use crate::domain::wallet::PurchaseSettlement;
 use crate::domain::{OrderCommand, Username, WalletCommand};
-use crate::fragment::{Flow, FragmentSession, Fulfilment, LinkExpectations, Purchase, SessionRole};
+use crate::fragment::client::USDT_DECIMALS;
+use crate::fragment::{
+    Flow, FragmentSession, Fulfilment, LinkExpectations, Purchase, SessionRole, UsdtExpectations,
+};
 use crate::ton::client::{parse_hash, SignedAfter, TonApiError, TransferOutcome};
 use crate::ton::transfer::{sign_transfer, ExpectedMessage, TransferParams};
 use crate::ton::{
@@ -151,41 +155,115 @@ async fn prepare(
         .search_recipient(&username, purchase)
         .await
         .map_err(fragment_refusal)?;
-    let invoice = flow
-        .init_purchase(&recipient, purchase)
-        .await
-        .map_err(fragment_refusal)?;
-    let link = flow
-        .payment_link(&invoice, wallet, false)
-        .await
-        .map_err(fragment_refusal)?;
     let now = Utc::now().timestamp() as u32;
-    let checked = link
-        .check(&LinkExpectations {
-            req_id: &invoice.req_id,
-            purchase,
-            recipient: &order.username,
-            invoice_amount: invoice.amount,
-            max_amount: order.price_nanoton,
-            fragment_addresses: sh.services.fragment.payment_addresses(),
-            payer: wallet.address(),
-            now,
-            min_validity: 10,
-        })
-        .map_err(|e| {
-            Refusal::new(
-                "FRAGMENT_ERROR",
-                format!("Fragment's payment request failed our checks ({e}); no funds moved"),
-            )
-        })?;
-
-    let state = sh.services.chain.wallet_state(wallet).await.map_err(|e| {
+    let failed_checks = |e: crate::fragment::LinkError| {
+        Refusal::new(
+            "FRAGMENT_ERROR",
+            format!("Fragment's payment request failed our checks ({e}); no funds moved"),
+        )
+    };
+    let chain_down = |e: TonApiError| {
         tracing::warn!(error = %e, "TON API unavailable while preparing a payment");
         Refusal::transient(
             "SERVICE_UNAVAILABLE",
             "the TON network API is unavailable; no funds moved",
         )
-    })?;
+    };
+    // The invoice and the one message that pays it: TON to Fragment, or a jetton transfer
+    // of USDT to Fragment through the wallet's own USDT wallet, with TON for its gas.
+    let (invoice, link, checked, usdt) = match order.payment_method {
+        PaymentMethod::Ton => {
+            let invoice = flow
+                .init_purchase(&recipient, purchase)
+                .await
+                .map_err(fragment_refusal)?;
+            let link = flow
+                .payment_link(&invoice, wallet, false)
+                .await
+                .map_err(fragment_refusal)?;
+            let checked = link
+                .check(&LinkExpectations {
+                    req_id: &invoice.req_id,
+                    purchase,
+                    recipient: &order.username,
+                    invoice_amount: invoice.amount,
+                    max_amount: order.price_nanoton,
+                    fragment_addresses: sh.services.fragment.payment_addresses(),
+                    payer: wallet.address(),
+                    now,
+                    min_validity: 10,
+                })
+                .map_err(failed_checks)?;
+            (invoice, link, checked, None)
+        }
+        PaymentMethod::UsdtTon => {
+            let invoice = flow
+                .init_usdt_purchase(&recipient, purchase)
+                .await
+                .map_err(fragment_refusal)?;
+            let link = flow
+                .payment_link_for(&invoice.req_id, purchase, wallet, false)
+                .await
+                .map_err(fragment_refusal)?;
+            let chain = &sh.services.chain;
+            let jetton_wallet = chain
+                .jetton_wallet_address(&sh.services.usdt_master, wallet.address())
+                .await
+                .map_err(chain_down)?;
+            let max_amount = order.price_usdt.unwrap_or(invoice.amount);
+            let checked = link
+                .check_usdt(&UsdtExpectations {
+                    req_id: &invoice.req_id,
+                    purchase,
+                    recipient: &order.username,
+                    invoice_amount: invoice.amount,
+                    max_amount,
+                    fragment_addresses: sh.services.fragment.payment_addresses(),
+                    payer: wallet.address(),
+                    jetton_wallet: &jetton_wallet,
+                    now,
+                    min_validity: 10,
+                })
+                .map_err(failed_checks)?;
+            let held = chain
+                .jetton_wallet_data(&jetton_wallet)
+                .await
+                .map_err(chain_down)?
+                .map_or(JettonAmount::ZERO, |d| d.balance);
+            if held < checked.amount {
+                return Err(Refusal::new(
+                    "INSUFFICIENT_JETTON_BALANCE",
+                    format!(
+                        "the wallet holds {} USDT; this purchase costs {} USDT; no funds moved",
+                        held.to_decimal_string(USDT_DECIMALS),
+                        checked.amount.to_decimal_string(USDT_DECIMALS)
+                    ),
+                ));
+            }
+            let usdt = UsdtTransfer {
+                jetton_wallet: address::raw(&jetton_wallet),
+                amount: checked.amount,
+            };
+            let stand_in = crate::fragment::Invoice {
+                purchase,
+                req_id: invoice.req_id,
+                // Paid in USDT: the TON the message carries is gas, not the price.
+                amount: Nanoton::ZERO,
+            };
+            let checked = crate::fragment::CheckedPayment {
+                message: checked.message,
+                valid_until: checked.valid_until,
+            };
+            (stand_in, link, checked, Some(usdt))
+        }
+    };
+
+    let state = sh
+        .services
+        .chain
+        .wallet_state(wallet)
+        .await
+        .map_err(chain_down)?;
     let raw = wallet.raw_address();
     let debt = sh
         .registry
@@ -199,10 +277,12 @@ async fn prepare(
         })?
         .debt_nanoton;
     // The one balance rule (`Policy::payment_needs`), now at the amount Fragment invoiced.
+    // TON to Fragment, or the TON a USDT transfer carries for its gas.
+    let ton_sent = checked.message.amount;
     let needs = sh
         .config
         .policy
-        .payment_needs(invoice.amount, order.commission_nanoton, debt)
+        .payment_needs(ton_sent, order.commission_nanoton, debt)
         .map_err(|e| Refusal::new("INTERNAL_ERROR", format!("{e}; no funds moved")))?;
     if state.balance < needs.total {
         return Err(Refusal::new(
@@ -266,6 +346,7 @@ async fn prepare(
             .collect(),
         fragment_request_id: invoice.req_id.clone(),
         purchase_nanoton: invoice.amount,
+        usdt,
         collection_nanoton: collection,
         submitted_at: Utc::now(),
         wallet_last_lt: state.last_lt,
@@ -747,6 +828,36 @@ async fn settle(
             return false;
         }
     };
+    // A USDT payment moved money only if the wallet's USDT wallet passed the jettons on.
+    if let Some(usdt) = &submitted.usdt {
+        let Some(jetton_tx) = jetton_outcome(sh, &tx, usdt).await else {
+            return false;
+        };
+        let refused =
+            jetton_tx.aborted == Some(true) || jetton_tx.compute_exit_code.is_some_and(|c| c != 0);
+        if refused {
+            let exit = jetton_tx.compute_exit_code.unwrap_or(-1);
+            let (code, why) = match exit {
+                706 => ("INSUFFICIENT_JETTON_BALANCE", "its USDT balance was short"),
+                709 => (
+                    "INSUFFICIENT_BALANCE",
+                    "the TON attached could not pay the transfer's gas",
+                ),
+                _ => (
+                    "FRAGMENT_ERROR",
+                    "it refused the transfer Fragment asked for",
+                ),
+            };
+            let fees = tx
+                .total_fees
+                .checked_add(jetton_tx.total_fees)
+                .unwrap_or(tx.total_fees);
+            fail(sh, order_id, request_id, code,
+                format!("the wallet's USDT wallet did not send the USDT (exit code {exit}: {why}); no USDT moved, and the TON for the gas came back less the network fees"),
+                fees).await;
+            return false;
+        }
+    }
     let meta = EventMetadata::correlated(request_id);
     let tx_hash = tx.hash.to_hex();
     let settlement = WalletCommand::SettlePurchase(PurchaseSettlement {
@@ -783,12 +894,47 @@ async fn settle(
         debt_after_nanoton: debt_after,
         network_fee_nanoton: tx.total_fees,
         completed_at: Utc::now(),
+        cost_usdt: submitted.usdt.as_ref().map(|u| u.amount),
     }));
     match sh.registry.order(order_id, fulfil, meta).await {
         Ok(_) => true,
         Err(e) => {
             tracing::error!(%order_id, error = %e, "cannot record the fulfilment; a restart will finish it");
             false
+        }
+    }
+}
+
+/// The USDT wallet's transaction for the message the wallet's transaction `tx` sent it:
+/// polled until the chain has it (it follows the wallet's within a block or two). `None` when
+/// the service stops meanwhile, or when `tx` sent nothing there (then nothing can be judged).
+async fn jetton_outcome(
+    sh: &Shared,
+    tx: &crate::ton::client::ChainTransaction,
+    usdt: &UsdtTransfer,
+) -> Option<crate::ton::client::ChainTransaction> {
+    let jetton_wallet = address::parse_address(&usdt.jetton_wallet).ok()?;
+    let Some(sent) = tx
+        .out_msgs
+        .iter()
+        .find(|m| m.destination.as_ref() == Some(&jetton_wallet))
+    else {
+        tracing::error!(tx = %tx.hash.to_hex(), "a USDT payment's transaction sent nothing to the USDT wallet");
+        return None;
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if !sh.alive() {
+            return None;
+        }
+        match sh.services.chain.transaction_by_message(&sent.hash).await {
+            Ok(Some(jetton_tx)) => return Some(jetton_tx),
+            Ok(None) => tokio::time::sleep(sh.config.poll_interval).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "TON API error while following a USDT transfer; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
         }
     }
 }

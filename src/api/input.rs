@@ -219,11 +219,19 @@ impl Fields {
             .map_err(ApiError::from)
     }
 
-    /// `payment_method`, when sent, can only be TON.
-    pub fn payment_method(&mut self) {
-        if let Some(m) = self.optional_string("payment_method") {
-            if !m.eq_ignore_ascii_case("ton") {
-                self.fail("payment_method", "only \"ton\" is supported");
+    /// `payment_method`: `ton` or `usdt_ton` (any case), as the original SDK sends it;
+    /// `None` when absent.
+    pub fn payment_method(&mut self) -> Option<events::PaymentMethod> {
+        let m = self.optional_string("payment_method")?;
+        match m.trim().to_ascii_lowercase().as_str() {
+            "ton" => Some(events::PaymentMethod::Ton),
+            "usdt_ton" => Some(events::PaymentMethod::UsdtTon),
+            _ => {
+                self.fail(
+                    "payment_method",
+                    "must be \"ton\" or \"usdt_ton\" (USDT on TON)",
+                );
+                None
             }
         }
     }

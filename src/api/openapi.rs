@@ -333,7 +333,9 @@ pub struct FieldError {
 /// - `INVALID_SEED` (400): the seed is not base64, not UTF-8, or not a valid mnemonic.
 /// - `INVALID_COOKIES` (400): `fragment_cookies` is not base64 JSON, lacks a required cookie, or
 ///   fragment.com rejected it.
-/// - `INSUFFICIENT_BALANCE` (400): the wallet holds less than price + commission due + fees.
+/// - `INSUFFICIENT_BALANCE` (400): the wallet holds less than price + commission due + fees
+///   (for a USDT purchase: less TON than the transfer's gas + commission due + fees).
+/// - `INSUFFICIENT_JETTON_BALANCE` (400): a USDT purchase with too little USDT.
 /// - `DEBT_LIMIT_EXCEEDED` (400): the wallet's unpaid commission is over the limit.
 /// - `PREMIUM_ALREADY_ACTIVE` (400): the recipient already has Premium.
 /// - `ORDER_EXPIRED` (400): paying an order after its `expires_at`.
@@ -369,6 +371,7 @@ pub enum ErrorCode {
     INVALID_SEED,
     INVALID_COOKIES,
     INSUFFICIENT_BALANCE,
+    INSUFFICIENT_JETTON_BALANCE,
     DEBT_LIMIT_EXCEEDED,
     USER_NOT_FOUND,
     ORDER_NOT_FOUND,
@@ -510,7 +513,7 @@ errors! {
         503 => [SERVICE_UNAVAILABLE],
     }
     Pay {
-        400 => [VALIDATION_ERROR, INVALID_SEED, INVALID_COOKIES, INSUFFICIENT_BALANCE, DEBT_LIMIT_EXCEEDED, ORDER_EXPIRED],
+        400 => [VALIDATION_ERROR, INVALID_SEED, INVALID_COOKIES, INSUFFICIENT_BALANCE, DEBT_LIMIT_EXCEEDED, ORDER_EXPIRED, INSUFFICIENT_JETTON_BALANCE],
         404 => [ORDER_NOT_FOUND],
         409 => [IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS],
         429 => [RATE_LIMIT_EXCEEDED],
@@ -518,7 +521,7 @@ errors! {
         503 => [SERVICE_UNAVAILABLE],
     }
     StarsBuy {
-        400 => [VALIDATION_ERROR, INVALID_USERNAME_FORMAT, INVALID_SEED, INVALID_COOKIES, INSUFFICIENT_BALANCE, DEBT_LIMIT_EXCEEDED],
+        400 => [VALIDATION_ERROR, INVALID_USERNAME_FORMAT, INVALID_SEED, INVALID_COOKIES, INSUFFICIENT_BALANCE, DEBT_LIMIT_EXCEEDED, INSUFFICIENT_JETTON_BALANCE],
         404 => [USER_NOT_FOUND],
         409 => [IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS],
         429 => [RATE_LIMIT_EXCEEDED],
@@ -527,7 +530,7 @@ errors! {
         503 => [SERVICE_UNAVAILABLE],
     }
     PremiumBuy {
-        400 => [VALIDATION_ERROR, INVALID_USERNAME_FORMAT, INVALID_SEED, INVALID_COOKIES, INSUFFICIENT_BALANCE, DEBT_LIMIT_EXCEEDED, PREMIUM_ALREADY_ACTIVE],
+        400 => [VALIDATION_ERROR, INVALID_USERNAME_FORMAT, INVALID_SEED, INVALID_COOKIES, INSUFFICIENT_BALANCE, DEBT_LIMIT_EXCEEDED, PREMIUM_ALREADY_ACTIVE, INSUFFICIENT_JETTON_BALANCE],
         404 => [USER_NOT_FOUND],
         409 => [IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS],
         429 => [RATE_LIMIT_EXCEEDED],
@@ -710,6 +713,15 @@ pub enum RequestStatus {
     Timeout,
 }
 
+/// What an order is paid in: TON, or USDT on TON (a jetton transfer; the commission stays in
+/// TON).
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    Ton,
+    UsdtTon,
+}
+
 #[derive(ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WalletVersion {
@@ -728,6 +740,8 @@ pub struct StarsCreateBody {
     /// Stars to buy.
     #[schema(minimum = 50, maximum = 1000000, example = 100)]
     pub amount: u32,
+    /// Default `ton`. `usdt_ton`: priced and paid in USDT on TON (any case).
+    pub payment_method: Option<PaymentMethod>,
     /// Base64 of the client's fragment.com cookies as JSON (an object of names to values, or a
     /// browser export array of `{"name", "value"}`), with `stel_ssid`, `stel_token` and
     /// `stel_ton_token`. Present: KYC mode, no commission. Absent: no-KYC mode on the operator's
@@ -748,6 +762,8 @@ pub struct StarsCreateBody {
 pub struct PremiumCreateBody {
     /// The recipient.
     pub username: Username,
+    /// Default `ton`. `usdt_ton`: priced and paid in USDT on TON (any case).
+    pub payment_method: Option<PaymentMethod>,
     /// Required, unless sent as `duration`.
     #[schema(schema_with = optional_months)]
     pub months: Option<u8>,
@@ -775,6 +791,8 @@ pub struct Payer {
     /// Base64 of the wallet's mnemonic words (24 TON words, or 12/24 BIP39 words). Held in
     /// memory only while needed; never in a URL.
     pub seed: String,
+    /// When given, it must be the order's own (`payment_method` at its creation).
+    pub payment_method: Option<PaymentMethod>,
     /// The client's fragment.com cookies: a one-shot buy with them is in KYC mode, and
     /// paying an order created in KYC mode needs them again.
     pub fragment_cookies: Option<String>,
@@ -804,9 +822,8 @@ pub struct StarsBuyBody {
     pub username: Username,
     #[schema(minimum = 50, maximum = 1000000, example = 100)]
     pub amount: u32,
-    /// Only TON is supported.
-    #[schema(pattern = "^[Tt][Oo][Nn]$", example = "ton")]
-    pub payment_method: Option<String>,
+    /// Default `ton`. `usdt_ton`: paid in USDT on TON, from the wallet's USDT (any case).
+    pub payment_method: Option<PaymentMethod>,
     /// Accepted for compatibility with the original service's clients; not used.
     pub fragment_local_storage: Option<String>,
     #[serde(flatten)]
@@ -827,9 +844,8 @@ pub struct PremiumBuyBody {
     /// Accepted instead of `duration`.
     #[schema(schema_with = optional_months)]
     pub months: Option<u8>,
-    /// Only TON is supported.
-    #[schema(pattern = "^[Tt][Oo][Nn]$", example = "ton")]
-    pub payment_method: Option<String>,
+    /// Default `ton`. `usdt_ton`: paid in USDT on TON, from the wallet's USDT (any case).
+    pub payment_method: Option<PaymentMethod>,
     #[serde(flatten)]
     pub payer: Payer,
     /// Where to post webhooks about this order (`order.created`, `order.paid`,
@@ -871,6 +887,8 @@ pub struct CheckoutBody {
     /// Base64 BOC of the wallet's StateInit (`account.walletStateInit`): needed for a wallet
     /// not deployed yet whose key is not given.
     pub wallet_state_init: Option<String>,
+    /// Checkouts are paid in TON: `usdt_ton` is refused.
+    pub payment_method: Option<PaymentMethod>,
     /// TON Connect's `account.chain` (`-239` mainnet, `-3` testnet): must be the gateway's
     /// network.
     #[schema(example = "-239")]
@@ -1017,8 +1035,19 @@ pub struct Order {
     pub username: Username,
     pub mode: Mode,
     pub status: OrderStatus,
+    /// Present for a USDT order only (`usdt_ton`).
+    #[schema(nullable = false)]
+    pub payment_method: Option<PaymentMethod>,
     /// Fragment's price.
     pub price_ton: Ton,
+    /// A USDT order's price in USDT (decimal, 6 places at most); the commission is in TON, on
+    /// `price_ton`.
+    #[schema(
+        nullable = false,
+        pattern = r"^[0-9]+(\.[0-9]{1,6})?$",
+        example = "0.75"
+    )]
+    pub price_usdt_ton: Option<String>,
     /// The commission as a fraction (`0.01` for 1 %).
     #[schema(example = 0.01)]
     pub commission_rate: f64,
@@ -1131,8 +1160,18 @@ pub struct RequestResult {
     /// Premium requests only: the same as `months`.
     #[schema(schema_with = months)]
     pub duration_months: Option<u8>,
-    /// What the wallet paid Fragment.
+    /// What the wallet paid Fragment in TON (`"0"` for a USDT purchase).
     pub cost_ton: Ton,
+    /// A USDT purchase's price paid in USDT (decimal).
+    #[schema(
+        nullable = false,
+        pattern = r"^[0-9]+(\.[0-9]{1,6})?$",
+        example = "0.75"
+    )]
+    pub cost_usdt_ton: Option<String>,
+    /// Present for a USDT purchase only.
+    #[schema(nullable = false)]
+    pub payment_method: Option<PaymentMethod>,
     /// The commission this purchase added to the wallet's debt.
     pub commission_ton: Ton,
     /// Debt collected by this payment's wallet message.

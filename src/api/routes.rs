@@ -258,6 +258,7 @@ struct OrderRequest<'a> {
     username: &'a crate::domain::Username,
     webhook: Option<&'a str>,
     cookies: Option<&'a FragmentCookies>,
+    method: events::PaymentMethod,
 }
 
 impl OrderRequest<'_> {
@@ -283,6 +284,10 @@ impl OrderRequest<'_> {
             Product::Premium { months } => fingerprint.field("months", months.to_string()),
         };
         fingerprint.field("webhook_url", self.webhook.unwrap_or_default());
+        // Only when not the default: a TON request's fingerprint stays what it was.
+        if self.method != events::PaymentMethod::Ton {
+            fingerprint.field("payment_method", self.method.as_str());
+        }
         let scope = match payer {
             Some(resolved) => {
                 feed_wallet(&mut fingerprint, resolved);
@@ -316,6 +321,7 @@ async fn create(
     let key = idempotency_key(&req, &mut f);
     let username = f.username("username")?;
     let product = ordered.read(&mut f);
+    let method = f.payment_method().unwrap_or_default();
     let cookies = f.cookies()?;
     let webhook = webhook_url(&state, &mut f).await;
     let (Some(username), Some(product)) = (username, product) else {
@@ -328,13 +334,14 @@ async fn create(
             username: &username,
             webhook: webhook.as_deref(),
             cookies: cookies.as_ref(),
+            method,
         };
         order.keyed(&state, &req, key, None)
     });
     let core = state.core.clone();
     idempotent::run(state, keyed, move |order_id| async move {
         let order = core
-            .place_order(order_id, product, &username, cookies, webhook)
+            .place_order(order_id, product, &username, cookies, webhook, method)
             .await?;
         ok(views::order(&order))
     })
@@ -429,11 +436,25 @@ fn feed_wallet(fp: &mut Fingerprint, resolved: &ResolvedWallet) {
 async fn pay(
     state: web::Data<AppState>,
     order_id: uuid::Uuid,
-    f: Fields,
+    mut f: Fields,
     key: Option<IdempotencyKey>,
     payer: Option<PayerInput>,
     cookies: Option<FragmentCookies>,
 ) -> Reply {
+    // An order is paid in what it was created for; a payment may say so, not change it.
+    if let Some(method) = f.payment_method() {
+        if let Ok(order) = state.core.order(order_id).await {
+            if order.payment_method != method {
+                f.fail_with(FieldError::new(
+                    "payment_method",
+                    format!(
+                        "this order is paid in {} (its payment_method when it was created)",
+                        order.payment_method.as_str()
+                    ),
+                ));
+            }
+        }
+    }
     let Some(payer) = payer else {
         return Err(missing(f));
     };
@@ -539,7 +560,7 @@ async fn buy(state: web::Data<AppState>, req: HttpRequest, body: Body, ordered: 
     let key = idempotency_key(&req, &mut f);
     let username = f.username("username")?;
     let product = ordered.read(&mut f);
-    f.payment_method();
+    let method = f.payment_method().unwrap_or_default();
     let payer = payer(&state, &mut f).await?;
     let cookies = f.cookies()?;
     let webhook = webhook_url(&state, &mut f).await;
@@ -554,13 +575,21 @@ async fn buy(state: web::Data<AppState>, req: HttpRequest, body: Body, ordered: 
             username: &username,
             webhook: webhook.as_deref(),
             cookies: cookies.as_ref(),
+            method,
         };
         order.keyed(&state, &req, key, Some(&resolved))
     });
     let core = state.core.clone();
     idempotent::run(state, keyed, move |order_id| async move {
         let order = core
-            .place_order(order_id, product, &username, cookies.clone(), webhook)
+            .place_order(
+                order_id,
+                product,
+                &username,
+                cookies.clone(),
+                webhook,
+                method,
+            )
             .await?;
         let receipt = core
             .pay_order(
@@ -675,6 +704,12 @@ async fn create_checkout(state: web::Data<AppState>, req: HttpRequest, body: Sec
                 }
             });
     let state_init = f.optional_string("wallet_state_init");
+    if f.payment_method() == Some(events::PaymentMethod::UsdtTon) {
+        f.fail_with(FieldError::new(
+            "payment_method",
+            "checkouts are paid in TON; a USDT purchase is a create or buy with payment_method \"usdt_ton\"",
+        ));
+    }
     if let Some(chain) = f.optional_string("network") {
         let ours = state.wallet_network;
         let named = match chain.trim().to_ascii_lowercase().as_str() {

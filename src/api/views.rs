@@ -2,7 +2,7 @@
 //! strings (`"0.761234567"`); rates as JSON numbers; times as RFC 3339 UTC.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use events::{OrderMode, Product};
+use events::{OrderMode, PaymentMethod, Product};
 use projections::{HistoryItem, OrderView, QueueStats, RequestView, WalletCommission};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -13,6 +13,11 @@ use crate::ton::Nanoton;
 
 pub fn ton(amount: Nanoton) -> String {
     amount.to_ton_string()
+}
+
+/// USDT units as a decimal string of USDT (`"0.75"`).
+pub fn usdt(amount: events::JettonAmount) -> String {
+    amount.to_decimal_string(crate::fragment::client::USDT_DECIMALS)
 }
 
 pub fn time(t: DateTime<Utc>) -> String {
@@ -111,7 +116,12 @@ pub struct OrderJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     months: Option<u8>,
     order_id: Uuid,
+    /// Only for a USDT order (a TON order's answer stays as it always was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_method: Option<&'static str>,
     price_ton: Ton,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price_usdt_ton: Option<String>,
     request_id: Option<Uuid>,
     status: &'a str,
     total_ton: Ton,
@@ -137,7 +147,9 @@ pub fn order(o: &OrderView) -> OrderJson<'_> {
         mode: mode(o.mode),
         months,
         order_id: o.order_id,
+        payment_method: (o.payment_method != PaymentMethod::Ton).then(|| o.payment_method.as_str()),
         price_ton: Ton(o.price_nanoton),
+        price_usdt_ton: o.price_usdt.map(usdt),
         request_id: o.request_id,
         status: &o.status,
         total_ton: Ton(o.total_nanoton),
@@ -194,11 +206,16 @@ pub struct ResultJson<'a> {
     commission_rate: Value,
     commission_ton: Ton,
     cost_ton: Ton,
+    /// What Fragment was paid in USDT, for a USDT purchase (the SDK's `cost_usdt_ton`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_usdt_ton: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration_months: Option<u8>,
     mode: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     months: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_method: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stars_amount: Option<u32>,
     success: bool,
@@ -235,9 +252,11 @@ pub fn request(
             commission_rate: rate(r.commission_rate),
             commission_ton: Ton(res.commission_nanoton),
             cost_ton: Ton(res.cost_nanoton),
+            cost_usdt_ton: res.cost_usdt.map(usdt),
             duration_months: months,
             mode: mode(r.mode),
             months,
+            payment_method: res.cost_usdt.map(|_| PaymentMethod::UsdtTon.as_str()),
             stars_amount: amount,
             success: true,
             timestamp: Time(res.completed_at),

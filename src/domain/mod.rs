@@ -58,6 +58,11 @@ pub enum DomainError {
     CheckoutSubmittedOtherwise,
     #[error("the order's checkout can still be signed and sent until {valid_until} (unix time): it cannot be cancelled before then")]
     CheckoutOutstanding { valid_until: u32 },
+    #[error("the wallet holds {} USDT; this order costs {} USDT", balance.to_decimal_string(6), needed.to_decimal_string(6))]
+    InsufficientJettonBalance {
+        balance: events::JettonAmount,
+        needed: events::JettonAmount,
+    },
     #[error("payment request {0} not found")]
     UnknownRequest(Uuid),
     #[error("a different wallet message was already signed for this request")]
@@ -98,6 +103,7 @@ impl DomainError {
             DomainError::OrderExpired => "ORDER_EXPIRED",
             DomainError::DebtLimitExceeded { .. } => "DEBT_LIMIT_EXCEEDED",
             DomainError::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
+            DomainError::InsufficientJettonBalance { .. } => "INSUFFICIENT_JETTON_BALANCE",
             DomainError::UnknownRequest(_) => "REQUEST_NOT_FOUND",
             DomainError::NotCancellable { .. } | DomainError::CheckoutOutstanding { .. } => {
                 "ORDER_NOT_CANCELLABLE"
@@ -141,6 +147,7 @@ impl DomainError {
             | DomainError::KycCookiesRequired
             | DomainError::DebtLimitExceeded { .. }
             | DomainError::InsufficientBalance { .. }
+            | DomainError::InsufficientJettonBalance { .. }
             | DomainError::SettlementExceedsDebt { .. }
             | DomainError::SettlementReferenceReused { .. } => 400,
         }

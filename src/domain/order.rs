@@ -9,13 +9,13 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use events::Nanoton;
 use events::{
     CheckoutIssued, Event, OrderCancelled, OrderCreated, OrderDeliveryConfirmed,
     OrderDeliveryUnconfirmed, OrderExpired, OrderFailed, OrderFulfilled, OrderMode, OrderPaid,
     OrderPaymentAbandoned, OrderProcessingStarted, OrderQueued, OrderTimedOut, OrderWebhookSet,
     PaymentSubmitted, Product,
 };
+use events::{JettonAmount, Nanoton, PaymentMethod};
 
 use super::policy::{commission_for, Policy};
 use super::DomainError;
@@ -112,6 +112,8 @@ pub struct Payer {
 pub struct WalletFunds {
     pub balance_nanoton: Nanoton,
     pub debt_nanoton: Nanoton,
+    /// Its USDT, for a USDT order (`None` for a TON order).
+    pub usdt: Option<JettonAmount>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -123,6 +125,9 @@ pub enum OrderCommand {
         mode: OrderMode,
         cookie_fingerprint: Option<String>,
         price_nanoton: Nanoton,
+        /// What it is paid in, and for USDT its price (`OrderCreated::price_usdt`).
+        payment_method: PaymentMethod,
+        price_usdt: Option<JettonAmount>,
         /// Where the client wants webhooks about the order (checked by the caller).
         webhook_url: Option<String>,
         now: DateTime<Utc>,
@@ -305,6 +310,10 @@ impl OrderState {
     }
 }
 
+/// What a USDT payment is expected to carry in TON for the jetton transfer's gas when it is
+/// accepted (Fragment's link names the exact amount, checked again before signing).
+pub const USDT_TRANSFER_GAS: Nanoton = Nanoton::new(50_000_000);
+
 /// Seconds the chain's clock may trail ours: a checkout's message is taken as dead this long
 /// after its `valid_until` (orders expire later still).
 pub const CHECKOUT_CLOCK_MARGIN: i64 = 30;
@@ -325,6 +334,8 @@ pub fn decide(
                 mode,
                 cookie_fingerprint,
                 price_nanoton,
+                payment_method,
+                price_usdt,
                 webhook_url,
                 now,
             } => {
@@ -346,6 +357,8 @@ pub fn decide(
                     total_nanoton: total,
                     created_at: now,
                     expires_at: now + policy.order_ttl,
+                    payment_method,
+                    price_usdt,
                 };
                 let webhook = webhook_url.map(|url| OrderWebhookSet { order_id, url }.into());
                 Ok(std::iter::once(created.into()).chain(webhook).collect())
@@ -391,12 +404,23 @@ pub fn decide(
                     limit_nanoton: policy.debt_limit_nanoton,
                 });
             }
+            // A USDT order needs its USDT, and TON only for the transfer's gas.
+            let ton_sent = match order.payment_method {
+                PaymentMethod::Ton => order.price_nanoton,
+                PaymentMethod::UsdtTon => {
+                    let price = order.price_usdt.unwrap_or_default();
+                    let held = funds.usdt.unwrap_or_default();
+                    if held < price {
+                        return Err(DomainError::InsufficientJettonBalance {
+                            balance: held,
+                            needed: price,
+                        });
+                    }
+                    USDT_TRANSFER_GAS
+                }
+            };
             let needed = policy
-                .payment_needs(
-                    order.price_nanoton,
-                    order.commission_nanoton,
-                    funds.debt_nanoton,
-                )?
+                .payment_needs(ton_sent, order.commission_nanoton, funds.debt_nanoton)?
                 .total;
             if funds.balance_nanoton < needed {
                 return Err(DomainError::InsufficientBalance {
@@ -744,6 +768,8 @@ mod tests {
             mode,
             cookie_fingerprint: None,
             price_nanoton: Nanoton::new(price),
+            payment_method: PaymentMethod::Ton,
+            price_usdt: None,
             webhook_url: None,
             now: t0(),
         };
@@ -757,6 +783,7 @@ mod tests {
             funds: WalletFunds {
                 balance_nanoton: Nanoton::new(balance),
                 debt_nanoton: Nanoton::new(debt),
+                usdt: None,
             },
             has_cookies: false,
             now: at,
@@ -805,6 +832,7 @@ mod tests {
             wallet_last_lt: None,
             confirmation: None,
             checkout: None,
+            usdt: None,
         }
     }
 
@@ -1070,6 +1098,7 @@ mod tests {
             debt_after_nanoton: Nanoton::new(10_000_000),
             network_fee_nanoton: Nanoton::new(1),
             completed_at: t0() + Duration::minutes(3),
+            cost_usdt: None,
         }
     }
 
@@ -1206,6 +1235,7 @@ mod tests {
             funds: WalletFunds {
                 balance_nanoton: Nanoton::ZERO,
                 debt_nanoton: Nanoton::ZERO,
+                usdt: None,
             },
             submitted: Box::new(submitted_payment(hash)),
             has_cookies,

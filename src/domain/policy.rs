@@ -114,6 +114,22 @@ impl Policy {
     }
 }
 
+/// What `price` is in USDT units (10⁻⁶) at `ton_usd` dollars a TON, rounded up to the unit:
+/// a quote that Fragment's own rounding of the same rate cannot exceed. `None` for a rate
+/// that is not positive or a result that does not fit.
+pub fn usdt_for(price: Nanoton, ton_usd: Decimal) -> Option<events::JettonAmount> {
+    if ton_usd <= Decimal::ZERO {
+        return None;
+    }
+    // nanoton × USD/TON ÷ 10⁹ × 10⁶ = nanoton × rate ÷ 1000.
+    Decimal::from(price.as_u64())
+        .checked_mul(ton_usd)?
+        .checked_div(Decimal::from(1000u64))?
+        .ceil()
+        .to_u64()
+        .map(events::JettonAmount)
+}
+
 /// `price × rate`, rounded half away from zero to the nanoton. `None` when the rate is
 /// negative or the result does not fit (a configuration error, refused at startup).
 pub fn commission_for(price: Nanoton, rate: Decimal) -> Option<Nanoton> {
@@ -133,6 +149,20 @@ mod tests {
 
     fn n(v: u64) -> Nanoton {
         Nanoton::new(v)
+    }
+
+    #[test]
+    fn a_usdt_quote_is_the_ton_price_at_the_rate_rounded_up() {
+        let rate = Decimal::new(300, 2);
+        assert_eq!(
+            usdt_for(n(250_000_000), rate),
+            Some(events::JettonAmount(750_000))
+        );
+        // 1 nanoton at $3: 0.003 units, a whole unit.
+        assert_eq!(usdt_for(n(1), rate), Some(events::JettonAmount(1)));
+        assert_eq!(usdt_for(n(0), rate), Some(events::JettonAmount(0)));
+        assert_eq!(usdt_for(n(1), Decimal::ZERO), None);
+        assert_eq!(usdt_for(n(1), Decimal::new(-3, 0)), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tonlib_core::TonAddress;
 use super::client::Purchase;
 use super::error::FragmentError;
 use crate::ton::address::{self, ParsedAddress};
+use crate::ton::jetton::{JettonAmount, JettonTransfer};
 use crate::ton::transfer::read_comment;
 use crate::ton::{MessageBody, Nanoton, OutgoingMessage};
 
@@ -43,6 +44,50 @@ pub enum LinkError {
     WrongRecipient { named: String, ours: String },
     #[error("the link's payment comment {0:?} does not name what this order buys")]
     PayloadMismatch(String),
+    #[error("the link's USDT transfer goes to {0}, not to the paying wallet's own USDT wallet")]
+    NotOwnJettonWallet(String),
+    #[error("the link sends {} USDT units but the invoice said {}", link.units(), invoice.units())]
+    UsdtAmountMismatch {
+        link: JettonAmount,
+        invoice: JettonAmount,
+    },
+    #[error("the link asks for {} USDT units, more than the {} this order allows", amount.units(), max.units())]
+    UsdtAboveLimit {
+        amount: JettonAmount,
+        max: JettonAmount,
+    },
+}
+
+/// Most TON a USDT invoice's message may carry for the gas (what fragment_api_lib allows).
+pub const USDT_MAX_ATTACHED: Nanoton = Nanoton::new(300_000_000);
+/// Most TON a USDT transfer may forward to Fragment.
+pub const USDT_MAX_FORWARD: Nanoton = Nanoton::new(100_000_000);
+
+/// What a USDT link is checked against.
+#[derive(Clone, Debug)]
+pub struct UsdtExpectations<'a> {
+    pub req_id: &'a str,
+    pub purchase: Purchase,
+    pub recipient: &'a str,
+    /// What the init call quoted, and the most the order allows.
+    pub invoice_amount: JettonAmount,
+    pub max_amount: JettonAmount,
+    /// Where Fragment takes payments (the USDT goes to one of them).
+    pub fragment_addresses: &'a [TonAddress],
+    pub payer: &'a TonAddress,
+    /// The payer's own USDT jetton wallet (as the master says): the message goes there.
+    pub jetton_wallet: &'a TonAddress,
+    pub now: u32,
+    pub min_validity: u32,
+}
+
+/// A USDT link that passed the checks: the jetton transfer to sign, the USDT it sends and
+/// the TON it carries for the gas.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckedUsdtPayment {
+    pub message: OutgoingMessage,
+    pub amount: JettonAmount,
+    pub valid_until: u32,
 }
 
 /// One message of the link.
@@ -185,8 +230,9 @@ impl PaymentLink {
         })
     }
 
-    /// Checks the link and returns the one message to sign.
-    pub fn check(&self, e: &LinkExpectations<'_>) -> Result<CheckedPayment, LinkError> {
+    /// The link's one message, once the link is shown to be for request `req_id`, paid by
+    /// `payer`.
+    fn the_message(&self, req_id: &str, payer: &TonAddress) -> Result<&LinkMessage, LinkError> {
         let m = match self.messages.as_slice() {
             [] => return Err(LinkError::NoMessages),
             [m] => m,
@@ -200,18 +246,113 @@ impl PaymentLink {
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| id.to_string());
-        if id != e.req_id {
+        if id != req_id {
             return Err(LinkError::WrongRequest {
                 link: id,
-                ours: e.req_id.to_string(),
+                ours: req_id.to_string(),
             });
         }
         if let Some(from) = &self.from {
             match address::parse_address(from) {
-                Ok(a) if &a == e.payer => {}
+                Ok(a) if &a == payer => {}
                 _ => return Err(LinkError::WrongPayer(from.clone())),
             }
         }
+        Ok(m)
+    }
+
+    /// Checks a USDT link (`payment_method=usdt_ton`) and returns the one message to sign: a
+    /// jetton transfer to the payer's own USDT wallet sending exactly the invoiced USDT to a
+    /// Fragment address, the gas left back to the payer, with a reference that names the
+    /// purchase; and not much TON with it.
+    pub fn check_usdt(&self, e: &UsdtExpectations<'_>) -> Result<CheckedUsdtPayment, LinkError> {
+        let m = self.the_message(e.req_id, e.payer)?;
+        let destination = ParsedAddress::parse(&m.address)
+            .map_err(|_| LinkError::UnknownDestination(m.address.clone()))?;
+        if &destination.address != e.jetton_wallet {
+            return Err(LinkError::NotOwnJettonWallet(m.address.clone()));
+        }
+        if m.state_init.is_some() {
+            return Err(LinkError::UnexpectedStateInit);
+        }
+        if m.amount > USDT_MAX_ATTACHED {
+            return Err(LinkError::AboveLimit {
+                amount: m.amount,
+                max: USDT_MAX_ATTACHED,
+            });
+        }
+        if u64::from(self.valid_until) < u64::from(e.now) + u64::from(e.min_validity) {
+            return Err(LinkError::Expired {
+                valid_until: self.valid_until,
+                now: e.now,
+            });
+        }
+        let payload = m
+            .payload
+            .as_deref()
+            .ok_or_else(|| LinkError::BadPayload("missing".into()))?;
+        let body = MessageBody::from_boc_base64(payload)
+            .map_err(|e| LinkError::BadPayload(e.to_string()))?;
+        let MessageBody::Cell(cell) = &body else {
+            unreachable!("a BOC body is a cell")
+        };
+        let transfer = JettonTransfer::parse(cell)
+            .map_err(|e| LinkError::BadPayload(format!("not a jetton transfer: {e}")))?;
+        if !e.fragment_addresses.contains(&transfer.destination) {
+            return Err(LinkError::UnknownDestination(address::raw(
+                &transfer.destination,
+            )));
+        }
+        if transfer.amount != e.invoice_amount {
+            return Err(LinkError::UsdtAmountMismatch {
+                link: transfer.amount,
+                invoice: e.invoice_amount,
+            });
+        }
+        if transfer.amount > e.max_amount {
+            return Err(LinkError::UsdtAboveLimit {
+                amount: transfer.amount,
+                max: e.max_amount,
+            });
+        }
+        if transfer
+            .response_destination
+            .as_ref()
+            .is_some_and(|r| r != e.payer)
+        {
+            return Err(LinkError::BadPayload(
+                "the transfer returns its gas to another wallet".into(),
+            ));
+        }
+        if transfer.custom_payload.is_some() || transfer.forward_ton_amount > USDT_MAX_FORWARD {
+            return Err(LinkError::BadPayload(
+                "the transfer carries a custom payload or forwards too much TON".into(),
+            ));
+        }
+        let comment = read_comment(&transfer.forward_payload.cell()).ok_or_else(|| {
+            LinkError::BadPayload("the forward payload is not a text comment".into())
+        })?;
+        if !names_purchase(&comment, e.purchase) {
+            return Err(LinkError::PayloadMismatch(comment));
+        }
+        if let Some(named) = named_recipient(&comment) {
+            if !named.eq_ignore_ascii_case(e.recipient) {
+                return Err(LinkError::WrongRecipient {
+                    named: format!("@{named}"),
+                    ours: e.recipient.to_string(),
+                });
+            }
+        }
+        Ok(CheckedUsdtPayment {
+            message: OutgoingMessage::to(destination, m.amount, body),
+            amount: transfer.amount,
+            valid_until: self.valid_until,
+        })
+    }
+
+    /// Checks the link and returns the one message to sign.
+    pub fn check(&self, e: &LinkExpectations<'_>) -> Result<CheckedPayment, LinkError> {
+        let m = self.the_message(e.req_id, e.payer)?;
         let destination = ParsedAddress::parse(&m.address)
             .map_err(|_| LinkError::UnknownDestination(m.address.clone()))?;
         if !e.fragment_addresses.contains(&destination.address) {

@@ -22,4 +22,6 @@ pub use client::{
 pub use cookies::{CookieError, FragmentCookies};
 pub use error::{FragmentError, SessionRole};
 pub use html::Price;
-pub use link::{CheckedPayment, LinkError, LinkExpectations, PaymentLink};
+pub use link::{
+    CheckedPayment, CheckedUsdtPayment, LinkError, LinkExpectations, PaymentLink, UsdtExpectations,
+};

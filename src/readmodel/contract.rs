@@ -113,6 +113,14 @@ fn order(n: u128, status: &str, wallet_raw: Option<&str>, at: u64) -> OrderView 
             _ => Some(false),
         },
         updated_at_position: at,
+        payment_method: if n.is_multiple_of(3) {
+            events::PaymentMethod::UsdtTon
+        } else {
+            events::PaymentMethod::Ton
+        },
+        price_usdt: n
+            .is_multiple_of(3)
+            .then_some(events::JettonAmount(u64::MAX - n as u64)),
     }
 }
 
@@ -148,6 +156,7 @@ fn request(
             collected_nanoton: Nanoton::new(0),
             commission_balance_nanoton: Nanoton::new(5),
             completed_at: t0() + Duration::seconds(9),
+            cost_usdt: Some(events::JettonAmount(u64::MAX)),
         }),
         paid_position: paid,
         queued_position: Some(paid + 1),
@@ -1077,6 +1086,8 @@ fn order_script(
             total_nanoton: price.checked_add(commission).unwrap(),
             created_at: t,
             expires_at: t + Duration::minutes(10),
+            payment_method: events::PaymentMethod::Ton,
+            price_usdt: None,
         }
         .into()],
     )];
@@ -1134,6 +1145,7 @@ fn order_script(
             wallet_last_lt: None,
             confirmation: None,
             checkout: None,
+            usdt: None,
         }
         .into()
     };
@@ -1203,6 +1215,7 @@ fn order_script(
                 debt_after_nanoton: Nanoton::new(entry.0),
                 network_fee_nanoton: Nanoton::new(3_000_000),
                 completed_at: at,
+                cost_usdt: None,
             }
             .into()],
         ));

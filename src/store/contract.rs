@@ -1230,6 +1230,8 @@ pub async fn decoded_reads_say_what_read_all_and_decoding_say(fixture: Fixture) 
         total_nanoton: events::Nanoton::new(u64::MAX),
         created_at: Utc::now(),
         expires_at: Utc::now(),
+        payment_method: events::PaymentMethod::Ton,
+        price_usdt: None,
     });
     let mut old = events::Event::from(events::OrderFailed {
         order_id,

@@ -8,8 +8,6 @@
 //! (`VarUInteger 16`); this module keeps them in `JettonAmount`, whole units of the jetton's
 //! smallest denomination (USDT: 10⁻⁶).
 
-use std::fmt;
-
 use num_bigint::BigUint;
 use num_traits::ToPrimitive;
 use tonlib_core::cell::{ArcCell, Cell, CellBuilder, CellParser, TonCellError};
@@ -22,66 +20,7 @@ pub const OP_INTERNAL_TRANSFER: u32 = 0x178d_4519;
 pub const OP_TRANSFER_NOTIFICATION: u32 = 0x7362_d09c;
 pub const OP_EXCESSES: u32 = 0xd532_76db;
 
-/// An amount of a jetton in its smallest units. Integer, like `Nanoton`: never a float.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct JettonAmount(pub u64);
-
-impl JettonAmount {
-    pub const ZERO: JettonAmount = JettonAmount(0);
-
-    pub fn units(self) -> u64 {
-        self.0
-    }
-
-    pub fn checked_add(self, other: JettonAmount) -> Option<JettonAmount> {
-        self.0.checked_add(other.0).map(JettonAmount)
-    }
-
-    /// As a decimal string of whole tokens with `decimals` digits after the point, trailing
-    /// zeros dropped (`1500000` with 6 decimals is `"1.5"`).
-    pub fn to_decimal_string(self, decimals: u32) -> String {
-        let scale = 10u64.pow(decimals);
-        let (whole, fraction) = (self.0 / scale, self.0 % scale);
-        if fraction == 0 {
-            return whole.to_string();
-        }
-        let digits = format!("{fraction:0width$}", width = decimals as usize);
-        format!("{whole}.{}", digits.trim_end_matches('0'))
-    }
-
-    /// A decimal string of whole tokens (`"1.5"`) with at most `decimals` digits after the
-    /// point, exactly; `None` for anything else.
-    pub fn parse_decimal(text: &str, decimals: u32) -> Option<JettonAmount> {
-        let text = text.trim();
-        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty() || !digits(whole) || !digits(fraction) {
-            return None;
-        }
-        if fraction.len() > decimals as usize {
-            return None;
-        }
-        let scale = 10u64.checked_pow(decimals)?;
-        let padded = format!("{fraction:0<width$}", width = decimals as usize);
-        let fraction: u64 = if padded.is_empty() {
-            0
-        } else {
-            padded.parse().ok()?
-        };
-        whole
-            .parse::<u64>()
-            .ok()?
-            .checked_mul(scale)?
-            .checked_add(fraction)
-            .map(JettonAmount)
-    }
-}
-
-impl fmt::Display for JettonAmount {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} units", self.0)
-    }
-}
+pub use events::JettonAmount;
 
 fn store_coins(b: &mut CellBuilder, amount: u64) -> Result<(), TonCellError> {
     b.store_coins(&BigUint::from(amount))?;

@@ -138,6 +138,7 @@ impl World {
             chain: TonCenterClient::new(TonApiConfig::local(self.ton.url())).unwrap(),
             owner_cookies: vec![self.owner.clone()],
             fee_address: Some(self.fee.clone()),
+            usdt_master: fragment_gateway::sim::ton::usdt_master(),
         }
     }
 

@@ -255,13 +255,30 @@ def main():
         lambda: client.get_status(str(uuid.uuid4())),
     )
     if v21:
-        # An SDK option API.md does not offer: refused before anything is queued.
+        # USDT on TON (SDK 2.1's payment_method): paid from the demo wallet's USDT.
+        @step("buy_stars payment_method=usdt_ton")
+        def _():
+            r = client.buy_stars("@alice", 50, seed, payment_method="usdt_ton", wait=True)
+            seen["buy_stars_usdt"] = r.__dict__
+            check("usdt: success", r.success is True, r)
+            check("usdt: transaction_hash", is_hash(r.transaction_hash), r.transaction_hash)
+            check("usdt: cost_usdt_ton", r.cost_usdt_ton == "0.75", r.cost_usdt_ton)
+            check("usdt: payment_method", r.payment_method == "usdt_ton", r.payment_method)
+            check("usdt: cost_ton", r.cost_ton == "0", r.cost_ton)
+            check("usdt: commission_ton", r.commission_ton == "0.0025", r.commission_ton)
+
         expect_error(
-            "payment_method usdt_ton",
+            "payment_method unknown",
             ValidationError,
             "VALIDATION_ERROR",
-            lambda: client.buy_stars("@alice", 50, seed, payment_method="usdt_ton", wait=False),
+            lambda: client.buy_stars("@alice", 50, seed, payment_method="usdc_base", wait=False),
             field="payment_method",
+        )
+        expect_error(
+            "usdt: insufficient USDT",
+            FragmentAPIError,
+            "INSUFFICIENT_JETTON_BALANCE",
+            lambda: client.buy_stars("@alice", 50, args.unfunded_seed, payment_method="usdt_ton", wait=False),
         )
     else:
         # 2.0.x sends any amount; the server's refusal is the only check.

@@ -518,6 +518,19 @@ impl Ledger {
         }
     }
 
+    /// Fault injection: empties `owner`'s jetton wallet of `master`, as if it had spent the
+    /// jettons in a transfer the test does not model. Returns what it held.
+    pub fn take_jettons(&mut self, master: &TonAddress, owner: &TonAddress) -> JettonAmount {
+        match self
+            .accounts
+            .get_mut(&sim_jetton::wallet_address(master, owner))
+            .and_then(|a| a.jetton.as_mut())
+        {
+            Some(JettonState::Wallet { balance, .. }) => std::mem::take(balance),
+            _ => JettonAmount::ZERO,
+        }
+    }
+
     /// Mints `amount` of `master`'s jetton to `owner` at once (its own block): the master
     /// sends an `internal_transfer` to the owner's jetton wallet, deploying it when new, as a
     /// minter does. Returns the jetton wallet's transaction. Panics when no master is there.

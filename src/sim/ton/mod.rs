@@ -408,6 +408,12 @@ impl TonSim {
             .mint_jetton(&usdt_master(), owner, amount, Moment::now())
     }
 
+    /// Fault injection: takes all of `owner`'s USDT away at once (no transaction), as if the
+    /// wallet had spent it elsewhere. Returns what it held.
+    pub fn take_usdt(&self, owner: &TonAddress) -> JettonAmount {
+        self.state.ledger().take_jettons(&usdt_master(), owner)
+    }
+
     /// `owner`'s USDT balance (zero without a jetton wallet).
     pub fn usdt_balance(&self, owner: &TonAddress) -> JettonAmount {
         self.state.ledger().jetton_balance(&usdt_master(), owner)
