@@ -296,6 +296,8 @@ mod tests {
                 total_nanoton: Nanoton::new(1_000_000_000).checked_add(commission).unwrap(),
                 created_at: self.t0,
                 expires_at: self.at(600),
+                payment_method: events::PaymentMethod::Ton,
+                price_usdt: None,
             });
             id
         }
@@ -379,6 +381,7 @@ mod tests {
             debt_after_nanoton: Nanoton::new(10_000_000),
             network_fee_nanoton: Nanoton::new(5),
             completed_at: log.at(22),
+            cost_usdt: None,
         });
         let q = log.models.queue.stats();
         assert_eq!(

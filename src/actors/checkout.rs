@@ -179,9 +179,22 @@ impl Core {
         };
         let meta = EventMetadata::correlated(order_id);
         let created = match self.sh.registry.order(order_id, create, meta).await {
-            // Another run under the same id made it meanwhile.
+            // Another run under the same id made it: its checkout if it issued one, else
+            // this run issues it on that order, at the same price (an earlier run that died
+            // between the two appends).
             Err(CoreError::Domain(DomainError::OrderExists(_))) => {
-                return self.checkout(order_id).await
+                let state = self.sh.registry.order_state(order_id).await?;
+                if state.checkout.is_some() {
+                    return self.checkout(order_id).await;
+                }
+                match state.created {
+                    Some(c) if c.price_nanoton == invoice.amount => Some(c),
+                    _ => {
+                        return Err(CoreError::Unavailable(
+                            "an earlier attempt under this key left an order at another price; retry under a new key".into(),
+                        ))
+                    }
+                }
             }
             other => other?.0.created,
         }
