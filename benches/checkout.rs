@@ -9,9 +9,10 @@
 //! measure what its timers cost per second; then `CHECKOUTS` checkout purchases (no-KYC
 //! Stars, `WALLETS` wallets buying side by side, each wallet signing with its own key in this
 //! process, as a wallet app would); then `SEEDS` seed purchases (one-shot buys, one wallet,
-//! one after another). Each purchase is followed to `completed`, polled once a second. Reported per purchase: the
-//! CPU over the phase divided by the purchases, and the same less the idle rate over the
-//! phase's wall time. A table goes to stderr and `target/bench-checkout.json`.
+//! one after another). Each purchase is followed to `completed`, polled once a second.
+//! Reported per purchase: the CPU over the phase divided by the purchases, and the same less
+//! the idle rate over the phase's wall time. A table goes to stderr and
+//! `target/bench-checkout.json`.
 //!
 //! Run: `cargo bench --bench checkout` (`FG_BENCH_CHECKOUTS`, `FG_BENCH_SEEDS` change the
 //! counts). Under `cargo test` it runs one purchase of each kind, as a smoke test.
