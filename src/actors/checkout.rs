@@ -135,7 +135,8 @@ impl Core {
         let policy = &self.sh.config.policy;
         let commission = commission_for(invoice.amount, policy.rate(mode))
             .ok_or(DomainError::Misconfigured("commission rate"))?;
-        let state = self.public_chain.wallet_state(&wallet).await?;
+        // The account as read to tell the wallet (a moment ago): one read for both.
+        let state = crate::ton::client::wallet_state_of(&on_chain, &wallet)?;
         let raw = wallet.raw_address();
         let debt = self.sh.registry.wallet_state(&raw).await?.debt_nanoton;
         if debt > policy.debt_limit_nanoton {

@@ -205,6 +205,33 @@ impl AccountState {
     }
 }
 
+/// What a payer needs of `wallet`, from its account's state (read once for several uses).
+pub fn wallet_state_of(
+    account: &AccountState,
+    wallet: &WalletContract,
+) -> Result<WalletState, TonApiError> {
+    let not_this = || TonApiError::NotThisWallet {
+        address: wallet.raw_address(),
+        expected: wallet.version(),
+    };
+    let last_lt = account.last_transaction.as_ref().map(|t| t.lt);
+    match account.wallet().map_err(|_| not_this())? {
+        None => Ok(WalletState {
+            balance: account.balance,
+            seqno: 0,
+            deployed: false,
+            last_lt,
+        }),
+        Some((version, seqno)) if version == wallet.version() => Ok(WalletState {
+            balance: account.balance,
+            seqno,
+            deployed: true,
+            last_lt,
+        }),
+        Some(_) => Err(not_this()),
+    }
+}
+
 /// A jetton wallet's state (`get_wallet_data`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JettonWalletData {
@@ -545,26 +572,7 @@ impl TonCenterClient {
     /// data cell, after checking that the code is the wallet version we are about to sign for.
     pub async fn wallet_state(&self, wallet: &WalletContract) -> Result<WalletState, TonApiError> {
         let account = self.account_state(wallet.address()).await?;
-        let not_this = || TonApiError::NotThisWallet {
-            address: wallet.raw_address(),
-            expected: wallet.version(),
-        };
-        let last_lt = account.last_transaction.as_ref().map(|t| t.lt);
-        match account.wallet().map_err(|_| not_this())? {
-            None => Ok(WalletState {
-                balance: account.balance,
-                seqno: 0,
-                deployed: false,
-                last_lt,
-            }),
-            Some((version, seqno)) if version == wallet.version() => Ok(WalletState {
-                balance: account.balance,
-                seqno,
-                deployed: true,
-                last_lt,
-            }),
-            Some(_) => Err(not_this()),
-        }
+        wallet_state_of(&account, wallet)
     }
 
     /// v2 `runGetMethod` with one address argument (or none): the result's stack, once the
