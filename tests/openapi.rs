@@ -686,6 +686,16 @@ async fn real_answers_match_their_documented_schemas() {
         .get(&format!("/api/v1/transactions?wallet_address={wallet}"))
         .await;
     assert!(r.1["data"]["total"].as_u64().unwrap() >= 3, "{}", r.1);
+    // The USDT purchase's line says what it cost in USDT.
+    let usdt_line = r.1["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["payment_method"] == "usdt_ton")
+        .cloned()
+        .unwrap_or_else(|| panic!("no USDT line: {}", r.1));
+    assert_eq!(usdt_line["cost_usdt_ton"], "0.75", "{usdt_line}");
+    assert_eq!(usdt_line["cost_ton"], "0", "{usdt_line}");
 
     // Errors: each in its operation's documented statuses and codes.
     let r = t

@@ -27,6 +27,8 @@ pub struct HistoryItem {
     pub username: String,
     /// What the wallet paid Fragment (the quoted price until the payment is on chain).
     pub cost_nanoton: Nanoton,
+    /// The same in USDT, for a USDT order (`cost_nanoton` is then zero once paid).
+    pub cost_usdt: Option<events::JettonAmount>,
     pub commission_nanoton: Nanoton,
     /// The request's status: queued, processing, completed, failed, timeout.
     pub status: String,
@@ -45,6 +47,7 @@ impl HistoryItem {
             product: order.product,
             username: order.username.clone(),
             cost_nanoton: result.map_or(order.price_nanoton, |r| r.cost_nanoton),
+            cost_usdt: result.map_or(order.price_usdt, |r| r.cost_usdt),
             commission_nanoton: order.commission_nanoton,
             status: request.status.as_str().to_string(),
             tx_hash: result.map(|r| r.transaction_hash.clone()),

@@ -1377,8 +1377,19 @@ pub struct HistoryItem {
     #[schema(schema_with = months)]
     pub months: Option<u8>,
     pub username: Username,
-    /// What the wallet paid Fragment (the quoted price until the payment is on chain).
+    /// What the wallet paid Fragment (the quoted price until the payment is on chain; `"0"`
+    /// once a USDT purchase is paid).
     pub cost_ton: Ton,
+    /// A USDT purchase's cost in USDT (its quoted price until paid).
+    #[schema(
+        nullable = false,
+        pattern = r"^[0-9]+(\.[0-9]{1,6})?$",
+        example = "0.75"
+    )]
+    pub cost_usdt_ton: Option<String>,
+    /// Present for a USDT purchase only.
+    #[schema(nullable = false)]
+    pub payment_method: Option<PaymentMethod>,
     pub commission_ton: Ton,
     /// The payment request's status.
     pub status: RequestStatus,

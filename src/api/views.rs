@@ -353,6 +353,14 @@ pub fn history_item(h: &HistoryItem) -> Value {
     if let Value::Object(rest) = rest {
         out.extend(rest);
     }
+    // Only for a USDT order: a TON order's line stays as it always was.
+    if let Some(cost) = h.cost_usdt {
+        out.insert("cost_usdt_ton".into(), json!(usdt(cost)));
+        out.insert(
+            "payment_method".into(),
+            json!(PaymentMethod::UsdtTon.as_str()),
+        );
+    }
     Value::Object(out)
 }
 
