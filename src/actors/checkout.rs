@@ -451,21 +451,6 @@ impl Core {
         }
         self.receipt(request.request_id, position.is_some()).await
     }
-
-    async fn receipt(&self, request_id: Uuid, new_request: bool) -> Result<PayReceipt, CoreError> {
-        let request = self.request(request_id).await?;
-        let (position, wait) = {
-            let live = self.sh.runner.live();
-            let p = live.queue.position(&request.request_id);
-            (p, p.map_or(0, |p| live.queue.estimated_wait_seconds(p)))
-        };
-        Ok(PayReceipt {
-            request,
-            position,
-            estimated_wait_seconds: wait,
-            new_request,
-        })
-    }
 }
 
 /// The issued form of one message.

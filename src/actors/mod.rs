@@ -751,11 +751,15 @@ impl Core {
         let request = state
             .request
             .ok_or_else(|| CoreError::Internal("paid order without request".into()))?;
-        let new_request = position.is_some();
         if let Some(p) = position {
             self.sh.runner.wait_for(p).await;
         }
-        let request = self.request(request.request_id).await?;
+        self.receipt(request.request_id, position.is_some()).await
+    }
+
+    /// A payment's request as the read models have it, with its place in the queue.
+    async fn receipt(&self, request_id: Uuid, new_request: bool) -> Result<PayReceipt, CoreError> {
+        let request = self.request(request_id).await?;
         let (position, wait) = {
             let live = self.sh.runner.live();
             let p = live.queue.position(&request.request_id);

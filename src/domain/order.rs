@@ -318,6 +318,38 @@ pub const USDT_TRANSFER_GAS: Nanoton = Nanoton::new(50_000_000);
 /// after its `valid_until` (orders expire later still).
 pub const CHECKOUT_CLOCK_MARGIN: i64 = 30;
 
+/// A payment accepted into the queue: `OrderPaid` then `OrderQueued`.
+fn paid_and_queued(
+    order_id: Uuid,
+    request_id: Uuid,
+    payer: Payer,
+    funds: WalletFunds,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> [Event; 2] {
+    [
+        OrderPaid {
+            order_id,
+            request_id,
+            wallet_address: payer.wallet_address,
+            wallet_friendly: payer.wallet_friendly,
+            wallet_version: payer.wallet_version,
+            account_index: payer.account_index,
+            balance_nanoton: funds.balance_nanoton,
+            debt_nanoton: funds.debt_nanoton,
+            paid_at: now,
+        }
+        .into(),
+        OrderQueued {
+            order_id,
+            request_id,
+            queued_at: now,
+            queue_deadline: now + policy.queue_timeout,
+        }
+        .into(),
+    ]
+}
+
 /// Decides what a command means for the order. An empty list means the command was already
 /// carried out (a repeated payment by the same wallet, say) and nothing new happens.
 pub fn decide(
@@ -428,27 +460,7 @@ pub fn decide(
                     needed_nanoton: needed,
                 });
             }
-            Ok(vec![
-                OrderPaid {
-                    order_id,
-                    request_id,
-                    wallet_address: payer.wallet_address,
-                    wallet_friendly: payer.wallet_friendly,
-                    wallet_version: payer.wallet_version,
-                    account_index: payer.account_index,
-                    balance_nanoton: funds.balance_nanoton,
-                    debt_nanoton: funds.debt_nanoton,
-                    paid_at: now,
-                }
-                .into(),
-                OrderQueued {
-                    order_id,
-                    request_id,
-                    queued_at: now,
-                    queue_deadline: now + policy.queue_timeout,
-                }
-                .into(),
-            ])
+            Ok(paid_and_queued(order_id, request_id, payer, funds, now, policy).to_vec())
         }
 
         OrderCommand::IssueCheckout(issued) => {
@@ -513,36 +525,19 @@ pub fn decide(
                     "a checkout submission for another wallet or request",
                 ));
             }
-            let session = "checkout".to_string();
-            Ok(vec![
-                OrderPaid {
-                    order_id,
-                    request_id,
-                    wallet_address: payer.wallet_address,
-                    wallet_friendly: payer.wallet_friendly,
-                    wallet_version: payer.wallet_version,
-                    account_index: payer.account_index,
-                    balance_nanoton: funds.balance_nanoton,
-                    debt_nanoton: funds.debt_nanoton,
-                    paid_at: now,
-                }
-                .into(),
-                OrderQueued {
-                    order_id,
-                    request_id,
-                    queued_at: now,
-                    queue_deadline: now + policy.queue_timeout,
-                }
-                .into(),
+            let mut events =
+                paid_and_queued(order_id, request_id, payer, funds, now, policy).to_vec();
+            events.push(
                 OrderProcessingStarted {
                     order_id,
                     request_id,
-                    session,
+                    session: "checkout".to_string(),
                     started_at: now,
                 }
                 .into(),
-                Event::PaymentSubmitted(*submitted),
-            ])
+            );
+            events.push(Event::PaymentSubmitted(*submitted));
+            Ok(events)
         }
 
         OrderCommand::StartProcessing {

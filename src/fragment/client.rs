@@ -825,31 +825,16 @@ impl Flow {
         recipient: &Recipient,
         purchase: Purchase,
     ) -> Result<Invoice, FragmentError> {
-        let product = purchase.product();
-        let mut fields = vec![("recipient", recipient.token.clone())];
-        match purchase {
-            Purchase::Stars(n) => fields.push(("quantity", n.get().to_string())),
-            Purchase::Premium(m) => fields.push(("months", m.get().to_string())),
+        let (req_id, amount) = self.init_request(recipient, purchase, "ton").await?;
+        let amount = match &amount {
+            Value::String(s) => html::parse_ton(s),
+            Value::Number(n) => html::parse_ton(&n.to_string()),
+            _ => None,
         }
-        fields.push(("payment_method", "ton".into()));
-        let v = self.call(product, product.init_method(), &fields).await?;
-        let v = self.check(v, Some(&recipient.username))?;
-        let req_id = v
-            .get("req_id")
-            .and_then(Value::as_str)
-            .filter(|r| !r.is_empty())
-            .ok_or_else(|| FragmentError::BadResponse("init answer without req_id".into()))?;
-        let amount = v
-            .get("amount")
-            .and_then(|a| match a {
-                Value::String(s) => html::parse_ton(s),
-                Value::Number(n) => html::parse_ton(&n.to_string()),
-                _ => None,
-            })
-            .ok_or_else(|| FragmentError::BadResponse("init answer without a TON amount".into()))?;
+        .ok_or_else(|| FragmentError::BadResponse("init answer without a TON amount".into()))?;
         Ok(Invoice {
             purchase,
-            req_id: req_id.to_string(),
+            req_id,
             amount,
         })
     }
@@ -861,36 +846,48 @@ impl Flow {
         recipient: &Recipient,
         purchase: Purchase,
     ) -> Result<UsdtInvoice, FragmentError> {
+        let (req_id, amount) = self.init_request(recipient, purchase, "usdt_ton").await?;
+        let amount = match &amount {
+            Value::String(s) => Some(s.replace(',', "")),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+        .and_then(|a| JettonAmount::parse_decimal(&a, USDT_DECIMALS))
+        .ok_or_else(|| FragmentError::BadResponse("init answer without a USDT amount".into()))?;
+        Ok(UsdtInvoice {
+            purchase,
+            req_id,
+            amount,
+        })
+    }
+
+    /// `init…Request` paid by `payment_method`: the request id and the quoted amount as
+    /// Fragment wrote it.
+    async fn init_request(
+        &mut self,
+        recipient: &Recipient,
+        purchase: Purchase,
+        payment_method: &str,
+    ) -> Result<(String, Value), FragmentError> {
         let product = purchase.product();
         let mut fields = vec![("recipient", recipient.token.clone())];
         match purchase {
             Purchase::Stars(n) => fields.push(("quantity", n.get().to_string())),
             Purchase::Premium(m) => fields.push(("months", m.get().to_string())),
         }
-        fields.push(("payment_method", "usdt_ton".into()));
+        fields.push(("payment_method", payment_method.to_string()));
         let v = self.call(product, product.init_method(), &fields).await?;
-        let v = self.check(v, Some(&recipient.username))?;
+        let mut v = self.check(v, Some(&recipient.username))?;
         let req_id = v
             .get("req_id")
             .and_then(Value::as_str)
             .filter(|r| !r.is_empty())
-            .ok_or_else(|| FragmentError::BadResponse("init answer without req_id".into()))?;
-        let amount = v
-            .get("amount")
-            .and_then(|a| match a {
-                Value::String(s) => Some(s.replace(',', "")),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .and_then(|a| JettonAmount::parse_decimal(&a, USDT_DECIMALS))
-            .ok_or_else(|| {
-                FragmentError::BadResponse("init answer without a USDT amount".into())
-            })?;
-        Ok(UsdtInvoice {
-            purchase,
-            req_id: req_id.to_string(),
-            amount,
-        })
+            .ok_or_else(|| FragmentError::BadResponse("init answer without req_id".into()))?
+            .to_string();
+        Ok((
+            req_id,
+            v.get_mut("amount").map(Value::take).unwrap_or_default(),
+        ))
     }
 
     /// Asks for the TON Connect transaction that pays `invoice` from `payer`.

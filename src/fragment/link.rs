@@ -6,6 +6,7 @@
 //! only after checking it against what the invoice said and what the order allows.
 
 use serde_json::{Map, Value};
+use tonlib_core::cell::ArcCell;
 use tonlib_core::TonAddress;
 
 use super::client::Purchase;
@@ -146,6 +147,37 @@ impl CheckedPayment {
     }
 }
 
+/// A message's payload: the body to sign, exactly as received, and its cell.
+fn payload_cell(m: &LinkMessage) -> Result<(MessageBody, ArcCell), LinkError> {
+    let payload = m
+        .payload
+        .as_deref()
+        .ok_or_else(|| LinkError::BadPayload("missing".into()))?;
+    let body =
+        MessageBody::from_boc_base64(payload).map_err(|e| LinkError::BadPayload(e.to_string()))?;
+    let MessageBody::Cell(cell) = &body else {
+        unreachable!("a BOC body is a cell")
+    };
+    let cell = cell.clone();
+    Ok((body, cell))
+}
+
+/// The payment comment names this purchase, and no other recipient than ours.
+fn check_comment(comment: String, purchase: Purchase, recipient: &str) -> Result<(), LinkError> {
+    if !names_purchase(&comment, purchase) {
+        return Err(LinkError::PayloadMismatch(comment));
+    }
+    if let Some(named) = named_recipient(&comment) {
+        if !named.eq_ignore_ascii_case(recipient) {
+            return Err(LinkError::WrongRecipient {
+                named: format!("@{named}"),
+                ours: recipient.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Whether Fragment's comment names this purchase: `"<N> Telegram Stars …"` (seen in real
 /// payloads), or Telegram Premium for `<M>` months (spacing unverified, so matched loosely).
 fn names_purchase(comment: &str, purchase: Purchase) -> bool {
@@ -230,6 +262,17 @@ impl PaymentLink {
         })
     }
 
+    /// Enough time left before `validUntil` to sign and broadcast.
+    fn check_validity(&self, now: u32, min_validity: u32) -> Result<(), LinkError> {
+        if u64::from(self.valid_until) < u64::from(now) + u64::from(min_validity) {
+            return Err(LinkError::Expired {
+                valid_until: self.valid_until,
+                now,
+            });
+        }
+        Ok(())
+    }
+
     /// The link's one message, once the link is shown to be for request `req_id`, paid by
     /// `payer`.
     fn the_message(&self, req_id: &str, payer: &TonAddress) -> Result<&LinkMessage, LinkError> {
@@ -281,22 +324,9 @@ impl PaymentLink {
                 max: USDT_MAX_ATTACHED,
             });
         }
-        if u64::from(self.valid_until) < u64::from(e.now) + u64::from(e.min_validity) {
-            return Err(LinkError::Expired {
-                valid_until: self.valid_until,
-                now: e.now,
-            });
-        }
-        let payload = m
-            .payload
-            .as_deref()
-            .ok_or_else(|| LinkError::BadPayload("missing".into()))?;
-        let body = MessageBody::from_boc_base64(payload)
-            .map_err(|e| LinkError::BadPayload(e.to_string()))?;
-        let MessageBody::Cell(cell) = &body else {
-            unreachable!("a BOC body is a cell")
-        };
-        let transfer = JettonTransfer::parse(cell)
+        self.check_validity(e.now, e.min_validity)?;
+        let (body, cell) = payload_cell(m)?;
+        let transfer = JettonTransfer::parse(&cell)
             .map_err(|e| LinkError::BadPayload(format!("not a jetton transfer: {e}")))?;
         if !e.fragment_addresses.contains(&transfer.destination) {
             return Err(LinkError::UnknownDestination(address::raw(
@@ -332,17 +362,7 @@ impl PaymentLink {
         let comment = read_comment(&transfer.forward_payload.cell()).ok_or_else(|| {
             LinkError::BadPayload("the forward payload is not a text comment".into())
         })?;
-        if !names_purchase(&comment, e.purchase) {
-            return Err(LinkError::PayloadMismatch(comment));
-        }
-        if let Some(named) = named_recipient(&comment) {
-            if !named.eq_ignore_ascii_case(e.recipient) {
-                return Err(LinkError::WrongRecipient {
-                    named: format!("@{named}"),
-                    ours: e.recipient.to_string(),
-                });
-            }
-        }
+        check_comment(comment, e.purchase, e.recipient)?;
         Ok(CheckedUsdtPayment {
             message: OutgoingMessage::to(destination, m.amount, body),
             amount: transfer.amount,
@@ -373,34 +393,11 @@ impl PaymentLink {
                 max: e.max_amount,
             });
         }
-        if u64::from(self.valid_until) < u64::from(e.now) + u64::from(e.min_validity) {
-            return Err(LinkError::Expired {
-                valid_until: self.valid_until,
-                now: e.now,
-            });
-        }
-        let payload = m
-            .payload
-            .as_deref()
-            .ok_or_else(|| LinkError::BadPayload("missing".into()))?;
-        let body = MessageBody::from_boc_base64(payload)
-            .map_err(|e| LinkError::BadPayload(e.to_string()))?;
-        let MessageBody::Cell(cell) = &body else {
-            unreachable!("a BOC body is a cell")
-        };
-        let comment =
-            read_comment(cell).ok_or_else(|| LinkError::BadPayload("not a text comment".into()))?;
-        if !names_purchase(&comment, e.purchase) {
-            return Err(LinkError::PayloadMismatch(comment));
-        }
-        if let Some(named) = named_recipient(&comment) {
-            if !named.eq_ignore_ascii_case(e.recipient) {
-                return Err(LinkError::WrongRecipient {
-                    named: format!("@{named}"),
-                    ours: e.recipient.to_string(),
-                });
-            }
-        }
+        self.check_validity(e.now, e.min_validity)?;
+        let (body, cell) = payload_cell(m)?;
+        let comment = read_comment(&cell)
+            .ok_or_else(|| LinkError::BadPayload("not a text comment".into()))?;
+        check_comment(comment, e.purchase, e.recipient)?;
         let message = OutgoingMessage::to(destination, m.amount, body);
         Ok(CheckedPayment {
             message,

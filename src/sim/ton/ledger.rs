@@ -328,6 +328,28 @@ struct Outgoing {
     init: Option<ArcCell>,
 }
 
+impl Outgoing {
+    /// A message a contract builds itself, its body in a reference.
+    fn with_body(
+        destination: TonAddress,
+        value: u64,
+        bounce: bool,
+        body: ArcCell,
+        init: Option<ArcCell>,
+    ) -> Outgoing {
+        Outgoing {
+            destination,
+            value,
+            bounce,
+            body: EitherRef {
+                value: body,
+                layout: EitherRefLayout::ToRef,
+            },
+            init,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Ledger {
     network: Network,
@@ -566,16 +588,13 @@ impl Ledger {
             .to_cell()
             .expect("fits")
             .to_arc();
-        let out = Outgoing {
-            destination: sim_jetton::wallet_address(master, owner),
-            value: self.fees.jetton + self.fees.forward,
-            bounce: false,
-            body: EitherRef {
-                value: body.to_arc(),
-                layout: EitherRefLayout::ToRef,
-            },
-            init: Some(init),
-        };
+        let out = Outgoing::with_body(
+            sim_jetton::wallet_address(master, owner),
+            self.fees.jetton + self.fees.forward,
+            false,
+            body.to_arc(),
+            Some(init),
+        );
         let lt = self.take_lt(1);
         let msg = self.build_internal(master, out, lt, now.unix, self.fees.forward, false);
         self.deliver(msg, now)
@@ -940,16 +959,7 @@ impl Ledger {
         let mut out_msgs = Vec::new();
         if bounces && returned > 0 {
             let bounce_body = bounce_body(&msg.body);
-            let back = Outgoing {
-                destination: source.clone(),
-                value: returned,
-                bounce: false,
-                body: EitherRef {
-                    value: bounce_body,
-                    layout: EitherRefLayout::ToRef,
-                },
-                init: None,
-            };
+            let back = Outgoing::with_body(source.clone(), returned, false, bounce_body, None);
             out_msgs.push(self.build_internal(&address, back, lt + 1, now, fwd, true));
         }
         let account = self.accounts.entry(address.clone()).or_default();
@@ -1084,16 +1094,13 @@ impl Ledger {
                     let init = sim_jetton::wallet_state_init(&master, &t.destination)
                         .to_cell()
                         .map_err(|_| exit_code::CELL_UNDERFLOW)?;
-                    let out = Outgoing {
-                        destination: sim_jetton::wallet_address(&master, &t.destination),
-                        value: available - fwd,
-                        bounce: true,
-                        body: EitherRef {
-                            value: internal.to_arc(),
-                            layout: EitherRefLayout::ToRef,
-                        },
-                        init: Some(init.to_arc()),
-                    };
+                    let out = Outgoing::with_body(
+                        sim_jetton::wallet_address(&master, &t.destination),
+                        available - fwd,
+                        true,
+                        internal.to_arc(),
+                        Some(init.to_arc()),
+                    );
                     Ok((JettonAmount(left), vec![out]))
                 }
                 OP_INTERNAL_TRANSFER => {
@@ -1123,31 +1130,25 @@ impl Ledger {
                         }
                         .to_cell()
                         .map_err(|_| exit_code::CELL_UNDERFLOW)?;
-                        outs.push(Outgoing {
-                            destination: owner.clone(),
-                            value: forward,
-                            bounce: false,
-                            body: EitherRef {
-                                value: notification.to_arc(),
-                                layout: EitherRefLayout::ToRef,
-                            },
-                            init: None,
-                        });
+                        outs.push(Outgoing::with_body(
+                            owner.clone(),
+                            forward,
+                            false,
+                            notification.to_arc(),
+                            None,
+                        ));
                     }
                     if let Some(response) = &t.response_destination {
                         if left > fwd {
                             let body =
                                 excesses(t.query_id).map_err(|_| exit_code::CELL_UNDERFLOW)?;
-                            outs.push(Outgoing {
-                                destination: response.clone(),
-                                value: left - fwd,
-                                bounce: false,
-                                body: EitherRef {
-                                    value: body.to_arc(),
-                                    layout: EitherRefLayout::ToRef,
-                                },
-                                init: None,
-                            });
+                            outs.push(Outgoing::with_body(
+                                response.clone(),
+                                left - fwd,
+                                false,
+                                body.to_arc(),
+                                None,
+                            ));
                         }
                     }
                     Ok((balance, outs))
@@ -1165,16 +1166,13 @@ impl Ledger {
                 let mut outs = vec![];
                 let returned = msg.value.saturating_sub(gas_paid + fwd);
                 if bounce && !bounced && returned > 0 {
-                    outs.push(Outgoing {
-                        destination: source.clone(),
-                        value: returned,
-                        bounce: false,
-                        body: EitherRef {
-                            value: bounce_body(&msg.body),
-                            layout: EitherRefLayout::ToRef,
-                        },
-                        init: None,
-                    });
+                    outs.push(Outgoing::with_body(
+                        source.clone(),
+                        returned,
+                        false,
+                        bounce_body(&msg.body),
+                        None,
+                    ));
                 }
                 (balance, outs, code, gas_paid)
             }
